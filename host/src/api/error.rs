@@ -1,0 +1,83 @@
+//! `ApiError`: every error the API returns, with one exhaustive mapping to an HTTP status
+//! and a stable code. Internal details go to the log, not to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::{callbacks, db, registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidComponent(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::InvalidComponent(_) => (StatusCode::BAD_REQUEST, "invalid_component"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let body = json!({"error": {"code": code, "message": self.to_string()}});
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<db::Error> for ApiError {
+    fn from(e: db::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<registry::Error> for ApiError {
+    fn from(e: registry::Error) -> Self {
+        use registry::Error as E;
+        match e {
+            E::Empty | E::NotWasm | E::CoreModule | E::Invalid(_) | E::Link(_) | E::Export(_) => {
+                ApiError::InvalidComponent(e.to_string())
+            }
+            E::UnknownFunction(_) | E::UnknownVersion(..) => ApiError::NotFound(e.to_string()),
+            E::Storage(e) => e.into(),
+            E::Artifact(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<callbacks::Error> for ApiError {
+    fn from(e: callbacks::Error) -> Self {
+        use callbacks::Error as E;
+        match e {
+            E::NotFound(_) => ApiError::NotFound(e.to_string()),
+            E::AlreadyCompleted(_) | E::ExecutionFinished(_) => ApiError::Conflict(e.to_string()),
+            E::Storage(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Key encoding for the one `data` tree. Every key starts with a one-byte table tag; numbers
+//! are big-endian so that byte order is numeric order (timers sort by due time, history by
+//! sequence). Tenant-owned tables (functions, versions, executions) start with the tenant;
+//! per-execution tables start with the 16-byte execution id, which is global and random.
+//!
+//! Names and tenants never contain a NUL byte (the API validates them), so NUL separates
+//! variable-length parts unambiguously.
+
+pub const FUNCTION: u8 = b'F';
+pub const VERSION: u8 = b'V';
+pub const EXECUTION: u8 = b'X';
+pub const HISTORY: u8 = b'H';
+pub const LOG: u8 = b'L';
+pub const LOG_SEEN: u8 = b'K';
+pub const TIMER: u8 = b'T';
+pub const CALLBACK: u8 = b'C';
+
+/// An execution id: a ULID (48-bit millisecond time, 80 random bits) as 16 bytes.
+pub type ExecId = [u8; 16];
+
+fn tagged(tag: u8, cap: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(cap + 1);
+    k.push(tag);
+    k
+}
+
+pub fn function(tenant: &str, name: &str) -> Vec<u8> {
+    let mut k = tagged(FUNCTION, tenant.len() + name.len() + 1);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn functions_of(tenant: &str) -> Vec<u8> {
+    let mut k = tagged(FUNCTION, tenant.len() + 1);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn versions_of(tenant: &str, name: &str) -> Vec<u8> {
+    let mut k = tagged(VERSION, tenant.len() + name.len() + 2);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn version(tenant: &str, name: &str, version: u32) -> Vec<u8> {
+    let mut k = versions_of(tenant, name);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+pub fn executions_of(tenant: &str) -> Vec<u8> {
+    let mut k = tagged(EXECUTION, tenant.len() + 17);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn execution(tenant: &str, id: &ExecId) -> Vec<u8> {
+    let mut k = executions_of(tenant);
+    k.extend_from_slice(id);
+    k
+}
+
+/// The execution id at the end of an execution key.
+pub fn execution_id_of(key: &[u8]) -> Option<ExecId> {
+    key.len()
+        .checked_sub(16)
+        .and_then(|at| key[at..].try_into().ok())
+}
+
+pub fn history_of(id: &ExecId) -> Vec<u8> {
+    let mut k = tagged(HISTORY, 20);
+    k.extend_from_slice(id);
+    k
+}
+
+pub fn history(id: &ExecId, seq: u32) -> Vec<u8> {
+    let mut k = history_of(id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn logs_of(id: &ExecId) -> Vec<u8> {
+    let mut k = tagged(LOG, 20);
+    k.extend_from_slice(id);
+    k
+}
+
+pub fn log(id: &ExecId, seq: u32) -> Vec<u8> {
+    let mut k = logs_of(id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn log_seen(id: &ExecId, position: &str) -> Vec<u8> {
+    let mut k = tagged(LOG_SEEN, 16 + position.len());
+    k.extend_from_slice(id);
+    k.extend_from_slice(position.as_bytes());
+    k
+}
+
+pub fn log_seen_of(id: &ExecId) -> Vec<u8> {
+    let mut k = tagged(LOG_SEEN, 16);
+    k.extend_from_slice(id);
+    k
+}
+
+pub fn timers() -> Vec<u8> {
+    vec![TIMER]
+}
+
+/// A timer: due time first, so a scan yields timers in due order.
+pub fn timer(due_ms: u64, id: &ExecId, op_id: &str) -> Vec<u8> {
+    let mut k = tagged(TIMER, 24 + op_id.len());
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    k.extend_from_slice(id);
+    k.extend_from_slice(op_id.as_bytes());
+    k
+}
+
+/// (due, execution id, op id) of a timer key.
+pub fn parse_timer(key: &[u8]) -> Option<(u64, ExecId, String)> {
+    if key.len() < 25 || key[0] != TIMER {
+        return None;
+    }
+    let due = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let id: ExecId = key[9..25].try_into().ok()?;
+    let op = std::str::from_utf8(&key[25..]).ok()?.to_string();
+    Some((due, id, op))
+}
+
+pub fn callback(callback_id: &str) -> Vec<u8> {
+    let mut k = tagged(CALLBACK, callback_id.len());
+    k.extend_from_slice(callback_id.as_bytes());
+    k
+}
+
+pub fn callbacks() -> Vec<u8> {
+    vec![CALLBACK]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_sort_by_due_time_and_round_trip() {
+        let a = [1u8; 16];
+        let b = [0u8; 16];
+        let early = timer(5, &a, "9");
+        let late = timer(256, &b, "1");
+        assert!(early < late, "due time dominates the order");
+        assert_eq!(parse_timer(&late), Some((256, b, "1".to_string())));
+        assert_eq!(parse_timer(&early), Some((5, a, "9".to_string())));
+        assert_eq!(parse_timer(b"Tshort"), None);
+    }
+
+    #[test]
+    fn history_sorts_by_sequence() {
+        let id = [7u8; 16];
+        assert!(history(&id, 2) < history(&id, 10));
+        assert!(history(&id, 255) < history(&id, 256));
+        assert!(history(&id, 1).starts_with(&history_of(&id)));
+    }
+
+    #[test]
+    fn tenants_and_functions_do_not_overlap() {
+        // "ab" + "c" must not share a prefix scan with "a" + "bc".
+        assert!(!function("ab", "c").starts_with(&functions_of("a")));
+        assert!(!version("t", "f", 1).starts_with(&versions_of("t", "")));
+        assert!(version("t", "f", 1).starts_with(&versions_of("t", "f")));
+        assert!(version("t", "f", 1) < version("t", "f", 2));
+        let id = [3u8; 16];
+        assert_eq!(execution_id_of(&execution("t", &id)), Some(id));
+        assert!(!execution("t2", &id).starts_with(&executions_of("t")));
+    }
+}

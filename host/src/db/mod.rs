@@ -1,0 +1,386 @@
+//! Persistence: the only module that imports sled.
+//!
+//! Owns the on-disk layout (one `data` tree with tagged keys, see `keys`; one `components`
+//! tree for content-addressed component bytes), record encoding, atomic batches and group
+//! commit. A `Batch` is applied atomically (one sled `apply_batch` on one tree); `sync()`
+//! makes everything applied before it durable, and concurrent callers share one fsync.
+//!
+//! Architecture invariant: callers never see sled types; durability is explicit (`commit`
+//! with `Durability::Sync` returns only after fsync).
+
+pub mod keys;
+mod records;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::journal::Event;
+pub use keys::ExecId;
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("storage: corrupt record under {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("storage: the sync task has stopped")]
+    SyncStopped,
+    #[error("storage: fsync failed: {0}")]
+    Sync(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Record encoding: one format byte, then postcard. The byte lets a later release read
+/// records written by this one.
+const FORMAT: u8 = 1;
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    out.extend(postcard::to_stdvec(v).expect("records always serialize"));
+    out
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    let corrupt = |reason: String| Error::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
+        Some((v, _)) => Err(corrupt(format!("unknown format {v}"))),
+        None => Err(corrupt("empty".into())),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Applied in memory; on disk at the next sync (or sled's background flush).
+    Lazy,
+    /// On disk before `commit` returns.
+    Sync,
+}
+
+/// Writes applied together, atomically.
+#[derive(Default)]
+pub struct Batch {
+    inner: sled::Batch,
+    len: usize,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, v: &T) {
+        self.inner.insert(key, encode(v));
+        self.len += 1;
+    }
+
+    fn del(&mut self, key: Vec<u8>) {
+        self.inner.remove(key);
+        self.len += 1;
+    }
+
+    pub fn put_event(&mut self, id: &ExecId, e: &Event) {
+        self.put(keys::history(id, e.seq), e);
+    }
+
+    pub fn put_execution(&mut self, rec: &ExecutionRecord) {
+        self.put(keys::execution(&rec.tenant, &rec.id), rec);
+    }
+
+    pub fn put_function(&mut self, tenant: &str, rec: &FunctionRecord) {
+        self.put(keys::function(tenant, &rec.name), rec);
+    }
+
+    pub fn put_version(&mut self, tenant: &str, name: &str, rec: &VersionRecord) {
+        self.put(keys::version(tenant, name, rec.version), rec);
+    }
+
+    pub fn put_timer(&mut self, due_ms: u64, id: &ExecId, op_id: &str, rec: &TimerRecord) {
+        self.put(keys::timer(due_ms, id, op_id), rec);
+    }
+
+    pub fn del_timer(&mut self, due_ms: u64, id: &ExecId, op_id: &str) {
+        self.del(keys::timer(due_ms, id, op_id));
+    }
+
+    pub fn put_callback(&mut self, callback_id: &str, rec: &CallbackRecord) {
+        self.put(keys::callback(callback_id), rec);
+    }
+
+    pub fn put_log(&mut self, id: &ExecId, seq: u32, rec: &LogRecord) {
+        self.put(keys::log(id, seq), rec);
+        self.inner
+            .insert(keys::log_seen(id, &rec.position), &[][..]);
+        self.len += 1;
+    }
+}
+
+/// The database: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+    components: sled::Tree,
+    syncer: mpsc::UnboundedSender<oneshot::Sender<std::result::Result<(), String>>>,
+    stats: Arc<SyncStats>,
+}
+
+/// Group-commit counters, for metrics and benchmarks.
+#[derive(Default)]
+pub struct SyncStats {
+    pub fsyncs: std::sync::atomic::AtomicU64,
+    pub sync_requests: std::sync::atomic::AtomicU64,
+}
+
+impl Store {
+    /// Open (or create) the database under `dir`. Must be called inside a tokio runtime: it
+    /// starts the group-commit task.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from explicit syncs; the background flush only bounds how
+            // much lazily-written data (logs, at-least-once step starts) a crash can lose.
+            .flush_every_ms(Some(500))
+            .cache_capacity(64 * 1024 * 1024)
+            .open()?;
+        let data = db.open_tree("data")?;
+        let components = db.open_tree("components")?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(SyncStats::default());
+        tokio::spawn(sync_loop(db.clone(), rx, stats.clone()));
+        Ok(Self {
+            db,
+            data,
+            components,
+            syncer: tx,
+            stats,
+        })
+    }
+
+    pub fn sync_stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    /// Make every write applied so far durable. Concurrent callers share one fsync.
+    pub async fn sync(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.stats
+            .sync_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.syncer.send(tx).map_err(|_| Error::SyncStopped)?;
+        rx.await
+            .map_err(|_| Error::SyncStopped)?
+            .map_err(Error::Sync)
+    }
+
+    /// Apply a batch atomically; with `Durability::Sync`, return once it is on disk.
+    pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<()> {
+        if !batch.is_empty() {
+            self.data.apply_batch(batch.inner)?;
+        }
+        if durability == Durability::Sync {
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.data.get(key)? {
+            Some(v) => decode(key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(sled::IVec, T)>> + '_ {
+        self.data.scan_prefix(prefix).map(|r| {
+            let (k, v) = r?;
+            let t = decode(&k, &v)?;
+            Ok((k, t))
+        })
+    }
+
+    // ---- components (content-addressed bytes) ----
+
+    pub fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
+        self.components.insert(sha256.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    pub fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.components.get(sha256.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    // ---- functions and versions ----
+
+    pub fn function(&self, tenant: &str, name: &str) -> Result<Option<FunctionRecord>> {
+        self.get(&keys::function(tenant, name))
+    }
+
+    pub fn functions(&self, tenant: &str) -> Result<Vec<FunctionRecord>> {
+        self.scan(&keys::functions_of(tenant))
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    pub fn version(&self, tenant: &str, name: &str, version: u32) -> Result<Option<VersionRecord>> {
+        self.get(&keys::version(tenant, name, version))
+    }
+
+    pub fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionRecord>> {
+        self.scan(&keys::versions_of(tenant, name))
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    // ---- executions ----
+
+    pub fn execution(&self, tenant: &str, id: &ExecId) -> Result<Option<ExecutionRecord>> {
+        self.get(&keys::execution(tenant, id))
+    }
+
+    /// Every execution of `tenant`, newest first (ids are time-ordered).
+    pub fn executions(&self, tenant: &str) -> impl Iterator<Item = Result<ExecutionRecord>> + '_ {
+        self.scan(&keys::executions_of(tenant))
+            .rev()
+            .map(|r| r.map(|(_, v)| v))
+    }
+
+    /// Every execution of every tenant (start-up recovery and metrics).
+    pub fn all_executions(&self) -> impl Iterator<Item = Result<ExecutionRecord>> + '_ {
+        self.scan(&[keys::EXECUTION]).map(|r| r.map(|(_, v)| v))
+    }
+
+    pub fn history(&self, id: &ExecId) -> Result<Vec<Event>> {
+        self.scan(&keys::history_of(id))
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    /// History events with `seq >= from`, at most `limit` of them.
+    pub fn history_page(&self, id: &ExecId, from: u32, limit: usize) -> Result<Vec<Event>> {
+        self.data
+            .range(keys::history(id, from)..keys::history(id, u32::MAX))
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    // ---- logs ----
+
+    pub fn logs(&self, id: &ExecId) -> Result<Vec<LogRecord>> {
+        self.scan(&keys::logs_of(id))
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    /// The sequence number for the next log line of an execution.
+    pub fn next_log_seq(&self, id: &ExecId) -> Result<u32> {
+        match self.data.scan_prefix(keys::logs_of(id)).next_back() {
+            Some(r) => {
+                let (k, _) = r?;
+                let seq = u32::from_be_bytes(k[k.len() - 4..].try_into().expect("4 bytes"));
+                Ok(seq + 1)
+            }
+            None => Ok(1),
+        }
+    }
+
+    /// Whether a log line at this replay position was recorded already.
+    pub fn log_seen(&self, id: &ExecId, position: &str) -> Result<bool> {
+        Ok(self.data.contains_key(keys::log_seen(id, position))?)
+    }
+
+    // ---- timers ----
+
+    /// Every timer, in due order.
+    pub fn timers(&self) -> impl Iterator<Item = Result<(u64, ExecId, String, TimerRecord)>> + '_ {
+        self.scan(&keys::timers()).filter_map(|r| match r {
+            Ok((k, rec)) => keys::parse_timer(&k).map(|(due, id, op)| Ok((due, id, op, rec))),
+            Err(e) => Some(Err(e)),
+        })
+    }
+
+    pub fn timer_exists(&self, due_ms: u64, id: &ExecId, op_id: &str) -> Result<bool> {
+        Ok(self.data.contains_key(keys::timer(due_ms, id, op_id))?)
+    }
+
+    // ---- callbacks ----
+
+    pub fn callback(&self, callback_id: &str) -> Result<Option<CallbackRecord>> {
+        self.get(&keys::callback(callback_id))
+    }
+
+    pub fn callbacks(&self) -> impl Iterator<Item = Result<(String, CallbackRecord)>> + '_ {
+        self.scan(&keys::callbacks())
+            .map(|r| r.map(|(k, v)| (String::from_utf8_lossy(&k[1..]).into_owned(), v)))
+    }
+
+    /// Atomically replace a callback record if it still equals `expected` (compare and
+    /// swap), so two completions racing for one callback cannot both win.
+    pub fn swap_callback(
+        &self,
+        callback_id: &str,
+        expected: &CallbackRecord,
+        new: &CallbackRecord,
+    ) -> Result<bool> {
+        let key = keys::callback(callback_id);
+        let res = self
+            .data
+            .compare_and_swap(key, Some(encode(expected)), Some(encode(new)))?;
+        Ok(res.is_ok())
+    }
+
+    /// Bytes on disk (for metrics).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// The group-commit loop: take every waiting sync request, fsync once, answer them all.
+/// A request that arrives during an fsync is served by the next one, so every write applied
+/// before a request was made is on disk when that request is answered.
+async fn sync_loop(
+    db: sled::Db,
+    mut rx: mpsc::UnboundedReceiver<oneshot::Sender<std::result::Result<(), String>>>,
+    stats: Arc<SyncStats>,
+) {
+    let mut waiters = Vec::new();
+    while let Some(first) = rx.recv().await {
+        waiters.push(first);
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let db = db.clone();
+        let res = tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        stats
+            .fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = &res {
+            tracing::error!(error = %e, "fsync failed");
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(res.clone());
+        }
+    }
+}

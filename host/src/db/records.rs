@@ -1,0 +1,169 @@
+//! Stored records (other than history events, which `journal` owns).
+
+use serde::{Deserialize, Serialize};
+
+use super::ExecId;
+use crate::journal::ErrorObject;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub name: String,
+    pub created_ms: u64,
+    pub latest_version: u32,
+    /// Deleted functions refuse new invocations; their versions stay for running executions.
+    pub deleted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub version: u32,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub created_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// Queued or resident.
+    Running,
+    /// Waiting on a timer, a callback or a retry delay; nothing resident.
+    Suspended,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Stopped,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Running,
+        Status::Suspended,
+        Status::Succeeded,
+        Status::Failed,
+        Status::TimedOut,
+        Status::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Suspended => "suspended",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Status::Running | Status::Suspended)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub id: ExecId,
+    pub tenant: String,
+    pub function: String,
+    pub version: u32,
+    pub status: Status,
+    /// JSON text.
+    pub input: String,
+    /// JSON text, once succeeded.
+    pub output: Option<String>,
+    pub error: Option<ErrorObject>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// What a timer does when due.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TimerKind {
+    /// Wake the execution (a wait or a retry delay is over).
+    Wake,
+    /// Time out a pending callback.
+    CallbackTimeout { callback_id: String },
+    /// Time out a pending callback that got no heartbeat in time.
+    HeartbeatTimeout { callback_id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimerRecord {
+    pub tenant: String,
+    pub kind: TimerKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CallbackState {
+    Pending,
+    Succeeded(String),
+    Failed(ErrorObject),
+    TimedOut(ErrorObject),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    pub tenant: String,
+    pub execution: ExecId,
+    pub op_id: String,
+    pub state: CallbackState,
+    pub created_ms: u64,
+    pub timeout_deadline_ms: Option<u64>,
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// When the callback times out for lack of a heartbeat.
+    pub heartbeat_deadline_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogStream {
+    /// The replay-aware `log` import.
+    Log,
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Log => "log",
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub at_ms: u64,
+    pub level: LogLevel,
+    pub stream: LogStream,
+    pub message: String,
+    /// The operation the guest was in (its id), if any.
+    pub op_id: Option<String>,
+    /// The replay position this line was written at; a replay that writes at a position
+    /// already seen is not recorded again.
+    pub position: String,
+}

@@ -1,0 +1,391 @@
+//! The `durable:function/context` interface: each call asks the journal what to do, then
+//! performs the effects (append events, put/delete timers, create callback records, fsync
+//! when required) before replying to the guest or suspending it.
+
+use super::bindings::{context, types};
+use super::{HostFailure, HostState, Suspend};
+use crate::db::{
+    Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
+};
+use crate::journal::{
+    error_types, Backoff, CallbackPoll, ContextKind, ContextStart, Effects, ErrorObject, Jitter,
+    Reply, Resolution, RetryPolicy, StepSemantics, StepStart, SuspendReason,
+};
+
+fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
+    wasmtime::Error::new(e)
+}
+
+impl From<types::ErrorObject> for ErrorObject {
+    fn from(e: types::ErrorObject) -> Self {
+        ErrorObject {
+            error_type: e.error_type,
+            error_message: e.error_message,
+            error_data: e.error_data,
+        }
+    }
+}
+
+impl From<ErrorObject> for types::ErrorObject {
+    fn from(e: ErrorObject) -> Self {
+        types::ErrorObject {
+            error_type: e.error_type,
+            error_message: e.error_message,
+            error_data: e.error_data,
+        }
+    }
+}
+
+fn policy(p: Option<types::RetryPolicy>) -> RetryPolicy {
+    let Some(p) = p else {
+        return RetryPolicy::default();
+    };
+    RetryPolicy {
+        max_attempts: p.max_attempts.max(1),
+        initial_delay_ms: p.initial_delay_ms,
+        max_delay_ms: p.max_delay_ms,
+        backoff: match p.backoff {
+            types::Backoff::Exponential(rate) => Backoff::Exponential(rate),
+            types::Backoff::Linear(inc) => Backoff::Linear(inc),
+        },
+        jitter: match p.jitter {
+            types::Jitter::None => Jitter::None,
+            types::Jitter::Full => Jitter::Full,
+            types::Jitter::Half => Jitter::Half,
+        },
+        retry_on: p.retry_on,
+        never_retry_on: p.never_retry_on,
+    }
+}
+
+fn context_kind(k: types::ContextKind) -> ContextKind {
+    match k {
+        types::ContextKind::RunInChildContext => ContextKind::RunInChildContext,
+        types::ContextKind::WaitForCallback => ContextKind::WaitForCallback,
+    }
+}
+
+/// Suffixes that keep a callback's two timers apart from each other.
+const TIMEOUT_SUFFIX: &str = "#timeout";
+const HEARTBEAT_SUFFIX: &str = "#heartbeat";
+
+/// The timer key suffix of a callback timer kind.
+pub fn callback_timer_op(op_id: &str, kind: &TimerKind) -> String {
+    match kind {
+        TimerKind::Wake => op_id.to_string(),
+        TimerKind::CallbackTimeout { .. } => format!("{op_id}{TIMEOUT_SUFFIX}"),
+        TimerKind::HeartbeatTimeout { .. } => format!("{op_id}{HEARTBEAT_SUFFIX}"),
+    }
+}
+
+impl HostState {
+    /// Check a JSON payload the guest hands over: valid JSON, within the size limit.
+    fn check_payload(&self, value: &str) -> Result<(), ErrorObject> {
+        let max = self.shared.limits.max_payload_bytes;
+        if value.len() > max {
+            return Err(ErrorObject::new(
+                error_types::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the value is {} bytes; the limit is {max} bytes",
+                    value.len()
+                ),
+            ));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(value).map_err(|e| {
+            ErrorObject::new(
+                error_types::INVALID_PAYLOAD,
+                format!("the value is not JSON: {e}"),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Perform a journal decision: persist, then reply or suspend.
+    async fn perform<T>(&mut self, fx: Effects<T>) -> wasmtime::Result<T> {
+        let mut batch = Batch::new();
+        for e in &fx.events {
+            batch.put_event(&self.execution, e);
+        }
+        let wake = TimerRecord {
+            tenant: self.tenant.to_string(),
+            kind: TimerKind::Wake,
+        };
+        for t in &fx.timers {
+            batch.put_timer(t.due_ms, &self.execution, &t.op_id, &wake);
+        }
+        for t in &fx.timers_done {
+            batch.del_timer(t.due_ms, &self.execution, &t.op_id);
+        }
+        let mut callback_timers = Vec::new();
+        if let Some(cb) = &fx.callback {
+            let now = self.now_ms();
+            let heartbeat_deadline_ms = cb.heartbeat_timeout_ms.map(|h| now.saturating_add(h));
+            batch.put_callback(
+                &cb.callback_id,
+                &CallbackRecord {
+                    tenant: self.tenant.to_string(),
+                    execution: self.execution,
+                    op_id: cb.op_id.clone(),
+                    state: CallbackState::Pending,
+                    created_ms: now,
+                    timeout_deadline_ms: cb.timeout_deadline_ms,
+                    heartbeat_timeout_ms: cb.heartbeat_timeout_ms,
+                    heartbeat_deadline_ms,
+                },
+            );
+            let kinds = [
+                (
+                    cb.timeout_deadline_ms,
+                    TimerKind::CallbackTimeout {
+                        callback_id: cb.callback_id.clone(),
+                    },
+                ),
+                (
+                    heartbeat_deadline_ms,
+                    TimerKind::HeartbeatTimeout {
+                        callback_id: cb.callback_id.clone(),
+                    },
+                ),
+            ];
+            for (due, kind) in kinds {
+                if let Some(due) = due {
+                    let op = callback_timer_op(&cb.op_id, &kind);
+                    let rec = TimerRecord {
+                        tenant: self.tenant.to_string(),
+                        kind,
+                    };
+                    batch.put_timer(due, &self.execution, &op, &rec);
+                    callback_timers.push((due, op, rec));
+                }
+            }
+        }
+        self.flush_logs_into(&mut batch);
+        let durability = if fx.sync {
+            Durability::Sync
+        } else {
+            Durability::Lazy
+        };
+        self.shared
+            .db
+            .commit(batch, durability)
+            .await
+            .map_err(|e| trap(HostFailure(e)))?;
+        let timers = &self.shared.timers;
+        for t in fx.timers {
+            timers.add(t.due_ms, self.execution, t.op_id, wake.clone());
+        }
+        for t in fx.timers_done {
+            timers.remove(t.due_ms, self.execution, &t.op_id);
+        }
+        for (due, op, rec) in callback_timers {
+            timers.add(due, self.execution, op, rec);
+        }
+        match fx.reply {
+            Reply::Return(t) => Ok(t),
+            Reply::Suspend(reason) => Err(trap(Suspend(reason))),
+        }
+    }
+
+    /// Common prologue of every call: captured output belongs before this call's position.
+    fn enter(&mut self) -> wasmtime::Result<u64> {
+        self.drain_stdio(false).map_err(trap)?;
+        Ok(self.now_ms())
+    }
+}
+
+impl types::Host for HostState {}
+
+impl context::Host for HostState {
+    async fn step_start(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+        options: types::StepOptions,
+    ) -> wasmtime::Result<(String, types::StepState)> {
+        let now = self.enter()?;
+        let semantics = match options.semantics {
+            types::StepSemantics::AtLeastOncePerRetry => StepSemantics::AtLeastOncePerRetry,
+            types::StepSemantics::AtMostOncePerRetry => StepSemantics::AtMostOncePerRetry,
+        };
+        let fx = self
+            .act
+            .step_start(
+                now,
+                parent.as_deref(),
+                name.as_deref(),
+                semantics,
+                policy(options.retry),
+                rand::random::<f64>(),
+            )
+            .map_err(trap)?;
+        let (id, state) = self.perform(fx).await?;
+        let state = match state {
+            StepStart::Succeeded(v) => types::StepState::Succeeded(v),
+            StepStart::Failed(e) => types::StepState::Failed(e.into()),
+            StepStart::Run(n) => types::StepState::Run(n),
+        };
+        Ok((id, state))
+    }
+
+    async fn step_succeed(
+        &mut self,
+        id: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
+        let now = self.enter()?;
+        if let Err(error) = self.check_payload(&value) {
+            let fx = self
+                .act
+                .step_fail_final(now, &id, error.clone())
+                .map_err(trap)?;
+            self.perform(fx).await?;
+            return Ok(Err(error.into()));
+        }
+        let fx = self.act.step_succeed(now, &id, value).map_err(trap)?;
+        self.perform(fx).await?;
+        Ok(Ok(()))
+    }
+
+    async fn step_fail(
+        &mut self,
+        id: String,
+        error: types::ErrorObject,
+    ) -> wasmtime::Result<Option<u32>> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .step_fail(now, &id, error.into(), rand::random::<f64>())
+            .map_err(trap)?;
+        self.perform(fx).await
+    }
+
+    async fn wait(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+        millis: u64,
+    ) -> wasmtime::Result<()> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .wait(now, parent.as_deref(), name.as_deref(), millis)
+            .map_err(trap)?;
+        self.perform(fx).await
+    }
+
+    async fn create_callback(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+        options: types::CallbackOptions,
+    ) -> wasmtime::Result<(String, String)> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .create_callback(
+                now,
+                parent.as_deref(),
+                name.as_deref(),
+                options.timeout_ms,
+                options.heartbeat_timeout_ms,
+                crate::ids::callback_id,
+            )
+            .map_err(trap)?;
+        self.perform(fx).await
+    }
+
+    async fn await_callback(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<String, types::ErrorObject>> {
+        let now = self.enter()?;
+        let callback_id = match self.act.await_callback(&id).map_err(trap)? {
+            CallbackPoll::Ready(r) => return Ok(r.map_err(Into::into)),
+            CallbackPoll::Pending { callback_id } => callback_id,
+        };
+        let record = self
+            .shared
+            .db
+            .callback(&callback_id)
+            .map_err(|e| trap(HostFailure(e)))?;
+        let resolution = match record.map(|r| r.state) {
+            Some(CallbackState::Succeeded(v)) => Resolution::Succeeded(v),
+            Some(CallbackState::Failed(e)) => Resolution::Failed(e),
+            Some(CallbackState::TimedOut(e)) => Resolution::TimedOut(e),
+            Some(CallbackState::Pending) | None => {
+                let fx = Effects::<()>::new(Reply::Suspend(SuspendReason::Callback));
+                self.perform(fx).await?;
+                unreachable!("perform suspends");
+            }
+        };
+        let outcome = match &resolution {
+            Resolution::Succeeded(v) => Ok(v.clone()),
+            Resolution::Failed(e) | Resolution::TimedOut(e) => Err(e.clone().into()),
+        };
+        if let Some(event) = self.act.resolve_callback(now, &id, resolution) {
+            let mut fx = Effects::new(Reply::Return(()));
+            fx.events.push(event);
+            self.perform(fx).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn context_start(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+        kind: types::ContextKind,
+    ) -> wasmtime::Result<(String, types::ContextState)> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .context_start(now, parent.as_deref(), name.as_deref(), context_kind(kind))
+            .map_err(trap)?;
+        let (id, state) = self.perform(fx).await?;
+        let state = match state {
+            ContextStart::Succeeded(v) => types::ContextState::Succeeded(v),
+            ContextStart::Failed(e) => types::ContextState::Failed(e.into()),
+            ContextStart::Run => types::ContextState::Run,
+        };
+        Ok((id, state))
+    }
+
+    async fn context_succeed(
+        &mut self,
+        id: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
+        let now = self.enter()?;
+        let (outcome, reply) = match self.check_payload(&value) {
+            Ok(()) => (Ok(value), Ok(())),
+            Err(e) => (Err(e.clone()), Err(e.into())),
+        };
+        let fx = self.act.context_end(now, &id, outcome).map_err(trap)?;
+        self.perform(fx).await?;
+        Ok(reply)
+    }
+
+    async fn context_fail(
+        &mut self,
+        id: String,
+        error: types::ErrorObject,
+    ) -> wasmtime::Result<()> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .context_end(now, &id, Err(error.into()))
+            .map_err(trap)?;
+        self.perform(fx).await
+    }
+
+    async fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+        self.enter()?;
+        let level = match level {
+            types::LogLevel::Debug => LogLevel::Debug,
+            types::LogLevel::Info => LogLevel::Info,
+            types::LogLevel::Warn => LogLevel::Warn,
+            types::LogLevel::Error => LogLevel::Error,
+        };
+        self.log_line(level, LogStream::Log, message).map_err(trap)
+    }
+}

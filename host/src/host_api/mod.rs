@@ -1,0 +1,254 @@
+//! Guest imports: the per-activation `HostState` and one file per WIT interface.
+//!
+//! `bindings` holds the generated code and nothing else. `context` implements the durable
+//! operations by asking `journal` what to do and performing its effects against `db`;
+//! `stdio` captures stdout/stderr into the execution's logs; `outbound` enforces the HTTP
+//! allowlist. Suspension is a typed trap (`Suspend`), never a string.
+//!
+//! Architecture invariant: a guest reaches only what is added here: the `context` interface,
+//! WASI clocks/random/stdio (no filesystem, environment, sockets or stdin), and `wasi:http`
+//! outgoing requests filtered by the allowlist.
+
+pub mod bindings;
+mod context;
+pub use context::callback_timer_op;
+pub mod outbound;
+pub mod stdio;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::db::{self, Batch, Durability, ExecId, LogLevel, LogRecord, LogStream, Store};
+use crate::journal::{Activation, SuspendReason};
+use crate::timer::Timers;
+
+/// The host's own trap: the guest has been suspended and must be unloaded. The runtime
+/// finds it with `downcast_ref`; the guest never observes it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("execution suspended ({0:?})")]
+pub struct Suspend(pub SuspendReason);
+
+/// The host could not do its part (storage failed): the activation stops without recording
+/// anything about the guest, which resumes from its last checkpoint later.
+#[derive(Debug, thiserror::Error)]
+#[error("host failure: {0}")]
+pub struct HostFailure(#[from] pub db::Error);
+
+/// Limits that apply to guest-controlled payloads.
+#[derive(Clone, Debug)]
+pub struct PayloadLimits {
+    /// The largest step result, context result, callback result or output, in bytes.
+    pub max_payload_bytes: usize,
+    /// Log lines longer than this are cut (with a marker), so a guest cannot fill the disk
+    /// through one call.
+    pub max_log_line_bytes: usize,
+    /// At most this many log lines are kept per activation; the rest are counted and a
+    /// marker says how many were dropped.
+    pub max_log_lines_per_activation: u32,
+}
+
+impl Default for PayloadLimits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+            max_log_line_bytes: 16 * 1024,
+            max_log_lines_per_activation: 10_000,
+        }
+    }
+}
+
+/// What every activation shares with the rest of the host.
+pub struct Shared {
+    pub db: Store,
+    pub timers: Timers,
+    pub limits: PayloadLimits,
+    pub outbound: Arc<outbound::Allowlist>,
+    /// Live wasm instances (`durable_resident_instances`).
+    pub resident: AtomicI64,
+}
+
+/// Counts a live instance for as long as its store exists.
+pub struct ResidentGuard(Arc<Shared>);
+
+impl ResidentGuard {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        shared.resident.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for ResidentGuard {
+    fn drop(&mut self) {
+        self.0.resident.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The `T` of `Store<T>`: one activation of one execution.
+pub struct HostState {
+    pub shared: Arc<Shared>,
+    pub tenant: Arc<str>,
+    pub execution: ExecId,
+    pub act: Activation,
+    /// Log lines waiting to be written with the next batch.
+    pending_logs: Vec<LogRecord>,
+    next_log_seq: u32,
+    logs_this_activation: u32,
+    logs_dropped: u32,
+    stdio: stdio::Capture,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: outbound::Hooks,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    _resident: ResidentGuard,
+}
+
+impl HostState {
+    pub fn new(
+        shared: Arc<Shared>,
+        tenant: Arc<str>,
+        execution: ExecId,
+        act: Activation,
+        next_log_seq: u32,
+        limits: StoreLimits,
+    ) -> Self {
+        let stdio = stdio::Capture::default();
+        let wasi = WasiCtx::builder()
+            .stdout(stdio.stdout())
+            .stderr(stdio.stderr())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let hooks = outbound::Hooks::new(shared.outbound.clone());
+        Self {
+            _resident: ResidentGuard::new(shared.clone()),
+            shared,
+            tenant,
+            execution,
+            act,
+            pending_logs: Vec::new(),
+            next_log_seq,
+            logs_this_activation: 0,
+            logs_dropped: 0,
+            stdio,
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks,
+            table: ResourceTable::new(),
+            limits,
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.shared.timers.clock().now_ms()
+    }
+
+    /// Record a log line at the guest's current replay position, unless a previous run
+    /// recorded it already.
+    pub fn log_line(
+        &mut self,
+        level: LogLevel,
+        stream: LogStream,
+        mut message: String,
+    ) -> Result<(), HostFailure> {
+        let position = self.act.next_log_key();
+        if self.shared.db.log_seen(&self.execution, &position)? {
+            return Ok(());
+        }
+        if self.logs_this_activation >= self.shared.limits.max_log_lines_per_activation {
+            self.logs_dropped += 1;
+            return Ok(());
+        }
+        self.logs_this_activation += 1;
+        let max = self.shared.limits.max_log_line_bytes;
+        if message.len() > max {
+            let mut cut = max;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let total = message.len();
+            message.truncate(cut);
+            message.push_str(&format!(" …[cut: {total} bytes in all]"));
+        }
+        let op_id = self.act.live_step().map(|(id, _)| id.to_string());
+        self.next_log_seq += 1;
+        self.pending_logs.push(LogRecord {
+            at_ms: self.now_ms(),
+            level,
+            stream,
+            message,
+            op_id,
+            position,
+        });
+        Ok(())
+    }
+
+    /// Move captured stdout/stderr lines into the log, at the current position.
+    pub fn drain_stdio(&mut self, at_end: bool) -> Result<(), HostFailure> {
+        for (stream, line) in self.stdio.take_lines(at_end) {
+            let level = if stream == LogStream::Stderr {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
+            self.log_line(level, stream, line)?;
+        }
+        Ok(())
+    }
+
+    /// Put pending log lines into `batch`.
+    pub fn flush_logs_into(&mut self, batch: &mut Batch) {
+        if self.logs_dropped > 0 {
+            let position = self.act.next_log_key();
+            let dropped = std::mem::take(&mut self.logs_dropped);
+            self.pending_logs.push(LogRecord {
+                at_ms: self.now_ms(),
+                level: LogLevel::Warn,
+                stream: LogStream::Log,
+                message: format!(
+                    "{dropped} log lines dropped: over {} lines in one activation",
+                    self.shared.limits.max_log_lines_per_activation
+                ),
+                op_id: None,
+                position,
+            });
+        }
+        let first = self.next_log_seq - self.pending_logs.len() as u32;
+        for (i, rec) in self.pending_logs.drain(..).enumerate() {
+            batch.put_log(&self.execution, first + i as u32, &rec);
+        }
+    }
+
+    /// Write pending logs (not fsynced: logs are not checkpoints).
+    pub async fn flush_logs(&mut self) -> Result<(), HostFailure> {
+        let mut batch = Batch::new();
+        self.flush_logs_into(&mut batch);
+        self.shared.db.commit(batch, Durability::Lazy).await?;
+        Ok(())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}

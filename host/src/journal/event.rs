@@ -1,0 +1,221 @@
+//! History events: the one durable record of what an execution did.
+//!
+//! The journal state used for replay is a fold of these events (see `journal::Journal`), so
+//! history and replay can never disagree. Event types follow the AWS durable-execution
+//! vocabulary so that the public conformance requirements can be checked against them.
+//! Payloads (results, input, output) are JSON text, stored as given.
+
+use serde::{Deserialize, Serialize};
+
+/// An error as recorded in history and shown to users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorObject {
+    pub error_type: String,
+    pub error_message: String,
+    /// Optional JSON text.
+    pub error_data: Option<String>,
+}
+
+impl ErrorObject {
+    pub fn new(error_type: impl Into<String>, error_message: impl Into<String>) -> Self {
+        Self {
+            error_type: error_type.into(),
+            error_message: error_message.into(),
+            error_data: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.error_message)
+    }
+}
+
+/// Which operation an event is about: its positional id, its parent context and its name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpRef {
+    pub id: String,
+    pub parent: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The sub-type a child context shows in history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContextKind {
+    RunInChildContext,
+    WaitForCallback,
+}
+
+impl ContextKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextKind::RunInChildContext => "RunInChildContext",
+            ContextKind::WaitForCallback => "WaitForCallback",
+        }
+    }
+}
+
+/// One history event. `seq` is the 1-based `event_id`; `at_ms` is wall-clock unix millis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u32,
+    pub at_ms: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventKind {
+    ExecutionStarted {
+        input: String,
+    },
+    StepStarted {
+        op: OpRef,
+        attempt: u32,
+    },
+    StepSucceeded {
+        op: OpRef,
+        result: String,
+        attempt: u32,
+    },
+    StepFailed {
+        op: OpRef,
+        error: ErrorObject,
+        attempt: u32,
+        /// Set when the step will be retried after this delay.
+        next_attempt_delay_ms: Option<u64>,
+    },
+    WaitStarted {
+        op: OpRef,
+        duration_ms: u64,
+        scheduled_end_ms: u64,
+    },
+    WaitSucceeded {
+        op: OpRef,
+        duration_ms: u64,
+    },
+    CallbackStarted {
+        op: OpRef,
+        callback_id: String,
+        timeout_ms: Option<u64>,
+        heartbeat_timeout_ms: Option<u64>,
+    },
+    CallbackSucceeded {
+        op: OpRef,
+        result: String,
+    },
+    CallbackFailed {
+        op: OpRef,
+        error: ErrorObject,
+    },
+    CallbackTimedOut {
+        op: OpRef,
+        error: ErrorObject,
+    },
+    ContextStarted {
+        op: OpRef,
+        kind: ContextKind,
+    },
+    ContextSucceeded {
+        op: OpRef,
+        kind: ContextKind,
+        result: String,
+    },
+    ContextFailed {
+        op: OpRef,
+        kind: ContextKind,
+        error: ErrorObject,
+    },
+    /// One per activation (instantiate → run → suspend or finish).
+    InvocationCompleted {
+        started_ms: u64,
+        error: Option<ErrorObject>,
+    },
+    ExecutionSucceeded {
+        output: String,
+    },
+    ExecutionFailed {
+        error: ErrorObject,
+    },
+    ExecutionTimedOut {
+        error: ErrorObject,
+    },
+    ExecutionStopped {
+        error: ErrorObject,
+    },
+}
+
+impl EventKind {
+    /// The AWS-vocabulary event type.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            EventKind::ExecutionStarted { .. } => "ExecutionStarted",
+            EventKind::StepStarted { .. } => "StepStarted",
+            EventKind::StepSucceeded { .. } => "StepSucceeded",
+            EventKind::StepFailed { .. } => "StepFailed",
+            EventKind::WaitStarted { .. } => "WaitStarted",
+            EventKind::WaitSucceeded { .. } => "WaitSucceeded",
+            EventKind::CallbackStarted { .. } => "CallbackStarted",
+            EventKind::CallbackSucceeded { .. } => "CallbackSucceeded",
+            EventKind::CallbackFailed { .. } => "CallbackFailed",
+            EventKind::CallbackTimedOut { .. } => "CallbackTimedOut",
+            EventKind::ContextStarted { .. } => "ContextStarted",
+            EventKind::ContextSucceeded { .. } => "ContextSucceeded",
+            EventKind::ContextFailed { .. } => "ContextFailed",
+            EventKind::InvocationCompleted { .. } => "InvocationCompleted",
+            EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded",
+            EventKind::ExecutionFailed { .. } => "ExecutionFailed",
+            EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut",
+            EventKind::ExecutionStopped { .. } => "ExecutionStopped",
+        }
+    }
+
+    /// The sub-type (`Step`, `Wait`, `Callback`, `RunInChildContext`, `WaitForCallback`),
+    /// for operation events.
+    pub fn sub_type(&self) -> Option<&'static str> {
+        match self {
+            EventKind::StepStarted { .. }
+            | EventKind::StepSucceeded { .. }
+            | EventKind::StepFailed { .. } => Some("Step"),
+            EventKind::WaitStarted { .. } | EventKind::WaitSucceeded { .. } => Some("Wait"),
+            EventKind::CallbackStarted { .. }
+            | EventKind::CallbackSucceeded { .. }
+            | EventKind::CallbackFailed { .. }
+            | EventKind::CallbackTimedOut { .. } => Some("Callback"),
+            EventKind::ContextStarted { kind, .. }
+            | EventKind::ContextSucceeded { kind, .. }
+            | EventKind::ContextFailed { kind, .. } => Some(kind.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The operation this event is about, if any.
+    pub fn op(&self) -> Option<&OpRef> {
+        match self {
+            EventKind::StepStarted { op, .. }
+            | EventKind::StepSucceeded { op, .. }
+            | EventKind::StepFailed { op, .. }
+            | EventKind::WaitStarted { op, .. }
+            | EventKind::WaitSucceeded { op, .. }
+            | EventKind::CallbackStarted { op, .. }
+            | EventKind::CallbackSucceeded { op, .. }
+            | EventKind::CallbackFailed { op, .. }
+            | EventKind::CallbackTimedOut { op, .. }
+            | EventKind::ContextStarted { op, .. }
+            | EventKind::ContextSucceeded { op, .. }
+            | EventKind::ContextFailed { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    /// Whether this event ends the execution.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ExecutionSucceeded { .. }
+                | EventKind::ExecutionFailed { .. }
+                | EventKind::ExecutionTimedOut { .. }
+                | EventKind::ExecutionStopped { .. }
+        )
+    }
+}

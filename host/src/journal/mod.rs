@@ -1,0 +1,1050 @@
+//! The deterministic replay core: `(journal, call) -> effects`. No IO, no clock, no wasm.
+//!
+//! A `Journal` is the fold of an execution's history events. An `Activation` wraps it for one
+//! run of the guest: it assigns positional operation ids, compares each call with the journal
+//! (replay) or decides what a new operation records (live), and returns `Effects`: the events
+//! to append, the timers and callback records to persist, whether the write must be fsynced
+//! before the guest continues, and whether the guest continues or suspends. The driver
+//! (`host_api`) performs the effects.
+//!
+//! Architecture invariant: nothing here performs IO or reads a clock; time and randomness are
+//! parameters, so every decision is reproducible in a unit test.
+
+mod event;
+pub mod retry;
+
+use std::collections::{HashMap, HashSet};
+
+pub use event::{ContextKind, ErrorObject, Event, EventKind, OpRef};
+pub use retry::{Backoff, Jitter, RetryPolicy};
+
+/// A guest may record at most this many operations in one execution, so a runaway loop of
+/// durable calls cannot grow a journal (and every later replay) without bound.
+pub const MAX_OPERATIONS: usize = 100_000;
+
+/// Error types the host itself records.
+pub mod error_types {
+    pub const NON_DETERMINISTIC: &str = "NonDeterministicExecution";
+    pub const PROTOCOL_VIOLATION: &str = "Durable.ProtocolViolation";
+    pub const LIMIT_EXCEEDED: &str = "Durable.LimitExceeded";
+    pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLarge";
+    pub const INVALID_PAYLOAD: &str = "InvalidPayload";
+    pub const STEP_INTERRUPTED: &str = "StepInterrupted";
+    pub const CALLBACK_TIMEOUT: &str = "Callback.Timeout";
+    pub const CALLBACK_HEARTBEAT_TIMEOUT: &str = "Callback.HeartbeatTimeout";
+    pub const TRAP: &str = "Runtime.Trap";
+    pub const ACTIVATION_TIMEOUT: &str = "Runtime.ActivationTimeout";
+    pub const HOST_RESTARTED: &str = "Runtime.HostRestarted";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepSemantics {
+    AtLeastOncePerRetry,
+    AtMostOncePerRetry,
+}
+
+/// The kind of an operation, compared on replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Step,
+    Wait,
+    Callback,
+    Context(ContextKind),
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpKind::Step => f.write_str("step"),
+            OpKind::Wait => f.write_str("wait"),
+            OpKind::Callback => f.write_str("callback"),
+            OpKind::Context(ContextKind::RunInChildContext) => f.write_str("child context"),
+            OpKind::Context(ContextKind::WaitForCallback) => f.write_str("wait-for-callback"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepProgress {
+    /// An attempt started and has no outcome yet.
+    Started {
+        attempt: u32,
+    },
+    /// An attempt failed and the next one is due at `retry_at_ms`.
+    RetryScheduled {
+        failed_attempt: u32,
+        retry_at_ms: u64,
+    },
+    Succeeded {
+        result: String,
+    },
+    Failed {
+        error: ErrorObject,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpState {
+    Step(StepProgress),
+    Wait {
+        duration_ms: u64,
+        scheduled_end_ms: u64,
+        done: bool,
+    },
+    Callback {
+        callback_id: String,
+        outcome: Option<Result<String, ErrorObject>>,
+    },
+    Context {
+        outcome: Option<Result<String, ErrorObject>>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Op {
+    pub kind: OpKind,
+    pub op: OpRef,
+    pub state: OpState,
+}
+
+/// Why an execution cannot go on: the guest broke the protocol, diverged from its journal,
+/// or hit a limit. Each fails the execution with its own error type.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Violation {
+    #[error("{0}")]
+    NonDeterministic(String),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl Violation {
+    pub fn to_error(&self) -> ErrorObject {
+        let ty = match self {
+            Violation::NonDeterministic(_) => error_types::NON_DETERMINISTIC,
+            Violation::Protocol(_) => error_types::PROTOCOL_VIOLATION,
+            Violation::Limit(_) => error_types::LIMIT_EXCEEDED,
+        };
+        ErrorObject::new(ty, self.to_string())
+    }
+}
+
+/// The fold of an execution's history.
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    ops: HashMap<String, Op>,
+    next_seq: u32,
+    input: String,
+    last_kind: Option<&'static str>,
+    terminal: bool,
+}
+
+impl Journal {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut j = Journal {
+            next_seq: 1,
+            ..Default::default()
+        };
+        for e in events {
+            j.apply(e);
+        }
+        j
+    }
+
+    /// Fold one event into the state.
+    pub fn apply(&mut self, e: &Event) {
+        self.next_seq = self.next_seq.max(e.seq + 1);
+        self.last_kind = Some(e.kind.event_type());
+        if e.kind.is_terminal() {
+            self.terminal = true;
+        }
+        let kind_of = |k: &EventKind| match k {
+            EventKind::StepStarted { .. }
+            | EventKind::StepSucceeded { .. }
+            | EventKind::StepFailed { .. } => OpKind::Step,
+            EventKind::WaitStarted { .. } | EventKind::WaitSucceeded { .. } => OpKind::Wait,
+            EventKind::ContextStarted { kind, .. }
+            | EventKind::ContextSucceeded { kind, .. }
+            | EventKind::ContextFailed { kind, .. } => OpKind::Context(*kind),
+            _ => OpKind::Callback,
+        };
+        let state = match &e.kind {
+            EventKind::ExecutionStarted { input } => {
+                self.input = input.clone();
+                return;
+            }
+            EventKind::StepStarted { attempt, .. } => {
+                OpState::Step(StepProgress::Started { attempt: *attempt })
+            }
+            EventKind::StepSucceeded { result, .. } => OpState::Step(StepProgress::Succeeded {
+                result: result.clone(),
+            }),
+            EventKind::StepFailed {
+                error,
+                attempt,
+                next_attempt_delay_ms,
+                ..
+            } => OpState::Step(match next_attempt_delay_ms {
+                Some(d) => StepProgress::RetryScheduled {
+                    failed_attempt: *attempt,
+                    retry_at_ms: e.at_ms.saturating_add(*d),
+                },
+                None => StepProgress::Failed {
+                    error: error.clone(),
+                },
+            }),
+            EventKind::WaitStarted {
+                duration_ms,
+                scheduled_end_ms,
+                ..
+            } => OpState::Wait {
+                duration_ms: *duration_ms,
+                scheduled_end_ms: *scheduled_end_ms,
+                done: false,
+            },
+            EventKind::WaitSucceeded { duration_ms, .. } => OpState::Wait {
+                duration_ms: *duration_ms,
+                scheduled_end_ms: e.at_ms,
+                done: true,
+            },
+            EventKind::CallbackStarted { callback_id, .. } => OpState::Callback {
+                callback_id: callback_id.clone(),
+                outcome: None,
+            },
+            EventKind::CallbackSucceeded { op, result } => {
+                self.set_callback_outcome(&op.id, Ok(result.clone()));
+                return;
+            }
+            EventKind::CallbackFailed { op, error } | EventKind::CallbackTimedOut { op, error } => {
+                self.set_callback_outcome(&op.id, Err(error.clone()));
+                return;
+            }
+            EventKind::ContextStarted { .. } => OpState::Context { outcome: None },
+            EventKind::ContextSucceeded { result, .. } => OpState::Context {
+                outcome: Some(Ok(result.clone())),
+            },
+            EventKind::ContextFailed { error, .. } => OpState::Context {
+                outcome: Some(Err(error.clone())),
+            },
+            EventKind::InvocationCompleted { .. }
+            | EventKind::ExecutionSucceeded { .. }
+            | EventKind::ExecutionFailed { .. }
+            | EventKind::ExecutionTimedOut { .. }
+            | EventKind::ExecutionStopped { .. } => return,
+        };
+        let op = e.kind.op().expect("operation event").clone();
+        let kind = kind_of(&e.kind);
+        self.ops.insert(op.id.clone(), Op { kind, op, state });
+    }
+
+    fn set_callback_outcome(&mut self, id: &str, outcome: Result<String, ErrorObject>) {
+        if let Some(Op {
+            state: OpState::Callback { outcome: o, .. },
+            ..
+        }) = self.ops.get_mut(id)
+        {
+            *o = Some(outcome);
+        }
+    }
+
+    pub fn op(&self, id: &str) -> Option<&Op> {
+        self.ops.get(id)
+    }
+
+    pub fn operation_count(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
+    }
+
+    /// The type of the last event, if any.
+    pub fn last_event_type(&self) -> Option<&'static str> {
+        self.last_kind
+    }
+
+    /// Callbacks created and not yet resolved in the journal: (operation id, callback id).
+    pub fn pending_callbacks(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .ops
+            .values()
+            .filter_map(|op| match &op.state {
+                OpState::Callback {
+                    callback_id,
+                    outcome: None,
+                } => Some((op.op.id.clone(), callback_id.clone())),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every callback id this execution ever created.
+    pub fn callback_ids(&self) -> Vec<String> {
+        self.ops
+            .values()
+            .filter_map(|op| match &op.state {
+                OpState::Callback { callback_id, .. } => Some(callback_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Timers this execution still holds: (due, operation id).
+    pub fn live_timers(&self) -> Vec<(u64, String)> {
+        self.ops
+            .values()
+            .filter_map(|op| match &op.state {
+                OpState::Wait {
+                    scheduled_end_ms,
+                    done: false,
+                    ..
+                } => Some((*scheduled_end_ms, op.op.id.clone())),
+                OpState::Step(StepProgress::RetryScheduled { retry_at_ms, .. }) => {
+                    Some((*retry_at_ms, op.op.id.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Append an event produced at `now_ms`: assigns the sequence number and folds it in.
+    fn push(&mut self, now_ms: u64, kind: EventKind, out: &mut Vec<Event>) {
+        let e = Event {
+            seq: self.next_seq,
+            at_ms: now_ms,
+            kind,
+        };
+        self.apply(&e);
+        out.push(e);
+    }
+
+    /// Events produced outside a guest call (activation boundaries, completions).
+    pub fn record(&mut self, now_ms: u64, kind: EventKind) -> Event {
+        let mut v = Vec::with_capacity(1);
+        self.push(now_ms, kind, &mut v);
+        v.pop().expect("one event")
+    }
+}
+
+/// A durable timer the driver must persist (or, in `Effects::timers_done`, delete).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TimerRef {
+    pub due_ms: u64,
+    pub op_id: String,
+}
+
+/// A callback record the driver must persist before the guest continues.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewCallback {
+    pub callback_id: String,
+    pub op_id: String,
+    pub timeout_deadline_ms: Option<u64>,
+    pub heartbeat_timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuspendReason {
+    Wait,
+    RetryDelay,
+    Callback,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply<T> {
+    Return(T),
+    Suspend(SuspendReason),
+}
+
+/// What a guest call requires of the driver, in order: append `events`, put `timers`,
+/// delete `timers_done`, create `callback`, fsync if `sync`, then reply or suspend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Effects<T> {
+    pub events: Vec<Event>,
+    pub timers: Vec<TimerRef>,
+    pub timers_done: Vec<TimerRef>,
+    pub callback: Option<NewCallback>,
+    pub sync: bool,
+    pub reply: Reply<T>,
+}
+
+impl<T> Effects<T> {
+    pub fn new(reply: Reply<T>) -> Self {
+        Self {
+            events: Vec::new(),
+            timers: Vec::new(),
+            timers_done: Vec::new(),
+            callback: None,
+            sync: false,
+            reply,
+        }
+    }
+}
+
+/// What the guest should do for a step (mirrors the WIT `step-state`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepStart {
+    Succeeded(String),
+    Failed(ErrorObject),
+    Run(u32),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContextStart {
+    Succeeded(String),
+    Failed(ErrorObject),
+    Run,
+}
+
+/// A callback's state as `await-callback` sees it in the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallbackPoll {
+    Ready(Result<String, ErrorObject>),
+    /// Not resolved in the journal: the driver looks at the callback record.
+    Pending {
+        callback_id: String,
+    },
+}
+
+/// How an external system resolved a callback.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolution {
+    Succeeded(String),
+    Failed(ErrorObject),
+    TimedOut(ErrorObject),
+}
+
+#[derive(Clone, Debug)]
+struct LiveStep {
+    id: String,
+    attempt: u32,
+    policy: RetryPolicy,
+}
+
+/// One run of the guest over a journal.
+pub struct Activation {
+    journal: Journal,
+    counters: HashMap<Option<String>, u32>,
+    open_contexts: HashSet<String>,
+    live_step: Option<LiveStep>,
+    /// Where the guest is, for replay-aware log dedup: (last op id, attempt, lines since).
+    cursor: (String, u32, u32),
+    started_ms: u64,
+}
+
+/// The id of the n-th operation under `parent`.
+fn child_id(parent: Option<&str>, n: u32) -> String {
+    match parent {
+        None => n.to_string(),
+        Some(p) => format!("{p}.{n}"),
+    }
+}
+
+impl Activation {
+    pub fn new(journal: Journal, started_ms: u64) -> Self {
+        Self {
+            journal,
+            counters: HashMap::new(),
+            open_contexts: HashSet::new(),
+            live_step: None,
+            cursor: (String::new(), 0, 0),
+            started_ms,
+        }
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    /// The step whose body is running now, if any: (id, attempt).
+    pub fn live_step(&self) -> Option<(&str, u32)> {
+        self.live_step.as_ref().map(|s| (s.id.as_str(), s.attempt))
+    }
+
+    /// A key that names this log line's position in the guest's deterministic run.
+    pub fn next_log_key(&mut self) -> String {
+        let (op, attempt, n) = &mut self.cursor;
+        let key = format!("{op}#{attempt}#{n}");
+        *n += 1;
+        key
+    }
+
+    fn touch(&mut self, id: &str, attempt: u32) {
+        self.cursor = (id.to_string(), attempt, 0);
+    }
+
+    /// Assign the next id under `parent` and check the journal entry at that position.
+    fn position(
+        &mut self,
+        call: &'static str,
+        parent: Option<&str>,
+        name: Option<&str>,
+        kind: OpKind,
+    ) -> Result<(OpRef, Option<Op>), Violation> {
+        if let Some(live) = &self.live_step {
+            return Err(Violation::Protocol(format!(
+                "{call} called inside the body of step {}: durable operations cannot be nested in a step",
+                live.id
+            )));
+        }
+        if let Some(p) = parent {
+            if !self.open_contexts.contains(p) {
+                return Err(Violation::Protocol(format!(
+                    "{call}: parent {p:?} is not an open child context"
+                )));
+            }
+        }
+        let n = self.counters.entry(parent.map(str::to_string)).or_insert(0);
+        *n += 1;
+        let id = child_id(parent, *n);
+        let op = OpRef {
+            id: id.clone(),
+            parent: parent.map(str::to_string),
+            name: name.map(str::to_string),
+        };
+        let existing = self.journal.ops.get(&id).cloned();
+        match &existing {
+            Some(e) if e.kind != kind || e.op.name != op.name => {
+                return Err(Violation::NonDeterministic(format!(
+                    "operation {id}: the journal has {} {:?} but the function now calls {} {:?}; \
+                     the function's code path changed between runs",
+                    e.kind, e.op.name, kind, op.name
+                )));
+            }
+            None if self.journal.ops.len() >= MAX_OPERATIONS => {
+                return Err(Violation::Limit(format!(
+                    "the execution has recorded {MAX_OPERATIONS} operations, the most one may"
+                )));
+            }
+            _ => {}
+        }
+        self.touch(&id, 0);
+        Ok((op, existing))
+    }
+
+    pub fn step_start(
+        &mut self,
+        now_ms: u64,
+        parent: Option<&str>,
+        name: Option<&str>,
+        semantics: StepSemantics,
+        policy: RetryPolicy,
+        unit_random: f64,
+    ) -> Result<Effects<(String, StepStart)>, Violation> {
+        let (op, existing) = self.position("step-start", parent, name, OpKind::Step)?;
+        let id = op.id.clone();
+        let mut fx = Effects::new(Reply::Suspend(SuspendReason::RetryDelay));
+        let progress = match existing {
+            None => None,
+            Some(Op {
+                state: OpState::Step(p),
+                ..
+            }) => Some(p),
+            Some(_) => unreachable!("kind checked by position"),
+        };
+        let start_attempt = |this: &mut Self, fx: &mut Effects<_>, attempt: u32| {
+            this.journal.push(
+                now_ms,
+                EventKind::StepStarted {
+                    op: op.clone(),
+                    attempt,
+                },
+                &mut fx.events,
+            );
+            fx.sync = semantics == StepSemantics::AtMostOncePerRetry;
+            this.live_step = Some(LiveStep {
+                id: id.clone(),
+                attempt,
+                policy: policy.clone(),
+            });
+            this.touch(&id, attempt);
+            Reply::Return((id.clone(), StepStart::Run(attempt)))
+        };
+        fx.reply = match progress {
+            None => start_attempt(self, &mut fx, 1),
+            Some(StepProgress::Succeeded { result }) => {
+                Reply::Return((id.clone(), StepStart::Succeeded(result)))
+            }
+            Some(StepProgress::Failed { error }) => {
+                Reply::Return((id.clone(), StepStart::Failed(error)))
+            }
+            Some(StepProgress::RetryScheduled {
+                failed_attempt,
+                retry_at_ms,
+            }) => {
+                let timer = TimerRef {
+                    due_ms: retry_at_ms,
+                    op_id: id.clone(),
+                };
+                if now_ms >= retry_at_ms {
+                    fx.timers_done.push(timer);
+                    start_attempt(self, &mut fx, failed_attempt + 1)
+                } else {
+                    fx.timers.push(timer);
+                    Reply::Suspend(SuspendReason::RetryDelay)
+                }
+            }
+            Some(StepProgress::Started { attempt }) => match semantics {
+                // The attempt was cut short (crash or trap) before it recorded anything:
+                // run it again.
+                StepSemantics::AtLeastOncePerRetry => start_attempt(self, &mut fx, attempt),
+                StepSemantics::AtMostOncePerRetry => {
+                    let error = ErrorObject::new(
+                        error_types::STEP_INTERRUPTED,
+                        format!(
+                            "attempt {attempt} of at-most-once step {id} started but never finished"
+                        ),
+                    );
+                    self.live_step = Some(LiveStep {
+                        id: id.clone(),
+                        attempt,
+                        policy: policy.clone(),
+                    });
+                    let failed = self.fail_live(now_ms, error.clone(), unit_random, &mut fx);
+                    match failed {
+                        Reply::Return(Some(next)) => {
+                            Reply::Return((id.clone(), StepStart::Run(next)))
+                        }
+                        Reply::Return(None) => {
+                            Reply::Return((id.clone(), StepStart::Failed(error)))
+                        }
+                        Reply::Suspend(r) => Reply::Suspend(r),
+                    }
+                }
+            },
+        };
+        Ok(fx)
+    }
+
+    fn take_live(&mut self, call: &str, id: &str) -> Result<LiveStep, Violation> {
+        match &self.live_step {
+            Some(s) if s.id == id => Ok(self.live_step.take().expect("checked")),
+            _ => Err(Violation::Protocol(format!(
+                "{call}: step {id:?} is not the step running now"
+            ))),
+        }
+    }
+
+    pub fn step_succeed(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        value: String,
+    ) -> Result<Effects<()>, Violation> {
+        let live = self.take_live("step-succeed", id)?;
+        let op = self.journal.ops[id].op.clone();
+        let mut fx = Effects::new(Reply::Return(()));
+        self.journal.push(
+            now_ms,
+            EventKind::StepSucceeded {
+                op,
+                result: value,
+                attempt: live.attempt,
+            },
+            &mut fx.events,
+        );
+        fx.sync = true;
+        Ok(fx)
+    }
+
+    /// A failed attempt of the running step, decided by its retry policy. Replies
+    /// `Some(next attempt)` to run again at once, `None` when the step failed for good, or
+    /// suspends for the retry delay.
+    pub fn step_fail(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        error: ErrorObject,
+        unit_random: f64,
+    ) -> Result<Effects<Option<u32>>, Violation> {
+        if !matches!(&self.live_step, Some(s) if s.id == id) {
+            return Err(Violation::Protocol(format!(
+                "step-fail: step {id:?} is not the step running now"
+            )));
+        }
+        let mut fx = Effects::new(Reply::Return(None));
+        fx.reply = self.fail_live(now_ms, error, unit_random, &mut fx);
+        Ok(fx)
+    }
+
+    /// A failure of the running step that must not be retried (e.g. its result was too
+    /// large: running it again would not help).
+    pub fn step_fail_final(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        error: ErrorObject,
+    ) -> Result<Effects<()>, Violation> {
+        let live = self.take_live("step-succeed", id)?;
+        let op = self.journal.ops[id].op.clone();
+        let mut fx = Effects::new(Reply::Return(()));
+        self.journal.push(
+            now_ms,
+            EventKind::StepFailed {
+                op,
+                error,
+                attempt: live.attempt,
+                next_attempt_delay_ms: None,
+            },
+            &mut fx.events,
+        );
+        fx.sync = true;
+        Ok(fx)
+    }
+
+    /// The running step's attempt ended by a trap or timeout of the whole activation.
+    /// Returns `None` when no step was running.
+    pub fn interrupt_live_step(
+        &mut self,
+        now_ms: u64,
+        error: ErrorObject,
+        unit_random: f64,
+    ) -> Option<Effects<Option<u32>>> {
+        self.live_step.as_ref()?;
+        let mut fx = Effects::new(Reply::Return(None));
+        fx.reply = self.fail_live(now_ms, error, unit_random, &mut fx);
+        // The guest is gone: an immediate retry happens in the next activation.
+        if let Reply::Return(Some(_)) = fx.reply {
+            self.live_step = None;
+        }
+        Some(fx)
+    }
+
+    fn fail_live<T>(
+        &mut self,
+        now_ms: u64,
+        error: ErrorObject,
+        unit_random: f64,
+        fx: &mut Effects<T>,
+    ) -> Reply<Option<u32>> {
+        let live = self.live_step.take().expect("a live step");
+        let op = self.journal.ops[&live.id].op.clone();
+        let delay = live
+            .policy
+            .next_delay_ms(live.attempt, &error.error_type, unit_random);
+        self.journal.push(
+            now_ms,
+            EventKind::StepFailed {
+                op: op.clone(),
+                error,
+                attempt: live.attempt,
+                next_attempt_delay_ms: delay,
+            },
+            &mut fx.events,
+        );
+        fx.sync = true;
+        match delay {
+            None => Reply::Return(None),
+            Some(0) => {
+                let next = live.attempt + 1;
+                self.journal.push(
+                    now_ms,
+                    EventKind::StepStarted { op, attempt: next },
+                    &mut fx.events,
+                );
+                self.touch(&live.id, next);
+                self.live_step = Some(LiveStep {
+                    attempt: next,
+                    ..live
+                });
+                Reply::Return(Some(next))
+            }
+            Some(d) => {
+                fx.timers.push(TimerRef {
+                    due_ms: now_ms.saturating_add(d),
+                    op_id: live.id,
+                });
+                Reply::Suspend(SuspendReason::RetryDelay)
+            }
+        }
+    }
+
+    pub fn wait(
+        &mut self,
+        now_ms: u64,
+        parent: Option<&str>,
+        name: Option<&str>,
+        millis: u64,
+    ) -> Result<Effects<()>, Violation> {
+        let (op, existing) = self.position("wait", parent, name, OpKind::Wait)?;
+        let mut fx = Effects::new(Reply::Return(()));
+        match existing.map(|e| e.state) {
+            None => {
+                let end = now_ms.saturating_add(millis);
+                self.journal.push(
+                    now_ms,
+                    EventKind::WaitStarted {
+                        op: op.clone(),
+                        duration_ms: millis,
+                        scheduled_end_ms: end,
+                    },
+                    &mut fx.events,
+                );
+                if millis == 0 {
+                    self.journal.push(
+                        now_ms,
+                        EventKind::WaitSucceeded { op, duration_ms: 0 },
+                        &mut fx.events,
+                    );
+                } else {
+                    fx.timers.push(TimerRef {
+                        due_ms: end,
+                        op_id: op.id,
+                    });
+                    fx.reply = Reply::Suspend(SuspendReason::Wait);
+                }
+            }
+            Some(OpState::Wait { done: true, .. }) => {}
+            Some(OpState::Wait {
+                scheduled_end_ms,
+                done: false,
+                ..
+            }) => {
+                let timer = TimerRef {
+                    due_ms: scheduled_end_ms,
+                    op_id: op.id.clone(),
+                };
+                if now_ms >= scheduled_end_ms {
+                    self.complete_wait(now_ms, &op.id, &mut fx.events);
+                    fx.timers_done.push(timer);
+                } else {
+                    fx.timers.push(timer);
+                    fx.reply = Reply::Suspend(SuspendReason::Wait);
+                }
+            }
+            Some(_) => unreachable!("kind checked by position"),
+        }
+        Ok(fx)
+    }
+
+    fn complete_wait(&mut self, now_ms: u64, id: &str, out: &mut Vec<Event>) {
+        if let Some(Op {
+            op,
+            state:
+                OpState::Wait {
+                    duration_ms,
+                    done: false,
+                    ..
+                },
+            ..
+        }) = self.journal.ops.get(id).cloned()
+        {
+            self.journal
+                .push(now_ms, EventKind::WaitSucceeded { op, duration_ms }, out);
+        }
+    }
+
+    /// Waits whose time has come, completed now (at activation start, like the AWS service
+    /// does when a timer fires). Returns the events and the timers they consumed.
+    pub fn complete_due_waits(&mut self, now_ms: u64) -> (Vec<Event>, Vec<TimerRef>) {
+        let mut due: Vec<(u64, String)> = self
+            .journal
+            .ops
+            .values()
+            .filter_map(|op| match op.state {
+                OpState::Wait {
+                    scheduled_end_ms,
+                    done: false,
+                    ..
+                } if scheduled_end_ms <= now_ms => Some((scheduled_end_ms, op.op.id.clone())),
+                _ => None,
+            })
+            .collect();
+        due.sort();
+        let mut events = Vec::new();
+        let mut timers = Vec::new();
+        for (due_ms, id) in due {
+            self.complete_wait(now_ms, &id, &mut events);
+            timers.push(TimerRef { due_ms, op_id: id });
+        }
+        (events, timers)
+    }
+
+    pub fn create_callback(
+        &mut self,
+        now_ms: u64,
+        parent: Option<&str>,
+        name: Option<&str>,
+        timeout_ms: Option<u64>,
+        heartbeat_timeout_ms: Option<u64>,
+        new_callback_id: impl FnOnce() -> String,
+    ) -> Result<Effects<(String, String)>, Violation> {
+        let (op, existing) = self.position("create-callback", parent, name, OpKind::Callback)?;
+        let mut fx = Effects::new(Reply::Return((String::new(), String::new())));
+        let callback_id = match existing.map(|e| e.state) {
+            Some(OpState::Callback { callback_id, .. }) => callback_id,
+            None => {
+                let callback_id = new_callback_id();
+                self.journal.push(
+                    now_ms,
+                    EventKind::CallbackStarted {
+                        op: op.clone(),
+                        callback_id: callback_id.clone(),
+                        timeout_ms,
+                        heartbeat_timeout_ms,
+                    },
+                    &mut fx.events,
+                );
+                fx.callback = Some(NewCallback {
+                    callback_id: callback_id.clone(),
+                    op_id: op.id.clone(),
+                    timeout_deadline_ms: timeout_ms.map(|t| now_ms.saturating_add(t)),
+                    heartbeat_timeout_ms,
+                });
+                fx.sync = true;
+                callback_id
+            }
+            Some(_) => unreachable!("kind checked by position"),
+        };
+        fx.reply = Reply::Return((op.id, callback_id));
+        Ok(fx)
+    }
+
+    pub fn await_callback(&mut self, id: &str) -> Result<CallbackPoll, Violation> {
+        if let Some(live) = &self.live_step {
+            return Err(Violation::Protocol(format!(
+                "await-callback called inside the body of step {}",
+                live.id
+            )));
+        }
+        match self.journal.ops.get(id) {
+            Some(Op {
+                state:
+                    OpState::Callback {
+                        callback_id,
+                        outcome,
+                    },
+                ..
+            }) => Ok(match outcome {
+                Some(o) => CallbackPoll::Ready(o.clone()),
+                None => CallbackPoll::Pending {
+                    callback_id: callback_id.clone(),
+                },
+            }),
+            _ => Err(Violation::Protocol(format!(
+                "await-callback: {id:?} is not a callback of this execution"
+            ))),
+        }
+    }
+
+    /// Record how a pending callback was resolved.
+    pub fn resolve_callback(
+        &mut self,
+        now_ms: u64,
+        op_id: &str,
+        resolution: Resolution,
+    ) -> Option<Event> {
+        let op = match self.journal.ops.get(op_id) {
+            Some(Op {
+                op,
+                state: OpState::Callback { outcome: None, .. },
+                ..
+            }) => op.clone(),
+            _ => return None,
+        };
+        let kind = match resolution {
+            Resolution::Succeeded(result) => EventKind::CallbackSucceeded { op, result },
+            Resolution::Failed(error) => EventKind::CallbackFailed { op, error },
+            Resolution::TimedOut(error) => EventKind::CallbackTimedOut { op, error },
+        };
+        Some(self.journal.record(now_ms, kind))
+    }
+
+    pub fn context_start(
+        &mut self,
+        now_ms: u64,
+        parent: Option<&str>,
+        name: Option<&str>,
+        kind: ContextKind,
+    ) -> Result<Effects<(String, ContextStart)>, Violation> {
+        let (op, existing) = self.position("context-start", parent, name, OpKind::Context(kind))?;
+        let mut fx = Effects::new(Reply::Return((op.id.clone(), ContextStart::Run)));
+        match existing.map(|e| e.state) {
+            None => {
+                self.journal.push(
+                    now_ms,
+                    EventKind::ContextStarted {
+                        op: op.clone(),
+                        kind,
+                    },
+                    &mut fx.events,
+                );
+                self.open_contexts.insert(op.id);
+            }
+            Some(OpState::Context { outcome: None }) => {
+                self.open_contexts.insert(op.id);
+            }
+            Some(OpState::Context {
+                outcome: Some(Ok(r)),
+            }) => fx.reply = Reply::Return((op.id, ContextStart::Succeeded(r))),
+            Some(OpState::Context {
+                outcome: Some(Err(e)),
+            }) => fx.reply = Reply::Return((op.id, ContextStart::Failed(e))),
+            Some(_) => unreachable!("kind checked by position"),
+        }
+        Ok(fx)
+    }
+
+    pub fn context_end(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        outcome: Result<String, ErrorObject>,
+    ) -> Result<Effects<()>, Violation> {
+        if let Some(live) = &self.live_step {
+            return Err(Violation::Protocol(format!(
+                "context completed inside the body of step {}",
+                live.id
+            )));
+        }
+        if !self.open_contexts.remove(id) {
+            return Err(Violation::Protocol(format!(
+                "context {id:?} is not an open child context"
+            )));
+        }
+        let Some(Op {
+            op,
+            kind: OpKind::Context(kind),
+            ..
+        }) = self.journal.ops.get(id).cloned()
+        else {
+            return Err(Violation::Protocol(format!(
+                "context {id:?} is not a child context"
+            )));
+        };
+        // Operations inside a finished context cannot be called again.
+        self.open_contexts
+            .retain(|c| !c.starts_with(&format!("{id}.")));
+        let mut fx = Effects::new(Reply::Return(()));
+        let kind = match outcome {
+            Ok(result) => EventKind::ContextSucceeded { op, kind, result },
+            Err(error) => EventKind::ContextFailed { op, kind, error },
+        };
+        self.journal.push(now_ms, kind, &mut fx.events);
+        fx.sync = true;
+        self.touch(id, 0);
+        Ok(fx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

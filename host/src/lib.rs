@@ -1,0 +1,267 @@
+//! durable-host: a WebAssembly host for sandboxed durable functions.
+//!
+//! Data flow (see ARCHITECTURE.md): upload → `registry` (validate, compile once, cache the
+//! pre-linked component) → invoke (`api`) → `scheduler` → `runtime` instantiates → the guest
+//! calls `host_api` imports → `journal` decides replay or live → `db` commits (group fsync)
+//! → on a wait: typed `Suspend` trap, store dropped → `timer` or `callbacks` wake →
+//! `scheduler` → re-instantiate → replay → ... → result.
+//!
+//! `Host` wires the services together; `Host::start` runs them.
+
+pub mod api;
+pub mod callbacks;
+pub mod db;
+pub mod host_api;
+pub mod ids;
+pub mod journal;
+pub mod metrics;
+pub mod registry;
+pub mod runtime;
+pub mod scheduler;
+pub mod timer;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::db::{Batch, Durability, Status, Store};
+use crate::host_api::{outbound::Allowlist, PayloadLimits, Shared};
+use crate::journal::{error_types, ErrorObject, EventKind, Journal};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::scheduler::{ExecKey, Scheduler};
+use crate::timer::{Clock, SystemClock, Timers};
+
+/// Everything the host is configured with.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub allow_outbound: Vec<String>,
+    pub runtime: runtime::Options,
+    pub payload: PayloadLimits,
+    /// Largest component upload accepted.
+    pub max_upload_bytes: usize,
+    /// Activations running at once; more wait in the queue.
+    pub max_resident: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("durable-data"),
+            allow_outbound: Vec::new(),
+            runtime: runtime::Options::default(),
+            payload: PayloadLimits::default(),
+            max_upload_bytes: 64 * 1024 * 1024,
+            max_resident: 256,
+        }
+    }
+}
+
+/// The tenant every record belongs to until tenants and API keys arrive.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The assembled host. Cheap to share behind an `Arc`.
+pub struct Host {
+    pub opts: Options,
+    pub db: Store,
+    pub registry: Arc<Registry>,
+    pub runtime: Arc<Runtime>,
+    pub scheduler: Scheduler,
+    pub timers: Timers,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub shutdown: Arc<Notify>,
+}
+
+impl Host {
+    /// Open the store and build the engine. Call inside a tokio runtime.
+    pub fn open(opts: Options) -> anyhow::Result<Arc<Host>> {
+        Self::open_with_clock(opts, Arc::new(SystemClock))
+    }
+
+    pub fn open_with_clock(opts: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Host>> {
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let db = Store::open(&opts.data_dir.join("db"))?;
+        let engine = runtime::engine(&opts.runtime)?;
+        let linker = Arc::new(runtime::linker(&engine)?);
+        let registry = Arc::new(Registry::new(
+            engine.clone(),
+            linker,
+            db.clone(),
+            clock.clone(),
+            opts.data_dir.join("artifacts"),
+        )?);
+        let timers = Timers::new(clock.clone());
+        let metrics = Arc::new(Metrics::default());
+        let outbound = Allowlist::parse(&opts.allow_outbound).map_err(anyhow::Error::msg)?;
+        let shared = Arc::new(Shared {
+            db: db.clone(),
+            timers: timers.clone(),
+            limits: opts.payload.clone(),
+            outbound: Arc::new(outbound),
+            resident: AtomicI64::new(0),
+        });
+        let runtime = Arc::new(Runtime {
+            engine,
+            registry: registry.clone(),
+            shared,
+            metrics: metrics.clone(),
+            opts: opts.runtime.clone(),
+        });
+        Ok(Arc::new(Host {
+            opts,
+            db,
+            registry,
+            runtime,
+            scheduler: Scheduler::new(),
+            timers,
+            metrics,
+            clock,
+            shutdown: Arc::new(Notify::new()),
+        }))
+    }
+
+    pub fn resident_instances(&self) -> i64 {
+        self.runtime
+            .shared
+            .resident
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Recover after a start or a crash, then run the scheduler, timers and epoch ticker in
+    /// the background.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        let runnable = self.recover().await?;
+
+        let rt = self.runtime.clone();
+        tokio::spawn(
+            self.scheduler
+                .clone()
+                .run(self.opts.max_resident, move |key| {
+                    let rt = rt.clone();
+                    async move { rt.activate(key).await }
+                }),
+        );
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(self.timers.clone().run(tx, self.shutdown.clone()));
+        let host = self.clone();
+        tokio::spawn(async move {
+            while let Some(fired) = rx.recv().await {
+                let key = ExecKey {
+                    tenant: fired.record.tenant.as_str().into(),
+                    id: fired.execution,
+                };
+                match &fired.record.kind {
+                    db::TimerKind::Wake => host.scheduler.wake(key),
+                    _ => {
+                        let cbs = host.callbacks();
+                        if let Err(e) = cbs
+                            .timer_fired(fired.due_ms, fired.execution, &fired.op_id, &fired.record)
+                            .await
+                        {
+                            tracing::error!(error = %e, "callback timeout failed");
+                        }
+                    }
+                }
+            }
+        });
+
+        let engine = self.runtime.engine.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(runtime::EPOCH_TICK);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => engine.increment_epoch(),
+                    _ = shutdown.notified() => return,
+                }
+            }
+        });
+
+        for key in runnable {
+            self.scheduler.wake(key);
+        }
+        Ok(())
+    }
+
+    pub fn callbacks(&self) -> callbacks::Callbacks<'_> {
+        callbacks::Callbacks {
+            db: &self.db,
+            scheduler: &self.scheduler,
+            timers: &self.timers,
+        }
+    }
+
+    /// Load timers, count executions by status, note activations cut short by a crash, and
+    /// return what must run: executions that were running, and suspended ones whose
+    /// callback was resolved (its wake may have been lost in the crash).
+    async fn recover(&self) -> anyhow::Result<Vec<ExecKey>> {
+        for t in self.db.timers() {
+            let (due, id, op, rec) = t?;
+            self.timers.add(due, id, op, rec);
+        }
+        let mut counts = std::collections::HashMap::<Status, i64>::new();
+        let mut runnable = Vec::new();
+        let mut batch = Batch::new();
+        let now = self.clock.now_ms();
+        for rec in self.db.all_executions() {
+            let rec = rec?;
+            *counts.entry(rec.status).or_default() += 1;
+            if rec.status != Status::Running {
+                continue;
+            }
+            let history = self.db.history(&rec.id)?;
+            let mut journal = Journal::from_events(&history);
+            let cut_short = !matches!(
+                journal.last_event_type(),
+                None | Some("ExecutionStarted") | Some("InvocationCompleted")
+            );
+            if cut_short {
+                let e = journal.record(
+                    now,
+                    EventKind::InvocationCompleted {
+                        started_ms: now,
+                        error: Some(ErrorObject::new(
+                            error_types::HOST_RESTARTED,
+                            "the host stopped while this activation ran; it resumes from its last checkpoint",
+                        )),
+                    },
+                );
+                batch.put_event(&rec.id, &e);
+            }
+            runnable.push(ExecKey {
+                tenant: rec.tenant.as_str().into(),
+                id: rec.id,
+            });
+        }
+        for status in Status::ALL {
+            self.metrics
+                .set(status, counts.get(&status).copied().unwrap_or(0));
+        }
+        for cb in self.db.callbacks() {
+            let (_, rec) = cb?;
+            if rec.state != db::CallbackState::Pending {
+                if let Some(exec) = self.db.execution(&rec.tenant, &rec.execution)? {
+                    if exec.status == Status::Suspended {
+                        runnable.push(ExecKey {
+                            tenant: rec.tenant.as_str().into(),
+                            id: rec.execution,
+                        });
+                    }
+                }
+            }
+        }
+        self.db.commit(batch, Durability::Sync).await?;
+        tracing::info!(
+            runnable = runnable.len(),
+            timers = self.timers.len(),
+            "recovered"
+        );
+        Ok(runnable)
+    }
+}

@@ -1,0 +1,419 @@
+//! Activations: the wasmtime `Engine` and `Linker` (built once per process), one `Store`
+//! per activation with its limits, and the mapping of how a guest run ended (output, error,
+//! `Suspend` trap, protocol violation, trap, timeout) to history events and a status.
+//!
+//! Architecture invariant: a `Store` lives exactly as long as one activation; when it ends
+//! (finished or suspended) the store and its linear memory are dropped, so a suspended
+//! execution holds no wasm resources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+    StoreLimitsBuilder,
+};
+
+use crate::db::{Batch, Durability, ExecutionRecord, Status};
+use crate::host_api::bindings::DurableFunction;
+use crate::host_api::{HostFailure, HostState, Shared, Suspend};
+use crate::journal::{
+    error_types, Activation, ErrorObject, EventKind, Journal, Reply, Resolution, Violation,
+};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::scheduler::{ExecKey, Outcome};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Linear memory one instance may use.
+    pub memory_limit_bytes: usize,
+    /// How long one activation may run (a runaway loop is stopped after this).
+    pub activation_timeout: Duration,
+    /// Instances the pooling allocator keeps room for (an upper bound on residency).
+    pub max_instances: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            memory_limit_bytes: 128 * 1024 * 1024,
+            activation_timeout: Duration::from_secs(300),
+            max_instances: 1_000,
+        }
+    }
+}
+
+/// How often the epoch advances: a busy guest yields to others at this interval.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process-wide engine: component model, epoch interruption, pooling allocator.
+pub fn engine(opts: &Options) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    let mut pool = PoolingAllocationConfig::default();
+    let n = opts.max_instances.max(1);
+    pool.total_component_instances(n);
+    // A component built from Rust has a handful of core instances (the module plus
+    // adapter shims); leave generous room.
+    pool.max_core_instances_per_component(32);
+    pool.total_core_instances(n * 8);
+    pool.max_memories_per_component(8);
+    pool.total_memories(n * 2);
+    pool.max_tables_per_component(8);
+    pool.total_tables(n * 4);
+    pool.total_stacks(n);
+    // Above the per-store limit, so the store limiter (with a clear error) bites first.
+    pool.max_memory_size(opts.memory_limit_bytes.saturating_mul(2).max(64 << 20));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
+/// The process-wide linker: WASI (no preopens, no env, no sockets), wasi:http outgoing
+/// requests (allowlisted by the store's hooks) and the durable `context` interface.
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    DurableFunction::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok(linker)
+}
+
+/// Runs activations.
+pub struct Runtime {
+    pub engine: Engine,
+    pub registry: Arc<Registry>,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub opts: Options,
+}
+
+/// How the guest's run ended, before it is recorded.
+enum End {
+    Succeeded(String),
+    /// Failed; `trap` is also recorded on the `InvocationCompleted` event.
+    Failed {
+        error: ErrorObject,
+        invocation_error: bool,
+    },
+    Suspended,
+    /// A trap or timeout inside a step: recorded as a failed attempt; run again.
+    Again,
+}
+
+impl Runtime {
+    /// Activate an execution: replay it from its journal and run it until it finishes or
+    /// suspends. Never panics on guest behaviour; storage errors leave the execution as it
+    /// was (it resumes from its last checkpoint at the next wake or restart).
+    #[tracing::instrument(skip(self), fields(tenant = %key.tenant, execution_id = %crate::ids::execution_id_to_string(&key.id)))]
+    pub async fn activate(&self, key: ExecKey) -> Outcome {
+        match self.try_activate(&key).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "activation failed in the host");
+                Outcome::Finished
+            }
+        }
+    }
+
+    async fn try_activate(&self, key: &ExecKey) -> anyhow::Result<Outcome> {
+        let db = &self.shared.db;
+        let Some(mut exec) = db.execution(&key.tenant, &key.id)? else {
+            return Ok(Outcome::Finished);
+        };
+        if exec.status.is_terminal() {
+            return Ok(Outcome::Finished);
+        }
+        let clock = self.shared.timers.clock().clone();
+        let now = clock.now_ms();
+        let history = db.history(&key.id)?;
+        let mut act = Activation::new(Journal::from_events(&history), now);
+
+        // Ingest what happened while the guest was away: due waits, resolved callbacks.
+        let mut batch = Batch::new();
+        let (events, consumed) = act.complete_due_waits(now);
+        for e in &events {
+            batch.put_event(&key.id, e);
+        }
+        for t in &consumed {
+            batch.del_timer(t.due_ms, &key.id, &t.op_id);
+        }
+        for (op, cb) in act.journal().pending_callbacks() {
+            let resolution = match db.callback(&cb)?.map(|r| r.state) {
+                Some(crate::db::CallbackState::Succeeded(v)) => Resolution::Succeeded(v),
+                Some(crate::db::CallbackState::Failed(e)) => Resolution::Failed(e),
+                Some(crate::db::CallbackState::TimedOut(e)) => Resolution::TimedOut(e),
+                _ => continue,
+            };
+            if let Some(e) = act.resolve_callback(now, &op, resolution) {
+                batch.put_event(&key.id, &e);
+            }
+        }
+        if exec.status == Status::Suspended {
+            self.metrics.transition(exec.status, Status::Running);
+            exec.status = Status::Running;
+            exec.updated_ms = now;
+            batch.put_execution(&exec);
+        }
+        db.commit(batch, Durability::Lazy).await?;
+        for t in consumed {
+            self.shared.timers.remove(t.due_ms, key.id, &t.op_id);
+        }
+
+        let pre = match self
+            .registry
+            .pre(&key.tenant, &exec.function, exec.version)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let error = ErrorObject::new(
+                    "Runtime.LoadError",
+                    format!("the function's component could not be loaded: {e}"),
+                );
+                let end = End::Failed {
+                    error,
+                    invocation_error: true,
+                };
+                return self.finish(key, exec, &mut act, end, None).await;
+            }
+        };
+
+        let next_log_seq = db.next_log_seq(&key.id)?;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.opts.memory_limit_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState::new(
+            self.shared.clone(),
+            key.tenant.clone(),
+            key.id,
+            act,
+            next_log_seq,
+            limits,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        self.metrics
+            .activations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+        let input = exec.input.clone();
+        let run = tokio::time::timeout(self.opts.activation_timeout, async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_handle(&mut store, &input).await
+        })
+        .await;
+
+        let state = store.data_mut();
+        let stdio = state.drain_stdio(true);
+        let mut batch = Batch::new();
+        state.flush_logs_into(&mut batch);
+        db.commit(batch, Durability::Lazy).await?;
+        stdio?;
+        let now = clock.now_ms();
+        let max_payload = self.shared.limits.max_payload_bytes;
+
+        let end = match run {
+            Err(_elapsed) => {
+                let error = ErrorObject::new(
+                    error_types::ACTIVATION_TIMEOUT,
+                    format!(
+                        "the activation ran longer than {:?} and was stopped",
+                        self.opts.activation_timeout
+                    ),
+                );
+                Trapped(error)
+            }
+            Ok(Ok(Ok(output))) if output.len() > max_payload => Done(End::Failed {
+                error: ErrorObject::new(
+                    error_types::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the output is {} bytes; the limit is {max_payload} bytes",
+                        output.len()
+                    ),
+                ),
+                invocation_error: false,
+            }),
+            Ok(Ok(Ok(output))) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+                Ok(_) => Done(End::Succeeded(output)),
+                Err(e) => Done(End::Failed {
+                    error: ErrorObject::new(
+                        error_types::INVALID_PAYLOAD,
+                        format!("the output is not JSON: {e}"),
+                    ),
+                    invocation_error: false,
+                }),
+            },
+            Ok(Ok(Err(e))) => Done(End::Failed {
+                error: e.into(),
+                invocation_error: false,
+            }),
+            Ok(Err(err)) => {
+                if err.downcast_ref::<Suspend>().is_some() {
+                    Done(End::Suspended)
+                } else if let Some(v) = err.downcast_ref::<Violation>() {
+                    Done(End::Failed {
+                        error: v.to_error(),
+                        invocation_error: true,
+                    })
+                } else if let Some(h) = err.downcast_ref::<HostFailure>() {
+                    anyhow::bail!("{h}");
+                } else {
+                    self.metrics
+                        .traps
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let message = match err.downcast_ref::<wasmtime::Trap>() {
+                        Some(trap) => format!("{trap}: {}", err.root_cause()),
+                        None => format!("{}", err.root_cause()),
+                    };
+                    Trapped(ErrorObject::new(error_types::TRAP, message))
+                }
+            }
+        };
+        let mut act = std::mem::replace(
+            &mut store.data_mut().act,
+            Activation::new(Journal::default(), now),
+        );
+        drop(store); // unload: the instance and its memory are gone from here on
+        let (end, ic_error) = match end {
+            Done(end) => (end, None),
+            Trapped(error) => {
+                // Recorded first, as AWS records the failed invocation before the step.
+                let started_ms = act.started_ms();
+                let ic = act.journal_mut().record(
+                    now,
+                    EventKind::InvocationCompleted {
+                        started_ms,
+                        error: Some(error.clone()),
+                    },
+                );
+                match act.interrupt_live_step(now, error.clone(), rand::random::<f64>()) {
+                    Some(fx) => {
+                        let mut batch = Batch::new();
+                        batch.put_event(&key.id, &ic);
+                        let wake = crate::db::TimerRecord {
+                            tenant: key.tenant.to_string(),
+                            kind: crate::db::TimerKind::Wake,
+                        };
+                        for e in &fx.events {
+                            batch.put_event(&key.id, e);
+                        }
+                        for t in &fx.timers {
+                            batch.put_timer(t.due_ms, &key.id, &t.op_id, &wake);
+                        }
+                        db.commit(batch, Durability::Lazy).await?;
+                        for t in fx.timers {
+                            self.shared
+                                .timers
+                                .add(t.due_ms, key.id, t.op_id, wake.clone());
+                        }
+                        let end = match fx.reply {
+                            Reply::Suspend(_) => End::Suspended,
+                            Reply::Return(_) => End::Again,
+                        };
+                        (end, Some(ic))
+                    }
+                    None => {
+                        let mut batch = Batch::new();
+                        batch.put_event(&key.id, &ic);
+                        db.commit(batch, Durability::Lazy).await?;
+                        (
+                            End::Failed {
+                                error,
+                                invocation_error: false,
+                            },
+                            Some(ic),
+                        )
+                    }
+                }
+            }
+        };
+        self.finish(key, exec, &mut act, end, ic_error).await
+    }
+
+    /// Record the end of an activation: `InvocationCompleted` (unless already recorded),
+    /// the terminal event and status; fsync; release timers of a finished execution.
+    async fn finish(
+        &self,
+        key: &ExecKey,
+        mut exec: ExecutionRecord,
+        act: &mut Activation,
+        end: End,
+        ic_recorded: Option<crate::journal::Event>,
+    ) -> anyhow::Result<Outcome> {
+        let now = self.shared.timers.clock().now_ms();
+        let mut batch = Batch::new();
+        if ic_recorded.is_none() {
+            let error = match &end {
+                End::Failed {
+                    error,
+                    invocation_error: true,
+                } => Some(error.clone()),
+                _ => None,
+            };
+            let started_ms = act.started_ms();
+            let e = act
+                .journal_mut()
+                .record(now, EventKind::InvocationCompleted { started_ms, error });
+            batch.put_event(&key.id, &e);
+        }
+        let (status, outcome) = match end {
+            End::Succeeded(output) => {
+                let e = act.journal_mut().record(
+                    now,
+                    EventKind::ExecutionSucceeded {
+                        output: output.clone(),
+                    },
+                );
+                batch.put_event(&key.id, &e);
+                exec.output = Some(output);
+                (Status::Succeeded, Outcome::Finished)
+            }
+            End::Failed { error, .. } => {
+                let e = act.journal_mut().record(
+                    now,
+                    EventKind::ExecutionFailed {
+                        error: error.clone(),
+                    },
+                );
+                batch.put_event(&key.id, &e);
+                exec.error = Some(error);
+                (Status::Failed, Outcome::Finished)
+            }
+            End::Suspended => {
+                self.metrics
+                    .suspensions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (Status::Suspended, Outcome::Suspended)
+            }
+            End::Again => (Status::Running, Outcome::Again),
+        };
+        if status.is_terminal() {
+            for (due, op) in act.journal().live_timers() {
+                batch.del_timer(due, &key.id, &op);
+                self.shared.timers.remove(due, key.id, &op);
+            }
+        }
+        self.metrics.transition(exec.status, status);
+        exec.status = status;
+        exec.updated_ms = now;
+        batch.put_execution(&exec);
+        self.shared.db.commit(batch, Durability::Sync).await?;
+        Ok(outcome)
+    }
+}
+
+/// How the guest call ended, before a trap is attributed to a step.
+enum Ended {
+    Done(End),
+    Trapped(ErrorObject),
+}
+use Ended::{Done, Trapped};

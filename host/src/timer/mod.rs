@@ -1,0 +1,221 @@
+//! Time: the injected `Clock`, and the timer service that turns durable timer records into
+//! wake-ups.
+//!
+//! Timer records live in `db` (written by whoever schedules them, in the same batch as the
+//! event that needs them) and stay there until their effect is journaled; this service keeps
+//! an in-memory index of them in due order, loaded at start-up, and emits each one once when
+//! due. It never writes to the database itself.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::db::{ExecId, TimerRecord};
+
+/// Wall-clock time in unix milliseconds.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(start_ms: u64) -> Self {
+        Self(AtomicU64::new(start_ms))
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A timer that came due.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fired {
+    pub due_ms: u64,
+    pub execution: ExecId,
+    pub op_id: String,
+    pub record: TimerRecord,
+}
+
+type Entry = Reverse<(u64, ExecId, String)>;
+
+struct Inner {
+    heap: Mutex<(
+        BinaryHeap<Entry>,
+        std::collections::HashMap<(u64, ExecId, String), TimerRecord>,
+    )>,
+    changed: Notify,
+    clock: Arc<dyn Clock>,
+}
+
+/// A cheap handle to the timer index.
+#[derive(Clone)]
+pub struct Timers {
+    inner: Arc<Inner>,
+}
+
+/// The longest the service sleeps before looking at the clock again, so a clock that jumps
+/// (or a manual clock in tests) is noticed.
+const MAX_SLEEP: Duration = Duration::from_millis(250);
+
+impl Timers {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                heap: Mutex::new(Default::default()),
+                changed: Notify::new(),
+                clock,
+            }),
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Index a timer whose record is (or is about to be) durable.
+    pub fn add(&self, due_ms: u64, execution: ExecId, op_id: String, record: TimerRecord) {
+        let key = (due_ms, execution, op_id);
+        let mut g = self.inner.heap.lock().expect("timer lock");
+        if g.1.insert(key.clone(), record).is_none() {
+            g.0.push(Reverse(key));
+        }
+        drop(g);
+        self.inner.changed.notify_one();
+    }
+
+    /// Forget a timer (its effect was journaled or its execution ended).
+    pub fn remove(&self, due_ms: u64, execution: ExecId, op_id: &str) {
+        let mut g = self.inner.heap.lock().expect("timer lock");
+        g.1.remove(&(due_ms, execution, op_id.to_string()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.heap.lock().expect("timer lock").1.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every timer due now, removed from the index.
+    fn take_due(&self, now_ms: u64) -> (Vec<Fired>, Option<u64>) {
+        let mut g = self.inner.heap.lock().expect("timer lock");
+        let (heap, records) = &mut *g;
+        let mut fired = Vec::new();
+        while let Some(Reverse((due, _, _))) = heap.peek() {
+            if *due > now_ms {
+                break;
+            }
+            let Reverse(key) = heap.pop().expect("peeked");
+            if let Some(record) = records.remove(&key) {
+                fired.push(Fired {
+                    due_ms: key.0,
+                    execution: key.1,
+                    op_id: key.2,
+                    record,
+                });
+            }
+        }
+        // Skip entries that were removed.
+        while let Some(Reverse(key)) = heap.peek() {
+            if records.contains_key(key) {
+                break;
+            }
+            heap.pop();
+        }
+        let next = heap.peek().map(|Reverse((due, _, _))| *due);
+        (fired, next)
+    }
+
+    /// Emit timers as they come due, until `shutdown` fires.
+    pub async fn run(self, out: mpsc::UnboundedSender<Fired>, shutdown: Arc<Notify>) {
+        loop {
+            let now = self.inner.clock.now_ms();
+            let (fired, next) = self.take_due(now);
+            for f in fired {
+                if out.send(f).is_err() {
+                    return;
+                }
+            }
+            let sleep = next
+                .map(|due| Duration::from_millis(due.saturating_sub(now)))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.inner.changed.notified() => {}
+                _ = shutdown.notified() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::TimerKind;
+
+    fn rec() -> TimerRecord {
+        TimerRecord {
+            tenant: "default".into(),
+            kind: TimerKind::Wake,
+        }
+    }
+
+    #[tokio::test]
+    async fn fires_in_due_order_once_and_not_before_due() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let timers = Timers::new(clock.clone());
+        timers.add(1_500, [2; 16], "1".into(), rec());
+        timers.add(1_200, [1; 16], "1".into(), rec());
+        timers.add(1_200, [1; 16], "1".into(), rec()); // duplicate: indexed once
+        timers.add(1_300, [3; 16], "1".into(), rec());
+        timers.remove(1_300, [3; 16], "1");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let shutdown = Arc::new(Notify::new());
+        let task = tokio::spawn(timers.clone().run(tx, shutdown.clone()));
+
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(rx.try_recv().is_err(), "nothing is due yet");
+        clock.advance(300);
+        let first = rx.recv().await.unwrap();
+        assert_eq!((first.due_ms, first.execution), (1_200, [1; 16]));
+        clock.advance(300);
+        let second = rx.recv().await.unwrap();
+        assert_eq!((second.due_ms, second.execution), (1_500, [2; 16]));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "removed and duplicate timers never fire"
+        );
+        assert!(timers.is_empty());
+        shutdown.notify_one();
+        task.await.unwrap();
+    }
+}
