@@ -1,0 +1,219 @@
+//! The examples end to end: real server, real guests from `examples/`, real HTTP, a local
+//! mock for the external API.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+#[test]
+fn hello_suspends_during_its_wait_with_nothing_resident_and_ends_with_the_seed_output() {
+    let s = Server::start();
+    let v = s.deploy("hello", "hello");
+    assert_eq!(v["version"], 1);
+    let id = s.invoke("hello", &json!({}));
+
+    // During the 1 s wait: suspended, and no instance is alive.
+    let ex = s.wait_status(&id, &["suspended"], Duration::from_secs(30));
+    assert_eq!(ex["status"], "suspended");
+    assert_eq!(s.metric("durable_resident_instances"), 0.0);
+
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(
+        ex["output"],
+        json!({"statusCode": 200, "body": "\"Hello from Durable Lambda!\""})
+    );
+    let h = s.history(&id);
+    assert_eq!(
+        shape(&h),
+        vec![
+            ev("ExecutionStarted", None, None),
+            ev("StepStarted", Some("1"), Some("Step #1")),
+            ev("StepSucceeded", Some("1"), Some("Step #1")),
+            ev("WaitStarted", Some("2"), None),
+            ev("InvocationCompleted", None, None),
+            ev("WaitSucceeded", Some("2"), None),
+            ev("StepStarted", Some("3"), Some("Step #2")),
+            ev("StepSucceeded", Some("3"), Some("Step #2")),
+            ev("InvocationCompleted", None, None),
+            ev("ExecutionSucceeded", None, None),
+        ]
+    );
+    let ids: Vec<u64> = h.iter().map(|e| e["event_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+    assert_eq!(h[3]["details"]["duration_ms"], 1000);
+    assert_eq!(h[7]["details"]["result"], "Hello from Durable Lambda!");
+    assert_eq!(h[2]["sub_type"], "Step");
+    assert_eq!(h[3]["sub_type"], "Wait");
+
+    // Replay-aware logging: each line once, although the first part ran twice.
+    let logs: Vec<String> = s
+        .logs(&id)
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logs, ["Hello from step #1", "Waited for 1 second"]);
+    assert_eq!(s.metric("durable_executions{status=\"succeeded\"}"), 1.0);
+}
+
+#[test]
+fn invoke_with_wait_returns_200_when_done_and_202_when_not() {
+    let s = Server::start();
+    s.deploy("hello", "hello");
+    let (st, v) = s.post("/v1/functions/hello/invoke?wait=0.2", &json!(null));
+    assert_eq!(st, 202, "the 1 s wait cannot finish in 0.2 s: {v}");
+    assert!(["running", "suspended"].contains(&v["status"].as_str().unwrap()));
+    let (st, v) = s.post("/v1/functions/hello/invoke?wait=30", &json!(null));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["function"], "hello");
+    assert_eq!(v["version"], 1);
+    assert!(v["created_at"].as_str().unwrap().ends_with('Z'));
+}
+
+fn registration_input(mock: &Mock, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({
+        "username": "taro",
+        "email": "taro@example.com",
+        "api_base_url": mock.url(),
+        "poll_interval_seconds": 1,
+        "max_attempts": 3,
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[test]
+fn user_registration_polls_with_durable_waits_until_the_job_completes() {
+    let mock = Mock::start();
+    mock.respond("/start-job", 200, r#"{"job_id": "job-42"}"#);
+    mock.respond("/check-status/job-42", 202, r#"{"state": "running"}"#);
+    let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
+    s.deploy("user-registration", "user_registration");
+    let id = s.invoke("user-registration", &registration_input(&mock, json!({})));
+
+    // The first poll answers 202; then the job is done.
+    mock.wait_count("/check-status/job-42", 1);
+    mock.respond("/check-status/job-42", 200, r#"{"state": "done"}"#);
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let out = &ex["output"];
+    assert_eq!(out["status"], "completed");
+    assert_eq!(out["username"], "taro");
+    assert_eq!(out["email"], "taro@example.com");
+    assert_eq!(out["jobResult"]["completed"], true);
+    assert_eq!(out["jobResult"]["status"], "success");
+    assert!(out["message"].as_str().unwrap().contains("taro"));
+
+    // Each external call happened exactly once: replays never re-ran a checkpointed step.
+    assert_eq!(mock.count("/start-job"), 1);
+    assert_eq!(mock.count("/check-status/job-42"), 2);
+    let body = &mock.bodies("/start-job")[0];
+    assert_eq!(body["username"], "taro");
+    let h = s.history(&id);
+    let waits = h
+        .iter()
+        .filter(|e| e["event_type"] == "WaitStarted")
+        .count();
+    assert_eq!(waits, 2, "one durable wait before each poll");
+}
+
+#[test]
+fn user_registration_fails_clearly_on_missing_fields_and_on_timeout() {
+    let mock = Mock::start();
+    mock.respond("/start-job", 200, r#"{"job_id": "j"}"#);
+    mock.respond("/check-status/j", 503, "busy");
+    let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
+    s.deploy("reg", "user_registration");
+
+    let bad = s.invoke(
+        "reg",
+        &json!({"username": "taro", "api_base_url": mock.url()}),
+    );
+    let ex = s.wait_done(&bad);
+    assert_eq!(ex["status"], "failed");
+    assert!(
+        ex["error"]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("email"),
+        "{ex}"
+    );
+
+    let slow = s.invoke(
+        "reg",
+        &registration_input(&mock, json!({"max_attempts": 2})),
+    );
+    let ex = s.wait_done(&slow);
+    assert_eq!(ex["status"], "failed");
+    assert_eq!(ex["error"]["error_type"], "TimeoutError", "{ex}");
+    assert_eq!(mock.count("/check-status/j"), 2);
+}
+
+#[test]
+fn approval_hands_out_a_callback_id_and_returns_the_approvers_answer() {
+    let mock = Mock::start();
+    let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
+    s.deploy("approval", "approval");
+    let id = s.invoke(
+        "approval",
+        &json!({"request": {"amount": 100}, "notify_url": format!("{}/notify", mock.url())}),
+    );
+    mock.wait_count("/notify", 1);
+    let note = &mock.bodies("/notify")[0];
+    assert_eq!(note["request"], json!({"amount": 100}));
+    let cb = note["callback_id"].as_str().unwrap().to_string();
+    s.wait_status(&id, &["suspended"], Duration::from_secs(30));
+    assert_eq!(s.metric("durable_resident_instances"), 0.0);
+
+    let (st, v) = s.post(
+        &format!("/v1/callbacks/{cb}/succeed"),
+        &json!({"approved": true}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["output"]["approval"], json!({"approved": true}));
+    assert_eq!(ex["output"]["request"], json!({"amount": 100}));
+    // A second completion is a conflict.
+    let (st, v) = s.post(&format!("/v1/callbacks/{cb}/succeed"), &json!(1));
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["error"]["code"], "conflict");
+    let h = s.history(&id);
+    let ctx: Vec<_> = h
+        .iter()
+        .filter(|e| e["sub_type"] == "WaitForCallback")
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(ctx, ["ContextStarted", "ContextSucceeded"]);
+    assert_eq!(mock.count("/notify"), 1, "the submitter ran once");
+}
+
+#[test]
+fn approval_fails_when_the_callback_fails_or_times_out() {
+    let s = Server::start();
+    s.deploy("approval", "approval");
+    let rejected = s.invoke("approval", &json!({"request": "r"}));
+    let cb = s.callback_ids(&rejected, 1).remove(0);
+    let (st, _) = s.post(
+        &format!("/v1/callbacks/{cb}/fail"),
+        &json!({"error_type": "Rejected", "error_message": "no budget"}),
+    );
+    assert_eq!(st, 200);
+    let ex = s.wait_done(&rejected);
+    assert_eq!(ex["status"], "failed");
+    assert_eq!(ex["error"]["error_type"], "Rejected");
+    assert_eq!(ex["error"]["error_message"], "no budget");
+
+    let timed = s.invoke("approval", &json!({"request": "r", "timeout_seconds": 1}));
+    let ex = s.wait_done(&timed);
+    assert_eq!(ex["status"], "failed");
+    assert_eq!(ex["error"]["error_type"], "Callback.Timeout", "{ex}");
+    let h = s.history(&timed);
+    assert!(types(&h).contains(&"CallbackTimedOut".to_string()));
+}

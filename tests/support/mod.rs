@@ -1,0 +1,436 @@
+//! Shared end-to-end test harness: builds the guests once, runs the real `durable-host`
+//! binary on a loopback port over a temporary sled directory, talks real HTTP to it, and
+//! provides a local mock of external HTTP APIs. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_durable-host");
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Build every guest once per test binary (cargo makes repeated builds no-ops) and return
+/// the path of `name`'s component (`hello`, `user_registration`, `approval`,
+/// `conformance_guest`).
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build-guests.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build-guests.sh");
+        assert!(status.success(), "building guests failed");
+    });
+    let p = repo_root().join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm"));
+    assert!(p.exists(), "{} missing", p.display());
+    p
+}
+
+pub fn guest_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(guest(name)).unwrap()
+}
+
+/// A running `durable-host serve` with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data: Arc<tempfile::TempDir>,
+    args: Vec<String>,
+    client: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Start with extra `serve` flags.
+    pub fn start_with(args: &[&str]) -> Server {
+        let data = Arc::new(tempfile::tempdir().unwrap());
+        Self::spawn(data, args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn spawn(data: Arc<tempfile::TempDir>, args: Vec<String>) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn durable-host");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(url) = line.strip_prefix("durable-host listening on ") {
+                        let _ = tx.send(url.to_string());
+                        sent = true;
+                        continue;
+                    }
+                }
+                eprintln!("[host] {line}");
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("durable-host did not start within 60 s");
+        Server {
+            child: Some(child),
+            url,
+            data,
+            args,
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// SIGKILL the process (no shutdown of any kind).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL on Unix
+            c.wait().unwrap();
+        }
+    }
+
+    /// Kill -9 and start again on the same data directory (a new port).
+    pub fn crash_and_restart(&mut self) {
+        self.kill9();
+        let next = Server::spawn(self.data.clone(), self.args.clone());
+        *self = next;
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let url = format!("{}{}", self.url, path);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut r = self.client.request(m, url);
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        let resp = r.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.req("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.req("POST", path, Some(body.to_string().into_bytes()))
+    }
+
+    pub fn deploy(&self, name: &str, guest_name: &str) -> Value {
+        let (s, v) = self.req(
+            "PUT",
+            &format!("/v1/functions/{name}"),
+            Some(guest_bytes(guest_name)),
+        );
+        assert!(s == 201 || s == 200, "deploy {name}: {s} {v}");
+        v
+    }
+
+    /// Invoke and return the execution id (async invoke).
+    pub fn invoke(&self, name: &str, input: &Value) -> String {
+        let (s, v) = self.post(&format!("/v1/functions/{name}/invoke"), input);
+        assert_eq!(s, 202, "invoke {name}: {v}");
+        v["execution_id"].as_str().unwrap().to_string()
+    }
+
+    pub fn execution(&self, id: &str) -> Value {
+        let (s, v) = self.get(&format!("/v1/executions/{id}"));
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    pub fn history(&self, id: &str) -> Vec<Value> {
+        let (s, v) = self.get(&format!("/v1/executions/{id}/history"));
+        assert_eq!(s, 200, "{v}");
+        v["events"].as_array().unwrap().clone()
+    }
+
+    pub fn logs(&self, id: &str) -> Vec<Value> {
+        let (s, v) = self.get(&format!("/v1/executions/{id}/logs"));
+        assert_eq!(s, 200, "{v}");
+        v["logs"].as_array().unwrap().clone()
+    }
+
+    /// Poll until the execution's status is one of `statuses` (bounded).
+    pub fn wait_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.execution(id);
+            if statuses.contains(&v["status"].as_str().unwrap()) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {id} still {} after {timeout:?}; history: {:#?}",
+                v["status"],
+                self.history(id)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_done(&self, id: &str) -> Value {
+        self.wait_status(
+            id,
+            &["succeeded", "failed", "timed_out", "stopped"],
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Poll until `pred` holds for the history (bounded); return the history.
+    pub fn wait_history(&self, id: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let h = self.history(id);
+            if pred(&h) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "history never matched: {h:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The callback ids of the execution's `CallbackStarted` events, in order (waits for
+    /// `n` of them).
+    pub fn callback_ids(&self, id: &str, n: usize) -> Vec<String> {
+        let h = self.wait_history(id, |h| {
+            h.iter()
+                .filter(|e| e["event_type"] == "CallbackStarted")
+                .count()
+                >= n
+        });
+        h.iter()
+            .filter(|e| e["event_type"] == "CallbackStarted")
+            .map(|e| e["details"]["callback_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// A gauge or counter from /metrics.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .filter(|rest| rest.starts_with(' '))
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("metric {name} not in:\n{text}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `(event_type, id, name)` of each event, for compact exact comparisons.
+pub fn shape(history: &[Value]) -> Vec<(String, Option<String>, Option<String>)> {
+    history
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["id"].as_str().map(str::to_string),
+                e["name"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// Just the event types.
+pub fn types(history: &[Value]) -> Vec<String> {
+    history
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn ev(
+    t: &str,
+    id: Option<&str>,
+    name: Option<&str>,
+) -> (String, Option<String>, Option<String>) {
+    (
+        t.to_string(),
+        id.map(str::to_string),
+        name.map(str::to_string),
+    )
+}
+
+/// A local mock of an external HTTP API, on a loopback port. Records every request;
+/// answers by path through `respond`; `/slow` is held until `release_slow()`.
+pub struct Mock {
+    pub addr: String,
+    pub hits: Arc<Mutex<Vec<(String, String, String)>>>,
+    routes: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    slow_gate: Arc<tokio::sync::Notify>,
+    slow_released: Arc<std::sync::atomic::AtomicBool>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Mock {
+    pub fn start() -> Mock {
+        use axum::extract::State;
+        use axum::http::{Method, StatusCode, Uri};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let routes: Arc<Mutex<HashMap<String, (u16, String)>>> = Arc::default();
+        let slow_gate = Arc::new(tokio::sync::Notify::new());
+        let slow_released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        type S = (
+            Arc<Mutex<Vec<(String, String, String)>>>,
+            Arc<Mutex<HashMap<String, (u16, String)>>>,
+            Arc<tokio::sync::Notify>,
+            Arc<std::sync::atomic::AtomicBool>,
+        );
+        async fn handle(
+            State((hits, routes, gate, released)): State<S>,
+            method: Method,
+            uri: Uri,
+            body: String,
+        ) -> (StatusCode, String) {
+            let path = uri.path().to_string();
+            hits.lock()
+                .unwrap()
+                .push((method.to_string(), path.clone(), body));
+            if path == "/slow" {
+                while !released.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = tokio::time::timeout(Duration::from_millis(50), gate.notified()).await;
+                }
+            }
+            let found = routes.lock().unwrap().get(&path).cloned();
+            match found {
+                Some((s, b)) => (StatusCode::from_u16(s).unwrap(), b),
+                None => (StatusCode::OK, "{}".to_string()),
+            }
+        }
+        let state: S = (
+            hits.clone(),
+            routes.clone(),
+            slow_gate.clone(),
+            slow_released.clone(),
+        );
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let app = axum::Router::new().fallback(handle).with_state(state);
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Mock {
+            addr,
+            hits,
+            routes,
+            slow_gate,
+            slow_released,
+            _rt: rt,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `--allow-outbound` value for this mock.
+    pub fn allow(&self) -> String {
+        self.addr.clone()
+    }
+
+    pub fn respond(&self, path: &str, status: u16, body: &str) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (status, body.to_string()));
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p, _)| p == path)
+            .count()
+    }
+
+    pub fn bodies(&self, path: &str) -> Vec<Value> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p, _)| p == path)
+            .map(|(_, _, b)| serde_json::from_str(b).unwrap_or(Value::String(b.clone())))
+            .collect()
+    }
+
+    /// Wait until `path` was requested `n` times (bounded).
+    pub fn wait_count(&self, path: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.count(path) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{path} requested {} times, expected {n}",
+                self.count(path)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn release_slow(&self) {
+        self.slow_released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.slow_gate.notify_waiters();
+    }
+
+    pub fn hold_slow(&self) {
+        self.slow_released
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Input for the conformance guest.
+pub fn scenario(name: &str, params: Value) -> Value {
+    let mut v = params;
+    if v.is_null() {
+        v = json!({});
+    }
+    v["scenario"] = json!(name);
+    v
+}
