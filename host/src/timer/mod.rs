@@ -63,12 +63,11 @@ pub struct Fired {
 }
 
 type Entry = Reverse<(u64, ExecId, String)>;
+/// Due order, and the records by key (a removed timer stays in the heap until it surfaces).
+type Index = (BinaryHeap<Entry>, std::collections::HashMap<(u64, ExecId, String), TimerRecord>);
 
 struct Inner {
-    heap: Mutex<(
-        BinaryHeap<Entry>,
-        std::collections::HashMap<(u64, ExecId, String), TimerRecord>,
-    )>,
+    heap: Mutex<Index>,
     changed: Notify,
     clock: Arc<dyn Clock>,
 }

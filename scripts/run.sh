@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run the product: build the example guests and the host, then serve on the embedded sled
+# store (./durable-data). Extra arguments go to `durable-host serve`
+# (e.g. --listen 127.0.0.1:7700 --allow-outbound 127.0.0.1:9000).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/build-guests.sh >/dev/null
+cargo build -p durable-host
+cat <<MSG
+
+Examples are built; deploy them with:
+  curl -X PUT --data-binary @target/wasm/wasm32-wasip2/release/hello.wasm http://127.0.0.1:7700/v1/functions/hello
+  curl -X PUT --data-binary @target/wasm/wasm32-wasip2/release/user_registration.wasm http://127.0.0.1:7700/v1/functions/user-registration
+  curl -X PUT --data-binary @target/wasm/wasm32-wasip2/release/approval.wasm http://127.0.0.1:7700/v1/functions/approval
+
+MSG
+exec target/debug/durable-host serve "$@"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run every test: unit tests of the host, then the end-to-end suites in tests/ (real server
+# process, real sled directories, guests built from examples/ and tests/guests/, real HTTP).
+# Installs what a fresh machine lacks (the wasm32-wasip2 target).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/build-guests.sh >/dev/null
+cargo test -p durable-host "$@"
