@@ -243,17 +243,32 @@ impl Host {
             self.metrics
                 .set(status, counts.get(&status).copied().unwrap_or(0));
         }
+        // A callback resolved (and fsynced) just before a crash may not have woken its
+        // execution: wake suspended executions whose journal still awaits a resolved one.
+        let mut woken = std::collections::HashSet::new();
         for cb in self.db.callbacks() {
-            let (_, rec) = cb?;
-            if rec.state != db::CallbackState::Pending {
-                if let Some(exec) = self.db.execution(&rec.tenant, &rec.execution)? {
-                    if exec.status == Status::Suspended {
-                        runnable.push(ExecKey {
-                            tenant: rec.tenant.as_str().into(),
-                            id: rec.execution,
-                        });
-                    }
-                }
+            let (callback_id, rec) = cb?;
+            if rec.state == db::CallbackState::Pending || woken.contains(&rec.execution) {
+                continue;
+            }
+            let suspended = self
+                .db
+                .execution(&rec.tenant, &rec.execution)?
+                .is_some_and(|e| e.status == Status::Suspended);
+            if !suspended {
+                continue;
+            }
+            let journal = Journal::from_events(&self.db.history(&rec.execution)?);
+            if journal
+                .pending_callbacks()
+                .iter()
+                .any(|(_, id)| *id == callback_id)
+            {
+                woken.insert(rec.execution);
+                runnable.push(ExecKey {
+                    tenant: rec.tenant.as_str().into(),
+                    id: rec.execution,
+                });
             }
         }
         self.db.commit(batch, Durability::Sync).await?;

@@ -64,7 +64,10 @@ pub struct Fired {
 
 type Entry = Reverse<(u64, ExecId, String)>;
 /// Due order, and the records by key (a removed timer stays in the heap until it surfaces).
-type Index = (BinaryHeap<Entry>, std::collections::HashMap<(u64, ExecId, String), TimerRecord>);
+type Index = (
+    BinaryHeap<Entry>,
+    std::collections::HashMap<(u64, ExecId, String), TimerRecord>,
+);
 
 struct Inner {
     heap: Mutex<Index>,
