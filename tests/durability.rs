@@ -123,21 +123,27 @@ fn a_completed_callback_is_not_lost_when_the_host_dies_before_the_wake() {
     assert_eq!(ex["output"], "yes");
 }
 
-#[test]
-fn kill9_inside_an_at_most_once_step_fails_it_as_interrupted_and_never_reruns_it() {
+/// Run `at-most-once-probe`, SIGKILL the host while its step body is in flight, restart.
+fn kill9_inside_at_most_once_step(max_attempts: u32, delay_ms: u64) -> (Mock, Server, String) {
     let mock = Mock::start();
     let mut s = crash_server(&mock);
     let id = s.invoke(
         "conf",
         &scenario(
             "at-most-once-probe",
-            json!({"url": mock.url(), "max_attempts": 1, "delay_ms": 100}),
+            json!({"url": mock.url(), "max_attempts": max_attempts, "delay_ms": delay_ms}),
         ),
     );
     mock.wait_count("/slow", 1);
     s.kill9();
     mock.release_slow();
     s.crash_and_restart();
+    (mock, s, id)
+}
+
+#[test]
+fn kill9_inside_an_at_most_once_step_fails_it_as_interrupted_and_never_reruns_it() {
+    let (mock, s, id) = kill9_inside_at_most_once_step(1, 100);
     let ex = s.wait_done(&id);
     assert_eq!(ex["status"], "failed", "{ex}");
     assert_eq!(ex["error"]["error_type"], "StepInterrupted", "{ex}");
@@ -158,19 +164,7 @@ fn kill9_inside_an_at_most_once_step_fails_it_as_interrupted_and_never_reruns_it
 
 #[test]
 fn an_interrupted_at_most_once_step_is_retried_by_its_policy() {
-    let mock = Mock::start();
-    let mut s = crash_server(&mock);
-    let id = s.invoke(
-        "conf",
-        &scenario(
-            "at-most-once-probe",
-            json!({"url": mock.url(), "max_attempts": 2, "delay_ms": 200}),
-        ),
-    );
-    mock.wait_count("/slow", 1);
-    s.kill9();
-    mock.release_slow();
-    s.crash_and_restart();
+    let (mock, s, id) = kill9_inside_at_most_once_step(2, 200);
     let ex = s.wait_done(&id);
     assert_eq!(ex["status"], "succeeded", "{ex}");
     assert_eq!(ex["output"], 200);

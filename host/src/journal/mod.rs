@@ -650,18 +650,28 @@ impl Activation {
         id: &str,
         value: String,
     ) -> Result<Effects<()>, Violation> {
-        let live = self.take_live("step-succeed", id)?;
-        let op = self.journal.ops[id].op.clone();
-        let mut fx = Effects::new(Reply::Return(()));
-        self.journal.push(
-            now_ms,
+        self.end_live(now_ms, "step-succeed", id, |op, attempt| {
             EventKind::StepSucceeded {
                 op,
                 result: value,
-                attempt: live.attempt,
-            },
-            &mut fx.events,
-        );
+                attempt,
+            }
+        })
+    }
+
+    /// Record the final event of the running step's attempt (fsynced).
+    fn end_live(
+        &mut self,
+        now_ms: u64,
+        call: &str,
+        id: &str,
+        event: impl FnOnce(OpRef, u32) -> EventKind,
+    ) -> Result<Effects<()>, Violation> {
+        let live = self.take_live(call, id)?;
+        let op = self.journal.ops[id].op.clone();
+        let mut fx = Effects::new(Reply::Return(()));
+        self.journal
+            .push(now_ms, event(op, live.attempt), &mut fx.events);
         fx.sync = true;
         Ok(fx)
     }
@@ -694,21 +704,14 @@ impl Activation {
         id: &str,
         error: ErrorObject,
     ) -> Result<Effects<()>, Violation> {
-        let live = self.take_live("step-succeed", id)?;
-        let op = self.journal.ops[id].op.clone();
-        let mut fx = Effects::new(Reply::Return(()));
-        self.journal.push(
-            now_ms,
+        self.end_live(now_ms, "step-succeed", id, |op, attempt| {
             EventKind::StepFailed {
                 op,
                 error,
-                attempt: live.attempt,
+                attempt,
                 next_attempt_delay_ms: None,
-            },
-            &mut fx.events,
-        );
-        fx.sync = true;
-        Ok(fx)
+            }
+        })
     }
 
     /// The running step's attempt ended by a trap or timeout of the whole activation.
