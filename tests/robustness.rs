@@ -328,16 +328,6 @@ fn hostile_guests_fail_cleanly_while_the_host_keeps_serving() {
         "bench-hello took {took:?}: it should finish while the loop still runs"
     );
 
-    // Start the rest together.
-    let in_step = s.invoke("conf", &scenario("loop-in-step", json!(null)));
-    let bomb = s.invoke("conf", &scenario("memory-bomb", json!(null)));
-    let panic = s.invoke("conf", &scenario("panic", json!(null)));
-    let big_out = s.invoke("conf", &scenario("big-output", json!({"bytes": 10_000})));
-    let big_step = s.invoke(
-        "conf",
-        &scenario("big-step-result", json!({"bytes": 10_000})),
-    );
-
     // loop-forever: stopped by the activation timeout.
     let ex = s.wait_done(&spin);
     let msg = failed_with(&ex, "Runtime.ActivationTimeout");
@@ -350,6 +340,16 @@ fn hostile_guests_fail_cleanly_while_the_host_keeps_serving() {
     assert_eq!(
         h[1]["details"]["error"]["error_type"],
         "Runtime.ActivationTimeout"
+    );
+
+    // One runaway guest at a time: see `as_many_runaway_guests_as_cores_do_not_freeze_the_host`.
+    let in_step = s.invoke("conf", &scenario("loop-in-step", json!(null)));
+    let bomb = s.invoke("conf", &scenario("memory-bomb", json!(null)));
+    let panic = s.invoke("conf", &scenario("panic", json!(null)));
+    let big_out = s.invoke("conf", &scenario("big-output", json!({"bytes": 10_000})));
+    let big_step = s.invoke(
+        "conf",
+        &scenario("big-step-result", json!({"bytes": 10_000})),
     );
 
     // loop-in-step: a failed attempt of step "spin" (no retry), then the execution fails.
@@ -429,6 +429,81 @@ fn hostile_guests_fail_cleanly_while_the_host_keeps_serving() {
         by_status(&s),
         expect_by_status([0.0, 0.0, 4.0, 5.0, 0.0, 0.0])
     );
+}
+
+#[test]
+fn traps_total_counts_activation_timeouts_as_its_help_text_says() {
+    let s = Server::start_with(&["--activation-timeout-secs", "1"]);
+    s.deploy("conf", "conformance_guest");
+    let (_, ex) = run(&s, "panic", json!(null));
+    failed_with(&ex, "Runtime.Trap");
+    assert_eq!(s.metric("durable_traps_total"), 1.0);
+    let (_, ex) = run(&s, "loop-forever", json!(null));
+    failed_with(&ex, "Runtime.ActivationTimeout");
+    let text = reqwest::blocking::get(format!("{}/metrics", s.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains("# HELP durable_traps_total Activations that ended in a trap or timeout."),
+        "{text}"
+    );
+    assert_eq!(
+        s.metric("durable_traps_total"),
+        2.0,
+        "the activation timeout is not counted in durable_traps_total"
+    );
+}
+
+/// A GET with a short timeout: `None` when the host does not answer in time.
+fn probe(s: &Server, path: &str, timeout: Duration) -> Option<(u16, Value)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    let resp = client.get(format!("{}{path}", s.url)).send().ok()?;
+    let status = resp.status().as_u16();
+    let text = resp.text().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+#[test]
+fn as_many_runaway_guests_as_cores_do_not_freeze_the_host() {
+    // The host's runtime has one worker thread per core by default; start that many loops.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let s = Server::start_with(&["--activation-timeout-secs", "2"]);
+    s.deploy("conf", "conformance_guest");
+    let (_, ex) = run(&s, "echo", json!({"value": "warm"}));
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+
+    let spins: Vec<String> = (0..cores)
+        .map(|_| s.invoke("conf", &scenario("loop-forever", json!(null))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let health = probe(&s, "/healthz", Duration::from_secs(5));
+    assert_eq!(
+        health.map(|h| h.0),
+        Some(200),
+        "with {cores} runaway guests the host does not answer /healthz within 5 s"
+    );
+    // Each loop is stopped by the 2 s activation timeout.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for id in &spins {
+        loop {
+            let got = probe(&s, &format!("/v1/executions/{id}"), Duration::from_secs(5));
+            let ex = got.map(|g| g.1).unwrap_or(Value::Null);
+            if ex["status"] == "failed" {
+                assert_eq!(ex["error"]["error_type"], "Runtime.ActivationTimeout");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} not stopped by the 2 s activation timeout after 15 s: {ex}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(s.metric("durable_resident_instances"), 0.0);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ pub struct Host {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub shutdown: Arc<Notify>,
+    /// Set when the host stops, for its OS threads.
+    pub stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Host {
@@ -122,6 +124,7 @@ impl Host {
             metrics,
             clock,
             shutdown: Arc::new(Notify::new()),
+            stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }))
     }
 
@@ -171,17 +174,18 @@ impl Host {
             }
         });
 
+        // The epoch ticks on its own OS thread: guests yield (and their time limit is
+        // checked) on every tick, even when they occupy every executor thread.
         let engine = self.runtime.engine.clone();
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(runtime::EPOCH_TICK);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => engine.increment_epoch(),
-                    _ = shutdown.notified() => return,
+        let stopped = self.stopped.clone();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(runtime::EPOCH_TICK);
+                    engine.increment_epoch();
                 }
-            }
-        });
+            })?;
 
         for key in runnable {
             self.scheduler.wake(key);

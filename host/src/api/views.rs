@@ -10,8 +10,11 @@ use crate::journal::{ErrorObject, Event, EventKind};
 pub fn timestamp(ms: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    // Always three fractional digits, so timestamps also sort as strings.
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).unwrap_or_default()
 }
 
 /// Stored JSON text as a JSON value (it was validated when stored).

@@ -45,6 +45,11 @@ impl Default for Options {
     }
 }
 
+/// The trap that stops a guest whose activation ran past its time limit.
+#[derive(Debug, thiserror::Error)]
+#[error("activation time limit exceeded")]
+struct ActivationTimedOut;
+
 /// How often the epoch advances: a busy guest yields to others at this interval.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -199,8 +204,19 @@ impl Runtime {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // Every epoch tick the guest yields to the executor, and the activation limit is
+        // checked here, inside the guest's own time slice: a spinning guest is stopped even
+        // when every executor thread is busy running guests.
+        let started = std::time::Instant::now();
+        let limit = self.opts.activation_timeout;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.epoch_deadline_callback(move |_| {
+            if started.elapsed() >= limit {
+                Err(wasmtime::Error::new(ActivationTimedOut))
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
         self.metrics
             .activations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -223,14 +239,10 @@ impl Runtime {
 
         let end = match run {
             Err(_elapsed) => {
-                let error = ErrorObject::new(
-                    error_types::ACTIVATION_TIMEOUT,
-                    format!(
-                        "the activation ran longer than {:?} and was stopped",
-                        self.opts.activation_timeout
-                    ),
-                );
-                Trapped(error)
+                self.metrics
+                    .traps
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Trapped(self.activation_timeout_error())
             }
             Ok(Ok(Ok(output))) if output.len() > max_payload => Done(End::Failed {
                 error: ErrorObject::new(
@@ -259,6 +271,11 @@ impl Runtime {
             Ok(Err(err)) => {
                 if err.downcast_ref::<Suspend>().is_some() {
                     Done(End::Suspended)
+                } else if err.downcast_ref::<ActivationTimedOut>().is_some() {
+                    self.metrics
+                        .traps
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Trapped(self.activation_timeout_error())
                 } else if let Some(v) = err.downcast_ref::<Violation>() {
                     Done(End::Failed {
                         error: v.to_error(),
@@ -271,7 +288,7 @@ impl Runtime {
                         .traps
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let message = match err.downcast_ref::<wasmtime::Trap>() {
-                        Some(trap) => format!("{trap}: {}", err.root_cause()),
+                        Some(trap) => trap.to_string(),
                         None => format!("{}", err.root_cause()),
                     };
                     Trapped(ErrorObject::new(error_types::TRAP, message))
@@ -337,6 +354,16 @@ impl Runtime {
             }
         };
         self.finish(key, exec, &mut act, end, ic_error).await
+    }
+
+    fn activation_timeout_error(&self) -> ErrorObject {
+        ErrorObject::new(
+            error_types::ACTIVATION_TIMEOUT,
+            format!(
+                "the activation ran longer than {:?} and was stopped",
+                self.opts.activation_timeout
+            ),
+        )
     }
 
     /// Record the end of an activation: `InvocationCompleted` (unless already recorded),

@@ -52,7 +52,7 @@ pub struct Stdout {
 }
 
 /// `stdout`: prints `text` to stdout and "err:{text}" to stderr, then an unnamed step and a
-/// 50 ms wait (so the prints run again on replay: stdout is not deduplicated).
+/// 50 ms wait (so the prints run again on replay; the host records each line once, by replay position).
 pub fn stdout(ctx: &mut Context, p: Stdout) -> Result<Value, Error> {
     println!("{}", p.text);
     eprintln!("err:{}", p.text);

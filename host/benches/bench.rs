@@ -1,0 +1,1127 @@
+//! Benchmark of the durable host. It is an example (not a `cargo bench` target) so that it
+//! reuses the dev profile's optimised wasmtime build:
+//!
+//! ```text
+//! cargo run -p durable-host --example bench                 # full counts, about a minute
+//! BENCH_QUICK=1 cargo run -p durable-host --example bench   # smaller counts (or `-- --quick`)
+//! ```
+//!
+//! Everything runs in this process against a real host (`Host::open` + `Host::start`) over a
+//! temporary sled directory, with the guests built by `scripts/build-guests.sh`. Each figure
+//! is printed beside its target and beside a baseline measured in the same run (as a ratio:
+//! these machines are noisy). A missed target is reported, not an error; the exit status is
+//! non-zero only when a figure could not be measured at all.
+//!
+//! 1. Compile vs restart: `Registry::upload` of `hello.wasm` under a new name (validate,
+//!    `Component::new`, link, write the artifact, fsync) vs `Registry::pre_by_hash` after
+//!    `Registry::clear_cache` (deserialize the artifact file, link): what a restart pays.
+//! 2. Resume: what `Runtime::activate` does once it holds the cached `InstancePre`: a new
+//!    `Store` with its `HostState` (WASI context, limits, epoch deadline), `instantiate_async`
+//!    and the `handle` call over a journal of one finished step, so the guest's first host
+//!    call (`step-start`) is answered from the journal and the guest returns. Storage reads and
+//!    the closing fsync of an activation are not included (figure 3 shows a whole activation).
+//!    Baseline: the same after `clear_cache` (deserialize, link, instantiate, call).
+//! 3. Replay: `Runtime::activate` of a copy of a finished `steps {count: 1000}` execution
+//!    without its last two events (it replays 1000 steps from storage, then finishes live),
+//!    minus the same for `count: 0`, per step (one step is two events). Baseline: the pure
+//!    journal (`Journal::from_events` + `Activation::step_start` x 1000: no wasm, no storage).
+//! 4. Checkpoints: durable steps/s of `steps {count: N}` run by 1 and by 64 concurrent
+//!    executions (fsync on, group commit), fsyncs counted by `Store::sync_stats`. Baseline:
+//!    one fsync of this disk (append 4 KiB + `File::sync_all` in the data directory, median).
+//! 5. HTTP: `bench-hello` (two steps and a 0 s wait) end to end with `POST .../invoke?wait=30`
+//!    on a loopback listener served by `api::router`: latency at 1 client, executions/s at 64.
+//!    Baseline: `echo` (nothing durable) over the same path.
+//! 6. Memory: VmRSS growth after 10,000 `wait {ms: 3600000}` executions have suspended, with
+//!    no instance resident. Baseline: the RSS before.
+
+use std::fmt::Write as _;
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use durable_host::db::{Batch, Durability, ExecutionRecord, Status};
+use durable_host::host_api::HostState;
+use durable_host::journal::{
+    Activation, Event, EventKind, Journal, Reply, RetryPolicy, StepSemantics, StepStart,
+};
+use durable_host::registry::Pre;
+use durable_host::scheduler::{ExecKey, Outcome};
+use durable_host::{api, ids, Host, Options, DEFAULT_TENANT};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use wasmtime::StoreLimitsBuilder;
+
+/// The conformance guest is deployed under this name.
+const FUNCTION: &str = "conformance";
+/// Concurrent executions (figure 4) and HTTP clients (figures 5 and 6).
+const CLIENTS: usize = 64;
+/// Steps in the journal that figure 3 replays.
+const REPLAY_STEPS: u64 = 1000;
+/// How long one suspended execution of figure 6 waits: longer than the benchmark.
+const LONG_WAIT_MS: u64 = 3_600_000;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// How many times each thing is measured; `quick` shrinks the counts.
+#[derive(Clone, Copy, Debug)]
+struct Counts {
+    compiles: usize,
+    cold_loads: usize,
+    resumes: usize,
+    cold_resumes: usize,
+    replay_runs: usize,
+    journal_runs: usize,
+    fsyncs: usize,
+    steps_single: u64,
+    steps_each: u64,
+    warmup: usize,
+    requests_single: usize,
+    requests_total: usize,
+    suspended: usize,
+}
+
+impl Counts {
+    fn new(quick: bool) -> Self {
+        let pick = |full: usize, quick_n: usize| if quick { quick_n } else { full };
+        Self {
+            compiles: pick(3, 1),
+            cold_loads: pick(20, 5),
+            resumes: pick(2_000, 200),
+            cold_resumes: pick(20, 5),
+            replay_runs: pick(15, 5),
+            journal_runs: pick(50, 10),
+            fsyncs: pick(200, 50),
+            steps_single: pick(300, 50) as u64,
+            steps_each: pick(200, 30) as u64,
+            warmup: pick(50, 10),
+            requests_single: pick(200, 40),
+            requests_total: pick(3_000, 500),
+            suspended: pick(10_000, 2_000),
+        }
+    }
+}
+
+/// What to run: `BENCH_QUICK=1` or `--quick` shrinks the counts; `BENCH_ONLY=3` or
+/// `--only 3` runs one figure (figure 6 expects a host warmed up by the others).
+struct Settings {
+    quick: bool,
+    only: Option<String>,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let arg_after = |flag: &str| {
+            let i = args.iter().position(|a| a == flag)?;
+            args.get(i + 1).cloned()
+        };
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+            || args.iter().any(|a| a == "--quick");
+        let only = arg_after("--only").or_else(|| std::env::var("BENCH_ONLY").ok());
+        Settings { quick, only }
+    }
+
+    fn runs(&self, figure: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == figure)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = Settings::from_env();
+    print_header(&settings);
+    let bench = Bench::start(Counts::new(settings.quick)).await?;
+    let mut report = Report::default();
+    let b = &bench;
+    let figures: [(&str, BoxFuture<'_, _>); 6] = [
+        ("1", Box::pin(compile_vs_restart(b))),
+        ("2", Box::pin(resume(b))),
+        ("3", Box::pin(replay(b))),
+        ("4", Box::pin(checkpoints(b))),
+        ("5", Box::pin(http_hello(b))),
+        ("6", Box::pin(suspended_memory(b))),
+    ];
+    for (id, figure) in figures {
+        if settings.runs(id) {
+            report.add(id, figure.await);
+        }
+    }
+    bench.host.shutdown.notify_waiters();
+    print!("{report}");
+    println!("\nload average at the end: {}", load_average());
+    if report.failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// /proc/loadavg's first three fields: how busy the machine was (it is shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn print_header(settings: &Settings) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let env: String = ["BENCH_QUICK", "BENCH_ONLY"]
+        .iter()
+        .filter_map(|k| Some(format!("{k}={} ", std::env::var(k).ok()?)))
+        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let extra = if args.is_empty() {
+        String::new()
+    } else {
+        format!(" -- {}", args.join(" "))
+    };
+    println!("durable-host benchmark");
+    println!("command: {env}cargo run -p durable-host --example bench{extra}");
+    println!(
+        "machine: {cores} cores, load average {} (shared: other work skews figures); counts: {}",
+        load_average(),
+        if settings.quick { "quick" } else { "full" }
+    );
+    println!();
+}
+
+// ---------------------------------------------------------------------------------------
+// The host under test
+
+/// A started host, its HTTP listener, and a client for it.
+struct Bench {
+    host: Arc<Host>,
+    url: String,
+    http: reqwest::Client,
+    counts: Counts,
+    /// Where the sled directory and the artifacts live; removed at exit.
+    data: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start(counts: Counts) -> anyhow::Result<Arc<Bench>> {
+        let data = tempfile::tempdir()?;
+        let mut opts = Options {
+            data_dir: data.path().to_path_buf(),
+            ..Default::default()
+        };
+        // As `durable-host serve` sizes the instance pool.
+        opts.runtime.max_instances = (opts.max_resident as u32).saturating_add(16).max(64);
+        let host = Host::open(opts)?;
+        host.start().await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(axum::serve(listener, api::router(host.clone())).into_future());
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(CLIENTS)
+            .timeout(Duration::from_secs(600))
+            .build()?;
+        let bench = Bench {
+            host,
+            url,
+            http,
+            counts,
+            data,
+        };
+        let bytes = std::fs::read(guest("conformance_guest")?)?;
+        bench
+            .host
+            .registry
+            .upload(DEFAULT_TENANT, FUNCTION, bytes)
+            .await?;
+        Ok(Arc::new(bench))
+    }
+
+    /// `POST /v1/functions/conformance/invoke` (with `?wait=` when given); the response body.
+    async fn invoke(&self, input: &Value, wait_secs: Option<u32>) -> anyhow::Result<Value> {
+        let mut url = format!("{}/v1/functions/{FUNCTION}/invoke", self.url);
+        if let Some(w) = wait_secs {
+            write!(url, "?wait={w}")?;
+        }
+        let resp = self.http.post(url).json(input).send().await?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        ensure!(status.is_success(), "invoke {input}: {status} {body}");
+        Ok(body)
+    }
+
+    /// Invoke and wait until the execution succeeded; its id.
+    async fn run(&self, input: &Value, wait_secs: u32) -> anyhow::Result<ExecKey> {
+        let body = self.invoke(input, Some(wait_secs)).await?;
+        ensure!(
+            body["status"] == "succeeded",
+            "{input} did not succeed: {body}"
+        );
+        let id = body["execution_id"].as_str().context("execution_id")?;
+        Ok(ExecKey {
+            tenant: DEFAULT_TENANT.into(),
+            id: ids::parse_execution_id(id).context("execution id")?,
+        })
+    }
+
+    fn fsyncs(&self) -> u64 {
+        self.host.db.sync_stats().fsyncs.load(Relaxed)
+    }
+}
+
+/// A conformance-guest input.
+fn scenario(name: &str, params: Value) -> Value {
+    let mut v = params;
+    v["scenario"] = json!(name);
+    v
+}
+
+fn steps_input(count: u64) -> Value {
+    scenario("steps", json!({ "count": count }))
+}
+
+/// The path of a guest component, building the guests first if it is missing.
+fn guest(name: &str) -> anyhow::Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("repository root")?;
+    let path = root.join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm"));
+    if !path.exists() {
+        eprintln!("building the guests (scripts/build-guests.sh)...");
+        let status = std::process::Command::new("bash")
+            .arg(root.join("scripts/build-guests.sh"))
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        ensure!(status.success(), "scripts/build-guests.sh failed");
+    }
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------
+// Measuring
+
+/// Durations of repeated runs of one thing.
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn new(mut v: Vec<Duration>) -> Self {
+        v.sort();
+        Samples(v)
+    }
+
+    /// The `p`-th percentile (0..=100), nearest rank.
+    fn pct(&self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * (self.0.len() - 1) as f64).round() as usize;
+        self.0[rank.min(self.0.len() - 1)]
+    }
+
+    fn median(&self) -> Duration {
+        self.pct(50.0)
+    }
+}
+
+/// Time `n` sequential runs of `f`.
+async fn sample<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Samples>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await?;
+        v.push(t.elapsed());
+    }
+    Ok(Samples::new(v))
+}
+
+/// One request of a load test, callable from many tasks.
+type Call = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// Run `call` `total` times from `clients` concurrent tasks; the wall time and each call's
+/// latency.
+async fn drive(clients: usize, total: usize, call: &Call) -> anyhow::Result<(Duration, Samples)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (call, next) = (call.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, Relaxed) < total {
+                    let t = Instant::now();
+                    call().await?;
+                    latencies.push(t.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((start.elapsed(), Samples::new(all)))
+}
+
+fn per_sec(n: f64, d: Duration) -> f64 {
+    n / d.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 {
+        "n/a".into()
+    } else {
+        format!("{:.2}x", a / b)
+    }
+}
+
+fn fmt_dur(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 10.0 {
+        format!("{us:.2} us")
+    } else if us < 1_000.0 {
+        format!("{us:.1} us")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    format!("{r:.0}/s")
+}
+
+// ---------------------------------------------------------------------------------------
+// The report
+
+#[derive(Clone, Copy, PartialEq)]
+enum Verdict {
+    Met,
+    Missed,
+    Info,
+    Error,
+}
+
+struct Row {
+    what: String,
+    measured: String,
+    target: String,
+    verdict: Verdict,
+    baseline: String,
+    ratio: String,
+}
+
+impl Row {
+    /// A figure without a target.
+    fn info(what: impl Into<String>, measured: impl Into<String>) -> Self {
+        Row {
+            what: what.into(),
+            measured: measured.into(),
+            target: "-".into(),
+            verdict: Verdict::Info,
+            baseline: String::new(),
+            ratio: String::new(),
+        }
+    }
+
+    fn target(mut self, target: impl Into<String>, met: bool) -> Self {
+        self.target = target.into();
+        self.verdict = if met { Verdict::Met } else { Verdict::Missed };
+        self
+    }
+
+    fn baseline(mut self, baseline: impl Into<String>, ratio: impl Into<String>) -> Self {
+        self.baseline = baseline.into();
+        self.ratio = ratio.into();
+        self
+    }
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<(&'static str, Row)>,
+    failed: bool,
+}
+
+impl Report {
+    /// Record a figure's rows (also printed at once to stderr, as progress).
+    fn add(&mut self, id: &'static str, rows: anyhow::Result<Vec<Row>>) {
+        let rows = rows.unwrap_or_else(|e| {
+            self.failed = true;
+            vec![Row {
+                verdict: Verdict::Error,
+                ..Row::info("could not be measured", format!("{e:#}"))
+            }]
+        });
+        for r in rows {
+            eprintln!(
+                "[{id}] {}: {} (target {}; baseline {} {})",
+                r.what, r.measured, r.target, r.baseline, r.ratio
+            );
+            self.rows.push((id, r));
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header = [
+            "#",
+            "figure",
+            "measured",
+            "target",
+            "met",
+            "baseline (same run)",
+            "measured/baseline",
+        ];
+        let cells: Vec<[String; 7]> = self
+            .rows
+            .iter()
+            .map(|(id, r)| {
+                let met = match r.verdict {
+                    Verdict::Met => "yes",
+                    Verdict::Missed => "NO",
+                    Verdict::Info => "",
+                    Verdict::Error => "ERROR",
+                };
+                [
+                    id.to_string(),
+                    r.what.clone(),
+                    r.measured.clone(),
+                    r.target.clone(),
+                    met.to_string(),
+                    r.baseline.clone(),
+                    r.ratio.clone(),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(|h| h.chars().count());
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |f: &mut std::fmt::Formatter<'_>, row: &[String]| {
+            let padded: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            writeln!(f, "| {} |", padded.join(" | "))
+        };
+        line(f, &header.map(String::from))?;
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        writeln!(f, "|-{}-|", rule.join("-|-"))?;
+        for row in &cells {
+            line(f, row)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 1: compile vs restart
+
+async fn compile_vs_restart(b: &Bench) -> anyhow::Result<Vec<Row>> {
+    let bytes = std::fs::read(guest("hello")?)?;
+    let sha = durable_host::registry::sha256_hex(&bytes);
+    let registry = &b.host.registry;
+    let mut n = 0;
+    let compile = sample(b.counts.compiles, || {
+        n += 1;
+        let (name, bytes) = (format!("hello-{n}"), bytes.clone());
+        async move {
+            // A new name is a new version: compiled again although the bytes are the same.
+            let up = registry.upload(DEFAULT_TENANT, &name, bytes).await?;
+            ensure!(up.created, "{name} was not compiled");
+            Ok(())
+        }
+    })
+    .await?;
+    let restart = sample(b.counts.cold_loads, || async {
+        registry.clear_cache();
+        registry.pre_by_hash(&sha).await?;
+        Ok(())
+    })
+    .await?;
+    let (c, r) = (compile.median(), restart.median());
+    let kib = bytes.len() / 1024;
+    Ok(vec![
+        Row::info(
+            format!("compile hello.wasm ({kib} KiB) via upload, median"),
+            fmt_dur(c),
+        ),
+        Row::info("restart: deserialize artifact + link, median", fmt_dur(r))
+            .target("no recompile (<= compile/10)", r * 10 <= c)
+            .baseline(
+                format!("compile {}", fmt_dur(c)),
+                ratio(r.as_secs_f64(), c.as_secs_f64()),
+            ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 2: resume
+
+/// `wasmtime::Error` is its own type; keep its whole chain in the message.
+fn wasm_error(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+/// A finished execution as it stood just before its last activation ended: the record, and
+/// the history without the closing `InvocationCompleted` and `ExecutionSucceeded`.
+struct Unfinished {
+    record: ExecutionRecord,
+    history: Vec<Event>,
+}
+
+impl Unfinished {
+    fn load(b: &Bench, key: &ExecKey) -> anyhow::Result<Self> {
+        let record = b
+            .host
+            .db
+            .execution(&key.tenant, &key.id)?
+            .context("execution record")?;
+        let mut history = b.host.db.history(&key.id)?;
+        let tail: Vec<&str> = history
+            .iter()
+            .rev()
+            .take(2)
+            .map(|e| e.kind.event_type())
+            .collect();
+        ensure!(
+            tail == ["ExecutionSucceeded", "InvocationCompleted"],
+            "unexpected end of history: {tail:?}"
+        );
+        history.truncate(history.len() - 2);
+        Ok(Unfinished { record, history })
+    }
+
+    fn key(&self) -> ExecKey {
+        ExecKey {
+            tenant: self.record.tenant.as_str().into(),
+            id: self.record.id,
+        }
+    }
+
+    /// Resume the guest over this journal as `Runtime::activate` does from `Registry::pre`
+    /// on, up to and including `upto`. Nothing is written (a replayed step records nothing).
+    async fn resume(&self, host: &Host, upto: Phase) -> anyhow::Result<()> {
+        let rec = &self.record;
+        let pre: Arc<Pre> = host
+            .registry
+            .pre(&rec.tenant, &rec.function, rec.version)
+            .await?;
+        if upto == Phase::Lookup {
+            return Ok(());
+        }
+        let mut store = self.new_store(host);
+        if upto == Phase::Store {
+            return Ok(());
+        }
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(wasm_error)?;
+        if upto == Phase::Instantiate {
+            return Ok(());
+        }
+        let output = match instance.call_handle(&mut store, &rec.input).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(e)) => bail!("{}: {}", e.error_type, e.error_message),
+            Err(e) => return Err(wasm_error(e)),
+        };
+        ensure!(
+            Some(&output) == rec.output.as_ref(),
+            "resumed to {output}, not {:?}",
+            rec.output
+        );
+        Ok(())
+    }
+
+    /// The store of one activation: host state over the journal, limits, epoch deadline.
+    fn new_store(&self, host: &Host) -> wasmtime::Store<HostState> {
+        let act = Activation::new(Journal::from_events(&self.history), host.clock.now_ms());
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(host.opts.runtime.memory_limit_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let key = self.key();
+        let shared = host.runtime.shared.clone();
+        let state = HostState::new(shared, key.tenant, key.id, act, 1, limits);
+        let mut store = wasmtime::Store::new(&host.runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+}
+
+/// How far `Unfinished::resume` goes; each phase includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// `Registry::pre`: the version record and the cached `InstancePre`.
+    Lookup,
+    /// `HostState` (WASI and HTTP contexts, journal fold) and `Store`.
+    Store,
+    Instantiate,
+    /// `handle` until the guest returns (its host calls answered from the journal).
+    Call,
+}
+
+/// Time each prefix of the resume path `n` times, interleaved so that drift in the machine's
+/// load affects every phase alike.
+async fn sample_phases<F, Fut>(n: usize, mut resume: F) -> anyhow::Result<Vec<Samples>>
+where
+    F: FnMut(Phase) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let all = [Phase::Lookup, Phase::Store, Phase::Instantiate, Phase::Call];
+    let mut times = vec![Vec::with_capacity(n); all.len()];
+    for _ in 0..n {
+        for (phase, v) in all.iter().zip(&mut times) {
+            let t = Instant::now();
+            resume(*phase).await?;
+            v.push(t.elapsed());
+        }
+    }
+    Ok(times.into_iter().map(Samples::new).collect())
+}
+
+async fn resume(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let key = b.run(&steps_input(1), 300).await?;
+    let exec = Unfinished::load(b, &key)?;
+    let host = &b.host;
+    let n = b.counts.resumes;
+    sample(b.counts.warmup, || exec.resume(host, Phase::Call)).await?;
+    let phases = sample_phases(n, |p| exec.resume(host, p)).await?;
+    let warm = sample(n, || exec.resume(host, Phase::Call)).await?;
+    let cold = sample(b.counts.cold_resumes, || async {
+        host.registry.clear_cache();
+        exec.resume(host, Phase::Call).await
+    })
+    .await?;
+    let (w, c) = (warm.median(), cold.median());
+    let step = |i: usize| match i {
+        0 => phases[0].median(),
+        _ => phases[i].median().saturating_sub(phases[i - 1].median()),
+    };
+    Ok(vec![
+        Row::info(
+            "resume: cached pre, instantiate + 1st host call, p50 (p99)",
+            format!("{} ({})", fmt_dur(w), fmt_dur(warm.pct(99.0))),
+        )
+        .target("<= 50 us", w <= Duration::from_micros(50))
+        .baseline(
+            format!("uncached: load + link + same {}", fmt_dur(c)),
+            ratio(w.as_secs_f64(), c.as_secs_f64()),
+        ),
+        Row::info(
+            "of which: lookup / store + contexts / instantiate / call",
+            format!(
+                "{} / {} / {} / {}",
+                fmt_dur(step(0)),
+                fmt_dur(step(1)),
+                fmt_dur(step(2)),
+                fmt_dur(step(3))
+            ),
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 3: replay
+
+impl Unfinished {
+    /// Store a copy under a new id, status running, as a crash would have left it.
+    async fn write_copy(&self, b: &Bench) -> anyhow::Result<ExecKey> {
+        let id = ids::new_execution_id();
+        let copy = ExecutionRecord {
+            id,
+            status: Status::Running,
+            output: None,
+            ..self.record.clone()
+        };
+        let mut batch = Batch::new();
+        batch.put_execution(&copy);
+        for e in &self.history {
+            batch.put_event(&id, e);
+        }
+        b.host.db.commit(batch, Durability::Sync).await?;
+        Ok(ExecKey {
+            tenant: copy.tenant.as_str().into(),
+            id,
+        })
+    }
+
+    /// Time `Runtime::activate` of a fresh copy: replay, then finish live (one fsync).
+    async fn time_activation(&self, b: &Bench) -> anyhow::Result<Duration> {
+        let key = self.write_copy(b).await?;
+        let t = Instant::now();
+        let outcome = b.host.runtime.activate(key.clone()).await;
+        let elapsed = t.elapsed();
+        ensure!(outcome == Outcome::Finished, "activation ended {outcome:?}");
+        let done = b.host.db.execution(&key.tenant, &key.id)?;
+        let output = done.and_then(|r| r.output);
+        ensure!(
+            output == self.record.output,
+            "the replay ended with {output:?}, not {:?}",
+            self.record.output
+        );
+        Ok(elapsed)
+    }
+}
+
+/// The pure journal's share of a replay: fold the history, answer `steps` step-starts.
+fn replay_journal(history: &[Event], steps: u64) -> anyhow::Result<()> {
+    let mut act = Activation::new(Journal::from_events(history), 0);
+    for _ in 0..steps {
+        let fx = act.step_start(
+            0,
+            None,
+            None,
+            StepSemantics::AtLeastOncePerRetry,
+            RetryPolicy::default(),
+            0.5,
+        )?;
+        ensure!(
+            matches!(fx.reply, Reply::Return((_, StepStart::Succeeded(_)))),
+            "a step was not replayed"
+        );
+    }
+    Ok(())
+}
+
+async fn replay(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let long = Unfinished::load(b, &b.run(&steps_input(REPLAY_STEPS), 300).await?)?;
+    let empty = Unfinished::load(b, &b.run(&steps_input(0), 300).await?)?;
+    let (mut t_long, mut t_empty) = (Vec::new(), Vec::new());
+    for _ in 0..b.counts.replay_runs {
+        t_empty.push(empty.time_activation(b).await?);
+        t_long.push(long.time_activation(b).await?);
+    }
+    let (l, e) = (
+        Samples::new(t_long).median(),
+        Samples::new(t_empty).median(),
+    );
+    let steps = REPLAY_STEPS as u32;
+    let per_step = l.saturating_sub(e) / steps;
+    let runs = b.counts.journal_runs;
+    let journal = sample(runs, || async {
+        replay_journal(&long.history, REPLAY_STEPS)
+    })
+    .await?;
+    let pure = journal.median() / steps;
+    let host = &b.host;
+    let guest_long = sample(runs, || long.resume(host, Phase::Call)).await?;
+    let guest_empty = sample(runs, || empty.resume(host, Phase::Call)).await?;
+    let guest = guest_long.median().saturating_sub(guest_empty.median()) / steps;
+    let load = sample(runs, || async {
+        host.db.history(&long.record.id)?;
+        Ok(())
+    })
+    .await?;
+    let load = load.median() / steps;
+    let vs_pure = |d: Duration| ratio(d.as_secs_f64(), pure.as_secs_f64());
+    let baseline = format!("pure journal {}/step", fmt_dur(pure));
+    Ok(vec![
+        Row::info(
+            "replay per step (2 events): activate(1000) - activate(0)",
+            format!("{} ({}/event)", fmt_dur(per_step), fmt_dur(per_step / 2)),
+        )
+        .target("<= 1 us/entry", per_step <= Duration::from_micros(1))
+        .baseline(&baseline, vs_pure(per_step)),
+        Row::info(
+            "of which history load (sled scan + decode)",
+            format!("{}/step", fmt_dur(load)),
+        )
+        .baseline(&baseline, vs_pure(load)),
+        Row::info(
+            "of which guest + host calls + journal",
+            format!("{}/step", fmt_dur(guest)),
+        )
+        .baseline(&baseline, vs_pure(guest)),
+        Row::info(
+            "whole activation, 1000-step journal (+1 commit)",
+            fmt_dur(l),
+        )
+        .baseline(
+            format!("0 steps {}", fmt_dur(e)),
+            ratio(l.as_secs_f64(), e.as_secs_f64()),
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 4: checkpoint throughput
+
+impl Bench {
+    /// A load-test call: invoke `input`; with `wait_secs`, wait until it succeeded.
+    fn call(self: &Arc<Self>, input: Value, wait_secs: Option<u32>) -> Call {
+        let b = self.clone();
+        Arc::new(move || {
+            let (b, input) = (b.clone(), input.clone());
+            Box::pin(async move {
+                match wait_secs {
+                    Some(w) => b.run(&input, w).await.map(drop),
+                    None => b.invoke(&input, None).await.map(drop),
+                }
+            })
+        })
+    }
+}
+
+/// The latency of one fsync on the data directory's disk: append 4 KiB, `sync_all`.
+async fn measure_fsync(dir: &Path, n: usize) -> anyhow::Result<Samples> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let block = [0x5a_u8; 4096];
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            f.write_all(&block)?;
+            f.sync_all()?;
+            v.push(t.elapsed());
+        }
+        std::fs::remove_file(&path)?;
+        Ok(Samples::new(v))
+    })
+    .await?
+}
+
+/// The host's own checkpoint: a 4 KiB history event committed with `Durability::Sync`
+/// (sled `apply_batch`, then the group-commit `Db::flush`), under an id no execution has.
+async fn measure_commit(b: &Bench, n: usize) -> anyhow::Result<Samples> {
+    let input = serde_json::to_string(&"x".repeat(4000))?;
+    sample(n, || async {
+        let event = Event {
+            seq: 1,
+            at_ms: 0,
+            kind: EventKind::ExecutionStarted {
+                input: input.clone(),
+            },
+        };
+        let mut batch = Batch::new();
+        batch.put_event(&ids::new_execution_id(), &event);
+        b.host.db.commit(batch, Durability::Sync).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Durable steps done by some executions of `steps`, and the fsyncs they took.
+struct StepRun {
+    steps: u64,
+    elapsed: Duration,
+    fsyncs: u64,
+}
+
+impl StepRun {
+    async fn measure(b: &Arc<Bench>, executions: usize, each: u64) -> anyhow::Result<Self> {
+        let before = b.fsyncs();
+        let call = b.call(steps_input(each), Some(300));
+        let (elapsed, _) = drive(executions, executions, &call).await?;
+        Ok(StepRun {
+            steps: executions as u64 * each,
+            elapsed,
+            fsyncs: b.fsyncs() - before,
+        })
+    }
+
+    fn rate(&self) -> f64 {
+        per_sec(self.steps as f64, self.elapsed)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{}, {:.1} steps/fsync",
+            fmt_rate(self.rate()),
+            self.steps as f64 / self.fsyncs.max(1) as f64
+        )
+    }
+}
+
+async fn checkpoints(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let fsync = measure_fsync(b.data.path(), b.counts.fsyncs).await?;
+    let f = fsync.median();
+    let commit = measure_commit(b, b.counts.fsyncs).await?.median();
+    let one = StepRun::measure(b, 1, b.counts.steps_single).await?;
+    let many = StepRun::measure(b, CLIENTS, b.counts.steps_each).await?;
+    let per_step = one.elapsed / one.steps as u32;
+    let limit = f.mul_f64(1.5);
+    Ok(vec![
+        Row::info(
+            "one fsync: append 4 KiB + sync_all, p50 (p90)",
+            format!("{} ({})", fmt_dur(f), fmt_dur(fsync.pct(90.0))),
+        ),
+        Row::info(
+            "host Sync commit, 4 KiB event (sled flush), p50",
+            fmt_dur(commit),
+        )
+        .baseline(
+            format!("fsync {}", fmt_dur(f)),
+            ratio(commit.as_secs_f64(), f.as_secs_f64()),
+        ),
+        Row::info(
+            format!("durable step, 1 execution x {}", one.steps),
+            format!("{}/step = {}", fmt_dur(per_step), one.summary()),
+        )
+        .target(
+            format!("<= 1.5 fsync = {}", fmt_dur(limit)),
+            per_step <= limit,
+        )
+        .baseline(
+            format!("fsync {}", fmt_dur(f)),
+            ratio(per_step.as_secs_f64(), f.as_secs_f64()),
+        ),
+        Row::info(
+            format!(
+                "durable steps/s, {CLIENTS} executions x {}",
+                b.counts.steps_each
+            ),
+            many.summary(),
+        )
+        .target(">= 20000/s", many.rate() >= 20_000.0)
+        .baseline(
+            format!("1 execution {}", fmt_rate(one.rate())),
+            ratio(many.rate(), one.rate()),
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 5: hello over HTTP
+
+/// `total` executions of `input` over HTTP from `clients` clients, after a warm-up.
+async fn invocations(
+    b: &Arc<Bench>,
+    input: &Value,
+    clients: usize,
+    total: usize,
+) -> anyhow::Result<(Duration, Samples)> {
+    let call = b.call(input.clone(), Some(30));
+    drive(clients, b.counts.warmup, &call).await?;
+    drive(clients, total, &call).await
+}
+
+async fn http_hello(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let hello = scenario("bench-hello", json!({}));
+    let echo = scenario("echo", json!({ "value": "hi" }));
+    let (single, total) = (b.counts.requests_single, b.counts.requests_total);
+    let (_, hello_1) = invocations(b, &hello, 1, single).await?;
+    let (_, echo_1) = invocations(b, &echo, 1, single).await?;
+    let (hello_t, _) = invocations(b, &hello, CLIENTS, total).await?;
+    let (echo_t, _) = invocations(b, &echo, CLIENTS, total).await?;
+    let (h, e) = (hello_1.median(), echo_1.median());
+    let (hr, er) = (
+        per_sec(total as f64, hello_t),
+        per_sec(total as f64, echo_t),
+    );
+    Ok(vec![
+        Row::info(
+            "hello latency, 1 client, p50 (p99)",
+            format!("{} ({})", fmt_dur(h), fmt_dur(hello_1.pct(99.0))),
+        )
+        .target("p50 <= 2 ms", h <= Duration::from_millis(2))
+        .baseline(
+            format!("echo p50 {}", fmt_dur(e)),
+            ratio(h.as_secs_f64(), e.as_secs_f64()),
+        ),
+        Row::info(
+            format!("hello executions/s, {CLIENTS} clients x {total}"),
+            fmt_rate(hr),
+        )
+        .target(">= 3500/s", hr >= 3_500.0)
+        .baseline(format!("echo {}", fmt_rate(er)), ratio(hr, er)),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 6: memory of suspended executions
+
+/// This process's resident set, from /proc/self/status.
+fn rss_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("no VmRSS in /proc/self/status")?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse()?;
+    Ok(kib * 1024)
+}
+
+/// Wait (bounded) until `n` executions have `status` and nothing is queued or runs.
+async fn settle(b: &Bench, status: Status, n: i64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let s = &b.host.scheduler;
+    loop {
+        let now = b.host.metrics.count(status);
+        if now >= n && s.active() == 0 && s.queued() == 0 {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {now} of {n} executions {} after 300 s",
+            status.as_str()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The RSS growth while `n` executions of `input` are invoked (64 clients, no `?wait`) and
+/// reach `status`; and the invocation rate.
+async fn rss_growth(
+    b: &Arc<Bench>,
+    input: Value,
+    n: usize,
+    status: Status,
+) -> anyhow::Result<(u64, f64)> {
+    let already = b.host.metrics.count(status);
+    let before = rss_bytes()?;
+    let (invoked, _) = drive(CLIENTS, n, &b.call(input, None)).await?;
+    settle(b, status, already + n as i64).await?;
+    let growth = rss_bytes()?.saturating_sub(before);
+    Ok((growth, per_sec(n as f64, invoked)))
+}
+
+async fn suspended_memory(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let n = b.counts.suspended;
+    let echo = scenario("echo", json!({ "value": "hi" }));
+    let (finished, _) = rss_growth(b, echo, n, Status::Succeeded).await?;
+    let wait = scenario("wait", json!({ "ms": LONG_WAIT_MS }));
+    let (growth, rate) = rss_growth(b, wait, n, Status::Suspended).await?;
+    let resident = b.host.resident_instances();
+    // The target is for 10,000 executions; a quick run scales it down.
+    let limit = 10.0 * MIB * n as f64 / 10_000.0;
+    let mib = |v: u64| format!("{:.1} MiB", v as f64 / MIB);
+    Ok(vec![Row::info(
+        format!("RSS growth, {n} suspended executions"),
+        format!(
+            "+{} ({} B/execution, invoked at {}), {resident} resident",
+            mib(growth),
+            growth / n as u64,
+            fmt_rate(rate)
+        ),
+    )
+    .target(
+        format!("< {}, 0 resident", mib(limit as u64)),
+        (growth as f64) < limit && resident == 0,
+    )
+    .baseline(
+        format!("{n} finished (echo) +{}", mib(finished)),
+        ratio(growth as f64, finished as f64),
+    )])
+}
