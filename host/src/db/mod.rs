@@ -2,8 +2,9 @@
 //!
 //! Owns the on-disk layout (one `data` tree with tagged keys, see `keys`; one `components`
 //! tree for content-addressed component bytes), record encoding, atomic batches and group
-//! commit. A `Batch` is applied atomically (one sled `apply_batch` on one tree); `sync()`
-//! makes everything applied before it durable, and concurrent callers share one fsync.
+//! commit. A `Batch` is applied atomically (one sled `apply_batch` on one tree) by the one
+//! commit thread; `Durability::Sync` returns once it is on disk (sled flush + fdatasync of
+//! its log), and concurrent durable writers share one flush.
 //!
 //! Architecture invariant: callers never see sled types; durability is explicit (`commit`
 //! with `Durability::Sync` returns only after fsync).
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::journal::Event;
 pub use keys::ExecId;
@@ -133,8 +134,16 @@ pub struct Store {
     db: sled::Db,
     data: sled::Tree,
     components: sled::Tree,
-    syncer: mpsc::UnboundedSender<oneshot::Sender<std::result::Result<(), String>>>,
+    committer: std::sync::mpsc::Sender<CommitRequest>,
     stats: Arc<SyncStats>,
+}
+
+/// A batch (possibly empty) for the commit thread, and who to tell when it is applied (and,
+/// for `Durability::Sync`, on disk).
+struct CommitRequest {
+    batch: Option<sled::Batch>,
+    durability: Durability,
+    done: oneshot::Sender<std::result::Result<(), String>>,
 }
 
 /// Group-commit counters, for metrics and benchmarks.
@@ -145,8 +154,7 @@ pub struct SyncStats {
 }
 
 impl Store {
-    /// Open (or create) the database under `dir`. Must be called inside a tokio runtime: it
-    /// starts the group-commit task.
+    /// Open (or create) the database under `dir`, and start its commit thread.
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
@@ -157,14 +165,27 @@ impl Store {
             .open()?;
         let data = db.open_tree("data")?;
         let components = db.open_tree("components")?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        // sled's own flush ends in sync_file_range, which neither flushes the device cache
+        // nor the file's metadata: durability needs an fdatasync of its log file as well.
+        let log_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("db"))
+            .map_err(|e| Error::Sync(format!("open {}: {e}", dir.join("db").display())))?;
+        let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(SyncStats::default());
-        tokio::spawn(sync_loop(db.clone(), rx, stats.clone()));
+        {
+            let (db, data, stats) = (db.clone(), data.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("db-commit".into())
+                .spawn(move || commit_loop(db, data, log_file, rx, stats))
+                .map_err(|e| Error::Sync(e.to_string()))?;
+        }
         Ok(Self {
             db,
             data,
             components,
-            syncer: tx,
+            committer: tx,
             stats,
         })
     }
@@ -175,25 +196,38 @@ impl Store {
 
     /// Make every write applied so far durable. Concurrent callers share one fsync.
     pub async fn sync(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.stats
-            .sync_requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.syncer.send(tx).map_err(|_| Error::SyncStopped)?;
-        rx.await
-            .map_err(|_| Error::SyncStopped)?
-            .map_err(Error::Sync)
+        self.submit(None, Durability::Sync).await
     }
 
     /// Apply a batch atomically; with `Durability::Sync`, return once it is on disk.
+    ///
+    /// Batches are applied by one commit thread, never on the async executor: sled blocks a
+    /// writer while it flushes, and an executor thread must not wait on a disk.
     pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<()> {
-        if !batch.is_empty() {
-            self.data.apply_batch(batch.inner)?;
+        if batch.is_empty() && durability == Durability::Lazy {
+            return Ok(());
         }
+        let batch = (!batch.is_empty()).then_some(batch.inner);
+        self.submit(batch, durability).await
+    }
+
+    async fn submit(&self, batch: Option<sled::Batch>, durability: Durability) -> Result<()> {
         if durability == Durability::Sync {
-            self.sync().await?;
+            self.stats
+                .sync_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(())
+        let (done, rx) = oneshot::channel();
+        self.committer
+            .send(CommitRequest {
+                batch,
+                durability,
+                done,
+            })
+            .map_err(|_| Error::SyncStopped)?;
+        rx.await
+            .map_err(|_| Error::SyncStopped)?
+            .map_err(Error::Sync)
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -354,33 +388,51 @@ impl Store {
     }
 }
 
-/// The group-commit loop: take every waiting sync request, fsync once, answer them all.
-/// A request that arrives during an fsync is served by the next one, so every write applied
-/// before a request was made is on disk when that request is answered.
-async fn sync_loop(
+/// The group commit: take every pending request, apply their batches in arrival order,
+/// answer the lazy ones, then make everything durable with one flush + fdatasync and answer
+/// the rest. A request that arrives during a flush is served by the next round, so every
+/// write applied before a durable request was made is on disk when it is answered.
+fn commit_loop(
     db: sled::Db,
-    mut rx: mpsc::UnboundedReceiver<oneshot::Sender<std::result::Result<(), String>>>,
+    data: sled::Tree,
+    log_file: std::fs::File,
+    rx: std::sync::mpsc::Receiver<CommitRequest>,
     stats: Arc<SyncStats>,
 ) {
-    let mut waiters = Vec::new();
-    while let Some(first) = rx.recv().await {
-        waiters.push(first);
-        while let Ok(w) = rx.try_recv() {
-            waiters.push(w);
+    let mut durable = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut pending = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            pending.push(more);
         }
-        let db = db.clone();
-        let res = tokio::task::spawn_blocking(move || db.flush())
-            .await
+        for req in pending {
+            let applied = match req.batch {
+                Some(b) => data.apply_batch(b).map_err(|e| e.to_string()),
+                None => Ok(()),
+            };
+            match (applied, req.durability) {
+                (Ok(()), Durability::Sync) => durable.push(req.done),
+                (res, _) => {
+                    let _ = req.done.send(res);
+                }
+            }
+        }
+        if durable.is_empty() {
+            continue;
+        }
+        let res = db
+            .flush()
+            .map(|_| ())
             .map_err(|e| e.to_string())
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+            .and_then(|()| log_file.sync_data().map_err(|e| e.to_string()));
         stats
             .fsyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = &res {
             tracing::error!(error = %e, "fsync failed");
         }
-        for w in waiters.drain(..) {
-            let _ = w.send(res.clone());
+        for done in durable.drain(..) {
+            let _ = done.send(res.clone());
         }
     }
 }
