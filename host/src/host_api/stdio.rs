@@ -8,8 +8,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::AsyncStdoutStream;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::db::LogStream;
 
@@ -58,9 +60,50 @@ impl Buffers {
 #[derive(Clone, Default)]
 pub struct Capture(Arc<Mutex<Buffers>>);
 
-struct Sink {
+/// One of the guest's output streams. Writes go straight into the capture buffers: no
+/// task, no channel, never blocks.
+#[derive(Clone)]
+pub struct Sink {
     buffers: Arc<Mutex<Buffers>>,
     idx: usize,
+}
+
+impl IsTerminal for Sink {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Sink {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for Sink {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.buffers.lock().expect("stdio").write(self.idx, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Always ready; bytes over the capture budget are counted and dropped.
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Sink {
+    async fn ready(&mut self) {}
 }
 
 impl AsyncWrite for Sink {
@@ -83,21 +126,18 @@ impl AsyncWrite for Sink {
 }
 
 impl Capture {
-    fn stream(&self, idx: usize) -> AsyncStdoutStream {
-        AsyncStdoutStream::new(
-            64 * 1024,
-            Sink {
-                buffers: self.0.clone(),
-                idx,
-            },
-        )
+    fn stream(&self, idx: usize) -> Sink {
+        Sink {
+            buffers: self.0.clone(),
+            idx,
+        }
     }
 
-    pub fn stdout(&self) -> AsyncStdoutStream {
+    pub fn stdout(&self) -> Sink {
         self.stream(0)
     }
 
-    pub fn stderr(&self) -> AsyncStdoutStream {
+    pub fn stderr(&self) -> Sink {
         self.stream(1)
     }
 
