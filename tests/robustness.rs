@@ -736,3 +736,56 @@ fn metrics_count_executions_by_status_and_resident_instances() {
     assert_eq!(listed(&s, "succeeded"), 4);
     assert_eq!(listed(&s, "running"), 0);
 }
+
+/// POST an invoke with an `Idempotency-Key`.
+fn invoke_with_key(s: &Server, path: &str, key: &str, body: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", s.url))
+        .header("Idempotency-Key", key)
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap())
+}
+
+#[test]
+fn an_idempotency_key_returns_the_same_execution_and_refuses_a_different_input() {
+    let mut s = Server::start();
+    s.deploy("conf", "conformance_guest");
+    let path = "/v1/functions/conf/invoke";
+    let (st, first) = invoke_with_key(&s, path, "order-1", r#"{"scenario":"echo","value":1}"#);
+    assert_eq!(st, 202, "{first}");
+    let id = first["execution_id"].as_str().unwrap().to_string();
+
+    // Same key, same JSON value (other spacing and key order): the same execution.
+    let (st, again) = invoke_with_key(
+        &s,
+        &format!("{path}?wait=30"),
+        "order-1",
+        r#"{ "value": 1, "scenario": "echo" }"#,
+    );
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["execution_id"], id.as_str());
+    assert_eq!(again["output"], 1);
+
+    // Same key, different input: 409, and no execution is created.
+    let (st, conflict) = invoke_with_key(&s, path, "order-1", r#"{"scenario":"echo","value":2}"#);
+    assert_eq!(st, 409, "{conflict}");
+    assert_eq!(conflict["error"]["code"], "conflict");
+    let (_, list) = s.get("/v1/executions");
+    assert_eq!(list["executions"].as_array().unwrap().len(), 1);
+
+    // Another key: another execution. A bad key: 400.
+    let (st, other) = invoke_with_key(&s, path, "order-2", r#"{"scenario":"echo","value":1}"#);
+    assert_eq!(st, 202);
+    assert_ne!(other["execution_id"], id.as_str());
+    let (st, bad) = invoke_with_key(&s, path, &"k".repeat(300), "{}");
+    assert_eq!(st, 400, "{bad}");
+
+    // The claim is durable: after kill -9 the key still names the same execution.
+    s.crash_and_restart();
+    let (st, after) = invoke_with_key(&s, path, "order-1", r#"{"scenario":"echo","value":1}"#);
+    assert_eq!(st, 200, "{after}");
+    assert_eq!(after["execution_id"], id.as_str());
+}

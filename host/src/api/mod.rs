@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 pub use error::ApiError;
 
 use crate::callbacks::Completion;
-use crate::db::{Batch, Durability, ExecId, ExecutionRecord, Status};
+use crate::db::{Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status};
 use crate::journal::{ErrorObject, EventKind, Journal};
 use crate::scheduler::ExecKey;
 use crate::{ids, Host, DEFAULT_TENANT};
@@ -179,10 +179,30 @@ struct InvokeQuery {
     wait: Option<String>,
 }
 
+/// The longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ))
+        })?;
+    Ok(Some(key.to_string()))
+}
+
 async fn invoke(
     State(host): AppState,
     Path(name): Path<String>,
     Query(q): Query<InvokeQuery>,
+    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     check_name(&name)?;
@@ -199,6 +219,7 @@ async fn invoke(
             Some(Duration::from_secs_f64(secs).min(MAX_WAIT))
         }
     };
+    let key = idempotency_key(&headers)?;
     let b = body(b)?;
     let input = json_text(&host, &b, "input")?;
     let f = host
@@ -206,8 +227,36 @@ async fn invoke(
         .function(tenant(), &name)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
-    let now = host.clock.now_ms();
     let id = ids::new_execution_id();
+    if let Some(key) = key {
+        // The same JSON value, whatever its spacing: hash its canonical form.
+        let canonical = serde_json::from_str::<Value>(&input)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| input.clone());
+        let claim = IdempotencyRecord {
+            execution: id,
+            input_sha256: crate::registry::sha256_hex(canonical.as_bytes()),
+        };
+        let mut stale = None;
+        while let Some(held) = host
+            .db
+            .claim_idempotency(tenant(), &name, &key, &claim, stale.as_ref())
+            .await?
+        {
+            if held.input_sha256 != claim.input_sha256 {
+                return Err(ApiError::Conflict(format!(
+                    "Idempotency-Key {key:?} was used for {name} with a different input"
+                )));
+            }
+            match host.db.execution(tenant(), &held.execution)? {
+                Some(rec) => return respond(&host, rec, wait).await,
+                // Claimed by an invocation that never created its execution (a crash in
+                // between): take the key over.
+                None => stale = Some(held),
+            }
+        }
+    }
+    let now = host.clock.now_ms();
     let rec = ExecutionRecord {
         id,
         tenant: tenant().to_string(),
@@ -232,17 +281,39 @@ async fn invoke(
         tenant: tenant().into(),
         id,
     });
-    if let (Some(wait), Some(rx)) = (wait, finished) {
-        let _ = tokio::time::timeout(wait, rx).await;
-        let rec = host.db.execution(tenant(), &id)?.unwrap_or(rec);
-        let status = if rec.status.is_terminal() {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        };
-        return Ok((status, Json(views::execution(&rec))).into_response());
+    match (wait, finished) {
+        (Some(wait), Some(rx)) => {
+            let _ = tokio::time::timeout(wait, rx).await;
+            let rec = host.db.execution(tenant(), &id)?.unwrap_or(rec);
+            Ok(execution_response(&rec))
+        }
+        _ => Ok(execution_response(&rec)),
     }
-    Ok((StatusCode::ACCEPTED, Json(views::execution(&rec))).into_response())
+}
+
+/// An execution as the answer to an invoke: 200 once it has ended, else 202.
+fn execution_response(rec: &ExecutionRecord) -> Response {
+    let status = if rec.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(views::execution(rec))).into_response()
+}
+
+/// Answer with an existing execution, waiting for its end up to `wait`.
+async fn respond(host: &Host, rec: ExecutionRecord, wait: Option<Duration>) -> ApiResult {
+    let Some(wait) = wait.filter(|_| !rec.status.is_terminal()) else {
+        return Ok(execution_response(&rec));
+    };
+    let rx = host.scheduler.on_finished(rec.id);
+    // It may have ended between the read above and registering.
+    let now = host.db.execution(tenant(), &rec.id)?.unwrap_or(rec);
+    if !now.status.is_terminal() {
+        let _ = tokio::time::timeout(wait, rx).await;
+    }
+    let rec = host.db.execution(tenant(), &now.id)?.unwrap_or(now);
+    Ok(execution_response(&rec))
 }
 
 #[derive(Deserialize)]

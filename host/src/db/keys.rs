@@ -14,6 +14,7 @@ pub const LOG: u8 = b'L';
 pub const LOG_SEEN: u8 = b'K';
 pub const TIMER: u8 = b'T';
 pub const CALLBACK: u8 = b'C';
+pub const IDEMPOTENCY: u8 = b'I';
 
 /// An execution id: a ULID (48-bit millisecond time, 80 random bits) as 16 bytes.
 pub type ExecId = [u8; 16];
@@ -138,6 +139,17 @@ pub fn parse_timer(key: &[u8]) -> Option<(u64, ExecId, String)> {
 pub fn callback(callback_id: &str) -> Vec<u8> {
     let mut k = tagged(CALLBACK, callback_id.len());
     k.extend_from_slice(callback_id.as_bytes());
+    k
+}
+
+/// An idempotency key, scoped to a tenant's function.
+pub fn idempotency(tenant: &str, function: &str, key: &str) -> Vec<u8> {
+    let mut k = tagged(IDEMPOTENCY, tenant.len() + function.len() + key.len() + 2);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(function.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
     k
 }
 

@@ -382,6 +382,39 @@ impl Store {
         Ok(res.is_ok())
     }
 
+    /// Claim an idempotency key for `rec` unless it is taken: `Ok(None)` when claimed
+    /// (durably: fsynced), `Ok(Some(existing))` when another invocation holds it. With
+    /// `replace`, a stale claim (its execution was never created, e.g. a crash in between) is
+    /// taken over only if it still equals `replace`.
+    pub async fn claim_idempotency(
+        &self,
+        tenant: &str,
+        function: &str,
+        key: &str,
+        rec: &IdempotencyRecord,
+        replace: Option<&IdempotencyRecord>,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let k = keys::idempotency(tenant, function, key);
+        let mut expected = replace.map(encode);
+        loop {
+            match self
+                .data
+                .compare_and_swap(&k, expected.take(), Some(encode(rec)))?
+            {
+                Ok(()) => {
+                    self.sync().await?;
+                    return Ok(None);
+                }
+                Err(cas) => match cas.current {
+                    Some(v) => return decode(&k, &v).map(Some),
+                    // The claim to replace vanished: claim a free key (this CAS expects
+                    // nothing, so it cannot loop again on `None`).
+                    None => expected = None,
+                },
+            }
+        }
+    }
+
     /// Bytes on disk (for metrics).
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

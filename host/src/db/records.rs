@@ -167,3 +167,11 @@ pub struct LogRecord {
     /// already seen is not recorded again.
     pub position: String,
 }
+
+/// What an `Idempotency-Key` was first used for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub execution: ExecId,
+    /// sha256 of the input in canonical JSON (sorted keys, no spaces).
+    pub input_sha256: String,
+}
