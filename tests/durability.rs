@@ -270,3 +270,68 @@ fn executions_running_at_a_crash_with_only_their_start_recorded_run_after_restar
         assert_eq!(steps, 1);
     }
 }
+
+#[test]
+fn stop_ends_a_suspended_execution_and_its_callbacks_refuse_completion() {
+    let s = Server::start();
+    s.deploy("conf", "conformance_guest");
+    let waiting = s.invoke("conf", &scenario("wait", json!({"ms": 3_600_000})));
+    s.wait_status(&waiting, &["suspended"], Duration::from_secs(30));
+    assert_eq!(s.metric("durable_timers"), 1.0);
+    let (st, v) = s.post(&format!("/v1/executions/{waiting}/stop"), &json!(null));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "stopped");
+    let h = s.history(&waiting);
+    let last = h.last().unwrap();
+    assert_eq!(last["event_type"], "ExecutionStopped");
+    assert_eq!(last["details"]["error"]["error_type"], "Execution.Stopped");
+    assert_eq!(s.metric("durable_timers"), 0.0, "its timer is dropped");
+    let (st, v) = s.post(&format!("/v1/executions/{waiting}/stop"), &json!(null));
+    assert_eq!(st, 409, "{v}");
+
+    let cb_exec = s.invoke("conf", &scenario("callback", json!({})));
+    let cb = s.callback_ids(&cb_exec, 1).remove(0);
+    s.wait_status(&cb_exec, &["suspended"], Duration::from_secs(30));
+    let (st, _) = s.post(&format!("/v1/executions/{cb_exec}/stop"), &json!(null));
+    assert_eq!(st, 200);
+    let (st, v) = s.post(&format!("/v1/callbacks/{cb}/succeed"), &json!(1));
+    assert_eq!(
+        st, 409,
+        "a stopped execution's callback refuses completion: {v}"
+    );
+    assert_eq!(s.metric("durable_executions{status=\"stopped\"}"), 2.0);
+    let (st, _) = s.post(
+        "/v1/executions/01ARZ3NDEKTSV4RRFFQ69G5FAV/stop",
+        &json!(null),
+    );
+    assert_eq!(st, 404);
+}
+
+#[test]
+fn stop_interrupts_a_resident_guest() {
+    let s = Server::start();
+    s.deploy("conf", "conformance_guest");
+    let id = s.invoke("conf", &scenario("loop-forever", json!({})));
+    // Resident and spinning.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s.metric("durable_resident_instances") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never became resident"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (st, v) = s.post(&format!("/v1/executions/{id}/stop"), &json!(null));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "stopped");
+    assert_eq!(s.metric("durable_resident_instances"), 0.0);
+    let t = types(&s.history(&id));
+    assert_eq!(
+        t,
+        [
+            "ExecutionStarted",
+            "InvocationCompleted",
+            "ExecutionStopped"
+        ]
+    );
+}

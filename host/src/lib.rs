@@ -106,6 +106,7 @@ impl Host {
             limits: opts.payload.clone(),
             outbound: Arc::new(outbound),
             resident: AtomicI64::new(0),
+            stops: Default::default(),
         });
         let runtime = Arc::new(Runtime {
             engine,
@@ -241,6 +242,14 @@ impl Host {
             runnable.push(ExecKey {
                 tenant: rec.tenant.as_str().into(),
                 id: rec.id,
+            });
+        }
+        for stop in self.db.stop_requests() {
+            let (id, rec) = stop?;
+            self.runtime.shared.request_stop(id);
+            runnable.push(ExecKey {
+                tenant: rec.tenant.as_str().into(),
+                id,
             });
         }
         for status in Status::ALL {

@@ -22,7 +22,9 @@ use serde_json::{json, Value};
 pub use error::ApiError;
 
 use crate::callbacks::Completion;
-use crate::db::{Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status};
+use crate::db::{
+    Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status, StopRecord,
+};
 use crate::journal::{ErrorObject, EventKind, Journal};
 use crate::scheduler::ExecKey;
 use crate::{ids, Host, DEFAULT_TENANT};
@@ -52,6 +54,7 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/executions/{id}", get(get_execution))
         .route("/v1/executions/{id}/history", get(history))
         .route("/v1/executions/{id}/logs", get(logs))
+        .route("/v1/executions/{id}/stop", post(stop))
         .route("/v1/callbacks/{id}/succeed", post(callback_succeed))
         .route("/v1/callbacks/{id}/fail", post(callback_fail))
         .route("/v1/callbacks/{id}/heartbeat", post(callback_heartbeat))
@@ -378,6 +381,41 @@ async fn logs(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     let rec = load_execution(&host, &id)?;
     let logs: Vec<Value> = host.db.logs(&rec.id)?.iter().map(views::log).collect();
     Ok(Json(json!({ "logs": logs })).into_response())
+}
+
+/// How long `stop` waits for a resident guest to be interrupted before answering 202.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Stop a running or suspended execution: the request is durable (it survives a crash) and
+/// the execution's next activation, or its resident guest at the next epoch tick or host
+/// call, carries it out. 200 with the stopped execution, 202 if it is still stopping, 409
+/// if it had already ended.
+async fn stop(State(host): AppState, Path(id): Path<String>) -> ApiResult {
+    let rec = load_execution(&host, &id)?;
+    if rec.status.is_terminal() {
+        return Err(ApiError::Conflict(format!(
+            "execution {id} has already ended ({})",
+            rec.status.as_str()
+        )));
+    }
+    let mut batch = Batch::new();
+    batch.put_stop(
+        &rec.id,
+        &StopRecord {
+            tenant: tenant().to_string(),
+            requested_ms: host.clock.now_ms(),
+        },
+    );
+    host.db.commit(batch, Durability::Sync).await?;
+    host.runtime.shared.request_stop(rec.id);
+    let rx = host.scheduler.on_finished(rec.id);
+    host.scheduler.wake(ExecKey {
+        tenant: tenant().into(),
+        id: rec.id,
+    });
+    let _ = tokio::time::timeout(STOP_WAIT, rx).await;
+    let rec = host.db.execution(tenant(), &rec.id)?.unwrap_or(rec);
+    Ok(execution_response(&rec))
 }
 
 async fn callback_succeed(

@@ -15,6 +15,7 @@ pub const LOG_SEEN: u8 = b'K';
 pub const TIMER: u8 = b'T';
 pub const CALLBACK: u8 = b'C';
 pub const IDEMPOTENCY: u8 = b'I';
+pub const STOP: u8 = b'S';
 
 /// An execution id: a ULID (48-bit millisecond time, 80 random bits) as 16 bytes.
 pub type ExecId = [u8; 16];
@@ -151,6 +152,17 @@ pub fn idempotency(tenant: &str, function: &str, key: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(key.as_bytes());
     k
+}
+
+/// A pending stop request of an execution.
+pub fn stop(id: &ExecId) -> Vec<u8> {
+    let mut k = tagged(STOP, 16);
+    k.extend_from_slice(id);
+    k
+}
+
+pub fn stops() -> Vec<u8> {
+    vec![STOP]
 }
 
 pub fn callbacks() -> Vec<u8> {

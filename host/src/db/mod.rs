@@ -120,6 +120,15 @@ impl Batch {
         self.put(keys::callback(callback_id), rec);
     }
 
+    /// A stop request: who asked, for the `ExecutionStopped` event.
+    pub fn put_stop(&mut self, id: &ExecId, rec: &StopRecord) {
+        self.put(keys::stop(id), rec);
+    }
+
+    pub fn del_stop(&mut self, id: &ExecId) {
+        self.del(keys::stop(id));
+    }
+
     pub fn put_log(&mut self, id: &ExecId, seq: u32, rec: &LogRecord) {
         self.put(keys::log(id, seq), rec);
         self.inner
@@ -354,6 +363,25 @@ impl Store {
 
     pub fn timer_exists(&self, due_ms: u64, id: &ExecId, op_id: &str) -> Result<bool> {
         Ok(self.data.contains_key(keys::timer(due_ms, id, op_id))?)
+    }
+
+    // ---- stop requests ----
+
+    pub fn stop_request(&self, id: &ExecId) -> Result<Option<StopRecord>> {
+        self.get(&keys::stop(id))
+    }
+
+    /// Every pending stop request: (tenant, execution id).
+    pub fn stop_requests(&self) -> impl Iterator<Item = Result<(ExecId, StopRecord)>> + '_ {
+        self.scan(&keys::stops()).map(|r| {
+            r.and_then(|(k, v): (sled::IVec, StopRecord)| {
+                let id: ExecId = k[1..].try_into().map_err(|_| Error::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "bad stop key".into(),
+                })?;
+                Ok((id, v))
+            })
+        })
     }
 
     // ---- callbacks ----

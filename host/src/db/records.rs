@@ -175,3 +175,10 @@ pub struct IdempotencyRecord {
     /// sha256 of the input in canonical JSON (sorted keys, no spaces).
     pub input_sha256: String,
 }
+
+/// A user asked to stop an execution; its owner (the next activation) carries it out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRecord {
+    pub tenant: String,
+    pub requested_ms: u64,
+}

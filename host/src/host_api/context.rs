@@ -188,6 +188,9 @@ impl HostState {
 
     /// Common prologue of every call: captured output belongs before this call's position.
     fn enter(&mut self) -> wasmtime::Result<u64> {
+        if self.shared.stop_requested(&self.execution) {
+            return Err(trap(super::Stopped));
+        }
         self.drain_stdio(false).map_err(trap)?;
         Ok(self.now_ms())
     }

@@ -39,6 +39,11 @@ pub struct Suspend(pub SuspendReason);
 #[error("host failure: {0}")]
 pub struct HostFailure(#[from] pub db::Error);
 
+/// The host's own trap: a user stopped this execution while it was resident.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("execution stopped by request")]
+pub struct Stopped;
+
 /// Limits that apply to guest-controlled payloads.
 #[derive(Clone, Debug)]
 pub struct PayloadLimits {
@@ -70,6 +75,23 @@ pub struct Shared {
     pub outbound: Arc<outbound::Allowlist>,
     /// Live wasm instances (`durable_resident_instances`).
     pub resident: AtomicI64,
+    /// Executions with a pending stop request (mirrors the durable stop records), checked
+    /// on every epoch tick and host call of a resident guest.
+    pub stops: std::sync::Mutex<std::collections::HashSet<ExecId>>,
+}
+
+impl Shared {
+    pub fn request_stop(&self, id: ExecId) {
+        self.stops.lock().expect("stops").insert(id);
+    }
+
+    pub fn stop_requested(&self, id: &ExecId) -> bool {
+        self.stops.lock().expect("stops").contains(id)
+    }
+
+    pub fn clear_stop(&self, id: &ExecId) {
+        self.stops.lock().expect("stops").remove(id);
+    }
 }
 
 /// Counts a live instance for as long as its store exists.

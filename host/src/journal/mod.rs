@@ -35,6 +35,7 @@ pub mod error_types {
     pub const TRAP: &str = "Runtime.Trap";
     pub const ACTIVATION_TIMEOUT: &str = "Runtime.ActivationTimeout";
     pub const HOST_RESTARTED: &str = "Runtime.HostRestarted";
+    pub const STOPPED: &str = "Execution.Stopped";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

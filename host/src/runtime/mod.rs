@@ -17,7 +17,7 @@ use wasmtime::{
 
 use crate::db::{Batch, Durability, ExecutionRecord, Status};
 use crate::host_api::bindings::DurableFunction;
-use crate::host_api::{HostFailure, HostState, Shared, Suspend};
+use crate::host_api::{HostFailure, HostState, Shared, Stopped, Suspend};
 use crate::journal::{
     error_types, Activation, ErrorObject, EventKind, Journal, Reply, Resolution, Violation,
 };
@@ -113,6 +113,8 @@ enum End {
     Suspended,
     /// A trap or timeout inside a step: recorded as a failed attempt; run again.
     Again,
+    /// A user stopped it.
+    Stopped,
 }
 
 impl Runtime {
@@ -142,6 +144,10 @@ impl Runtime {
         let now = clock.now_ms();
         let history = db.history(&key.id)?;
         let mut act = Activation::new(Journal::from_events(&history), now);
+        if db.stop_request(&key.id)?.is_some() {
+            self.shared.request_stop(key.id);
+            return self.finish(key, exec, &mut act, End::Stopped, None).await;
+        }
 
         // Ingest what happened while the guest was away: due waits, resolved callbacks.
         let mut batch = Batch::new();
@@ -214,8 +220,11 @@ impl Runtime {
         let started = std::time::Instant::now();
         let limit = self.opts.activation_timeout;
         store.set_epoch_deadline(1);
+        let (shared, id) = (self.shared.clone(), key.id);
         store.epoch_deadline_callback(move |_| {
-            if started.elapsed() >= limit {
+            if shared.stop_requested(&id) {
+                Err(wasmtime::Error::new(Stopped))
+            } else if started.elapsed() >= limit {
                 Err(wasmtime::Error::new(ActivationTimedOut))
             } else {
                 Ok(wasmtime::UpdateDeadline::Yield(1))
@@ -273,7 +282,9 @@ impl Runtime {
                 invocation_error: false,
             }),
             Ok(Err(err)) => {
-                if err.downcast_ref::<Suspend>().is_some() {
+                if err.downcast_ref::<Stopped>().is_some() {
+                    Done(End::Stopped)
+                } else if err.downcast_ref::<Suspend>().is_some() {
                     Done(End::Suspended)
                 } else if err.downcast_ref::<ActivationTimedOut>().is_some() {
                     self.metrics
@@ -426,8 +437,22 @@ impl Runtime {
                 (Status::Suspended, Outcome::Suspended)
             }
             End::Again => (Status::Running, Outcome::Again),
+            End::Stopped => {
+                let e = act.journal_mut().record(
+                    now,
+                    EventKind::ExecutionStopped {
+                        error: ErrorObject::new(
+                            error_types::STOPPED,
+                            "the execution was stopped by a request",
+                        ),
+                    },
+                );
+                batch.put_event(&key.id, &e);
+                (Status::Stopped, Outcome::Finished)
+            }
         };
         if status.is_terminal() {
+            batch.del_stop(&key.id);
             for (due, op) in act.journal().live_timers() {
                 batch.del_timer(due, &key.id, &op);
                 self.shared.timers.remove(due, key.id, &op);
@@ -438,6 +463,9 @@ impl Runtime {
         exec.updated_ms = now;
         batch.put_execution(&exec);
         self.shared.db.commit(batch, Durability::Sync).await?;
+        if status.is_terminal() {
+            self.shared.clear_stop(&key.id);
+        }
         Ok(outcome)
     }
 }
