@@ -531,6 +531,11 @@ async fn metrics(State(host): AppState) -> Response {
             "Timers waiting to fire.",
             host.timers.len() as u64,
         ),
+        (
+            "durable_db_bytes",
+            "Size of the sled store on disk.",
+            host.db.size_on_disk(),
+        ),
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

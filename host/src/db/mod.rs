@@ -314,18 +314,6 @@ impl Store {
             .collect()
     }
 
-    /// History events with `seq >= from`, at most `limit` of them.
-    pub fn history_page(&self, id: &ExecId, from: u32, limit: usize) -> Result<Vec<Event>> {
-        self.data
-            .range(keys::history(id, from)..keys::history(id, u32::MAX))
-            .take(limit)
-            .map(|r| {
-                let (k, v) = r?;
-                decode(&k, &v)
-            })
-            .collect()
-    }
-
     // ---- logs ----
 
     pub fn logs(&self, id: &ExecId) -> Result<Vec<LogRecord>> {
@@ -359,10 +347,6 @@ impl Store {
             Ok((k, rec)) => keys::parse_timer(&k).map(|(due, id, op)| Ok((due, id, op, rec))),
             Err(e) => Some(Err(e)),
         })
-    }
-
-    pub fn timer_exists(&self, due_ms: u64, id: &ExecId, op_id: &str) -> Result<bool> {
-        Ok(self.data.contains_key(keys::timer(due_ms, id, op_id))?)
     }
 
     // ---- stop requests ----

@@ -23,7 +23,7 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::db::{self, Batch, Durability, ExecId, LogLevel, LogRecord, LogStream, Store};
+use crate::db::{self, Batch, ExecId, LogLevel, LogRecord, LogStream, Store};
 use crate::journal::{Activation, SuspendReason};
 use crate::timer::Timers;
 
@@ -245,14 +245,6 @@ impl HostState {
         for (i, rec) in self.pending_logs.drain(..).enumerate() {
             batch.put_log(&self.execution, first + i as u32, &rec);
         }
-    }
-
-    /// Write pending logs (not fsynced: logs are not checkpoints).
-    pub async fn flush_logs(&mut self) -> Result<(), HostFailure> {
-        let mut batch = Batch::new();
-        self.flush_logs_into(&mut batch);
-        self.shared.db.commit(batch, Durability::Lazy).await?;
-        Ok(())
     }
 }
 
