@@ -277,7 +277,8 @@ fn stop_ends_a_suspended_execution_and_its_callbacks_refuse_completion() {
     s.deploy("conf", "conformance_guest");
     let waiting = s.invoke("conf", &scenario("wait", json!({"ms": 3_600_000})));
     s.wait_status(&waiting, &["suspended"], Duration::from_secs(30));
-    assert_eq!(s.metric("durable_timers"), 1.0);
+    // Its wait, and its execution timeout.
+    assert_eq!(s.metric("durable_timers"), 2.0);
     let (st, v) = s.post(&format!("/v1/executions/{waiting}/stop"), &json!(null));
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status"], "stopped");
@@ -285,7 +286,7 @@ fn stop_ends_a_suspended_execution_and_its_callbacks_refuse_completion() {
     let last = h.last().unwrap();
     assert_eq!(last["event_type"], "ExecutionStopped");
     assert_eq!(last["details"]["error"]["error_type"], "Execution.Stopped");
-    assert_eq!(s.metric("durable_timers"), 0.0, "its timer is dropped");
+    assert_eq!(s.metric("durable_timers"), 0.0, "its timers are dropped");
     let (st, v) = s.post(&format!("/v1/executions/{waiting}/stop"), &json!(null));
     assert_eq!(st, 409, "{v}");
 

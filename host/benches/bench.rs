@@ -243,7 +243,7 @@ impl Bench {
         bench
             .host
             .registry
-            .upload(DEFAULT_TENANT, FUNCTION, bytes)
+            .upload(DEFAULT_TENANT, FUNCTION, bytes, &Default::default())
             .await?;
         Ok(Arc::new(bench))
     }
@@ -579,7 +579,9 @@ async fn compile_vs_restart(b: &Bench) -> anyhow::Result<Vec<Row>> {
         let (name, bytes) = (format!("hello-{n}"), bytes.clone());
         async move {
             // A new name is a new version: compiled again although the bytes are the same.
-            let up = registry.upload(DEFAULT_TENANT, &name, bytes).await?;
+            let up = registry
+                .upload(DEFAULT_TENANT, &name, bytes, &Default::default())
+                .await?;
             ensure!(up.created, "{name} was not compiled");
             Ok(())
         }
@@ -690,7 +692,7 @@ impl Unfinished {
     fn new_store(&self, host: &Host) -> wasmtime::Store<HostState> {
         let act = Activation::new(Journal::from_events(&self.history), host.clock.now_ms());
         let limits = StoreLimitsBuilder::new()
-            .memory_size(host.opts.runtime.memory_limit_bytes)
+            .memory_size(host.opts.runtime.defaults.memory_limit_bytes)
             .trap_on_grow_failure(true)
             .build();
         let key = self.key();

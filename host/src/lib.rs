@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
+pub mod settings;
 pub mod timer;
 
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ impl Default for Options {
         }
     }
 }
+
+/// How often finished executions past their retention are looked for.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The tenant every record belongs to until tenants and API keys arrive.
 pub const DEFAULT_TENANT: &str = "default";
@@ -161,7 +165,7 @@ impl Host {
                     id: fired.execution,
                 };
                 match &fired.record.kind {
-                    db::TimerKind::Wake => host.scheduler.wake(key),
+                    db::TimerKind::Wake | db::TimerKind::Deadline => host.scheduler.wake(key),
                     _ => {
                         let cbs = host.callbacks();
                         if let Err(e) = cbs
@@ -188,10 +192,43 @@ impl Host {
                 }
             })?;
 
+        tokio::spawn(self.clone().sweep_expired());
+
         for key in runnable {
             self.scheduler.wake(key);
         }
         Ok(())
+    }
+
+    /// Delete finished executions whose retention is over, with their journals, once a
+    /// second (the expiry index is sorted by time, so a sweep reads only what is due).
+    async fn sweep_expired(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.notified() => return,
+                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            }
+            if let Err(e) = self.delete_expired().await {
+                tracing::error!(error = %e, "retention sweep failed");
+            }
+        }
+    }
+
+    /// One sweep; returns how many executions it deleted.
+    pub async fn delete_expired(&self) -> anyhow::Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let due = self.db.expired(self.clock.now_ms(), 256)?;
+            if due.is_empty() {
+                return Ok(deleted);
+            }
+            for (at, id, rec) in due {
+                if let Some(status) = self.db.delete_execution(&rec.tenant, &id, at).await? {
+                    self.metrics.removed(status);
+                    deleted += 1;
+                }
+            }
+        }
     }
 
     pub fn callbacks(&self) -> callbacks::Callbacks<'_> {

@@ -1,7 +1,11 @@
-//! The `durable-host` binary: `serve` runs the host on its embedded store.
+//! The `durable-host` binary: `serve` runs the host on its embedded store; the other
+//! subcommands are the command-line client (`cli`), which talks to a server over HTTP.
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -13,6 +17,8 @@ use clap::{Parser, Subcommand};
     about = "A WebAssembly host for sandboxed durable functions"
 )]
 struct Cli {
+    #[command(flatten)]
+    client: cli::Options,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the host: HTTP API, scheduler and timers over the sled store in --data-dir.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 #[derive(clap::Args)]
@@ -34,12 +42,20 @@ struct ServeArgs {
     /// HOST:PORT guests may reach over HTTP (repeatable). Nothing else is reachable.
     #[arg(long = "allow-outbound", value_name = "HOST:PORT")]
     allow_outbound: Vec<String>,
-    /// Linear memory limit per instance, in MiB.
+    /// Linear memory limit per instance, in MiB: the default, and the most a function's
+    /// settings may ask for.
     #[arg(long, default_value_t = 128)]
     memory_limit_mb: usize,
-    /// Longest one activation may run, in seconds.
+    /// Longest one activation may run, in seconds (default for functions).
     #[arg(long, default_value_t = 300.0)]
     activation_timeout_secs: f64,
+    /// Execution timeout, in seconds, for functions that set none (default: 366 days).
+    #[arg(long, default_value_t = durable_host::settings::MAX_EXECUTION_TIMEOUT_SECS)]
+    execution_timeout_secs: u64,
+    /// How long finished executions are kept, in seconds, for functions that set none
+    /// (default: 14 days).
+    #[arg(long, default_value_t = 14 * 24 * 3600)]
+    retention_secs: u64,
     /// Activations running at once (more wait in the queue).
     #[arg(long, default_value_t = 256)]
     max_resident: usize,
@@ -51,7 +67,7 @@ struct ServeArgs {
     max_upload_bytes: usize,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -59,12 +75,17 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Serve(a) => rt.block_on(serve(a)),
+    let args = Cli::parse();
+    match args.command {
+        Command::Serve(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve(a))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        // No tokio runtime here: the client's blocking HTTP must not run inside one.
+        Command::Client(c) => Ok(cli::run(&args.client, c)),
     }
 }
 
@@ -79,8 +100,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_resident: a.max_resident,
         ..Default::default()
     };
-    opts.runtime.memory_limit_bytes = a.memory_limit_mb * 1024 * 1024;
-    opts.runtime.activation_timeout = Duration::from_secs_f64(a.activation_timeout_secs);
+    opts.runtime.defaults = durable_host::settings::Defaults {
+        memory_limit_bytes: a.memory_limit_mb * 1024 * 1024,
+        activation_timeout: Duration::from_secs_f64(a.activation_timeout_secs),
+        execution_timeout: Duration::from_secs(a.execution_timeout_secs.max(1)),
+        retention: Duration::from_secs(a.retention_secs.max(1)),
+    };
     opts.runtime.max_instances = (a.max_resident as u32).saturating_add(16).max(64);
     opts.payload.max_payload_bytes = a.max_payload_bytes;
     let host = durable_host::Host::open(opts)?;

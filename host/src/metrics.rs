@@ -33,6 +33,11 @@ impl Metrics {
         }
     }
 
+    /// A finished execution was deleted (its retention ended).
+    pub fn removed(&self, s: Status) {
+        self.by_status[idx(s)].fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub fn count(&self, s: Status) -> i64 {
         self.by_status[idx(s)].load(Ordering::Relaxed)
     }

@@ -10,24 +10,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
 use crate::callbacks::Completion;
 use crate::db::{
-    Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status, StopRecord,
+    Batch, Durability, ExecId, ExecutionRecord, FunctionRecord, IdempotencyRecord, Status,
+    StopRecord, TimerKind, TimerRecord,
 };
 use crate::journal::{ErrorObject, EventKind, Journal};
 use crate::scheduler::ExecKey;
-use crate::{ids, Host, DEFAULT_TENANT};
+use crate::{ids, settings, Host, DEFAULT_TENANT};
 
 type AppState = State<Arc<Host>>;
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -35,33 +40,70 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// The longest `?wait=` honoured: a client that wants longer polls again.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
+/// The API and its OpenAPI description, built from the same registrations: a route cannot
+/// be served without being described.
 pub fn router(host: Arc<Host>) -> Router {
+    let (router, spec) = routes(&host).split_for_parts();
+    let spec = Arc::new(spec);
+    router
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { Json(spec.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::MethodNotAllowed(format!(
+                "{method} is not allowed here: see /v1/openapi.json"
+            ))
+        })
+        .with_state(host)
+}
+
+/// The OpenAPI description of the API (what `GET /v1/openapi.json` serves).
+pub fn openapi(host: &Arc<Host>) -> utoipa::openapi::OpenApi {
+    routes(host).split_for_parts().1
+}
+
+fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
     let upload_limit = host.opts.max_upload_bytes;
     // JSON bodies: a payload at the limit, plus room for the envelope.
     let json_limit = host.opts.payload.max_payload_bytes + 64 * 1024;
-    let functions = Router::new()
-        .route(
-            "/v1/functions/{name}",
-            put(put_function).get(get_function).delete(delete_function),
-        )
+    let mut info = utoipa::openapi::Info::new("durable-host", env!("CARGO_PKG_VERSION"));
+    info.description = Some(
+        "Upload WebAssembly components, invoke them as durable executions, follow their \
+         history, and complete their callbacks. Errors are {\"error\": {\"code\", \"message\"}}."
+            .into(),
+    );
+    let functions = OpenApiRouter::new()
+        .routes(routes!(
+            put_function,
+            get_function,
+            patch_function,
+            delete_function
+        ))
         .layer(DefaultBodyLimit::max(upload_limit));
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/metrics", get(metrics))
-        .route("/v1/functions", get(list_functions))
-        .route("/v1/functions/{name}/invoke", post(invoke))
-        .route("/v1/executions", get(list_executions))
-        .route("/v1/executions/{id}", get(get_execution))
-        .route("/v1/executions/{id}/history", get(history))
-        .route("/v1/executions/{id}/logs", get(logs))
-        .route("/v1/executions/{id}/stop", post(stop))
-        .route("/v1/callbacks/{id}/succeed", post(callback_succeed))
-        .route("/v1/callbacks/{id}/fail", post(callback_fail))
-        .route("/v1/callbacks/{id}/heartbeat", post(callback_heartbeat))
+    OpenApiRouter::with_openapi(utoipa::openapi::OpenApiBuilder::new().info(info).build())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(list_functions))
+        .routes(routes!(invoke))
+        .routes(routes!(list_executions))
+        .routes(routes!(get_execution))
+        .routes(routes!(history))
+        .routes(routes!(logs))
+        .routes(routes!(events))
+        .routes(routes!(stop))
+        .routes(routes!(callback_succeed))
+        .routes(routes!(callback_fail))
+        .routes(routes!(callback_heartbeat))
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(functions)
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(host)
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The host is up: {\"status\": \"ok\"}")))]
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
 }
 
 /// The tenant of a request. One tenant for now; API keys will select it.
@@ -127,33 +169,129 @@ fn load_execution(host: &Host, id: &str) -> ApiResult<ExecutionRecord> {
         .ok_or_else(|| ApiError::NotFound(format!("execution {id:?} not found")))
 }
 
+/// Settings as upload query parameters: each a number, or `default`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct SettingsQuery {
+    memory_limit_mb: Option<String>,
+    activation_timeout_secs: Option<String>,
+    execution_timeout_secs: Option<String>,
+    retention_secs: Option<String>,
+}
+
+impl SettingsQuery {
+    fn patch(&self) -> ApiResult<settings::Patch> {
+        let field = |name: &str, v: &Option<String>| -> ApiResult<Option<Option<u64>>> {
+            match v.as_deref() {
+                None => Ok(None),
+                Some("default") => Ok(Some(None)),
+                Some(s) => s.parse().map(|n| Some(Some(n))).map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "{name}={s:?}: expected a whole number or \"default\""
+                    ))
+                }),
+            }
+        };
+        Ok(settings::Patch {
+            memory_limit_mb: field("memory_limit_mb", &self.memory_limit_mb)?,
+            activation_timeout_secs: field(
+                "activation_timeout_secs",
+                &self.activation_timeout_secs,
+            )?,
+            execution_timeout_secs: field("execution_timeout_secs", &self.execution_timeout_secs)?,
+            retention_secs: field("retention_secs", &self.retention_secs)?,
+        })
+    }
+}
+
+fn checked(host: &Host, patch: settings::Patch) -> ApiResult<settings::Patch> {
+    patch
+        .validate(&host.opts.runtime.defaults)
+        .map_err(ApiError::BadRequest)?;
+    Ok(patch)
+}
+
+/// Upload a component: a new immutable version, or (same bytes as the latest) the latest.
+/// Settings may be set in the query (a number, or `default`).
+#[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]"), SettingsQuery),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
+    responses(
+        (status = 201, description = "A new version", body = views::Version),
+        (status = 200, description = "The same bytes as the latest version", body = views::Version),
+        (status = 400, description = "Not a valid component (code invalid_component), or a bad setting", body = views::ErrorBody),
+        (status = 413, description = "Too large", body = views::ErrorBody)))]
 async fn put_function(
     State(host): AppState,
     Path(name): Path<String>,
+    q: Result<Query<SettingsQuery>, QueryRejection>,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     check_name(&name)?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let patch = checked(&host, q.patch()?)?;
     let b = body(b)?;
-    let up = host.registry.upload(tenant(), &name, b.to_vec()).await?;
+    let up = host
+        .registry
+        .upload(tenant(), &name, b.to_vec(), &patch)
+        .await?;
     let status = if up.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(views::version(&name, &up.version))).into_response())
+    let mut v = views::version(&name, &up.version);
+    v.settings = Some(effective(&host, &up.function).into());
+    v.created = Some(up.created);
+    Ok((status, Json(v)).into_response())
 }
 
+fn effective(host: &Host, f: &FunctionRecord) -> settings::Limits {
+    settings::resolve(&f.settings, &host.opts.runtime.defaults)
+}
+
+/// Change a function's settings: a JSON object of the fields to change (`null` returns a
+/// field to the server default). Answers with the function.
+#[utoipa::path(patch, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]")),
+    request_body(content = settings::Patch, description = "Fields to change; null returns one to the default"),
+    responses((status = 200, description = "The function", body = views::Function), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+async fn patch_function(
+    State(host): AppState,
+    Path(name): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let b = body(b)?;
+    let text = json_text(&host, &b, "settings")?;
+    let patch: settings::Patch = serde_json::from_str(&text).map_err(|e| {
+        ApiError::InvalidJson(format!(
+            "expected an object of memory_limit_mb, activation_timeout_secs, \
+             execution_timeout_secs, retention_secs: {e}"
+        ))
+    })?;
+    let patch = checked(&host, patch)?;
+    let f = host.registry.configure(tenant(), &name, &patch).await?;
+    let versions = host.db.versions(tenant(), &name)?;
+    Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/functions", tag = "functions",
+    responses((status = 200, description = "Every function with its versions", body = views::FunctionList)))]
 async fn list_functions(State(host): AppState) -> ApiResult {
     let mut out = Vec::new();
     for f in host.db.functions(tenant())? {
         if !f.deleted {
             let versions = host.db.versions(tenant(), &f.name)?;
-            out.push(views::function(&f, &versions));
+            out.push(views::function(&f, &versions, effective(&host, &f)));
         }
     }
-    Ok(Json(json!({ "functions": out })).into_response())
+    Ok(Json(views::FunctionList { functions: out }).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]")),
+    responses((status = 200, description = "The function with its versions and settings", body = views::Function), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn get_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
     let f = host
         .db
@@ -161,24 +299,23 @@ async fn get_function(State(host): AppState, Path(name): Path<String>) -> ApiRes
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
     let versions = host.db.versions(tenant(), &name)?;
-    Ok(Json(views::function(&f, &versions)).into_response())
+    Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
 }
 
+/// Delete a function: new invocations are refused (404); running executions finish on
+/// their version.
+#[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn delete_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
-    let mut f = host
-        .db
-        .function(tenant(), &name)?
-        .filter(|f| !f.deleted)
-        .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
-    f.deleted = true;
-    let mut batch = Batch::new();
-    batch.put_function(tenant(), &f);
-    host.db.commit(batch, Durability::Sync).await?;
+    host.registry.delete(tenant(), &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InvokeQuery {
+    /// Seconds to wait for the end (at most 300): 200 if it ended, else 202.
     wait: Option<String>,
 }
 
@@ -201,6 +338,15 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(key.to_string()))
 }
 
+/// Start an execution of the function's latest version.
+#[utoipa::path(post, path = "/v1/functions/{name}/invoke", tag = "executions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]"), InvokeQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "Same key and input: the same execution; a different input: 409")),
+    request_body(content = Value, description = "The input (JSON; empty means null)"),
+    responses(
+        (status = 202, description = "Started (or still running after ?wait)", body = views::Execution),
+        (status = 200, description = "Ended within ?wait", body = views::Execution),
+        (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 async fn invoke(
     State(host): AppState,
     Path(name): Path<String>,
@@ -231,7 +377,7 @@ async fn invoke(
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
     let id = ids::new_execution_id();
-    if let Some(key) = key {
+    if let Some(key) = &key {
         // The same JSON value, whatever its spacing: hash its canonical form.
         let canonical = serde_json::from_str::<Value>(&input)
             .map(|v| v.to_string())
@@ -243,7 +389,7 @@ async fn invoke(
         let mut stale = None;
         while let Some(held) = host
             .db
-            .claim_idempotency(tenant(), &name, &key, &claim, stale.as_ref())
+            .claim_idempotency(tenant(), &name, key, &claim, stale.as_ref())
             .await?
         {
             if held.input_sha256 != claim.input_sha256 {
@@ -260,6 +406,8 @@ async fn invoke(
         }
     }
     let now = host.clock.now_ms();
+    let timeout = effective(&host, &f).execution_timeout;
+    let deadline = now.saturating_add(timeout.as_millis() as u64);
     let rec = ExecutionRecord {
         id,
         tenant: tenant().to_string(),
@@ -271,13 +419,22 @@ async fn invoke(
         error: None,
         created_ms: now,
         updated_ms: now,
+        deadline_ms: Some(deadline),
+        idempotency_key: key,
     };
     let mut journal = Journal::from_events(&[]);
     let started = journal.record(now, EventKind::ExecutionStarted { input });
     let mut batch = Batch::new();
     batch.put_execution(&rec);
     batch.put_event(&id, &started);
+    let timer = TimerRecord {
+        tenant: tenant().to_string(),
+        kind: TimerKind::Deadline,
+    };
+    batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
     host.db.commit(batch, Durability::Sync).await?;
+    host.timers
+        .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
     host.metrics.created();
     let finished = wait.map(|_| host.scheduler.on_finished(id));
     host.scheduler.wake(ExecKey {
@@ -319,14 +476,23 @@ async fn respond(host: &Host, rec: ExecutionRecord, wait: Option<Duration>) -> A
     Ok(execution_response(&rec))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this function's executions.
     function: Option<String>,
+    /// Only executions in this status (running, suspended, succeeded, failed, timed_out,
+    /// stopped).
     status: Option<String>,
+    /// Executions per page (1-1000, default 50).
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/executions", tag = "executions",
+    params(ListQuery),
+    responses((status = 200, description = "A page of executions, newest first", body = views::ExecutionPage), (status = 400, description = "Bad input", body = views::ErrorBody)))]
 async fn list_executions(State(host): AppState, Query(q): Query<ListQuery>) -> ApiResult {
     let status = match q.status.as_deref() {
         None => None,
@@ -358,29 +524,186 @@ async fn list_executions(State(host): AppState, Query(q): Query<ListQuery>) -> A
         if out.len() == limit {
             next = out
                 .last()
-                .and_then(|v: &Value| v["execution_id"].as_str().map(str::to_string));
+                .map(|v: &views::Execution| v.execution_id.clone());
             break;
         }
         out.push(views::execution(&rec));
     }
-    Ok(Json(json!({ "executions": out, "next_cursor": next })).into_response())
+    let page = views::ExecutionPage {
+        executions: out,
+        next_cursor: next,
+    };
+    Ok(Json(page).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The execution", body = views::Execution), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn get_execution(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     let rec = load_execution(&host, &id)?;
     Ok(Json(views::execution(&rec)).into_response())
 }
 
-async fn history(State(host): AppState, Path(id): Path<String>) -> ApiResult {
-    let rec = load_execution(&host, &id)?;
-    let events: Vec<Value> = host.db.history(&rec.id)?.iter().map(views::event).collect();
-    Ok(Json(json!({ "events": events })).into_response())
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HistoryQuery {
+    /// Events per page (1-1000, default 1000).
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
+/// The most events one history page holds (and the default page size).
+pub const MAX_HISTORY_PAGE: usize = 1000;
+
+/// An event id from a query or header: the position to continue after.
+fn event_position(what: &str, s: &str) -> ApiResult<u32> {
+    s.trim().parse().map_err(|_| {
+        ApiError::BadRequest(format!("{what}={s:?}: expected an event_id from this API"))
+    })
+}
+
+/// History in pages of up to `limit` events; `next_cursor` (the last `event_id` sent) is
+/// null on the last page, so a client pages until it is null.
+#[utoipa::path(get, path = "/v1/executions/{id}/history", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), HistoryQuery),
+    responses((status = 200, description = "A page of history events, oldest first", body = views::HistoryPage), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+async fn history(
+    State(host): AppState,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult {
+    let rec = load_execution(&host, &id)?;
+    let limit = q
+        .limit
+        .unwrap_or(MAX_HISTORY_PAGE)
+        .clamp(1, MAX_HISTORY_PAGE);
+    let after = match q.cursor.as_deref() {
+        Some(c) => event_position("cursor", c)?,
+        None => 0,
+    };
+    // One more than asked for tells whether another page follows.
+    let mut events = host.db.history_after(&rec.id, after, limit + 1)?;
+    let next = (events.len() > limit).then(|| {
+        events.truncate(limit);
+        events.last().map(|e| e.seq.to_string())
+    });
+    let page = views::HistoryPage {
+        events: events.iter().map(views::event).collect(),
+        next_cursor: next.flatten(),
+    };
+    Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EventsQuery {
+    /// Send only events after this event_id.
+    after: Option<String>,
+}
+
+/// History as Server-Sent Events, live: every event with `event_id` past `?after=` (or the
+/// `Last-Event-ID` header of a reconnecting client), in order, each as `event: history` with
+/// its `event_id` as the SSE id; once the execution has ended and everything is sent, one
+/// `event: end` carrying the execution, and the stream closes.
+#[utoipa::path(get, path = "/v1/executions/{id}/events", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event_id")),
+    responses((status = 200, description = "text/event-stream: `event: history` frames (data: a history event, id: its event_id), then one `event: end` (data: the execution)", content_type = "text/event-stream"), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+async fn events(
+    State(host): AppState,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let rec = load_execution(&host, &id)?;
+    let after = match (q.after.as_deref(), headers.get("last-event-id")) {
+        (Some(a), _) => event_position("after", a)?,
+        (None, Some(h)) => event_position("Last-Event-ID", h.to_str().unwrap_or("?"))?,
+        (None, None) => 0,
+    };
+    let watch = host.db.watch(&rec.id);
+    let state = LiveHistory {
+        host,
+        id: rec.id,
+        after,
+        watch,
+        queue: std::collections::VecDeque::new(),
+        opened: false,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        let frame = s.next_frame().await?;
+        Some((Ok::<_, std::convert::Infallible>(frame), s))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// The state of one live history stream.
+struct LiveHistory {
+    host: Arc<Host>,
+    id: ExecId,
+    after: u32,
+    watch: crate::db::Watch,
+    queue: std::collections::VecDeque<crate::journal::Event>,
+    /// The first frame is a comment, so a client (and any proxy) sees the stream open at
+    /// once even when nothing happens for a while.
+    opened: bool,
+    ended: bool,
+}
+
+impl LiveHistory {
+    /// The next frame, waiting for the execution to change if nothing is new; `None` once
+    /// the end has been sent (or the store fails: the client reconnects with its last id).
+    async fn next_frame(&mut self) -> Option<SseEvent> {
+        if !self.opened {
+            self.opened = true;
+            return Some(SseEvent::default().comment("history of this execution follows"));
+        }
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                self.after = e.seq;
+                let data = serde_json::to_string(&views::event(&e)).ok()?;
+                return Some(
+                    SseEvent::default()
+                        .id(e.seq.to_string())
+                        .event("history")
+                        .data(data),
+                );
+            }
+            if self.ended {
+                return None;
+            }
+            self.watch.mark_seen();
+            // The record first: when it is terminal, every event is already written.
+            let rec = self.host.db.execution(tenant(), &self.id).ok()??;
+            let batch = self
+                .host
+                .db
+                .history_after(&self.id, self.after, MAX_HISTORY_PAGE)
+                .ok()?;
+            if !batch.is_empty() {
+                self.queue.extend(batch);
+                continue;
+            }
+            if rec.status.is_terminal() {
+                self.ended = true;
+                let data = serde_json::to_string(&views::execution(&rec)).ok()?;
+                return Some(SseEvent::default().event("end").data(data));
+            }
+            self.watch.changed().await;
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/executions/{id}/logs", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The guest's log lines and stdout/stderr, once each", body = views::Logs), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn logs(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     let rec = load_execution(&host, &id)?;
-    let logs: Vec<Value> = host.db.logs(&rec.id)?.iter().map(views::log).collect();
-    Ok(Json(json!({ "logs": logs })).into_response())
+    let logs = host.db.logs(&rec.id)?.iter().map(views::log).collect();
+    Ok(Json(views::Logs { logs }).into_response())
 }
 
 /// How long `stop` waits for a resident guest to be interrupted before answering 202.
@@ -390,6 +713,12 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// the execution's next activation, or its resident guest at the next epoch tick or host
 /// call, carries it out. 200 with the stopped execution, 202 if it is still stopping, 409
 /// if it had already ended.
+#[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "Stopped", body = views::Execution),
+        (status = 202, description = "Still stopping (the stop is durable)", body = views::Execution),
+        (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody)))]
 async fn stop(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     let rec = load_execution(&host, &id)?;
     if rec.status.is_terminal() {
@@ -418,6 +747,11 @@ async fn stop(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     Ok(execution_response(&rec))
 }
 
+#[utoipa::path(post, path = "/v1/callbacks/{id}/succeed", tag = "callbacks",
+    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)")),
+    request_body(content = Value, description = "The result (JSON)"),
+    responses((status = 200, description = "Recorded", body = views::CallbackAnswer), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody),
+        (status = 409, description = "Already completed or timed out, or its execution ended", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 async fn callback_succeed(
     State(host): AppState,
     Path(id): Path<String>,
@@ -428,16 +762,24 @@ async fn callback_succeed(
     host.callbacks()
         .complete(tenant(), &id, Completion::Succeeded(result))
         .await?;
-    Ok(Json(json!({"callback_id": id, "status": "succeeded"})).into_response())
+    Ok(Json(views::CallbackAnswer {
+        callback_id: id,
+        status: "succeeded",
+    })
+    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct FailBody {
     error_type: Option<String>,
     error_message: Option<String>,
     error_data: Option<Value>,
 }
 
+#[utoipa::path(post, path = "/v1/callbacks/{id}/fail", tag = "callbacks",
+    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)")),
+    request_body(content = FailBody, description = "The failure"),
+    responses((status = 200, description = "Recorded", body = views::CallbackAnswer), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 async fn callback_fail(
     State(host): AppState,
     Path(id): Path<String>,
@@ -458,16 +800,29 @@ async fn callback_fail(
     host.callbacks()
         .complete(tenant(), &id, Completion::Failed(error))
         .await?;
-    Ok(Json(json!({"callback_id": id, "status": "failed"})).into_response())
+    Ok(Json(views::CallbackAnswer {
+        callback_id: id,
+        status: "failed",
+    })
+    .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/callbacks/{id}/heartbeat", tag = "callbacks",
+    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)")),
+    responses((status = 200, description = "The heartbeat timeout starts again", body = views::CallbackAnswer), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody)))]
 async fn callback_heartbeat(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     host.callbacks()
         .heartbeat(tenant(), &id, host.clock.now_ms())
         .await?;
-    Ok(Json(json!({"callback_id": id, "status": "pending"})).into_response())
+    Ok(Json(views::CallbackAnswer {
+        callback_id: id,
+        status: "pending",
+    })
+    .into_response())
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(host): AppState) -> Response {
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;

@@ -1,10 +1,13 @@
 //! JSON renderings of stored records: the API's response shapes.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 use crate::db::{ExecutionRecord, FunctionRecord, LogRecord, VersionRecord};
 use crate::ids;
 use crate::journal::{ErrorObject, Event, EventKind};
+use crate::settings::Limits;
 
 /// RFC 3339 UTC with milliseconds.
 pub fn timestamp(ms: u64) -> String {
@@ -22,48 +25,194 @@ fn payload(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
-fn error(e: &ErrorObject) -> Value {
-    let mut v = json!({"error_type": e.error_type, "error_message": e.error_message});
-    if let Some(d) = &e.error_data {
-        v["error_data"] = payload(d);
+/// A stored version of a function.
+#[derive(Serialize, ToSchema)]
+pub struct Version {
+    pub name: String,
+    pub version: u32,
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// RFC 3339 UTC with milliseconds.
+    pub created_at: String,
+    /// The function's effective settings (in upload answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+    /// In upload answers: true for a new version (201), false for the same bytes (200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+}
+
+/// A function's effective settings: its own, or the server's defaults.
+#[derive(Serialize, ToSchema)]
+pub struct Settings {
+    pub memory_limit_mb: u64,
+    pub activation_timeout_secs: f64,
+    pub execution_timeout_secs: u64,
+    pub retention_secs: u64,
+}
+
+impl From<Limits> for Settings {
+    fn from(l: Limits) -> Self {
+        Self {
+            memory_limit_mb: (l.memory_limit_bytes / (1024 * 1024)) as u64,
+            activation_timeout_secs: l.activation_timeout.as_secs_f64(),
+            execution_timeout_secs: l.execution_timeout.as_secs(),
+            retention_secs: l.retention.as_secs(),
+        }
     }
-    v
 }
 
-pub fn version(name: &str, v: &VersionRecord) -> Value {
-    json!({
-        "name": name,
-        "version": v.version,
-        "sha256": v.sha256,
-        "size_bytes": v.size_bytes,
-        "created_at": timestamp(v.created_ms),
-    })
+#[derive(Serialize, ToSchema)]
+pub struct Function {
+    pub name: String,
+    pub latest_version: u32,
+    pub created_at: String,
+    pub settings: Settings,
+    pub versions: Vec<Version>,
 }
 
-pub fn function(f: &FunctionRecord, versions: &[VersionRecord]) -> Value {
-    json!({
-        "name": f.name,
-        "latest_version": f.latest_version,
-        "created_at": timestamp(f.created_ms),
-        "versions": versions.iter().map(|v| version(&f.name, v)).collect::<Vec<_>>(),
-    })
+#[derive(Serialize, ToSchema)]
+pub struct FunctionList {
+    pub functions: Vec<Function>,
 }
 
-pub fn execution(r: &ExecutionRecord) -> Value {
-    json!({
-        "execution_id": ids::execution_id_to_string(&r.id),
-        "function": r.function,
-        "version": r.version,
-        "status": r.status.as_str(),
-        "input": payload(&r.input),
-        "output": r.output.as_deref().map(payload),
-        "error": r.error.as_ref().map(error),
-        "created_at": timestamp(r.created_ms),
-        "updated_at": timestamp(r.updated_ms),
-    })
+/// An execution. `output` is set once it succeeded, `error` once it failed, timed out or
+/// was stopped.
+#[derive(Serialize, ToSchema)]
+pub struct Execution {
+    pub execution_id: String,
+    pub function: String,
+    pub version: u32,
+    /// running, suspended, succeeded, failed, timed_out or stopped.
+    pub status: &'static str,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Error>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
-pub fn event(e: &Event) -> Value {
+#[derive(Serialize, ToSchema)]
+pub struct ExecutionPage {
+    /// Newest first.
+    pub executions: Vec<Execution>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An error as AWS durable functions report them.
+#[derive(Serialize, ToSchema)]
+pub struct Error {
+    pub error_type: String,
+    pub error_message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_data: Option<Value>,
+}
+
+/// One history event (see DESIGN.md section 3): `details` depends on the event type.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryEvent {
+    pub event_id: u32,
+    pub event_type: &'static str,
+    pub sub_type: Option<&'static str>,
+    /// The operation id ("1", "2", "1.1" in a child context).
+    pub id: Option<String>,
+    pub parent_id: Option<String>,
+    pub name: Option<String>,
+    pub timestamp: String,
+    pub details: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub events: Vec<HistoryEvent>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogLine {
+    pub timestamp: String,
+    /// debug, info, warn or error.
+    pub level: &'static str,
+    /// log (the replay-aware logger), stdout or stderr.
+    pub stream: &'static str,
+    pub message: String,
+    pub operation_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Logs {
+    pub logs: Vec<LogLine>,
+}
+
+/// The answer to a callback completion or heartbeat.
+#[derive(Serialize, ToSchema)]
+pub struct CallbackAnswer {
+    pub callback_id: String,
+    /// succeeded, failed or pending (after a heartbeat).
+    pub status: &'static str,
+}
+
+/// The body of `GET /v1/functions/{name}` errors and every other error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// bad_request, invalid_json, invalid_component, not_found, conflict,
+    /// payload_too_large or internal.
+    pub code: String,
+    pub message: String,
+}
+
+fn error(e: &ErrorObject) -> Error {
+    Error {
+        error_type: e.error_type.clone(),
+        error_message: e.error_message.clone(),
+        error_data: e.error_data.as_deref().map(payload),
+    }
+}
+
+pub fn version(name: &str, v: &VersionRecord) -> Version {
+    Version {
+        name: name.to_string(),
+        version: v.version,
+        sha256: v.sha256.clone(),
+        size_bytes: v.size_bytes,
+        created_at: timestamp(v.created_ms),
+        settings: None,
+        created: None,
+    }
+}
+
+pub fn function(f: &FunctionRecord, versions: &[VersionRecord], limits: Limits) -> Function {
+    Function {
+        name: f.name.clone(),
+        latest_version: f.latest_version,
+        created_at: timestamp(f.created_ms),
+        settings: limits.into(),
+        versions: versions.iter().map(|v| version(&f.name, v)).collect(),
+    }
+}
+
+pub fn execution(r: &ExecutionRecord) -> Execution {
+    Execution {
+        execution_id: ids::execution_id_to_string(&r.id),
+        function: r.function.clone(),
+        version: r.version,
+        status: r.status.as_str(),
+        input: payload(&r.input),
+        output: r.output.as_deref().map(payload),
+        error: r.error.as_ref().map(error),
+        created_at: timestamp(r.created_ms),
+        updated_at: timestamp(r.updated_ms),
+    }
+}
+
+pub fn event(e: &Event) -> HistoryEvent {
     let mut d = Map::new();
     let mut put = |k: &str, v: Value| {
         d.insert(k.to_string(), v);
@@ -83,7 +232,7 @@ pub fn event(e: &Event) -> Value {
             next_attempt_delay_ms,
             ..
         } => {
-            put("error", error(err));
+            put("error", json!(error(err)));
             put("attempt", json!(attempt));
             if let Some(ms) = next_attempt_delay_ms {
                 put("next_attempt_delay_ms", json!(ms));
@@ -119,7 +268,7 @@ pub fn event(e: &Event) -> Value {
         | EventKind::ContextFailed { error: err, .. }
         | EventKind::ExecutionFailed { error: err }
         | EventKind::ExecutionTimedOut { error: err }
-        | EventKind::ExecutionStopped { error: err } => put("error", error(err)),
+        | EventKind::ExecutionStopped { error: err } => put("error", json!(error(err))),
         EventKind::ContextStarted { .. } => {}
         EventKind::InvocationCompleted {
             started_ms,
@@ -128,30 +277,30 @@ pub fn event(e: &Event) -> Value {
             put("start", json!(timestamp(*started_ms)));
             put("end", json!(timestamp(e.at_ms)));
             if let Some(err) = err {
-                put("error", error(err));
+                put("error", json!(error(err)));
             }
         }
         EventKind::ExecutionSucceeded { output } => put("result", payload(output)),
     }
     let op = e.kind.op();
-    json!({
-        "event_id": e.seq,
-        "event_type": e.kind.event_type(),
-        "sub_type": e.kind.sub_type(),
-        "id": op.map(|o| o.id.clone()),
-        "parent_id": op.and_then(|o| o.parent.clone()),
-        "name": op.and_then(|o| o.name.clone()),
-        "timestamp": timestamp(e.at_ms),
-        "details": Value::Object(d),
-    })
+    HistoryEvent {
+        event_id: e.seq,
+        event_type: e.kind.event_type(),
+        sub_type: e.kind.sub_type(),
+        id: op.map(|o| o.id.clone()),
+        parent_id: op.and_then(|o| o.parent.clone()),
+        name: op.and_then(|o| o.name.clone()),
+        timestamp: timestamp(e.at_ms),
+        details: Value::Object(d),
+    }
 }
 
-pub fn log(l: &LogRecord) -> Value {
-    json!({
-        "timestamp": timestamp(l.at_ms),
-        "level": l.level.as_str(),
-        "stream": l.stream.as_str(),
-        "message": l.message,
-        "operation_id": l.op_id,
-    })
+pub fn log(l: &LogRecord) -> LogLine {
+    LogLine {
+        timestamp: timestamp(l.at_ms),
+        level: l.level.as_str(),
+        stream: l.stream.as_str(),
+        message: l.message.clone(),
+        operation_id: l.op_id.clone(),
+    }
 }

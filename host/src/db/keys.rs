@@ -16,6 +16,7 @@ pub const TIMER: u8 = b'T';
 pub const CALLBACK: u8 = b'C';
 pub const IDEMPOTENCY: u8 = b'I';
 pub const STOP: u8 = b'S';
+pub const EXPIRY: u8 = b'R';
 
 /// An execution id: a ULID (48-bit millisecond time, 80 random bits) as 16 bytes.
 pub type ExecId = [u8; 16];
@@ -159,6 +160,21 @@ pub fn stop(id: &ExecId) -> Vec<u8> {
     let mut k = tagged(STOP, 16);
     k.extend_from_slice(id);
     k
+}
+
+/// A finished execution's deletion time: sorts by time, so a sweep reads only what is due.
+pub fn expiry(at_ms: u64, id: &ExecId) -> Vec<u8> {
+    let mut k = tagged(EXPIRY, 24);
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+pub fn parse_expiry(key: &[u8]) -> Option<(u64, ExecId)> {
+    let rest = key.strip_prefix(&[EXPIRY])?;
+    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let id = rest.get(8..24)?.try_into().ok()?;
+    Some((at, id))
 }
 
 pub fn stops() -> Vec<u8> {

@@ -12,6 +12,7 @@
 pub mod keys;
 mod records;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -71,6 +72,8 @@ pub enum Durability {
 pub struct Batch {
     inner: sled::Batch,
     len: usize,
+    /// Executions whose history or record this batch changes: their watchers are told.
+    touched: Vec<ExecId>,
 }
 
 impl Batch {
@@ -94,10 +97,18 @@ impl Batch {
 
     pub fn put_event(&mut self, id: &ExecId, e: &Event) {
         self.put(keys::history(id, e.seq), e);
+        self.touch(id);
     }
 
     pub fn put_execution(&mut self, rec: &ExecutionRecord) {
         self.put(keys::execution(&rec.tenant, &rec.id), rec);
+        self.touch(&rec.id);
+    }
+
+    fn touch(&mut self, id: &ExecId) {
+        if !self.touched.contains(id) {
+            self.touched.push(*id);
+        }
     }
 
     pub fn put_function(&mut self, tenant: &str, rec: &FunctionRecord) {
@@ -129,6 +140,11 @@ impl Batch {
         self.del(keys::stop(id));
     }
 
+    /// Delete the finished execution `id` at `at_ms` (its retention).
+    pub fn put_expiry(&mut self, at_ms: u64, id: &ExecId, rec: &ExpiryRecord) {
+        self.put(keys::expiry(at_ms, id), rec);
+    }
+
     pub fn put_log(&mut self, id: &ExecId, seq: u32, rec: &LogRecord) {
         self.put(keys::log(id, seq), rec);
         self.inner
@@ -145,12 +161,48 @@ pub struct Store {
     components: sled::Tree,
     committer: std::sync::mpsc::Sender<CommitRequest>,
     stats: Arc<SyncStats>,
+    watchers: Arc<Watchers>,
+}
+
+/// Per-execution change counters, bumped by the commit thread after it applies a batch that
+/// touches the execution: live history streams wait on them instead of polling.
+type Watchers = std::sync::Mutex<HashMap<ExecId, tokio::sync::watch::Sender<u64>>>;
+
+/// A subscription to one execution's changes; `changed` returns after a batch that appends
+/// to its history or rewrites its record has been applied.
+pub struct Watch {
+    id: ExecId,
+    rx: tokio::sync::watch::Receiver<u64>,
+    watchers: Arc<Watchers>,
+}
+
+impl Watch {
+    /// Mark everything so far as seen; the next `changed` waits for a later batch.
+    pub fn mark_seen(&mut self) {
+        self.rx.borrow_and_update();
+    }
+
+    pub async fn changed(&mut self) {
+        // The sender lives in the map until the last watch is dropped.
+        let _ = self.rx.changed().await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut map = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        // Our own receiver is still counted.
+        if map.get(&self.id).is_some_and(|tx| tx.receiver_count() <= 1) {
+            map.remove(&self.id);
+        }
+    }
 }
 
 /// A batch (possibly empty) for the commit thread, and who to tell when it is applied (and,
 /// for `Durability::Sync`, on disk).
 struct CommitRequest {
     batch: Option<sled::Batch>,
+    touched: Vec<ExecId>,
     durability: Durability,
     done: oneshot::Sender<std::result::Result<(), String>>,
 }
@@ -183,11 +235,13 @@ impl Store {
             .map_err(|e| Error::Sync(format!("open {}: {e}", dir.join("db").display())))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(SyncStats::default());
+        let watchers = Arc::new(Watchers::default());
         {
             let (db, data, stats) = (db.clone(), data.clone(), stats.clone());
+            let watchers = watchers.clone();
             std::thread::Builder::new()
                 .name("db-commit".into())
-                .spawn(move || commit_loop(db, data, log_file, rx, stats))
+                .spawn(move || commit_loop(db, data, log_file, rx, stats, &watchers))
                 .map_err(|e| Error::Sync(e.to_string()))?;
         }
         Ok(Self {
@@ -196,7 +250,22 @@ impl Store {
             components,
             committer: tx,
             stats,
+            watchers,
         })
+    }
+
+    /// Subscribe to changes of one execution's history and record.
+    pub fn watch(&self, id: &ExecId) -> Watch {
+        let mut map = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = map
+            .entry(*id)
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe();
+        Watch {
+            id: *id,
+            rx,
+            watchers: self.watchers.clone(),
+        }
     }
 
     pub fn sync_stats(&self) -> &SyncStats {
@@ -205,7 +274,7 @@ impl Store {
 
     /// Make every write applied so far durable. Concurrent callers share one fsync.
     pub async fn sync(&self) -> Result<()> {
-        self.submit(None, Durability::Sync).await
+        self.submit(None, Vec::new(), Durability::Sync).await
     }
 
     /// Apply a batch atomically; with `Durability::Sync`, return once it is on disk.
@@ -216,11 +285,17 @@ impl Store {
         if batch.is_empty() && durability == Durability::Lazy {
             return Ok(());
         }
-        let batch = (!batch.is_empty()).then_some(batch.inner);
-        self.submit(batch, durability).await
+        let touched = batch.touched;
+        let batch = (batch.len > 0).then_some(batch.inner);
+        self.submit(batch, touched, durability).await
     }
 
-    async fn submit(&self, batch: Option<sled::Batch>, durability: Durability) -> Result<()> {
+    async fn submit(
+        &self,
+        batch: Option<sled::Batch>,
+        touched: Vec<ExecId>,
+        durability: Durability,
+    ) -> Result<()> {
         if durability == Durability::Sync {
             self.stats
                 .sync_requests
@@ -230,6 +305,7 @@ impl Store {
         self.committer
             .send(CommitRequest {
                 batch,
+                touched,
                 durability,
                 done,
             })
@@ -309,8 +385,25 @@ impl Store {
     }
 
     pub fn history(&self, id: &ExecId) -> Result<Vec<Event>> {
-        self.scan(&keys::history_of(id))
-            .map(|r| r.map(|(_, v)| v))
+        self.history_after(id, 0, usize::MAX)
+    }
+
+    /// Up to `limit` events with `event_id > after`, in order.
+    pub fn history_after(&self, id: &ExecId, after: u32, limit: usize) -> Result<Vec<Event>> {
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.data
+            .range(keys::history(id, from)..)
+            .take_while(|r| {
+                r.as_ref()
+                    .map_or(true, |(k, _)| k.starts_with(&keys::history_of(id)))
+            })
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                decode(&k, &v)
+            })
             .collect()
     }
 
@@ -347,6 +440,71 @@ impl Store {
             Ok((k, rec)) => keys::parse_timer(&k).map(|(due, id, op)| Ok((due, id, op, rec))),
             Err(e) => Some(Err(e)),
         })
+    }
+
+    // ---- retention ----
+
+    /// Up to `limit` executions whose retention ended at or before `now_ms`, oldest first.
+    pub fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<(u64, ExecId, ExpiryRecord)>> {
+        self.data
+            .range(keys::expiry(0, &[0; 16])..keys::expiry(now_ms.saturating_add(1), &[0; 16]))
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                let (at, id) = keys::parse_expiry(&k).ok_or_else(|| Error::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "bad expiry key".into(),
+                })?;
+                Ok((at, id, decode(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Delete a finished execution with everything it owns: record, history, logs, the
+    /// callbacks it created, its idempotency key and its expiry entry. One atomic batch.
+    /// Returns the status it had, or `None` if it was already gone.
+    pub async fn delete_execution(
+        &self,
+        tenant: &str,
+        id: &ExecId,
+        expiry_ms: u64,
+    ) -> Result<Option<Status>> {
+        let mut batch = Batch::new();
+        batch.del(keys::expiry(expiry_ms, id));
+        let rec = self.execution(tenant, id)?;
+        let Some(rec) = rec.filter(|r| r.status.is_terminal()) else {
+            self.commit(batch, Durability::Lazy).await?;
+            return Ok(None);
+        };
+        for prefix in [
+            keys::history_of(id),
+            keys::logs_of(id),
+            keys::log_seen_of(id),
+        ] {
+            for k in self.data.scan_prefix(&prefix).keys() {
+                batch.del(k?.to_vec());
+            }
+        }
+        for e in self.history(id)? {
+            if let crate::journal::EventKind::CallbackStarted { callback_id, .. } = &e.kind {
+                batch.del(keys::callback(callback_id));
+            }
+        }
+        if let Some(key) = &rec.idempotency_key {
+            let k = keys::idempotency(tenant, &rec.function, key);
+            // Only if the key still names this execution (a later one may have taken it over).
+            if self
+                .get::<IdempotencyRecord>(&k)?
+                .is_some_and(|held| held.execution == *id)
+            {
+                batch.del(k);
+            }
+        }
+        batch.del(keys::stop(id));
+        batch.del(keys::execution(tenant, id));
+        batch.touch(id);
+        self.commit(batch, Durability::Lazy).await?;
+        Ok(Some(rec.status))
     }
 
     // ---- stop requests ----
@@ -443,8 +601,23 @@ fn commit_loop(
     log_file: std::fs::File,
     rx: std::sync::mpsc::Receiver<CommitRequest>,
     stats: Arc<SyncStats>,
+    watchers: &Watchers,
 ) {
     let mut durable = Vec::new();
+    let mut durable_touched = Vec::new();
+    // Watchers hear of a change once readers can see it and, for a durable batch, once it is
+    // on disk: a live stream never shows what a crash could take back.
+    let notify = |touched: &[ExecId]| {
+        if touched.is_empty() {
+            return;
+        }
+        let map = watchers.lock().unwrap_or_else(|p| p.into_inner());
+        for id in touched {
+            if let Some(tx) = map.get(id) {
+                tx.send_modify(|n| *n += 1);
+            }
+        }
+    };
     while let Ok(first) = rx.recv() {
         let mut pending = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -456,8 +629,14 @@ fn commit_loop(
                 None => Ok(()),
             };
             match (applied, req.durability) {
-                (Ok(()), Durability::Sync) => durable.push(req.done),
+                (Ok(()), Durability::Sync) => {
+                    durable.push(req.done);
+                    durable_touched.extend(req.touched);
+                }
                 (res, _) => {
+                    if res.is_ok() {
+                        notify(&req.touched);
+                    }
                     let _ = req.done.send(res);
                 }
             }
@@ -476,6 +655,8 @@ fn commit_loop(
         if let Err(e) = &res {
             tracing::error!(error = %e, "fsync failed");
         }
+        notify(&durable_touched);
+        durable_touched.clear();
         for done in durable.drain(..) {
             let _ = done.send(res.clone());
         }

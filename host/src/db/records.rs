@@ -12,6 +12,16 @@ pub struct FunctionRecord {
     pub latest_version: u32,
     /// Deleted functions refuse new invocations; their versions stay for running executions.
     pub deleted: bool,
+    pub settings: FunctionSettings,
+}
+
+/// A function's own limits; `None` takes the server's default (see `crate::settings`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSettings {
+    pub memory_limit_mb: Option<u64>,
+    pub activation_timeout_secs: Option<u64>,
+    pub execution_timeout_secs: Option<u64>,
+    pub retention_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +88,10 @@ pub struct ExecutionRecord {
     pub error: Option<ErrorObject>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// When the execution times out (`timed_out`), fixed at invocation.
+    pub deadline_ms: Option<u64>,
+    /// The `Idempotency-Key` it was invoked with: released when the execution is deleted.
+    pub idempotency_key: Option<String>,
 }
 
 /// What a timer does when due.
@@ -89,6 +103,8 @@ pub enum TimerKind {
     CallbackTimeout { callback_id: String },
     /// Time out a pending callback that got no heartbeat in time.
     HeartbeatTimeout { callback_id: String },
+    /// The execution's timeout: wake it so that its owner records `timed_out`.
+    Deadline,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -174,6 +190,12 @@ pub struct IdempotencyRecord {
     pub execution: ExecId,
     /// sha256 of the input in canonical JSON (sorted keys, no spaces).
     pub input_sha256: String,
+}
+
+/// A finished execution due for deletion (its retention is over).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryRecord {
+    pub tenant: String,
 }
 
 /// A user asked to stop an execution; its owner (the next activation) carries it out.

@@ -36,6 +36,7 @@ pub mod error_types {
     pub const ACTIVATION_TIMEOUT: &str = "Runtime.ActivationTimeout";
     pub const HOST_RESTARTED: &str = "Runtime.HostRestarted";
     pub const STOPPED: &str = "Execution.Stopped";
+    pub const EXECUTION_TIMEOUT: &str = "Execution.Timeout";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use wasmtime::Engine;
 use crate::db::{self, Batch, Durability, FunctionRecord, Store, VersionRecord};
 use crate::host_api::bindings::DurableFunctionPre;
 use crate::host_api::HostState;
+use crate::settings;
 use crate::timer::Clock;
 
 pub type Pre = DurableFunctionPre<HostState>;
@@ -59,6 +60,7 @@ pub enum Error {
 #[derive(Clone, Debug)]
 pub struct Upload {
     pub version: VersionRecord,
+    pub function: FunctionRecord,
     /// False when the bytes equal the latest version's (nothing new was stored).
     pub created: bool,
 }
@@ -152,8 +154,15 @@ impl Registry {
             .map_err(|e| Error::Artifact(format!("{}: {e}", path.display())))
     }
 
-    /// Store a new version of `name` (or return the latest one if the bytes are the same).
-    pub async fn upload(&self, tenant: &str, name: &str, bytes: Vec<u8>) -> Result<Upload, Error> {
+    /// Store a new version of `name` (or return the latest one if the bytes are the same),
+    /// applying a (validated) settings change to the function in the same batch.
+    pub async fn upload(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        patch: &settings::Patch,
+    ) -> Result<Upload, Error> {
         Self::precheck(&bytes)?;
         let sha = sha256_hex(&bytes);
         let _guard = self.upload_lock.lock().await;
@@ -161,8 +170,10 @@ impl Registry {
         if let Some(f) = existing.as_ref().filter(|f| !f.deleted) {
             if let Some(v) = self.db.version(tenant, name, f.latest_version)? {
                 if v.sha256 == sha {
+                    let function = self.save_settings(tenant, f.clone(), patch).await?;
                     return Ok(Upload {
                         version: v,
+                        function,
                         created: false,
                     });
                 }
@@ -181,7 +192,7 @@ impl Registry {
             size_bytes,
             created_ms: now,
         };
-        let func = FunctionRecord {
+        let mut func = FunctionRecord {
             name: name.to_string(),
             created_ms: existing
                 .as_ref()
@@ -189,7 +200,13 @@ impl Registry {
                 .map_or(now, |f| f.created_ms),
             latest_version: version,
             deleted: false,
+            settings: existing
+                .as_ref()
+                .filter(|f| !f.deleted)
+                .map(|f| f.settings.clone())
+                .unwrap_or_default(),
         };
+        patch.apply(&mut func.settings);
         let mut batch = Batch::new();
         batch.put_version(tenant, name, &rec);
         batch.put_function(tenant, &func);
@@ -197,8 +214,58 @@ impl Registry {
         self.cache.lock().expect("cache").insert(sha, Arc::new(pre));
         Ok(Upload {
             version: rec,
+            function: func,
             created: true,
         })
+    }
+
+    /// Change a function's settings (validated by the caller); they apply from each
+    /// execution's next activation (the execution timeout: from the next invocation).
+    pub async fn configure(
+        &self,
+        tenant: &str,
+        name: &str,
+        patch: &settings::Patch,
+    ) -> Result<FunctionRecord, Error> {
+        let _guard = self.upload_lock.lock().await;
+        let f = self
+            .db
+            .function(tenant, name)?
+            .filter(|f| !f.deleted)
+            .ok_or_else(|| Error::UnknownFunction(name.to_string()))?;
+        self.save_settings(tenant, f, patch).await
+    }
+
+    /// Delete a function: new invocations are refused; its versions stay for the
+    /// executions still running on them. An upload under the name starts it again.
+    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), Error> {
+        let _guard = self.upload_lock.lock().await;
+        let mut f = self
+            .db
+            .function(tenant, name)?
+            .filter(|f| !f.deleted)
+            .ok_or_else(|| Error::UnknownFunction(name.to_string()))?;
+        f.deleted = true;
+        let mut batch = Batch::new();
+        batch.put_function(tenant, &f);
+        self.db.commit(batch, Durability::Sync).await?;
+        Ok(())
+    }
+
+    async fn save_settings(
+        &self,
+        tenant: &str,
+        mut f: FunctionRecord,
+        patch: &settings::Patch,
+    ) -> Result<FunctionRecord, Error> {
+        if patch.is_empty() {
+            return Ok(f);
+        }
+        patch.apply(&mut f.settings);
+        let mut batch = Batch::new();
+        batch.put_function(tenant, &f);
+        self.db.commit(batch, Durability::Sync).await?;
+        Ok(f)
     }
 
     /// The pre-linked component of a version: from memory, else from the artifact file,

@@ -24,13 +24,12 @@ use crate::journal::{
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::scheduler::{ExecKey, Outcome};
+use crate::settings::{self, Defaults, Limits};
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Linear memory one instance may use.
-    pub memory_limit_bytes: usize,
-    /// How long one activation may run (a runaway loop is stopped after this).
-    pub activation_timeout: Duration,
+    /// What functions run with unless their settings say otherwise.
+    pub defaults: Defaults,
     /// Instances the pooling allocator keeps room for (an upper bound on residency).
     pub max_instances: u32,
 }
@@ -38,8 +37,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            memory_limit_bytes: 128 * 1024 * 1024,
-            activation_timeout: Duration::from_secs(300),
+            defaults: Defaults::default(),
             max_instances: 1_000,
         }
     }
@@ -49,6 +47,15 @@ impl Default for Options {
 #[derive(Debug, thiserror::Error)]
 #[error("activation time limit exceeded")]
 struct ActivationTimedOut;
+
+/// The trap that stops a guest whose execution ran past its timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("execution timeout exceeded")]
+struct ExecutionTimedOut;
+
+/// The timer operation id of an execution's deadline (op ids are digits and dots, so this
+/// never collides with a journal timer).
+pub const DEADLINE_OP: &str = "deadline";
 
 /// How often the epoch advances: a busy guest yields to others at this interval.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -72,7 +79,12 @@ pub fn engine(opts: &Options) -> anyhow::Result<Engine> {
     pool.total_tables(n * 4);
     pool.total_stacks(n);
     // Above the per-store limit, so the store limiter (with a clear error) bites first.
-    pool.max_memory_size(opts.memory_limit_bytes.saturating_mul(2).max(64 << 20));
+    pool.max_memory_size(
+        opts.defaults
+            .memory_limit_bytes
+            .saturating_mul(2)
+            .max(64 << 20),
+    );
     // Keep the first pages of a reused slot mapped instead of returning them to the kernel
     // on every instance drop (resume cost: page faults and TLB shootdowns).
     pool.linear_memory_keep_resident(1 << 20);
@@ -115,6 +127,15 @@ enum End {
     Again,
     /// A user stopped it.
     Stopped,
+    /// It ran past its execution timeout.
+    TimedOut,
+}
+
+fn activation_timeout_error(limit: Duration) -> ErrorObject {
+    ErrorObject::new(
+        error_types::ACTIVATION_TIMEOUT,
+        format!("the activation ran longer than {limit:?} and was stopped"),
+    )
 }
 
 impl Runtime {
@@ -148,6 +169,10 @@ impl Runtime {
             self.shared.request_stop(key.id);
             return self.finish(key, exec, &mut act, End::Stopped, None).await;
         }
+        if exec.deadline_ms.is_some_and(|d| now >= d) {
+            return self.finish(key, exec, &mut act, End::TimedOut, None).await;
+        }
+        let limits = self.limits(&key.tenant, &exec.function)?;
 
         // Ingest what happened while the guest was away: due waits, resolved callbacks.
         let mut batch = Batch::new();
@@ -200,8 +225,8 @@ impl Runtime {
         };
 
         let next_log_seq = db.next_log_seq(&key.id)?;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.opts.memory_limit_bytes)
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_limit_bytes)
             .trap_on_grow_failure(true)
             .build();
         let state = HostState::new(
@@ -210,22 +235,33 @@ impl Runtime {
             key.id,
             act,
             next_log_seq,
-            limits,
+            store_limits,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         // Every epoch tick the guest yields to the executor, and the activation limit is
         // checked here, inside the guest's own time slice: a spinning guest is stopped even
         // when every executor thread is busy running guests.
+        // The activation ends at its own limit or at the execution's deadline, if sooner.
         let started = std::time::Instant::now();
-        let limit = self.opts.activation_timeout;
+        let to_deadline = exec
+            .deadline_ms
+            .map(|d| Duration::from_millis(d.saturating_sub(now)));
+        let deadline_first = to_deadline.is_some_and(|t| t <= limits.activation_timeout);
+        let limit = to_deadline.map_or(limits.activation_timeout, |t| {
+            t.min(limits.activation_timeout)
+        });
         store.set_epoch_deadline(1);
         let (shared, id) = (self.shared.clone(), key.id);
         store.epoch_deadline_callback(move |_| {
             if shared.stop_requested(&id) {
                 Err(wasmtime::Error::new(Stopped))
             } else if started.elapsed() >= limit {
-                Err(wasmtime::Error::new(ActivationTimedOut))
+                Err(if deadline_first {
+                    wasmtime::Error::new(ExecutionTimedOut)
+                } else {
+                    wasmtime::Error::new(ActivationTimedOut)
+                })
             } else {
                 Ok(wasmtime::UpdateDeadline::Yield(1))
             }
@@ -235,7 +271,7 @@ impl Runtime {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let input = exec.input.clone();
-        let run = tokio::time::timeout(self.opts.activation_timeout, async {
+        let run = tokio::time::timeout(limit, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_handle(&mut store, &input).await
         })
@@ -251,11 +287,12 @@ impl Runtime {
         let max_payload = self.shared.limits.max_payload_bytes;
 
         let end = match run {
+            Err(_elapsed) if deadline_first => Done(End::TimedOut),
             Err(_elapsed) => {
                 self.metrics
                     .traps
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Trapped(self.activation_timeout_error())
+                Trapped(activation_timeout_error(limits.activation_timeout))
             }
             Ok(Ok(Ok(output))) if output.len() > max_payload => Done(End::Failed {
                 error: ErrorObject::new(
@@ -286,11 +323,13 @@ impl Runtime {
                     Done(End::Stopped)
                 } else if err.downcast_ref::<Suspend>().is_some() {
                     Done(End::Suspended)
+                } else if err.downcast_ref::<ExecutionTimedOut>().is_some() {
+                    Done(End::TimedOut)
                 } else if err.downcast_ref::<ActivationTimedOut>().is_some() {
                     self.metrics
                         .traps
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Trapped(self.activation_timeout_error())
+                    Trapped(activation_timeout_error(limits.activation_timeout))
                 } else if let Some(v) = err.downcast_ref::<Violation>() {
                     Done(End::Failed {
                         error: v.to_error(),
@@ -371,14 +410,15 @@ impl Runtime {
         self.finish(key, exec, &mut act, end, ic_error).await
     }
 
-    fn activation_timeout_error(&self) -> ErrorObject {
-        ErrorObject::new(
-            error_types::ACTIVATION_TIMEOUT,
-            format!(
-                "the activation ran longer than {:?} and was stopped",
-                self.opts.activation_timeout
-            ),
-        )
+    /// The limits a function runs with now (its settings may change between activations).
+    fn limits(&self, tenant: &str, function: &str) -> anyhow::Result<Limits> {
+        let settings = self
+            .shared
+            .db
+            .function(tenant, function)?
+            .map(|f| f.settings)
+            .unwrap_or_default();
+        Ok(settings::resolve(&settings, &self.opts.defaults))
     }
 
     /// Record the end of an activation: `InvocationCompleted` (unless already recorded),
@@ -438,17 +478,38 @@ impl Runtime {
             }
             End::Again => (Status::Running, Outcome::Again),
             End::Stopped => {
+                let error = ErrorObject::new(
+                    error_types::STOPPED,
+                    "the execution was stopped by a request",
+                );
                 let e = act.journal_mut().record(
                     now,
                     EventKind::ExecutionStopped {
-                        error: ErrorObject::new(
-                            error_types::STOPPED,
-                            "the execution was stopped by a request",
-                        ),
+                        error: error.clone(),
                     },
                 );
                 batch.put_event(&key.id, &e);
+                exec.error = Some(error);
                 (Status::Stopped, Outcome::Finished)
+            }
+            End::TimedOut => {
+                let limit = exec
+                    .deadline_ms
+                    .unwrap_or(now)
+                    .saturating_sub(exec.created_ms);
+                let error = ErrorObject::new(
+                    error_types::EXECUTION_TIMEOUT,
+                    format!("the execution did not finish within its timeout of {limit} ms"),
+                );
+                let e = act.journal_mut().record(
+                    now,
+                    EventKind::ExecutionTimedOut {
+                        error: error.clone(),
+                    },
+                );
+                batch.put_event(&key.id, &e);
+                exec.error = Some(error);
+                (Status::TimedOut, Outcome::Finished)
             }
         };
         if status.is_terminal() {
@@ -457,6 +518,19 @@ impl Runtime {
                 batch.del_timer(due, &key.id, &op);
                 self.shared.timers.remove(due, key.id, &op);
             }
+            if let Some(due) = exec.deadline_ms {
+                batch.del_timer(due, &key.id, DEADLINE_OP);
+                self.shared.timers.remove(due, key.id, DEADLINE_OP);
+            }
+            let retention = self.limits(&key.tenant, &exec.function)?.retention;
+            let expires = now.saturating_add(retention.as_millis() as u64);
+            batch.put_expiry(
+                expires,
+                &key.id,
+                &crate::db::ExpiryRecord {
+                    tenant: key.tenant.to_string(),
+                },
+            );
         }
         self.metrics.transition(exec.status, status);
         exec.status = status;

@@ -1,0 +1,166 @@
+//! `invoke`, `executions`, `get`, `logs` and `stop`: executions over HTTP.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::client::Request;
+use super::spinner::Spinner;
+use super::{input, render, Ctx, Error, Exit};
+
+/// How much longer than `--wait` an invoke request may take before the client gives up
+/// (the server answers by then; this is for a server that does not).
+const WAIT_SLACK: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    /// The function's name.
+    name: String,
+    /// The input: JSON, `@path` for a file, or `-` for stdin (default: null).
+    #[arg(allow_hyphen_values = true)]
+    input: Option<String>,
+    /// Wait up to this many seconds for the execution to end (the server caps it at 300).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    wait: Option<f64>,
+    /// The same key with the same input returns the same execution (per function).
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
+}
+
+/// `invoke NAME [JSON]`: 202 prints the execution's id and status; 200 (ended within
+/// `--wait`) the whole execution. Exits 1 if it ended failed, timed out or stopped.
+pub fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<Exit, Error> {
+    let body = input::json_arg(args.input.as_deref(), "input")?;
+    let path = ["v1", "functions", args.name.as_str(), "invoke"];
+    let timeout = Duration::from_secs_f64(args.wait.unwrap_or(0.0)) + WAIT_SLACK;
+    let request = Request::post(&path)
+        .query("wait", args.wait.map(|w| w.to_string()))
+        .header("idempotency-key", args.idempotency_key)
+        .json(body)
+        .timeout(Some(timeout));
+    let reply = {
+        let _spinner = args
+            .wait
+            .map(|w| Spinner::start(format!("waiting up to {w} s for {}", args.name)));
+        ctx.client.send(request)?
+    };
+    if ctx.json {
+        ctx.print_json(&reply.text)?;
+    } else if is_terminal(&reply.body) {
+        ctx.print(&render::execution(&reply.body))?;
+    } else {
+        ctx.print(&render::execution_brief(&reply.body))?;
+    }
+    Ok(render::exit_for(&reply.body))
+}
+
+/// Whether an execution has ended (an idempotent invoke may answer with one that has).
+fn is_terminal(execution: &Value) -> bool {
+    !matches!(
+        execution.get("status").and_then(Value::as_str),
+        Some("running" | "suspended") | None
+    )
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Only this function's executions.
+    #[arg(long, value_name = "NAME")]
+    function: Option<String>,
+    /// Only executions with this status (running, suspended, succeeded, failed,
+    /// timed_out, stopped).
+    #[arg(long)]
+    status: Option<String>,
+    /// How many per page (the server's default is 50).
+    #[arg(long, value_name = "N")]
+    limit: Option<u32>,
+    /// Follow `next_cursor` through every page.
+    #[arg(long)]
+    all: bool,
+}
+
+/// `executions`: one page, or every page with `--all` (then `--json` prints them as one
+/// document with a null `next_cursor`).
+pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<Exit, Error> {
+    let mut executions = Vec::new();
+    let mut cursor = None;
+    loop {
+        let reply = ctx.client.send(
+            Request::get(&["v1", "executions"])
+                .query("function", args.function.clone())
+                .query("status", args.status.clone())
+                .query("limit", args.limit.map(|n| n.to_string()))
+                .query("cursor", cursor.take()),
+        )?;
+        if !args.all && ctx.json {
+            ctx.print_json(&reply.text)?;
+            return Ok(Exit::Success);
+        }
+        executions.extend(reply.array("executions")?.iter().cloned());
+        cursor = reply.next_cursor();
+        if cursor.is_none() || !args.all {
+            break;
+        }
+    }
+    if ctx.json {
+        let doc = json!({"executions": executions, "next_cursor": null});
+        ctx.print_json(&doc.to_string())?;
+    } else if executions.is_empty() {
+        ctx.print("no executions\n")?;
+    } else {
+        ctx.print(&render::executions_table(&executions))?;
+        if cursor.is_some() {
+            eprintln!("(more executions: --all lists every page)");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// `get ID`: one execution, in full.
+pub fn get(ctx: &Ctx, id: &str) -> Result<Exit, Error> {
+    let reply = ctx.client.send(Request::get(&["v1", "executions", id]))?;
+    if ctx.json {
+        ctx.print_json(&reply.text)?;
+    } else {
+        ctx.print(&render::execution(&reply.body))?;
+    }
+    Ok(Exit::Success)
+}
+
+/// `logs ID`: `timestamp level [stream] message` per line.
+pub fn logs(ctx: &Ctx, id: &str) -> Result<Exit, Error> {
+    let reply = ctx
+        .client
+        .send(Request::get(&["v1", "executions", id, "logs"]))?;
+    if ctx.json {
+        ctx.print_json(&reply.text)?;
+        return Ok(Exit::Success);
+    }
+    let lines: String = reply.array("logs")?.iter().map(render::log_line).collect();
+    ctx.print(&lines)?;
+    Ok(Exit::Success)
+}
+
+/// `stop ID`: 200 when stopped, 202 while it is still stopping; an execution that had
+/// already ended is the API's 409.
+pub fn stop(ctx: &Ctx, id: &str) -> Result<Exit, Error> {
+    let reply = ctx
+        .client
+        .send(Request::post(&["v1", "executions", id, "stop"]))?;
+    if ctx.json {
+        ctx.print_json(&reply.text)?;
+    } else {
+        ctx.print(&render::execution_brief(&reply.body))?;
+        if reply.status == 202 {
+            eprintln!("the stop is recorded; the execution has not finished stopping yet");
+        }
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,326 @@
+//! Human renderings of the API's JSON: executions, functions, history events, log lines.
+//!
+//! Pure functions from `serde_json::Value` to text, no IO. Missing fields render as empty
+//! cells rather than failing, so a newer server with more or fewer fields still prints.
+//! Timestamps are shown as the server sends them.
+
+use serde_json::Value;
+
+use super::table::{key_values, truncate, Table};
+use super::Exit;
+
+/// How much of a JSON value a table cell shows.
+pub const CELL_CHARS: usize = 60;
+
+/// The statuses an execution ends with that make `invoke` and `history --follow` exit 1.
+const FAILED_STATUSES: [&str; 3] = ["failed", "timed_out", "stopped"];
+
+/// A field as text: strings bare, numbers and the rest as compact JSON, absent or null
+/// as empty.
+pub fn field(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Compact JSON cut to a table cell.
+pub fn cell_json(v: &Value) -> String {
+    truncate(&v.to_string(), CELL_CHARS)
+}
+
+fn pretty(v: Option<&Value>) -> String {
+    let v = v.unwrap_or(&Value::Null);
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// The exit an execution's status calls for.
+pub fn exit_for(execution: &Value) -> Exit {
+    let status = execution.get("status").and_then(Value::as_str);
+    if status.is_some_and(|s| FAILED_STATUSES.contains(&s)) {
+        Exit::ExecutionFailed
+    } else {
+        Exit::Success
+    }
+}
+
+/// An execution in full: ids, status, timestamps, then input, output and error as
+/// indented JSON.
+pub fn execution(v: &Value) -> String {
+    key_values(&[
+        ("execution_id", field(v, "execution_id")),
+        ("function", field(v, "function")),
+        ("version", field(v, "version")),
+        ("status", field(v, "status")),
+        ("created_at", field(v, "created_at")),
+        ("updated_at", field(v, "updated_at")),
+        ("input", pretty(v.get("input"))),
+        ("output", pretty(v.get("output"))),
+        ("error", pretty(v.get("error"))),
+    ])
+}
+
+/// An execution that has not ended: its id and status.
+pub fn execution_brief(v: &Value) -> String {
+    key_values(&[
+        ("execution_id", field(v, "execution_id")),
+        ("status", field(v, "status")),
+    ])
+}
+
+/// One line on how an execution ended, with its error if it has one.
+pub fn ending(v: &Value) -> String {
+    let mut line = format!(
+        "execution {} {}",
+        field(v, "execution_id"),
+        field(v, "status")
+    );
+    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+        line.push_str(&format!(
+            ": {}: {}",
+            field(e, "error_type"),
+            field(e, "error_message")
+        ));
+    }
+    line.push('\n');
+    line
+}
+
+pub fn executions_table(executions: &[Value]) -> String {
+    let mut t = Table::new(&["ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED"]);
+    for e in executions {
+        t.push(
+            [
+                "execution_id",
+                "function",
+                "version",
+                "status",
+                "created_at",
+                "updated_at",
+            ]
+            .iter()
+            .map(|k| field(e, k))
+            .collect(),
+        );
+    }
+    t.render()
+}
+
+pub fn functions_table(functions: &[Value]) -> String {
+    let mut t = Table::new(&["NAME", "LATEST", "VERSIONS", "CREATED"]);
+    for f in functions {
+        let count = f.get("versions").and_then(Value::as_array).map(Vec::len);
+        t.push(vec![
+            field(f, "name"),
+            field(f, "latest_version"),
+            count.map(|n| n.to_string()).unwrap_or_default(),
+            field(f, "created_at"),
+        ]);
+    }
+    t.render()
+}
+
+/// A function with its versions.
+pub fn function(f: &Value) -> String {
+    let mut pairs = vec![
+        ("name", field(f, "name")),
+        ("latest_version", field(f, "latest_version")),
+        ("created_at", field(f, "created_at")),
+    ];
+    if let Some(settings) = f.get("settings").filter(|s| !s.is_null()) {
+        pairs.push(("settings", settings.to_string()));
+    }
+    let mut out = key_values(&pairs);
+    let mut t = Table::new(&["VERSION", "SHA256", "SIZE", "CREATED"]);
+    let versions = f.get("versions").and_then(Value::as_array);
+    for v in versions.into_iter().flatten() {
+        t.push(vec![
+            field(v, "version"),
+            field(v, "sha256"),
+            field(v, "size_bytes"),
+            field(v, "created_at"),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    out
+}
+
+/// The result of a deploy: created (201) or the same bytes as the latest version (200).
+pub fn deployed(v: &Value, created: bool) -> String {
+    let what = if created {
+        "new version"
+    } else {
+        "unchanged: same bytes as the latest version"
+    };
+    let mut out = format!(
+        "deployed {} version {} ({what})\n",
+        field(v, "name"),
+        field(v, "version")
+    );
+    out.push_str(&key_values(&[
+        ("sha256", field(v, "sha256")),
+        ("size", format!("{} bytes", field(v, "size_bytes"))),
+        ("created_at", field(v, "created_at")),
+    ]));
+    out
+}
+
+/// The history table's columns.
+pub const EVENT_HEADERS: [&str; 6] = ["EVENT", "TIMESTAMP", "TYPE", "ID", "NAME", "DETAILS"];
+
+/// Column widths for events printed one by one as they arrive (`history --follow`): wide
+/// enough for the usual ids, RFC 3339 timestamps and event types.
+pub const EVENT_WIDTHS: [usize; 6] = [5, 24, 19, 6, 16, 0];
+
+/// A history event as a table row.
+pub fn event_row(e: &Value) -> Vec<String> {
+    vec![
+        field(e, "event_id"),
+        field(e, "timestamp"),
+        field(e, "event_type"),
+        field(e, "id"),
+        field(e, "name"),
+        details_summary(e.get("details").unwrap_or(&Value::Null)),
+    ]
+}
+
+pub fn events_table(events: &[Value]) -> String {
+    let mut t = Table::new(&EVENT_HEADERS);
+    for e in events {
+        t.push(event_row(e));
+    }
+    t.render()
+}
+
+/// An event's details as `key=value` pairs (values as compact JSON), cut to a cell.
+pub fn details_summary(details: &Value) -> String {
+    let Some(map) = details.as_object() else {
+        return if details.is_null() {
+            String::new()
+        } else {
+            cell_json(details)
+        };
+    };
+    let pairs: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    truncate(&pairs.join(" "), CELL_CHARS)
+}
+
+/// A log record as `timestamp level [stream] message`.
+pub fn log_line(l: &Value) -> String {
+    format!(
+        "{} {} [{}] {}\n",
+        field(l, "timestamp"),
+        field(l, "level"),
+        field(l, "stream"),
+        field(l, "message")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hello_execution() -> Value {
+        json!({
+            "execution_id": "01K0000000000000000000000A",
+            "function": "hello",
+            "version": 1,
+            "status": "succeeded",
+            "input": {},
+            "output": {"statusCode": 200},
+            "error": null,
+            "created_at": "2025-01-01T00:00:00.000Z",
+            "updated_at": "2025-01-01T00:00:01.000Z",
+        })
+    }
+
+    #[test]
+    fn an_execution_in_full() {
+        assert_eq!(
+            execution(&hello_execution()),
+            "execution_id  01K0000000000000000000000A\n\
+             function      hello\n\
+             version       1\n\
+             status        succeeded\n\
+             created_at    2025-01-01T00:00:00.000Z\n\
+             updated_at    2025-01-01T00:00:01.000Z\n\
+             input         {}\n\
+             output        {\n\
+             \x20               \"statusCode\": 200\n\
+             \x20             }\n\
+             error         null\n"
+        );
+    }
+
+    #[test]
+    fn failed_timed_out_and_stopped_exit_1_and_the_rest_0() {
+        for (status, exit) in [
+            ("succeeded", Exit::Success),
+            ("running", Exit::Success),
+            ("suspended", Exit::Success),
+            ("failed", Exit::ExecutionFailed),
+            ("timed_out", Exit::ExecutionFailed),
+            ("stopped", Exit::ExecutionFailed),
+        ] {
+            assert_eq!(exit_for(&json!({ "status": status })), exit, "{status}");
+        }
+    }
+
+    #[test]
+    fn an_ending_names_the_error() {
+        let v = json!({"execution_id": "X", "status": "failed",
+                       "error": {"error_type": "Boom", "error_message": "bad"}});
+        assert_eq!(ending(&v), "execution X failed: Boom: bad\n");
+        assert_eq!(
+            ending(&hello_execution()).trim_end().rsplit(' ').next(),
+            Some("succeeded")
+        );
+    }
+
+    #[test]
+    fn event_details_are_key_value_pairs_cut_to_a_cell() {
+        let short = json!({"callback_id": "cb_0123", "timeout_ms": 5});
+        assert_eq!(
+            details_summary(&short),
+            "callback_id=\"cb_0123\" timeout_ms=5"
+        );
+        let long = json!({"result": "x".repeat(100)});
+        let s = details_summary(&long);
+        assert_eq!(s.chars().count(), CELL_CHARS);
+        assert!(s.starts_with("result=\"xxx") && s.ends_with('…'));
+        assert_eq!(details_summary(&json!({})), "");
+    }
+
+    #[test]
+    fn an_event_row_and_a_log_line() {
+        let e = json!({"event_id": 3, "event_type": "StepSucceeded", "sub_type": "Step",
+                       "id": "1", "parent_id": null, "name": "Step #1",
+                       "timestamp": "2025-01-01T00:00:00.000Z",
+                       "details": {"attempt": 1, "result": null}});
+        assert_eq!(
+            event_row(&e),
+            [
+                "3",
+                "2025-01-01T00:00:00.000Z",
+                "StepSucceeded",
+                "1",
+                "Step #1",
+                "attempt=1 result=null"
+            ]
+        );
+        let l = json!({"timestamp": "T", "level": "info", "stream": "log", "message": "hi",
+                       "operation_id": "1"});
+        assert_eq!(log_line(&l), "T info [log] hi\n");
+    }
+
+    #[test]
+    fn missing_fields_render_empty() {
+        assert_eq!(
+            functions_table(&[json!({"name": "f"})]),
+            "NAME  LATEST  VERSIONS  CREATED\nf\n"
+        );
+    }
+}

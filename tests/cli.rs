@@ -1,0 +1,750 @@
+//! The command-line client end to end: the real `durable-host` binary run as a client
+//! process against a real server (real guests, real HTTP on loopback), checking its output,
+//! its `--json` documents and its exit codes (0 done, 1 the execution failed, 2 an error).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+/// The longest one client command may run in these tests.
+const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a client process did.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The stdout as one JSON document.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
+    }
+
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run the client with `args` and optional stdin, with `DURABLE_SERVER` unset; bounded by
+/// [`CLI_TIMEOUT`].
+fn run_client(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("DURABLE_SERVER")
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the client");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let deadline = Instant::now() + CLI_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("durable-host {args:?} still running after {CLI_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Run the client against `s`.
+fn cli(s: &Server, args: &[&str]) -> Run {
+    let mut all = vec!["--server", &s.url];
+    all.extend_from_slice(args);
+    run_client(&all, None, &[])
+}
+
+/// Run the client against `s` with `stdin`.
+fn cli_stdin(s: &Server, args: &[&str], stdin: &str) -> Run {
+    let mut all = vec!["--server", &s.url];
+    all.extend_from_slice(args);
+    run_client(&all, Some(stdin), &[])
+}
+
+fn path(guest_name: &str) -> String {
+    guest(guest_name).display().to_string()
+}
+
+/// The value of `key` in a key/value view (`key  value` lines).
+fn kv<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .filter(|rest| rest.starts_with(' '))
+                .map(str::trim)
+        })
+        .unwrap_or_else(|| panic!("no {key:?} line in:\n{stdout}"))
+}
+
+/// Poll `history --json` until a `CallbackStarted` event appears; its callback id.
+fn callback_id(s: &Server, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = cli(s, &["--json", "history", id]).ok().json()["events"].clone();
+        let started = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_type"] == "CallbackStarted")
+            .map(|e| e["details"]["callback_id"].as_str().unwrap().to_string());
+        if let Some(cb) = started {
+            return cb;
+        }
+        assert!(Instant::now() < deadline, "no CallbackStarted: {events:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn event_types(lines: &[Value]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect()
+}
+
+/// The parsed lines of a JSON Lines output.
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+const HELLO_EVENTS: [&str; 10] = [
+    "ExecutionStarted",
+    "StepStarted",
+    "StepSucceeded",
+    "WaitStarted",
+    "InvocationCompleted",
+    "WaitSucceeded",
+    "StepStarted",
+    "StepSucceeded",
+    "InvocationCompleted",
+    "ExecutionSucceeded",
+];
+
+#[test]
+fn approval_round_trip_deploy_invoke_history_callback_get() {
+    let s = Server::start();
+    let approval = path("approval");
+
+    let r = cli(&s, &["deploy", "approval", &approval]).ok();
+    assert!(
+        r.stdout
+            .starts_with("deployed approval version 1 (new version)\n"),
+        "{r:?}"
+    );
+    assert_eq!(kv(&r.stdout, "sha256").len(), 64, "{r:?}");
+    assert!(kv(&r.stdout, "size").ends_with(" bytes"), "{r:?}");
+    let r = cli(&s, &["deploy", "approval", &approval]).ok();
+    assert!(
+        r.stdout.starts_with(
+            "deployed approval version 1 (unchanged: same bytes as the latest version)\n"
+        ),
+        "{r:?}"
+    );
+
+    // The callback is never answered within half a second: 202, exit 0.
+    let r = cli(
+        &s,
+        &[
+            "--json",
+            "invoke",
+            "approval",
+            r#"{"request": {"amount": 100}}"#,
+            "--wait",
+            "0.5",
+        ],
+    )
+    .ok();
+    let ex = r.json();
+    assert!(
+        ["running", "suspended"].contains(&ex["status"].as_str().unwrap()),
+        "{ex}"
+    );
+    assert_eq!(ex["input"], json!({"request": {"amount": 100}}));
+    let id = ex["execution_id"].as_str().unwrap().to_string();
+
+    let cb = callback_id(&s, &id);
+    assert!(cb.starts_with("cb_"), "{cb}");
+    let r = cli(&s, &["history", &id]).ok();
+    let mut lines = r.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["EVENT", "TIMESTAMP", "TYPE", "ID", "NAME", "DETAILS"]
+    );
+    let started = lines
+        .find(|l| l.contains("CallbackStarted"))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(
+        started.contains(&format!("callback_id=\"{cb}\"")),
+        "{started}"
+    );
+
+    let r = cli(&s, &["callback", "succeed", &cb, r#"{"approved": true}"#]).ok();
+    assert_eq!(r.stdout, format!("callback {cb} succeeded\n"));
+    s.wait_done(&id);
+
+    let r = cli(&s, &["get", &id]).ok();
+    assert_eq!(kv(&r.stdout, "execution_id"), id);
+    assert_eq!(kv(&r.stdout, "function"), "approval");
+    assert_eq!(kv(&r.stdout, "status"), "succeeded");
+    assert!(r.stdout.contains("\"approved\": true"), "{r:?}");
+    let ex = cli(&s, &["--json", "get", &id]).ok().json();
+    assert_eq!(
+        ex["output"],
+        json!({"request": {"amount": 100}, "approval": {"approved": true}})
+    );
+
+    // A second answer is the API's 409, on one line.
+    let r = cli(&s, &["callback", "succeed", &cb, "false"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert!(r.stderr.starts_with("error: 409 conflict: "), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+}
+
+#[test]
+fn invoke_wait_shows_the_output_of_hello_and_logs_show_its_lines_once() {
+    let s = Server::start();
+    cli(&s, &["deploy", "hello", &path("hello")]).ok();
+    let r = cli(&s, &["invoke", "hello", "--wait", "30"]).ok();
+    assert_eq!(kv(&r.stdout, "status"), "succeeded", "{r:?}");
+    assert_eq!(kv(&r.stdout, "function"), "hello");
+    assert_eq!(kv(&r.stdout, "version"), "1");
+    assert_eq!(kv(&r.stdout, "input"), "null");
+    assert!(
+        r.stdout
+            .contains(r#""body": "\"Hello from Durable Lambda!\"""#),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains(r#""statusCode": 200"#), "{r:?}");
+    // No terminal: no progress line.
+    assert!(r.stderr.is_empty(), "{r:?}");
+    let id = kv(&r.stdout, "execution_id").to_string();
+
+    let r = cli(&s, &["logs", &id]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].ends_with(" info [log] Hello from step #1"),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].ends_with(" info [log] Waited for 1 second"),
+        "{r:?}"
+    );
+    assert!(
+        lines[0].starts_with("20") && lines[0].contains('T'),
+        "{r:?}"
+    );
+
+    let r = cli(&s, &["executions"]).ok();
+    let rows: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED"]
+    );
+    assert_eq!(rows[1][..4], [id.as_str(), "hello", "1", "succeeded"]);
+    assert_eq!(rows.len(), 2, "{r:?}");
+}
+
+#[test]
+fn an_execution_that_fails_or_is_stopped_exits_1_and_stop_twice_is_a_conflict() {
+    let s = Server::start();
+    cli(&s, &["deploy", "conf", &path("conformance_guest")]).ok();
+    let fail = scenario("fail", json!({"error_type": "Boom", "message": "bad"})).to_string();
+
+    let r = cli(&s, &["invoke", "conf", &fail, "--wait", "30"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(kv(&r.stdout, "status"), "failed");
+    assert!(r.stdout.contains(r#""error_type": "Boom""#), "{r:?}");
+    assert!(r.stderr.is_empty(), "{r:?}");
+    let r = cli(&s, &["--json", "invoke", "conf", &fail, "--wait", "30"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["error_message"], "bad");
+
+    // Waiting for a callback: running or suspended is exit 0, then stopped.
+    let waits = scenario("callback", json!({})).to_string();
+    let r = cli(&s, &["invoke", "conf", &waits]).ok();
+    assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
+    let id = kv(&r.stdout, "execution_id").to_string();
+    assert!(
+        ["running", "suspended"].contains(&kv(&r.stdout, "status")),
+        "{r:?}"
+    );
+    let r = cli(&s, &["stop", &id]).ok();
+    assert_eq!(kv(&r.stdout, "status"), "stopped", "{r:?}");
+    let r = cli(&s, &["stop", &id]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        format!("error: 409 conflict: execution {id} has already ended (stopped)\n")
+    );
+    // The same invocation again with an idempotency key reports the stopped execution.
+    let key_args = ["invoke", "conf", &waits, "--idempotency-key", "k1"];
+    let first = cli(&s, &key_args).ok();
+    let id2 = kv(&first.stdout, "execution_id").to_string();
+    cli(&s, &["stop", &id2]).ok();
+    let again = cli(&s, &key_args);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert_eq!(kv(&again.stdout, "execution_id"), id2);
+    assert_eq!(kv(&again.stdout, "status"), "stopped");
+}
+
+#[test]
+fn an_unknown_execution_is_one_error_line_and_exit_2() {
+    let s = Server::start();
+    let unknown = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    for args in [
+        vec!["get", unknown],
+        vec!["history", unknown],
+        vec!["logs", unknown],
+        vec!["stop", unknown],
+        vec!["--json", "get", unknown],
+        vec!["history", "--follow", unknown],
+    ] {
+        let r = cli(&s, &args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stdout.is_empty(), "{args:?}: {r:?}");
+        assert_eq!(
+            r.stderr,
+            format!("error: 404 not_found: execution \"{unknown}\" not found\n"),
+            "{args:?}"
+        );
+    }
+    let r = cli(&s, &["invoke", "nobody"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "error: 404 not_found: function \"nobody\" not found\n"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_one_error_line_and_exit_2() {
+    // A loopback port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let expected =
+        format!("error: cannot reach the server at {url}: is `durable-host serve` running?\n");
+    for args in [
+        vec!["functions"],
+        vec!["invoke", "hello", "--wait", "5"],
+        // Following does not retry a server it never reached.
+        vec!["history", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--follow"],
+    ] {
+        let mut all = vec!["--server", &url];
+        all.extend(args);
+        let started = Instant::now();
+        let r = run_client(&all, None, &[]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert_eq!(r.stderr, expected);
+        assert!(r.stdout.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5), "{r:?}");
+    }
+    // DURABLE_SERVER is the default for --server.
+    let r = run_client(
+        &["get", "01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+        None,
+        &[("DURABLE_SERVER", &url)],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.stderr, expected);
+
+    let r = run_client(&["--server", "127.0.0.1:7700", "functions"], None, &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error: --server \"127.0.0.1:7700\""),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn input_is_checked_locally_and_read_from_a_file_or_stdin() {
+    let s = Server::start();
+    cli(&s, &["deploy", "conf", &path("conformance_guest")]).ok();
+
+    let r = cli(&s, &["invoke", "conf", "{bad"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error: the input is not valid JSON: "),
+        "{r:?}"
+    );
+    let listed = cli(&s, &["--json", "executions"]).ok().json();
+    assert_eq!(listed["executions"], json!([]), "nothing was sent");
+
+    let echo = scenario("echo", json!({"value": {"from": "file"}}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.json");
+    std::fs::write(&file, echo.to_string()).unwrap();
+    let at = format!("@{}", file.display());
+    let r = cli(&s, &["--json", "invoke", "conf", &at, "--wait", "30"]).ok();
+    assert_eq!(r.json()["output"], json!({"from": "file"}));
+
+    let echo = scenario("echo", json!({"value": "from stdin"}));
+    let r = cli_stdin(
+        &s,
+        &["--json", "invoke", "conf", "-", "--wait", "30"],
+        &echo.to_string(),
+    )
+    .ok();
+    assert_eq!(r.json()["output"], "from stdin");
+}
+
+#[test]
+fn executions_all_follows_the_cursor_through_every_page() {
+    let s = Server::start();
+    cli(&s, &["deploy", "conf", &path("conformance_guest")]).ok();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let input = scenario("echo", json!({ "value": n })).to_string();
+        let r = cli(&s, &["--json", "invoke", "conf", &input, "--wait", "30"]).ok();
+        ids.push(r.json()["execution_id"].as_str().unwrap().to_string());
+    }
+    ids.reverse(); // newest first
+
+    let all = cli(&s, &["--json", "executions", "--limit", "2", "--all"])
+        .ok()
+        .json();
+    let listed: Vec<&str> = all["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["execution_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids);
+    assert_eq!(all["next_cursor"], Value::Null);
+
+    let page = cli(&s, &["--json", "executions", "--limit", "2"])
+        .ok()
+        .json();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 2);
+    assert!(page["next_cursor"].is_string(), "{page}");
+
+    let r = cli(&s, &["executions", "--limit", "2"]).ok();
+    assert_eq!(r.stdout.lines().count(), 3, "{r:?}");
+    assert!(r.stderr.contains("--all"), "{r:?}");
+    let r = cli(&s, &["executions", "--limit", "2", "--all"]).ok();
+    assert_eq!(r.stdout.lines().count(), 6, "{r:?}");
+    assert!(r.stderr.is_empty(), "{r:?}");
+
+    let r = cli(&s, &["executions", "--function", "other"]).ok();
+    assert_eq!(r.stdout, "no executions\n");
+    let r = cli(
+        &s,
+        &["--json", "executions", "--status", "succeeded", "--all"],
+    )
+    .ok();
+    assert_eq!(r.json()["executions"].as_array().unwrap().len(), 5);
+    let r = cli(&s, &["executions", "--status", "sleeping"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error: 400 bad_request: status="),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn history_follow_json_prints_each_event_as_a_line_until_the_end() {
+    let s = Server::start();
+    cli(&s, &["deploy", "hello", &path("hello")]).ok();
+    let r = cli(&s, &["--json", "invoke", "hello"]).ok();
+    let id = r.json()["execution_id"].as_str().unwrap().to_string();
+
+    // Started while the execution runs: the stream ends with its end.
+    let r = cli(&s, &["--json", "history", &id, "--follow"]).ok();
+    let events = json_lines(&r.stdout);
+    assert_eq!(event_types(&events), HELLO_EVENTS, "{r:?}");
+    let event_ids: Vec<u64> = events
+        .iter()
+        .map(|e| e["event_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(event_ids, (1..=10).collect::<Vec<_>>());
+    assert_eq!(events[7]["details"]["result"], "Hello from Durable Lambda!");
+
+    // Once it has ended: everything, then the ending, as a table.
+    let r = cli(&s, &["history", &id, "-f"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 12, "{r:?}");
+    assert!(lines[0].starts_with("EVENT  TIMESTAMP"), "{r:?}");
+    assert!(lines[10].contains("ExecutionSucceeded"), "{r:?}");
+    assert_eq!(lines[11], format!("execution {id} succeeded"));
+}
+
+#[test]
+fn history_follow_exits_1_when_the_execution_fails_after_a_callback_failure() {
+    let s = Server::start();
+    cli(&s, &["deploy", "conf", &path("conformance_guest")]).ok();
+    let input = scenario("callback", json!({"heartbeat_timeout_ms": 60_000})).to_string();
+    let r = cli(&s, &["--json", "invoke", "conf", &input]).ok();
+    let id = r.json()["execution_id"].as_str().unwrap().to_string();
+    let cb = callback_id(&s, &id);
+
+    let r = cli(&s, &["callback", "heartbeat", &cb]).ok();
+    assert_eq!(r.stdout, format!("callback {cb} pending\n"));
+
+    // Follow from another thread while the callback fails.
+    let url = s.url.clone();
+    let follow = {
+        let id = id.clone();
+        std::thread::spawn(move || {
+            run_client(
+                &["--server", &url, "--json", "history", "--follow", &id],
+                None,
+                &[],
+            )
+        })
+    };
+    let r = cli(
+        &s,
+        &[
+            "callback",
+            "fail",
+            &cb,
+            "--type",
+            "Rejected",
+            "--message",
+            "no",
+            "--data",
+            r#"{"by": "ann"}"#,
+        ],
+    )
+    .ok();
+    assert_eq!(r.stdout, format!("callback {cb} failed\n"));
+
+    let r = follow.join().unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    let events = json_lines(&r.stdout);
+    let last = events.last().unwrap();
+    assert_eq!(last["event_type"], "ExecutionFailed", "{r:?}");
+    assert_eq!(last["details"]["error"]["error_type"], "Rejected");
+    let failed = events
+        .iter()
+        .find(|e| e["event_type"] == "CallbackFailed")
+        .unwrap();
+    assert_eq!(
+        failed["details"]["error"]["error_data"],
+        json!({"by": "ann"})
+    );
+}
+
+#[test]
+fn functions_are_listed_described_and_deleted() {
+    let s = Server::start();
+    let r = cli(&s, &["functions"]).ok();
+    assert_eq!(r.stdout, "no functions deployed\n");
+    cli(&s, &["deploy", "hello", &path("hello")]).ok();
+    let r = cli(&s, &["deploy", "hello", &path("approval")]).ok();
+    assert!(
+        r.stdout
+            .starts_with("deployed hello version 2 (new version)\n"),
+        "{r:?}"
+    );
+
+    let r = cli(&s, &["functions"]).ok();
+    let rows: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "LATEST", "VERSIONS", "CREATED"]);
+    assert_eq!(rows[1][..3], ["hello", "2", "2"]);
+    assert_eq!(rows.len(), 2);
+
+    let r = cli(&s, &["functions", "hello"]).ok();
+    assert_eq!(kv(&r.stdout, "name"), "hello");
+    assert_eq!(kv(&r.stdout, "latest_version"), "2");
+    let table: Vec<&str> = r.stdout.split("\n\n").nth(1).unwrap().lines().collect();
+    assert!(table[0].starts_with("VERSION  SHA256"), "{r:?}");
+    assert_eq!(table.len(), 3, "{r:?}");
+    let listed = cli(&s, &["--json", "functions"]).ok().json();
+    assert_eq!(listed["functions"][0]["name"], "hello");
+    let described = cli(&s, &["--json", "functions", "hello"]).ok().json();
+    assert_eq!(described["versions"].as_array().unwrap().len(), 2);
+
+    let r = cli(&s, &["delete", "hello"]).ok();
+    assert_eq!(r.stdout, "deleted function hello\n");
+    let r = cli(&s, &["--json", "delete", "hello"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "error: 404 not_found: function \"hello\" not found\n"
+    );
+    assert_eq!(
+        cli(&s, &["functions"]).ok().stdout,
+        "no functions deployed\n"
+    );
+
+    let r = cli(&s, &["deploy", "broken", "/nonexistent/file.wasm"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with("error: cannot read /nonexistent/file.wasm: "),
+        "{r:?}"
+    );
+}
+
+/// A one-route SSE server on loopback for `history --follow`: connection `n` is answered
+/// with `bodies[n]` (then closed; past the list, with the last one); returns its URL and
+/// the request lines it received.
+fn sse_server(bodies: Vec<String>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let requests = seen.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            // The rest of the request head.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            requests
+                .lock()
+                .unwrap()
+                .push(request_line.trim().to_string());
+            let body = &bodies[n.min(bodies.len() - 1)];
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                 connection: close\r\n\r\n{body}"
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn history_frame(event_id: u64, event_type: &str) -> String {
+    let e = json!({"event_id": event_id, "event_type": event_type, "sub_type": null,
+                   "id": null, "parent_id": null, "name": null,
+                   "timestamp": "2025-01-01T00:00:00.000Z", "details": {}});
+    format!("id: {event_id}\nevent: history\ndata: {e}\n\n")
+}
+
+#[test]
+fn history_follow_reconnects_after_the_last_event_and_prints_no_event_twice() {
+    let id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    let end = json!({"execution_id": id, "status": "failed",
+                     "error": {"error_type": "Boom", "error_message": "bad"}});
+    let (url, requests) = sse_server(vec![
+        // Dropped after two events.
+        format!(
+            ": keep-alive\n\n{}{}",
+            history_frame(1, "ExecutionStarted"),
+            history_frame(2, "InvocationCompleted")
+        ),
+        // The second connection repeats event 2, then ends.
+        format!(
+            "{}{}event: end\ndata: {end}\n\n",
+            history_frame(2, "InvocationCompleted"),
+            history_frame(3, "ExecutionFailed")
+        ),
+    ]);
+    let r = run_client(
+        &["--server", &url, "--json", "history", id, "--follow"],
+        None,
+        &[],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let events = json_lines(&r.stdout);
+    assert_eq!(
+        event_types(&events),
+        ["ExecutionStarted", "InvocationCompleted", "ExecutionFailed"]
+    );
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(
+        requests,
+        [
+            format!("GET /v1/executions/{id}/events HTTP/1.1"),
+            format!("GET /v1/executions/{id}/events?after=2 HTTP/1.1"),
+        ]
+    );
+
+    // The same as a table, ending with the execution's error.
+    let r = run_client(&["--server", &url, "history", id, "--follow"], None, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        r.stdout.lines().last(),
+        Some(format!("execution {id} failed: Boom: bad").as_str())
+    );
+}
+
+#[test]
+fn history_follow_gives_up_on_a_stream_that_keeps_dropping() {
+    let id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    let (url, requests) = sse_server(vec![": nothing to say\n\n".to_string()]);
+    let r = run_client(&["--server", &url, "history", id, "--follow"], None, &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.starts_with(&format!(
+            "error: the event stream of execution {id} kept dropping before the execution ended"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    // The first connection and five reconnections.
+    assert_eq!(requests.lock().unwrap().len(), 6);
+}
