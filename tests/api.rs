@@ -485,3 +485,30 @@ fn the_openapi_description_covers_every_route_of_the_contract_and_each_is_served
         "{v}"
     );
 }
+
+#[test]
+fn an_oversized_callback_result_is_refused_and_the_callback_stays_pending() {
+    let s = Server::start_with(&["--max-payload-bytes", "4096"]);
+    s.deploy("conf", "conformance_guest");
+    let id = s.invoke("conf", &scenario("callback", json!({})));
+    let cb = s.callback_ids(&id, 1).remove(0);
+    let (st, v) = s.post(
+        &format!("/v1/callbacks/{cb}/succeed"),
+        &json!("x".repeat(5000)),
+    );
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (413, &json!("payload_too_large")),
+        "{v}"
+    );
+    let (st, v) = s.post(
+        &format!("/v1/callbacks/{cb}/fail"),
+        &json!({"error_type": "Big", "error_message": "y".repeat(5000)}),
+    );
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(s.execution(&id)["status"], "suspended");
+    let (st, v) = s.post(&format!("/v1/callbacks/{cb}/succeed"), &json!("small"));
+    assert_eq!(st, 200, "{v}");
+    let done = s.wait_done(&id);
+    assert_eq!(done["output"], json!({"result": "small"}), "{done}");
+}
