@@ -275,10 +275,10 @@ fn executions_running_at_a_crash_with_only_their_start_recorded_run_after_restar
 fn stop_ends_a_suspended_execution_and_its_callbacks_refuse_completion() {
     let s = Server::start();
     s.deploy("conf", "conformance_guest");
-    let waiting = s.invoke("conf", &scenario("wait", json!({"ms": 3_600_000})));
+    let waiting = s.invoke("conf", &scenario("wait", json!({"ms": 60_000})));
     s.wait_status(&waiting, &["suspended"], Duration::from_secs(30));
-    // Its wait, and its execution timeout.
-    assert_eq!(s.metric("durable_timers"), 2.0);
+    // Its wait; its execution timeout (a year away) waits on disk, beyond the horizon.
+    assert_eq!(s.metric("durable_timers"), 1.0);
     let (st, v) = s.post(&format!("/v1/executions/{waiting}/stop"), &json!(null));
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status"], "stopped");
@@ -335,4 +335,25 @@ fn stop_interrupts_a_resident_guest() {
             "ExecutionStopped"
         ]
     );
+}
+
+#[test]
+fn timers_beyond_the_memory_horizon_fire_on_time_also_across_a_crash() {
+    // A 2 s horizon: a 5 s wait is on disk only when it starts, and is loaded as it nears.
+    let mut s = Server::start_with(&["--timer-horizon-secs", "2"]);
+    s.deploy("conf", "conformance_guest");
+    let started = std::time::Instant::now();
+    let a = s.invoke("conf", &scenario("wait", json!({"ms": 5_000})));
+    let b = s.invoke("conf", &scenario("wait", json!({"ms": 6_000})));
+    s.wait_status(&a, &["suspended"], Duration::from_secs(30));
+    s.wait_status(&b, &["suspended"], Duration::from_secs(30));
+    assert_eq!(s.metric("durable_timers"), 0.0, "both beyond the horizon");
+    assert_eq!(s.wait_done(&a)["status"], "succeeded");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(5), "{took:?}");
+    assert!(took < Duration::from_secs(9), "fired late: {took:?}");
+    // The other one, across a crash: recovery loads the window again.
+    s.crash_and_restart();
+    assert_eq!(s.wait_done(&b)["status"], "succeeded");
+    assert!(started.elapsed() < Duration::from_secs(12));
 }

@@ -47,6 +47,8 @@ pub struct Options {
     pub max_upload_bytes: usize,
     /// Activations running at once; more wait in the queue.
     pub max_resident: usize,
+    /// How far ahead timers are held in memory (see `timer::HORIZON`).
+    pub timer_horizon: std::time::Duration,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             payload: PayloadLimits::default(),
             max_upload_bytes: 64 * 1024 * 1024,
             max_resident: 256,
+            timer_horizon: timer::HORIZON,
         }
     }
 }
@@ -193,11 +196,42 @@ impl Host {
             })?;
 
         tokio::spawn(self.clone().sweep_expired());
+        tokio::spawn(self.clone().reload_timers());
 
         for key in runnable {
             self.scheduler.wake(key);
         }
         Ok(())
+    }
+
+    /// Index the timers due from `from_ms` to the end of the horizon: the horizon moves
+    /// first, so a timer written meanwhile is either indexed by its writer or found here.
+    fn load_timer_window(&self, from_ms: u64) -> anyhow::Result<()> {
+        let until = self
+            .clock
+            .now_ms()
+            .saturating_add(self.opts.timer_horizon.as_millis() as u64);
+        self.timers.set_horizon(until);
+        for t in self.db.timers_between(from_ms, until) {
+            let (due, id, op, rec) = t?;
+            self.timers.add(due, id, op, rec);
+        }
+        Ok(())
+    }
+
+    /// Move the timer window forward every half horizon.
+    async fn reload_timers(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.notified() => return,
+                _ = tokio::time::sleep(self.opts.timer_horizon / 2) => {}
+            }
+            // Not what is already due: earlier windows indexed it (and it may have fired).
+            let from = self.clock.now_ms().saturating_add(1);
+            if let Err(e) = self.load_timer_window(from) {
+                tracing::error!(error = %e, "loading the timer window failed");
+            }
+        }
     }
 
     /// Delete finished executions whose retention is over, with their journals, once a
@@ -243,10 +277,7 @@ impl Host {
     /// return what must run: executions that were running, and suspended ones whose
     /// callback was resolved (its wake may have been lost in the crash).
     async fn recover(&self) -> anyhow::Result<Vec<ExecKey>> {
-        for t in self.db.timers() {
-            let (due, id, op, rec) = t?;
-            self.timers.add(due, id, op, rec);
-        }
+        self.load_timer_window(0)?;
         let mut counts = std::collections::HashMap::<Status, i64>::new();
         let mut runnable = Vec::new();
         let mut batch = Batch::new();

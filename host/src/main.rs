@@ -62,6 +62,10 @@ struct ServeArgs {
     /// Largest step result, callback result, input or output, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_payload_bytes: usize,
+    /// How far ahead, in seconds, timers are held in memory (later ones wait on disk and
+    /// are loaded as they come near).
+    #[arg(long, default_value_t = durable_host::timer::HORIZON.as_secs(), hide = true)]
+    timer_horizon_secs: u64,
     /// Largest component upload, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_upload_bytes: usize,
@@ -98,6 +102,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         allow_outbound: a.allow_outbound,
         max_upload_bytes: a.max_upload_bytes,
         max_resident: a.max_resident,
+        timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {

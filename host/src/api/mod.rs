@@ -883,7 +883,7 @@ async fn metrics(State(host): AppState) -> Response {
         ),
         (
             "durable_timers",
-            "Timers waiting to fire.",
+            "Timers due within the next 10 minutes (the in-memory index; later ones wait on disk).",
             host.timers.len() as u64,
         ),
         (

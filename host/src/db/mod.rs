@@ -435,10 +435,28 @@ impl Store {
     // ---- timers ----
 
     /// Every timer, in due order.
-    pub fn timers(&self) -> impl Iterator<Item = Result<(u64, ExecId, String, TimerRecord)>> + '_ {
-        self.scan(&keys::timers()).filter_map(|r| match r {
-            Ok((k, rec)) => keys::parse_timer(&k).map(|(due, id, op)| Ok((due, id, op, rec))),
-            Err(e) => Some(Err(e)),
+    /// Timers due in `from_ms..=until_ms`, in due order.
+    pub fn timers_between(
+        &self,
+        from_ms: u64,
+        until_ms: u64,
+    ) -> impl Iterator<Item = Result<(u64, ExecId, String, TimerRecord)>> + '_ {
+        let at = |ms: u64| {
+            let mut k = keys::timers();
+            k.extend_from_slice(&ms.to_be_bytes());
+            k
+        };
+        let range = match until_ms.checked_add(1) {
+            Some(end) => self.data.range(at(from_ms)..at(end)),
+            None => self.data.range(at(from_ms)..vec![keys::TIMER + 1]),
+        };
+        range.filter_map(|r| {
+            let (k, v) = match r {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let (due, id, op) = keys::parse_timer(&k)?;
+            Some(decode(&k, &v).map(|rec| (due, id, op, rec)))
         })
     }
 

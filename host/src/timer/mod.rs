@@ -3,8 +3,10 @@
 //!
 //! Timer records live in `db` (written by whoever schedules them, in the same batch as the
 //! event that needs them) and stay there until their effect is journaled; this service keeps
-//! an in-memory index of them in due order, loaded at start-up, and emits each one once when
-//! due. It never writes to the database itself.
+//! an in-memory index of those due within a horizon (`HORIZON` ahead; a year-long wait or an
+//! execution deadline costs no memory until it is near), and emits each one once when due.
+//! The host reloads the next window from the database every half horizon (`lib.rs`). It
+//! never writes to the database itself.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -71,6 +73,8 @@ type Index = (
 
 struct Inner {
     heap: Mutex<Index>,
+    /// The index holds timers due at or before this; later ones wait in the database.
+    horizon_ms: AtomicU64,
     changed: Notify,
     clock: Arc<dyn Clock>,
 }
@@ -81,6 +85,11 @@ pub struct Timers {
     inner: Arc<Inner>,
 }
 
+/// How far ahead the in-memory index reaches. The window is reloaded every half horizon and
+/// a reload covers the whole window, so a timer skipped by `add` (beyond the horizon at that
+/// moment) is indexed by a later reload well before it is due.
+pub const HORIZON: Duration = Duration::from_secs(600);
+
 /// The longest the service sleeps before looking at the clock again, so a clock that jumps
 /// (or a manual clock in tests) is noticed.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
@@ -90,6 +99,7 @@ impl Timers {
         Self {
             inner: Arc::new(Inner {
                 heap: Mutex::new(Default::default()),
+                horizon_ms: AtomicU64::new(u64::MAX),
                 changed: Notify::new(),
                 clock,
             }),
@@ -100,8 +110,18 @@ impl Timers {
         &self.inner.clock
     }
 
-    /// Index a timer whose record is (or is about to be) durable.
+    /// Index only timers due at or before `until_ms` from now on (the host then reloads
+    /// the window from the database as time passes). Without a call, everything is indexed.
+    pub fn set_horizon(&self, until_ms: u64) {
+        self.inner.horizon_ms.store(until_ms, Ordering::SeqCst);
+    }
+
+    /// Index a timer whose record is (or is about to be) durable; one beyond the horizon is
+    /// left to the reload that reaches it.
     pub fn add(&self, due_ms: u64, execution: ExecId, op_id: String, record: TimerRecord) {
+        if due_ms > self.inner.horizon_ms.load(Ordering::SeqCst) {
+            return;
+        }
         let key = (due_ms, execution, op_id);
         let mut g = self.inner.heap.lock().expect("timer lock");
         if g.1.insert(key.clone(), record).is_none() {
@@ -219,5 +239,18 @@ mod tests {
         assert!(timers.is_empty());
         shutdown.notify_one();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn timers_beyond_the_horizon_are_left_to_a_reload() {
+        let timers = Timers::new(Arc::new(ManualClock::new(0)));
+        timers.set_horizon(1_000);
+        timers.add(1_000, [1; 16], "1".into(), rec());
+        timers.add(1_001, [2; 16], "1".into(), rec());
+        assert_eq!(timers.len(), 1);
+        timers.set_horizon(2_000);
+        timers.add(1_001, [2; 16], "1".into(), rec());
+        timers.add(1_000, [1; 16], "1".into(), rec()); // a reload covers it again: once
+        assert_eq!(timers.len(), 2);
     }
 }
