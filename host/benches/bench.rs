@@ -33,7 +33,7 @@
 //!    executions (each step waits for the host's `Durability::Sync` commit; group commit),
 //!    with the host's syncs counted by `Store::sync_stats`. Baseline: one fsync of this disk
 //!    (append 4 KiB + `File::sync_all` in the data directory, median), also set beside the
-//!    host's own `Sync` commit of a 4 KiB event (sled `Db::flush`).
+//!    host's own `Sync` commit of a 4 KiB event (write-ahead log write + fdatasync, then sled).
 //! 5. HTTP: `bench-hello` (two steps and a 0 s wait) end to end with `POST .../invoke?wait=30`
 //!    on a loopback listener served by `api::router`: latency at 1 client, executions/s at 64.
 //!    Baseline: `echo` (nothing durable) over the same path.
@@ -945,7 +945,7 @@ async fn measure_fsync(dir: &Path, n: usize) -> anyhow::Result<Samples> {
 }
 
 /// The host's own checkpoint: a 4 KiB history event committed with `Durability::Sync`
-/// (sled `apply_batch`, then the group-commit `Db::flush`), under an id no execution has.
+/// (write-ahead log write + fdatasync, then applied to sled), under an id no execution has.
 async fn measure_commit(b: &Bench, n: usize) -> anyhow::Result<Samples> {
     let input = serde_json::to_string(&"x".repeat(4000))?;
     sample(n, || async {
@@ -1015,7 +1015,7 @@ async fn checkpoints(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             format!("{} ({})", fmt_dur(f), fmt_dur(fsync.pct(90.0))),
         ),
         Row::info(
-            "host Sync commit, 4 KiB event (sled flush), p50",
+            "host Sync commit, 4 KiB event (log + fdatasync), p50",
             fmt_dur(commit),
         )
         .baseline(

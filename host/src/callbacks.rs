@@ -69,10 +69,13 @@ impl Callbacks<'_> {
             Completion::Failed(e) => CallbackState::Failed(e),
             Completion::TimedOut(e) => CallbackState::TimedOut(e),
         };
-        if !self.db.swap_callback(callback_id, &rec, &new)? {
+        if !self
+            .db
+            .swap_callback(callback_id, &rec, &new, Durability::Sync)
+            .await?
+        {
             return Err(Error::AlreadyCompleted(callback_id.to_string()));
         }
-        self.db.sync().await?;
         self.scheduler.wake(ExecKey {
             tenant: rec.tenant.as_str().into(),
             id: rec.execution,
@@ -94,7 +97,12 @@ impl Callbacks<'_> {
         let mut new = rec.clone();
         let due = now_ms.saturating_add(every);
         new.heartbeat_deadline_ms = Some(due);
-        if !self.db.swap_callback(callback_id, &rec, &new)? {
+        // Durable with the timer batch below.
+        if !self
+            .db
+            .swap_callback(callback_id, &rec, &new, Durability::Lazy)
+            .await?
+        {
             return Err(Error::AlreadyCompleted(callback_id.to_string()));
         }
         let kind = TimerKind::HeartbeatTimeout {

@@ -17,6 +17,10 @@ pub const CALLBACK: u8 = b'C';
 pub const IDEMPOTENCY: u8 = b'I';
 pub const STOP: u8 = b'S';
 pub const EXPIRY: u8 = b'R';
+pub const META: u8 = b'M';
+
+/// The sequence number of the last write-ahead log record applied (written with each batch).
+pub const WAL_SEQ: &[u8] = b"Mwal-seq";
 
 /// An execution id: a ULID (48-bit millisecond time, 80 random bits) as 16 bytes.
 pub type ExecId = [u8; 16];

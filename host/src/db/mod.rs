@@ -2,15 +2,18 @@
 //!
 //! Owns the on-disk layout (one `data` tree with tagged keys, see `keys`; one `components`
 //! tree for content-addressed component bytes), record encoding, atomic batches and group
-//! commit. A `Batch` is applied atomically (one sled `apply_batch` on one tree) by the one
-//! commit thread; `Durability::Sync` returns once it is on disk (sled flush + fdatasync of
-//! its log), and concurrent durable writers share one flush.
+//! commit. Every write goes through the one commit thread: it appends the batch to the
+//! write-ahead log (`wal`) and applies it to sled (one `apply_batch`, atomic);
+//! `Durability::Sync` returns once the log is fdatasynced, and concurrent durable writers
+//! share one fdatasync. sled itself is flushed only at checkpoints, which empty the log.
 //!
-//! Architecture invariant: callers never see sled types; durability is explicit (`commit`
-//! with `Durability::Sync` returns only after fsync).
+//! Architecture invariant: callers never see sled types; nothing writes to sled except the
+//! commit thread; durability is explicit (`commit` with `Durability::Sync` returns only
+//! after fsync).
 
 pub mod keys;
 mod records;
+mod wal;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -70,8 +73,7 @@ pub enum Durability {
 /// Writes applied together, atomically.
 #[derive(Default)]
 pub struct Batch {
-    inner: sled::Batch,
-    len: usize,
+    ops: Vec<wal::Op>,
     /// Executions whose history or record this batch changes: their watchers are told.
     touched: Vec<ExecId>,
 }
@@ -82,17 +84,23 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ops.is_empty()
     }
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, v: &T) {
-        self.inner.insert(key, encode(v));
-        self.len += 1;
+        self.ops.push(wal::Op::Put(key, encode(v)));
     }
 
     fn del(&mut self, key: Vec<u8>) {
-        self.inner.remove(key);
-        self.len += 1;
+        self.ops.push(wal::Op::Del(key));
+    }
+
+    /// Component bytes under their sha256 (content-addressed, so writing twice is harmless).
+    pub fn put_component(&mut self, sha256: &str, bytes: &[u8]) {
+        self.ops.push(wal::Op::PutComponent(
+            sha256.as_bytes().to_vec(),
+            bytes.to_vec(),
+        ));
     }
 
     pub fn put_event(&mut self, id: &ExecId, e: &Event) {
@@ -147,9 +155,8 @@ impl Batch {
 
     pub fn put_log(&mut self, id: &ExecId, seq: u32, rec: &LogRecord) {
         self.put(keys::log(id, seq), rec);
-        self.inner
-            .insert(keys::log_seen(id, &rec.position), &[][..]);
-        self.len += 1;
+        self.ops
+            .push(wal::Op::Put(keys::log_seen(id, &rec.position), Vec::new()));
     }
 }
 
@@ -198,13 +205,32 @@ impl Drop for Watch {
     }
 }
 
-/// A batch (possibly empty) for the commit thread, and who to tell when it is applied (and,
-/// for `Durability::Sync`, on disk).
+/// Work for the commit thread, and who to tell when it is applied (and, for
+/// `Durability::Sync`, on disk).
 struct CommitRequest {
-    batch: Option<sled::Batch>,
+    work: Work,
     touched: Vec<ExecId>,
     durability: Durability,
-    done: oneshot::Sender<std::result::Result<(), String>>,
+    done: oneshot::Sender<std::result::Result<Applied, String>>,
+}
+
+enum Work {
+    /// Nothing to write: a sync point.
+    Nothing,
+    Batch(Vec<wal::Op>),
+    /// Write `new` under `key` if it holds `expected` (`None`: absent). The commit thread is
+    /// the only writer, so its read and write are atomic.
+    CompareAndSwap {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    },
+}
+
+enum Applied {
+    Done,
+    /// A compare-and-swap found this instead.
+    Conflict(Option<sled::IVec>),
 }
 
 /// Group-commit counters, for metrics and benchmarks.
@@ -219,29 +245,41 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
-            // Durability comes from explicit syncs; the background flush only bounds how
-            // much lazily-written data (logs, at-least-once step starts) a crash can lose.
-            .flush_every_ms(Some(500))
+            // Durability comes from the write-ahead log; sled is flushed at checkpoints.
+            .flush_every_ms(None)
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let data = db.open_tree("data")?;
         let components = db.open_tree("components")?;
+        let io = |what: &str, e: std::io::Error| Error::Sync(format!("{what}: {e}"));
         // sled's own flush ends in sync_file_range, which neither flushes the device cache
-        // nor the file's metadata: durability needs an fdatasync of its log file as well.
-        let log_file = std::fs::OpenOptions::new()
+        // nor the file's metadata: a checkpoint fdatasyncs its log file as well.
+        let sled_file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(dir.join("db"))
-            .map_err(|e| Error::Sync(format!("open {}: {e}", dir.join("db").display())))?;
+            .map_err(|e| io(&format!("open {}", dir.join("db").display()), e))?;
+        let wal_path = dir.join("wal");
+        let (wal, records) = wal::Wal::open(&wal_path)
+            .map_err(|e| io(&format!("open {}", wal_path.display()), e))?;
+        let mut committer = Committer {
+            db: db.clone(),
+            data: data.clone(),
+            components: components.clone(),
+            sled_file,
+            seq: 0,
+            wal,
+            last_checkpoint: std::time::Instant::now(),
+        };
+        committer.recover(records)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(SyncStats::default());
         let watchers = Arc::new(Watchers::default());
         {
-            let (db, data, stats) = (db.clone(), data.clone(), stats.clone());
-            let watchers = watchers.clone();
+            let (stats, watchers) = (stats.clone(), watchers.clone());
             std::thread::Builder::new()
                 .name("db-commit".into())
-                .spawn(move || commit_loop(db, data, log_file, rx, stats, &watchers))
+                .spawn(move || committer.run(rx, &stats, &watchers))
                 .map_err(|e| Error::Sync(e.to_string()))?;
         }
         Ok(Self {
@@ -274,7 +312,9 @@ impl Store {
 
     /// Make every write applied so far durable. Concurrent callers share one fsync.
     pub async fn sync(&self) -> Result<()> {
-        self.submit(None, Vec::new(), Durability::Sync).await
+        self.submit(Work::Nothing, Vec::new(), Durability::Sync)
+            .await
+            .map(|_| ())
     }
 
     /// Apply a batch atomically; with `Durability::Sync`, return once it is on disk.
@@ -285,17 +325,22 @@ impl Store {
         if batch.is_empty() && durability == Durability::Lazy {
             return Ok(());
         }
-        let touched = batch.touched;
-        let batch = (batch.len > 0).then_some(batch.inner);
-        self.submit(batch, touched, durability).await
+        let work = if batch.is_empty() {
+            Work::Nothing
+        } else {
+            Work::Batch(batch.ops)
+        };
+        self.submit(work, batch.touched, durability)
+            .await
+            .map(|_| ())
     }
 
     async fn submit(
         &self,
-        batch: Option<sled::Batch>,
+        work: Work,
         touched: Vec<ExecId>,
         durability: Durability,
-    ) -> Result<()> {
+    ) -> Result<Applied> {
         if durability == Durability::Sync {
             self.stats
                 .sync_requests
@@ -304,7 +349,7 @@ impl Store {
         let (done, rx) = oneshot::channel();
         self.committer
             .send(CommitRequest {
-                batch,
+                work,
                 touched,
                 durability,
                 done,
@@ -334,11 +379,6 @@ impl Store {
     }
 
     // ---- components (content-addressed bytes) ----
-
-    pub fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
-        self.components.insert(sha256.as_bytes(), bytes)?;
-        Ok(())
-    }
 
     pub fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.components.get(sha256.as_bytes())?.map(|v| v.to_vec()))
@@ -557,17 +597,20 @@ impl Store {
 
     /// Atomically replace a callback record if it still equals `expected` (compare and
     /// swap), so two completions racing for one callback cannot both win.
-    pub fn swap_callback(
+    pub async fn swap_callback(
         &self,
         callback_id: &str,
         expected: &CallbackRecord,
         new: &CallbackRecord,
+        durability: Durability,
     ) -> Result<bool> {
-        let key = keys::callback(callback_id);
-        let res = self
-            .data
-            .compare_and_swap(key, Some(encode(expected)), Some(encode(new)))?;
-        Ok(res.is_ok())
+        let work = Work::CompareAndSwap {
+            key: keys::callback(callback_id),
+            expected: Some(encode(expected)),
+            new: encode(new),
+        };
+        let applied = self.submit(work, Vec::new(), durability).await?;
+        Ok(matches!(applied, Applied::Done))
     }
 
     /// Claim an idempotency key for `rec` unless it is taken: `Ok(None)` when claimed
@@ -585,15 +628,14 @@ impl Store {
         let k = keys::idempotency(tenant, function, key);
         let mut expected = replace.map(encode);
         loop {
-            match self
-                .data
-                .compare_and_swap(&k, expected.take(), Some(encode(rec)))?
-            {
-                Ok(()) => {
-                    self.sync().await?;
-                    return Ok(None);
-                }
-                Err(cas) => match cas.current {
+            let work = Work::CompareAndSwap {
+                key: k.clone(),
+                expected: expected.take(),
+                new: encode(rec),
+            };
+            match self.submit(work, Vec::new(), Durability::Sync).await? {
+                Applied::Done => return Ok(None),
+                Applied::Conflict(current) => match current {
                     Some(v) => return decode(&k, &v).map(Some),
                     // The claim to replace vanished: claim a free key (this CAS expects
                     // nothing, so it cannot loop again on `None`).
@@ -609,74 +651,403 @@ impl Store {
     }
 }
 
-/// The group commit: take every pending request, apply their batches in arrival order,
-/// answer the lazy ones, then make everything durable with one flush + fdatasync and answer
-/// the rest. A request that arrives during a flush is served by the next round, so every
-/// write applied before a durable request was made is on disk when it is answered.
-fn commit_loop(
+/// The commit thread's state: the only writer of sled and of the write-ahead log.
+struct Committer {
     db: sled::Db,
     data: sled::Tree,
-    log_file: std::fs::File,
-    rx: std::sync::mpsc::Receiver<CommitRequest>,
-    stats: Arc<SyncStats>,
-    watchers: &Watchers,
-) {
-    let mut durable = Vec::new();
-    let mut durable_touched = Vec::new();
-    // Watchers hear of a change once readers can see it and, for a durable batch, once it is
-    // on disk: a live stream never shows what a crash could take back.
-    let notify = |touched: &[ExecId]| {
-        if touched.is_empty() {
-            return;
+    components: sled::Tree,
+    /// sled's log file, fdatasynced at checkpoints.
+    sled_file: std::fs::File,
+    /// Sequence number of the last record appended to the log (and applied to sled).
+    seq: u64,
+    wal: wal::Wal,
+    last_checkpoint: std::time::Instant,
+}
+
+/// A checkpoint (flush sled, empty the log) happens at least this often while writes come...
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// ...and as soon as the log holds this much.
+const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Committer {
+    /// Bring sled up to date with the log: apply the records after the last one sled holds,
+    /// then checkpoint so that the log starts empty.
+    fn recover(&mut self, records: Vec<wal::Record>) -> Result<()> {
+        self.seq = match self.data.get(keys::WAL_SEQ)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
+                key: "wal-seq".into(),
+                reason: format!("{} bytes", v.len()),
+            })?),
+            None => 0,
+        };
+        let (mut replayed, mut skipped) = (0, 0);
+        for record in records {
+            if record.seq <= self.seq {
+                skipped += 1;
+                continue;
+            }
+            if record.seq != self.seq + 1 {
+                // The log was emptied only after sled held everything in it, so this means
+                // the store lost writes it had acknowledged: say so, and keep what is left.
+                tracing::error!(
+                    sled = self.seq,
+                    log = record.seq,
+                    "the write-ahead log does not continue the store's sequence"
+                );
+            }
+            self.seq = record.seq;
+            self.apply(record.ops)?;
+            replayed += 1;
         }
-        let map = watchers.lock().unwrap_or_else(|p| p.into_inner());
-        for id in touched {
-            if let Some(tx) = map.get(id) {
-                tx.send_modify(|n| *n += 1);
+        if replayed > 0 {
+            tracing::info!(replayed, skipped, "write-ahead log replayed");
+        }
+        self.checkpoint().map_err(Error::Sync)
+    }
+
+    /// Apply one record's writes to sled, with its sequence number, atomically.
+    fn apply(&self, ops: Vec<wal::Op>) -> sled::Result<()> {
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                wal::Op::Put(k, v) => batch.insert(k, v),
+                wal::Op::Del(k) => batch.remove(k),
+                // Content-addressed, so writing it ahead of the batch is harmless.
+                wal::Op::PutComponent(k, v) => {
+                    self.components.insert(k, v)?;
+                }
             }
         }
-    };
-    while let Ok(first) = rx.recv() {
-        let mut pending = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            pending.push(more);
-        }
-        for req in pending {
-            let applied = match req.batch {
-                Some(b) => data.apply_batch(b).map_err(|e| e.to_string()),
-                None => Ok(()),
-            };
-            match (applied, req.durability) {
-                (Ok(()), Durability::Sync) => {
-                    durable.push(req.done);
-                    durable_touched.extend(req.touched);
+        batch.insert(keys::WAL_SEQ, &self.seq.to_be_bytes()[..]);
+        self.data.apply_batch(batch)
+    }
+
+    /// Add one request's writes to the group's: a compare-and-swap sees the writes of the
+    /// requests before it, in the group as in sled.
+    fn perform(
+        &self,
+        work: Work,
+        group: &mut Vec<wal::Op>,
+    ) -> std::result::Result<Applied, String> {
+        match work {
+            Work::Nothing => {}
+            Work::Batch(ops) => group.extend(ops),
+            Work::CompareAndSwap { key, expected, new } => {
+                let in_group = group.iter().rev().find_map(|op| match op {
+                    wal::Op::Put(k, v) if *k == key => Some(Some(sled::IVec::from(&v[..]))),
+                    wal::Op::Del(k) if *k == key => Some(None),
+                    _ => None,
+                });
+                let current = match in_group {
+                    Some(current) => current,
+                    None => self.data.get(&key).map_err(|e| e.to_string())?,
+                };
+                if current.as_deref() != expected.as_deref() {
+                    return Ok(Applied::Conflict(current));
                 }
-                (res, _) => {
-                    if res.is_ok() {
-                        notify(&req.touched);
+                group.push(wal::Op::Put(key, new));
+            }
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Log the group's writes as one record (written, not yet synced) and apply them to sled
+    /// as one atomic batch. sled writes its io buffer out around every batch, so one batch
+    /// per group instead of per request is what keeps its io threads from dominating.
+    fn log_and_apply(&mut self, group: Vec<wal::Op>) -> std::result::Result<(), String> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        self.log(&group)?;
+        self.apply(group).map_err(|e| e.to_string())
+    }
+
+    /// Log the group's writes as one record, fdatasync it, then apply them to sled one by
+    /// one, without sled's batch (and so without its io). Safe because the record is
+    /// durable first: whatever part of the group sled holds after a crash, recovery applies
+    /// the whole record again (the sequence number is written last).
+    fn log_sync_and_apply(&mut self, group: Vec<wal::Op>) -> std::result::Result<(), String> {
+        if !group.is_empty() {
+            self.log(&group)?;
+        }
+        self.sync_log()?;
+        let apply = || -> sled::Result<()> {
+            if group.is_empty() {
+                return Ok(());
+            }
+            for op in group {
+                match op {
+                    wal::Op::Put(k, v) => {
+                        self.data.insert(k, v)?;
                     }
-                    let _ = req.done.send(res);
+                    wal::Op::Del(k) => {
+                        self.data.remove(k)?;
+                    }
+                    wal::Op::PutComponent(k, v) => {
+                        self.components.insert(k, v)?;
+                    }
                 }
             }
+            self.data
+                .insert(keys::WAL_SEQ, &self.seq.to_be_bytes()[..])?;
+            Ok(())
+        };
+        apply().map_err(|e| e.to_string())
+    }
+
+    fn log(&mut self, group: &[wal::Op]) -> std::result::Result<(), String> {
+        self.seq += 1;
+        self.wal.append(self.seq, group);
+        self.wal
+            .write()
+            .map_err(|e| format!("write-ahead log: {e}"))
+    }
+
+    fn sync_log(&mut self) -> std::result::Result<(), String> {
+        self.wal
+            .sync()
+            .map_err(|e| format!("write-ahead log fdatasync: {e}"))
+    }
+
+    /// Flush sled and fdatasync its file: everything applied is now durable in sled, so the
+    /// log can be emptied.
+    fn checkpoint(&mut self) -> std::result::Result<(), String> {
+        self.wal
+            .write()
+            .map_err(|e| format!("write-ahead log: {e}"))?;
+        self.db.flush().map_err(|e| e.to_string())?;
+        self.sled_file
+            .sync_data()
+            .map_err(|e| format!("fdatasync: {e}"))?;
+        self.wal
+            .reset()
+            .map_err(|e| format!("write-ahead log: {e}"))?;
+        self.last_checkpoint = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// The group commit: take every pending request, log and apply them in arrival order,
+    /// answer the lazy ones, then write the log with one `write` and, if any request is
+    /// durable, one fdatasync, and answer the rest. A request that arrives during a sync is
+    /// served by the next round, so every write applied before a durable request was made is
+    /// on disk when it is answered.
+    fn run(
+        mut self,
+        rx: std::sync::mpsc::Receiver<CommitRequest>,
+        stats: &SyncStats,
+        watchers: &Watchers,
+    ) {
+        let mut durable = Vec::new();
+        let mut durable_touched = Vec::new();
+        // Watchers hear of a change once readers can see it and, for a durable batch, once
+        // it is on disk: a live stream never shows what a crash could take back.
+        let notify = |touched: &[ExecId]| {
+            if touched.is_empty() {
+                return;
+            }
+            let map = watchers.lock().unwrap_or_else(|p| p.into_inner());
+            for id in touched {
+                if let Some(tx) = map.get(id) {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+        };
+        loop {
+            let first = if self.wal.len() == 0 {
+                rx.recv().ok()
+            } else {
+                let wait = CHECKPOINT_EVERY.saturating_sub(self.last_checkpoint.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(req) => Some(req),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        self.checkpoint_or_log();
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                }
+            };
+            let Some(first) = first else { break };
+            let mut pending = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                pending.push(more);
+            }
+            let mut group = Vec::new();
+            let mut lazy = Vec::new();
+            for req in pending {
+                let applied = self.perform(req.work, &mut group);
+                match (applied, req.durability) {
+                    (Ok(applied), Durability::Sync) => {
+                        durable.push((req.done, applied));
+                        durable_touched.extend(req.touched);
+                    }
+                    (Ok(applied), Durability::Lazy) => lazy.push((req.done, applied, req.touched)),
+                    (Err(e), _) => {
+                        let _ = req.done.send(Err(e));
+                    }
+                }
+            }
+            // Lazy writes reach the page cache now (a process crash keeps them) and are
+            // answered once readers see them; durable ones wait for the fdatasync too.
+            let res = if lazy.is_empty() && !durable.is_empty() {
+                // Everyone waits for the disk anyway: sync first, then apply cheaply.
+                stats
+                    .fsyncs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.log_sync_and_apply(group)
+            } else {
+                let mut res = self.log_and_apply(group);
+                for (done, applied, touched) in lazy {
+                    if res.is_ok() {
+                        notify(&touched);
+                    }
+                    let _ = done.send(res.clone().map(|()| applied));
+                }
+                if !durable.is_empty() {
+                    stats
+                        .fsyncs
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    res = res.and_then(|()| self.sync_log());
+                }
+                res
+            };
+            if let Err(e) = &res {
+                tracing::error!(error = %e, "commit failed");
+            }
+            notify(&durable_touched);
+            durable_touched.clear();
+            for (done, applied) in durable.drain(..) {
+                let _ = done.send(res.clone().map(|()| applied));
+            }
+            if self.wal.len() >= CHECKPOINT_BYTES
+                || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+            {
+                self.checkpoint_or_log();
+            }
         }
-        if durable.is_empty() {
-            continue;
+        // Every handle is gone: leave sled complete and the log empty.
+        self.checkpoint_or_log();
+    }
+
+    fn checkpoint_or_log(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            // The log still holds everything; the next checkpoint tries again.
+            tracing::error!(error = %e, "checkpoint failed");
         }
-        let res = db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-            .and_then(|()| log_file.sync_data().map_err(|e| e.to_string()));
-        stats
-            .fsyncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = &res {
-            tracing::error!(error = %e, "fsync failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn function(name: &str, latest_version: u32) -> FunctionRecord {
+        FunctionRecord {
+            name: name.into(),
+            created_ms: 1,
+            latest_version,
+            deleted: false,
+            settings: FunctionSettings::default(),
         }
-        notify(&durable_touched);
-        durable_touched.clear();
-        for done in durable.drain(..) {
-            let _ = done.send(res.clone());
+    }
+
+    /// Wait until a dropped store's commit thread has finished its last checkpoint: it lets
+    /// go of sled (and so of sled's file lock) only then.
+    fn wait_closed(dir: &Path) {
+        for _ in 0..500 {
+            if sled::Config::new().path(dir).open().is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        panic!("the store was not closed");
+    }
+
+    fn reopen(dir: &Path) -> Store {
+        wait_closed(dir);
+        Store::open(dir).unwrap()
+    }
+
+    fn latest(store: &Store, name: &str) -> Option<u32> {
+        store.function("t", name).unwrap().map(|f| f.latest_version)
+    }
+
+    #[tokio::test]
+    async fn recovery_applies_exactly_the_log_records_sled_does_not_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for name in ["a", "b"] {
+            let mut batch = Batch::new();
+            batch.put_function("t", &function(name, 1));
+            store.commit(batch, Durability::Sync).await.unwrap();
+        }
+        drop(store);
+        // Shutting down checkpointed: sled holds records 1 and 2, the log is empty.
+        let store = reopen(dir.path());
+        assert_eq!(
+            (latest(&store, "a"), latest(&store, "b")),
+            (Some(1), Some(1))
+        );
+        drop(store);
+        wait_closed(dir.path());
+        let wal_path = dir.path().join("wal");
+        assert_eq!(std::fs::metadata(&wal_path).unwrap().len(), 0);
+
+        // A log as a crash would leave it: records sled already holds (stale values that must
+        // not come back) and two it does not.
+        let (mut wal, _) = wal::Wal::open(&wal_path).unwrap();
+        let put = |name: &str, v: u32| {
+            wal::Op::Put(keys::function("t", name), encode(&function(name, v)))
+        };
+        // (Record 1 also writes "e", which nothing later touches: had it been applied
+        // again, "e" would appear.)
+        wal.append(1, &[put("a", 100), put("e", 100)]);
+        wal.append(2, &[put("b", 100)]);
+        wal.append(3, &[put("a", 3), wal::Op::Del(keys::function("t", "b"))]);
+        wal.append(4, &[put("c", 4)]);
+        wal.write().unwrap();
+        drop(wal);
+
+        let store = reopen(dir.path());
+        assert_eq!(latest(&store, "a"), Some(3));
+        assert_eq!(latest(&store, "b"), None);
+        assert_eq!(latest(&store, "c"), Some(4));
+        assert_eq!(latest(&store, "e"), None);
+        // Recovery checkpointed and emptied the log; new writes continue the sequence.
+        assert_eq!(std::fs::metadata(&wal_path).unwrap().len(), 0);
+        let mut batch = Batch::new();
+        batch.put_function("t", &function("d", 5));
+        store.commit(batch, Durability::Sync).await.unwrap();
+        let (_, records) = wal::Wal::open(&wal_path).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [5]);
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_sees_earlier_writes_of_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = keys::callback("cb");
+        let (v1, v2) = (b"one".to_vec(), b"two".to_vec());
+        let cas = |expected: Option<Vec<u8>>, new: Vec<u8>| Work::CompareAndSwap {
+            key: key.clone(),
+            expected,
+            new,
+        };
+        // Sent together, so that the commit thread takes them as one group.
+        let (a, b, c) = tokio::join!(
+            store.submit(cas(None, v1.clone()), Vec::new(), Durability::Sync),
+            store.submit(
+                cas(Some(v1.clone()), v2.clone()),
+                Vec::new(),
+                Durability::Sync
+            ),
+            store.submit(cas(None, v1.clone()), Vec::new(), Durability::Lazy),
+        );
+        assert!(matches!(a.unwrap(), Applied::Done));
+        assert!(matches!(b.unwrap(), Applied::Done));
+        match c.unwrap() {
+            Applied::Conflict(Some(current)) => assert_eq!(current.as_ref(), &v2[..]),
+            _ => panic!("a swap expecting nothing must see the value written before it"),
+        }
+        assert_eq!(store.data.get(&key).unwrap().unwrap().as_ref(), &v2[..]);
     }
 }

@@ -183,7 +183,6 @@ impl Registry {
         let bytes: Arc<[u8]> = bytes.into();
         let (component, pre) = self.compile(bytes.clone()).await?;
         self.save_artifact(&sha, &component)?;
-        self.db.put_component(&sha, &bytes)?;
         let now = self.clock.now_ms();
         let version = existing.as_ref().map_or(1, |f| f.latest_version + 1);
         let rec = VersionRecord {
@@ -208,6 +207,7 @@ impl Registry {
         };
         patch.apply(&mut func.settings);
         let mut batch = Batch::new();
+        batch.put_component(&sha, &bytes);
         batch.put_version(tenant, name, &rec);
         batch.put_function(tenant, &func);
         self.db.commit(batch, Durability::Sync).await?;
