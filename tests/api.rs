@@ -492,6 +492,8 @@ fn an_oversized_callback_result_is_refused_and_the_callback_stays_pending() {
     s.deploy("conf", "conformance_guest");
     let id = s.invoke("conf", &scenario("callback", json!({})));
     let cb = s.callback_ids(&id, 1).remove(0);
+    // The callback exists before the execution has finished suspending.
+    s.wait_status(&id, &["suspended"], Duration::from_secs(10));
     let (st, v) = s.post(
         &format!("/v1/callbacks/{cb}/succeed"),
         &json!("x".repeat(5000)),

@@ -5,6 +5,7 @@
 //! cargo run -p durable-host --example bench                 # full counts, under a minute
 //! BENCH_QUICK=1 cargo run -p durable-host --example bench   # smaller counts (or `-- --quick`)
 //! BENCH_ONLY=3 cargo run -p durable-host --example bench    # one figure (or `-- --only 3`)
+//! BENCH_DB_CACHE_MB=4 cargo run -p durable-host --example bench  # sled cache as `serve --db-cache-mb`
 //! ```
 //!
 //! Everything runs in this process against a real host (`Host::open` + `Host::start`) over a
@@ -180,7 +181,7 @@ fn load_average() -> String {
 
 fn print_header(settings: &Settings) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let env: String = ["BENCH_QUICK", "BENCH_ONLY"]
+    let env: String = ["BENCH_QUICK", "BENCH_ONLY", "BENCH_DB_CACHE_MB"]
         .iter()
         .filter_map(|k| Some(format!("{k}={} ", std::env::var(k).ok()?)))
         .collect();
@@ -220,6 +221,13 @@ impl Bench {
             data_dir: data.path().to_path_buf(),
             ..Default::default()
         };
+        // `BENCH_DB_CACHE_MB` as `serve --db-cache-mb` (sled's page cache, default 64 MiB).
+        if let Some(mb) = std::env::var("BENCH_DB_CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            opts.db_cache_bytes = mb.max(1) << 20;
+        }
         // As `durable-host serve` sizes the instance pool.
         opts.runtime.max_instances = (opts.max_resident as u32).saturating_add(16).max(64);
         let host = Host::open(opts)?;

@@ -49,6 +49,8 @@ pub struct Options {
     pub max_resident: usize,
     /// How far ahead timers are held in memory (see `timer::HORIZON`).
     pub timer_horizon: std::time::Duration,
+    /// sled's page cache, in bytes: the memory the store may keep of what it read or wrote.
+    pub db_cache_bytes: u64,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             max_upload_bytes: 64 * 1024 * 1024,
             max_resident: 256,
             timer_horizon: timer::HORIZON,
+            db_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -94,7 +97,7 @@ impl Host {
 
     pub fn open_with_clock(opts: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Host>> {
         std::fs::create_dir_all(&opts.data_dir)?;
-        let db = Store::open(&opts.data_dir.join("db"))?;
+        let db = Store::open(&opts.data_dir.join("db"), opts.db_cache_bytes)?;
         let engine = runtime::engine(&opts.runtime)?;
         let linker = Arc::new(runtime::linker(&engine)?);
         let registry = Arc::new(Registry::new(

@@ -66,6 +66,10 @@ struct ServeArgs {
     /// are loaded as they come near).
     #[arg(long, default_value_t = durable_host::timer::HORIZON.as_secs(), hide = true)]
     timer_horizon_secs: u64,
+    /// Memory for sled's page cache, in MiB (what the store keeps of records it read or
+    /// wrote; the largest part of the host's memory growth under load).
+    #[arg(long, default_value_t = 64)]
+    db_cache_mb: u64,
     /// Largest component upload, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_upload_bytes: usize,
@@ -103,6 +107,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_upload_bytes: a.max_upload_bytes,
         max_resident: a.max_resident,
         timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
+        db_cache_bytes: a.db_cache_mb.max(1) * 1024 * 1024,
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {

@@ -242,12 +242,13 @@ pub struct SyncStats {
 
 impl Store {
     /// Open (or create) the database under `dir`, and start its commit thread.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Open (or create) the database under `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             // Durability comes from the write-ahead log; sled is flushed at checkpoints.
             .flush_every_ms(None)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .open()?;
         let data = db.open_tree("data")?;
         let components = db.open_tree("components")?;
@@ -940,6 +941,8 @@ impl Committer {
 mod tests {
     use super::*;
 
+    const CACHE: u64 = 1 << 20;
+
     fn function(name: &str, latest_version: u32) -> FunctionRecord {
         FunctionRecord {
             name: name.into(),
@@ -964,7 +967,7 @@ mod tests {
 
     fn reopen(dir: &Path) -> Store {
         wait_closed(dir);
-        Store::open(dir).unwrap()
+        Store::open(dir, CACHE).unwrap()
     }
 
     fn latest(store: &Store, name: &str) -> Option<u32> {
@@ -974,7 +977,7 @@ mod tests {
     #[tokio::test]
     async fn recovery_applies_exactly_the_log_records_sled_does_not_hold() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
         for name in ["a", "b"] {
             let mut batch = Batch::new();
             batch.put_function("t", &function(name, 1));
@@ -1024,7 +1027,7 @@ mod tests {
     #[tokio::test]
     async fn compare_and_swap_sees_earlier_writes_of_its_group() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
         let key = keys::callback("cb");
         let (v1, v2) = (b"one".to_vec(), b"two".to_vec());
         let cas = |expected: Option<Vec<u8>>, new: Vec<u8>| Work::CompareAndSwap {

@@ -85,10 +85,9 @@ pub fn engine(opts: &Options) -> anyhow::Result<Engine> {
             .saturating_mul(2)
             .max(64 << 20),
     );
-    // Keep the first pages of a reused slot mapped instead of returning them to the kernel
-    // on every instance drop (resume cost: page faults and TLB shootdowns).
-    pool.linear_memory_keep_resident(1 << 20);
-    pool.table_keep_resident(64 << 10);
+    // Slots return their pages to the kernel when an instance is dropped (wasmtime's
+    // default). Keeping 1 MiB resident per slot made no measurable difference to resume,
+    // and every slot ever used then held its megabyte: +77 MiB RSS over 10,000 executions.
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))
 }
