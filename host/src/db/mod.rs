@@ -64,7 +64,7 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// Applied in memory; on disk at the next sync (or sled's background flush).
+    /// Applied before `commit` returns; on disk at the next sync or checkpoint (<= 1 s).
     Lazy,
     /// On disk before `commit` returns.
     Sync,
@@ -210,8 +210,27 @@ impl Drop for Watch {
 struct CommitRequest {
     work: Work,
     touched: Vec<ExecId>,
-    durability: Durability,
+    mode: Mode,
     done: oneshot::Sender<std::result::Result<Applied, String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Answered once applied.
+    Lazy,
+    /// Answered once applied and on disk.
+    Sync,
+    /// Nobody waits (`Store::commit_unawaited`).
+    Unawaited,
+}
+
+impl From<Durability> for Mode {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Lazy => Mode::Lazy,
+            Durability::Sync => Mode::Sync,
+        }
+    }
 }
 
 enum Work {
@@ -336,6 +355,25 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Queue a batch and return at once, for writes a crash may lose (the start of an
+    /// at-least-once step). It is applied before any later commit, and written with the
+    /// next one that waits (or within `HOLD`, then fsynced), so that a step's start and end
+    /// share one fsync. Readers see it once it is applied.
+    pub fn commit_unawaited(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (done, _) = oneshot::channel();
+        self.committer
+            .send(CommitRequest {
+                work: Work::Batch(batch.ops),
+                touched: batch.touched,
+                mode: Mode::Unawaited,
+                done,
+            })
+            .map_err(|_| Error::SyncStopped)
+    }
+
     async fn submit(
         &self,
         work: Work,
@@ -352,7 +390,7 @@ impl Store {
             .send(CommitRequest {
                 work,
                 touched,
-                durability,
+                mode: durability.into(),
                 done,
             })
             .map_err(|_| Error::SyncStopped)?;
@@ -669,6 +707,8 @@ struct Committer {
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// ...and as soon as the log holds this much.
 const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+/// How long unawaited writes wait for company before they are synced on their own.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Committer {
     /// Bring sled up to date with the log: apply the records after the last one sled holds,
@@ -872,16 +912,32 @@ impl Committer {
             while let Ok(more) = rx.try_recv() {
                 pending.push(more);
             }
+            // Unawaited writes alone wait a moment for a request that does wait (a step's
+            // end usually follows its start within microseconds): both then share one fsync.
+            let hold_until = std::time::Instant::now() + HOLD;
+            while pending.iter().all(|r| r.mode == Mode::Unawaited) {
+                let left = hold_until.saturating_duration_since(std::time::Instant::now());
+                // On a timeout (or once every sender is gone) go on with what is pending.
+                let Ok(more) = rx.recv_timeout(left) else {
+                    break;
+                };
+                pending.push(more);
+                while let Ok(more) = rx.try_recv() {
+                    pending.push(more);
+                }
+            }
             let mut group = Vec::new();
             let mut lazy = Vec::new();
             for req in pending {
                 let applied = self.perform(req.work, &mut group);
-                match (applied, req.durability) {
-                    (Ok(applied), Durability::Sync) => {
+                match (applied, req.mode) {
+                    (Ok(applied), Mode::Sync) => {
                         durable.push((req.done, applied));
                         durable_touched.extend(req.touched);
                     }
-                    (Ok(applied), Durability::Lazy) => lazy.push((req.done, applied, req.touched)),
+                    (Ok(applied), Mode::Lazy) => lazy.push((req.done, applied, req.touched)),
+                    // Told to watchers with the durable ones, after the group is applied.
+                    (Ok(_), Mode::Unawaited) => durable_touched.extend(req.touched),
                     (Err(e), _) => {
                         let _ = req.done.send(Err(e));
                     }
@@ -889,8 +945,8 @@ impl Committer {
             }
             // Lazy writes reach the page cache now (a process crash keeps them) and are
             // answered once readers see them; durable ones wait for the fdatasync too.
-            let res = if lazy.is_empty() && !durable.is_empty() {
-                // Everyone waits for the disk anyway: sync first, then apply cheaply.
+            let res = if lazy.is_empty() && !(group.is_empty() && durable.is_empty()) {
+                // Nobody waits for sled alone: sync first, then apply cheaply.
                 stats
                     .fsyncs
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1022,6 +1078,45 @@ mod tests {
         store.commit(batch, Durability::Sync).await.unwrap();
         let (_, records) = wal::Wal::open(&wal_path).unwrap();
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [5]);
+    }
+
+    #[tokio::test]
+    async fn unawaited_writes_are_applied_in_order_and_synced_on_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
+        let fsyncs = || {
+            store
+                .sync_stats()
+                .fsyncs
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        // Alone: applied and fsynced once the hold is over.
+        let before = fsyncs();
+        let mut batch = Batch::new();
+        batch.put_function("t", &function("u", 1));
+        store.commit_unawaited(batch).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while latest(&store, "u").is_none() {
+            assert!(std::time::Instant::now() < deadline, "never applied");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        while fsyncs() == before {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // Followed by a commit that waits: applied before it, whatever the grouping.
+        let mut batch = Batch::new();
+        batch.put_function("t", &function("u", 2));
+        store.commit_unawaited(batch).unwrap();
+        let mut batch = Batch::new();
+        batch.put_function("t", &function("w", 1));
+        store.commit(batch, Durability::Sync).await.unwrap();
+        assert_eq!(
+            (latest(&store, "u"), latest(&store, "w")),
+            (Some(2), Some(1))
+        );
+        // An empty batch is not sent at all.
+        store.commit_unawaited(Batch::new()).unwrap();
     }
 
     #[tokio::test]

@@ -160,16 +160,17 @@ impl HostState {
             }
         }
         self.flush_logs_into(&mut batch);
-        let durability = if fx.sync {
-            Durability::Sync
+        let db = &self.shared.db;
+        let committed = if fx.sync {
+            db.commit(batch, Durability::Sync).await
+        } else if fx.timers.is_empty() && fx.timers_done.is_empty() && fx.callback.is_none() {
+            // What a crash may lose (an at-least-once step's start, log lines): the guest
+            // goes on at once, and the write shares the fsync of whatever comes next.
+            db.commit_unawaited(batch)
         } else {
-            Durability::Lazy
+            db.commit(batch, Durability::Lazy).await
         };
-        self.shared
-            .db
-            .commit(batch, durability)
-            .await
-            .map_err(|e| trap(HostFailure(e)))?;
+        committed.map_err(|e| trap(HostFailure(e)))?;
         let timers = &self.shared.timers;
         for t in fx.timers {
             timers.add(t.due_ms, self.execution, t.op_id, wake.clone());
