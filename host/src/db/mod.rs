@@ -811,7 +811,10 @@ impl Committer {
         if !group.is_empty() {
             self.log(&group)?;
         }
-        self.sync_log()?;
+        // If the fdatasync fails the record may still reach the disk (and recovery would
+        // apply it), so sled applies it too and stays what replaying the log would give;
+        // the waiting callers get the error.
+        let synced = self.sync_log();
         let apply = || -> sled::Result<()> {
             if group.is_empty() {
                 return Ok(());
@@ -833,15 +836,19 @@ impl Committer {
                 .insert(keys::WAL_SEQ, &self.seq.to_be_bytes()[..])?;
             Ok(())
         };
-        apply().map_err(|e| e.to_string())
+        let applied = apply().map_err(|e| e.to_string());
+        synced.and(applied)
     }
 
+    /// Append the group as the next record and write it. A failed write leaves neither the
+    /// record nor its sequence number behind (a gap would end the log at recovery).
     fn log(&mut self, group: &[wal::Op]) -> std::result::Result<(), String> {
-        self.seq += 1;
-        self.wal.append(self.seq, group);
+        self.wal.append(self.seq + 1, group);
         self.wal
             .write()
-            .map_err(|e| format!("write-ahead log: {e}"))
+            .map_err(|e| format!("write-ahead log: {e}"))?;
+        self.seq += 1;
+        Ok(())
     }
 
     fn sync_log(&mut self) -> std::result::Result<(), String> {
