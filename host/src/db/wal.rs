@@ -18,7 +18,8 @@
 //! fdatasynced.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// One write, on one of the two trees.
@@ -52,12 +53,19 @@ pub struct Wal {
 impl Wal {
     /// Open (or create) the log and read its complete records; a torn tail is cut off.
     pub fn open(path: &Path) -> io::Result<(Self, Vec<Record>)> {
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        if created {
+            // The file's name must survive a power loss as well as its contents.
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let (records, valid) = parse(&bytes);
@@ -71,7 +79,6 @@ impl Wal {
             file.set_len(valid as u64)?;
             file.sync_data()?;
         }
-        file.seek(SeekFrom::Start(valid as u64))?;
         let wal = Self {
             file,
             len: valid as u64,
@@ -109,14 +116,15 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let res = self.file.write_all(&self.buf);
+        // At an explicit offset: a failed write or reset never leaves a later record in
+        // the wrong place.
+        let res = self.file.write_all_at(&self.buf, self.len);
         if res.is_ok() {
             self.len += self.buf.len() as u64;
         } else {
             // A partial write leaves a torn record: cut the file back to the last whole one
             // so that later records are not hidden behind it.
             let _ = self.file.set_len(self.len);
-            let _ = self.file.seek(SeekFrom::Start(self.len));
         }
         self.buf.clear();
         res
@@ -136,10 +144,8 @@ impl Wal {
     pub fn reset(&mut self) -> io::Result<()> {
         self.buf.clear();
         self.file.set_len(0)?;
-        self.file.seek(SeekFrom::Start(0))?;
-        self.file.sync_data()?;
         self.len = 0;
-        Ok(())
+        self.file.sync_data()
     }
 }
 
@@ -157,7 +163,7 @@ fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
         // Sequence numbers are consecutive within one log.
         if records
             .last()
-            .is_some_and(|prev: &Record| record.seq != prev.seq + 1)
+            .is_some_and(|prev: &Record| prev.seq.checked_add(1) != Some(record.seq))
         {
             break;
         }
