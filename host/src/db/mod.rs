@@ -260,8 +260,8 @@ pub struct SyncStats {
 }
 
 impl Store {
-    /// Open (or create) the database under `dir`, and start its commit thread.
-    /// Open (or create) the database under `dir` with a page cache of `cache_bytes`.
+    /// Open (or create) the database under `dir` with a page cache of `cache_bytes`, recover
+    /// from its write-ahead log, and start its commit thread.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
@@ -293,16 +293,17 @@ impl Store {
             seq: 0,
             wal,
             last_checkpoint: std::time::Instant::now(),
+            stats: Arc::new(SyncStats::default()),
         };
         committer.recover(records)?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let stats = Arc::new(SyncStats::default());
+        let stats = committer.stats.clone();
         let watchers = Arc::new(Watchers::default());
         {
-            let (stats, watchers) = (stats.clone(), watchers.clone());
+            let watchers = watchers.clone();
             std::thread::Builder::new()
                 .name("db-commit".into())
-                .spawn(move || committer.run(rx, &stats, &watchers))
+                .spawn(move || committer.run(rx, &watchers))
                 .map_err(|e| Error::Sync(e.to_string()))?;
         }
         Ok(Self {
@@ -516,7 +517,6 @@ impl Store {
 
     // ---- timers ----
 
-    /// Every timer, in due order.
     /// Timers due in `from_ms..=until_ms`, in due order.
     pub fn timers_between(
         &self,
@@ -714,6 +714,7 @@ struct Committer {
     seq: u64,
     wal: wal::Wal,
     last_checkpoint: std::time::Instant,
+    stats: Arc<SyncStats>,
 }
 
 /// A checkpoint (flush sled, empty the log) happens at least this often while writes come...
@@ -724,8 +725,8 @@ const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
 const HOLD: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Committer {
-    /// Bring sled up to date with the log: apply the records after the last one sled holds,
-    /// then checkpoint so that the log starts empty.
+    /// Bring sled up to date with the log (the rule is below), then checkpoint so that the
+    /// log starts empty.
     fn recover(&mut self, records: Vec<wal::Record>) -> Result<()> {
         self.seq = match self.data.get(keys::WAL_SEQ)? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
@@ -835,29 +836,32 @@ impl Committer {
         // apply it), so sled applies it too and stays what replaying the log would give;
         // the waiting callers get the error.
         let synced = self.sync_log();
-        let apply = || -> sled::Result<()> {
-            if group.is_empty() {
-                return Ok(());
-            }
-            for op in group {
-                match op {
-                    wal::Op::Put(k, v) => {
-                        self.data.insert(k, v)?;
-                    }
-                    wal::Op::Del(k) => {
-                        self.data.remove(k)?;
-                    }
-                    wal::Op::PutComponent(k, v) => {
-                        self.components.insert(k, v)?;
-                    }
+        let applied = if group.is_empty() {
+            Ok(())
+        } else {
+            self.apply_each(group).map_err(|e| e.to_string())
+        };
+        synced.and(applied)
+    }
+
+    /// Apply one record's writes to sled one by one, then its sequence number.
+    fn apply_each(&self, ops: Vec<wal::Op>) -> sled::Result<()> {
+        for op in ops {
+            match op {
+                wal::Op::Put(k, v) => {
+                    self.data.insert(k, v)?;
+                }
+                wal::Op::Del(k) => {
+                    self.data.remove(k)?;
+                }
+                wal::Op::PutComponent(k, v) => {
+                    self.components.insert(k, v)?;
                 }
             }
-            self.data
-                .insert(keys::WAL_SEQ, &self.seq.to_be_bytes()[..])?;
-            Ok(())
-        };
-        let applied = apply().map_err(|e| e.to_string());
-        synced.and(applied)
+        }
+        self.data
+            .insert(keys::WAL_SEQ, &self.seq.to_be_bytes()[..])?;
+        Ok(())
     }
 
     /// Append the group as the next record and write it. A failed write leaves neither the
@@ -872,6 +876,9 @@ impl Committer {
     }
 
     fn sync_log(&mut self) -> std::result::Result<(), String> {
+        self.stats
+            .fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.wal
             .sync()
             .map_err(|e| format!("write-ahead log fdatasync: {e}"))
@@ -880,9 +887,6 @@ impl Committer {
     /// Flush sled and fdatasync its file: everything applied is now durable in sled, so the
     /// log can be emptied.
     fn checkpoint(&mut self) -> std::result::Result<(), String> {
-        self.wal
-            .write()
-            .map_err(|e| format!("write-ahead log: {e}"))?;
         // Whatever happens, the next attempt is a second away (no retry storm).
         self.last_checkpoint = std::time::Instant::now();
         self.db.flush().map_err(|e| e.to_string())?;
@@ -933,12 +937,7 @@ impl Committer {
     /// durable, one fdatasync, and answer the rest. A request that arrives during a sync is
     /// served by the next round, so every write applied before a durable request was made is
     /// on disk when it is answered.
-    fn run(
-        mut self,
-        rx: std::sync::mpsc::Receiver<CommitRequest>,
-        stats: &SyncStats,
-        watchers: &Watchers,
-    ) {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<CommitRequest>, watchers: &Watchers) {
         let mut durable = Vec::new();
         let mut durable_touched = Vec::new();
         // Watchers hear of a change once readers can see it and, for a durable batch, once
@@ -1016,9 +1015,6 @@ impl Committer {
             // answered once readers see them; durable ones wait for the fdatasync too.
             let res = if lazy.is_empty() && !(group.is_empty() && durable.is_empty()) {
                 // Nobody waits for sled alone: sync first, then apply cheaply.
-                stats
-                    .fsyncs
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.log_sync_and_apply(group)
             } else {
                 let mut res = self.log_and_apply(group);
@@ -1029,9 +1025,6 @@ impl Committer {
                     let _ = done.send(res.clone().map(|()| applied));
                 }
                 if !durable.is_empty() {
-                    stats
-                        .fsyncs
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     res = res.and_then(|()| self.sync_log());
                 }
                 res

@@ -254,18 +254,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = written(dir.path(), 1..4);
         let full = std::fs::read(&path).unwrap();
-        // Every cut inside the last record keeps exactly the first two.
-        let (_, two) = parse(&full);
-        let two_len: usize = {
-            let (r, _) = parse(&full[..full.len() - 1]);
-            assert_eq!(r.len(), 2);
-            let mut at = 0;
-            for _ in 0..2 {
-                at += parse_one(&full[at..]).unwrap().1;
-            }
-            at
-        };
-        assert_eq!(two, full.len());
+        let (records, whole) = parse(&full);
+        assert_eq!((records.len(), whole), (3, full.len()));
+        // Every cut inside the last record keeps exactly the first two (and the bytes the
+        // first two take are where a cut log's valid part ends).
+        let (_, two_len) = parse(&full[..full.len() - 1]);
         for cut in two_len..full.len() {
             assert_eq!(parse(&full[..cut]).0.len(), 2, "cut at {cut}");
         }
