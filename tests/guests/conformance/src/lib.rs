@@ -4,8 +4,10 @@
 //! end-to-end tests depend on the scenario names and behaviours listed in
 //! `tests/guests/README.md`: change both together. Durations in params are milliseconds.
 
+mod blocking;
 mod callbacks;
 mod children;
+mod floods;
 mod hostile;
 mod probes;
 mod steps;
@@ -59,10 +61,14 @@ fn handler(ctx: &mut Context, input: Value) -> Result<Value, Error> {
         "nondeterministic" => hostile::nondeterministic(ctx),
         "fail" => hostile::fail(params(&input)?),
         "panic" => hostile::panic(),
-        other => Err(Error::new(
-            "UnknownScenario",
-            format!("unknown scenario {other:?}"),
-        )),
+        other => floods::scenario(ctx, other, &input)
+            .or_else(|| blocking::scenario(ctx, other, &input))
+            .unwrap_or_else(|| {
+                Err(Error::new(
+                    "UnknownScenario",
+                    format!("unknown scenario {other:?}"),
+                ))
+            }),
     }
 }
 
