@@ -15,8 +15,11 @@ pub use context::callback_timer_op;
 pub mod outbound;
 pub mod stdio;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
@@ -78,11 +81,19 @@ pub struct Shared {
     /// Executions with a pending stop request (mirrors the durable stop records), checked
     /// on every epoch tick and host call of a resident guest.
     pub stops: std::sync::Mutex<std::collections::HashSet<ExecId>>,
+    /// The stop signal of each execution with an activation in progress (see `StopWatch`):
+    /// what reaches a guest that awaits a host future and so never ticks nor calls.
+    pub stop_signals: Mutex<HashMap<ExecId, Arc<Notify>>>,
 }
 
 impl Shared {
     pub fn request_stop(&self, id: ExecId) {
         self.stops.lock().expect("stops").insert(id);
+        // After the insert: a watch registered before this sees the signal, one registered
+        // after sees the insert (see `watch_stop`).
+        if let Some(signal) = self.stop_signals.lock().expect("stop signals").get(&id) {
+            signal.notify_one();
+        }
     }
 
     pub fn stop_requested(&self, id: &ExecId) -> bool {
@@ -91,6 +102,51 @@ impl Shared {
 
     pub fn clear_stop(&self, id: &ExecId) {
         self.stops.lock().expect("stops").remove(id);
+    }
+
+    /// Watch for a stop of `id` for as long as the returned guard lives (one activation).
+    /// A stop requested before the watch began is signalled at once.
+    pub fn watch_stop(self: &Arc<Self>, id: ExecId) -> StopWatch {
+        let signal = Arc::new(Notify::new());
+        self.stop_signals
+            .lock()
+            .expect("stop signals")
+            .insert(id, signal.clone());
+        if self.stop_requested(&id) {
+            signal.notify_one(); // kept as a permit until someone waits
+        }
+        StopWatch {
+            shared: self.clone(),
+            id,
+            signal,
+        }
+    }
+}
+
+/// The stop signal of one activation; unregistered when dropped.
+pub struct StopWatch {
+    shared: Arc<Shared>,
+    id: ExecId,
+    signal: Arc<Notify>,
+}
+
+impl StopWatch {
+    /// Resolves once a stop of this execution is requested (at once if it already was).
+    pub async fn stopped(&self) {
+        self.signal.notified().await
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        let mut signals = self.shared.stop_signals.lock().expect("stop signals");
+        // The scheduler runs one activation of an execution at a time, but stay exact.
+        if signals
+            .get(&self.id)
+            .is_some_and(|s| Arc::ptr_eq(s, &self.signal))
+        {
+            signals.remove(&self.id);
+        }
     }
 }
 

@@ -223,6 +223,10 @@ impl Runtime {
             }
         };
 
+        // From here until the store is gone, a stop reaches this activation even while its
+        // guest awaits a host future (the race around the run).
+        let stop = self.shared.watch_stop(key.id);
+
         let next_log_seq = db.next_log_seq(&key.id)?;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.memory_limit_bytes)
@@ -270,11 +274,21 @@ impl Runtime {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let input = exec.input.clone();
-        let run = tokio::time::timeout(limit, async {
+        let guest = tokio::time::timeout(limit, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_handle(&mut store, &input).await
-        })
-        .await;
+        });
+        let run = tokio::select! {
+            biased;
+            run = guest => run,
+            // A guest awaiting a host future (an HTTP response, a sleep, a body read) neither
+            // ticks nor calls `context`, so the checks there never run: the stop signal ends
+            // it instead. Dropping `guest` cancels the host work it awaits (the request and
+            // its connection, the timer). A `context` call cut short this way had already
+            // queued its commit (`db::Store::commit` sends before it awaits), so the journal
+            // on disk and the one `finish` extends agree.
+            () = stop.stopped() => Ok(Err(wasmtime::Error::new(Stopped))),
+        };
 
         let state = store.data_mut();
         let stdio = state.drain_stdio(true);
@@ -353,6 +367,7 @@ impl Runtime {
             Activation::new(Journal::default(), now),
         );
         drop(store); // unload: the instance and its memory are gone from here on
+        drop(stop);
         let (end, ic_error) = match end {
             Done(end) => (end, None),
             Trapped(error) => {
