@@ -215,3 +215,159 @@ fn finding_07_the_execution_deadline_reaches_a_guest_blocked_in_a_host_call() {
         println!("{scenario_name}: timed out {took:?} after the invoke");
     }
 }
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[test]
+fn finding_11_guests_wait_for_the_host_wide_memory_budget() {
+    const BUDGET_MB: u64 = 512;
+    const GUESTS: usize = 20;
+    const TOUCH_MB: u64 = 100;
+    let s = Server::start_with(&["--memory-budget-mb", &BUDGET_MB.to_string()]);
+    s.deploy("hog", "conformance_guest");
+    assert_eq!(
+        s.metric("durable_memory_budget_bytes"),
+        BUDGET_MB as f64 * MIB
+    );
+    // Once, so that the compiled component is loaded before the baseline is taken.
+    let warm = s.invoke(
+        "hog",
+        &scenario("hold-memory", json!({"mib": 1, "hold_ms": 0})),
+    );
+    assert_eq!(s.wait_done(&warm)["status"], "succeeded");
+    let pid = s.pid();
+    let rss_before = proc_kib(pid, "VmRSS");
+
+    let input = scenario("hold-memory", json!({"mib": TOUCH_MB, "hold_ms": 300}));
+    let ids: Vec<String> = (0..GUESTS).map(|_| s.invoke("hog", &input)).collect();
+    let (mut reserved, mut resident, mut waiting) = (0f64, 0f64, 0f64);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        reserved = reserved.max(s.metric("durable_memory_reserved_bytes"));
+        resident = resident.max(s.metric("durable_resident_instances"));
+        waiting = waiting.max(s.metric("durable_activations_waiting_for_memory"));
+        let done = ids
+            .iter()
+            .filter(|id| s.execution(id)["status"] != "running")
+            .count();
+        if done == ids.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {GUESTS} done in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for id in &ids {
+        let v = s.execution(id);
+        assert_eq!(v["status"], "succeeded", "{v}");
+    }
+    let hwm = proc_kib(pid, "VmHWM");
+    let grew_mib = hwm.saturating_sub(rss_before) / 1024;
+    println!(
+        "budget {BUDGET_MB} MiB, {GUESTS} guests x {TOUCH_MB} MiB: peak reserved {} MiB, \
+         peak resident {resident}, peak waiting {waiting}; VmRSS before {} MiB, VmHWM {} MiB \
+         (+{grew_mib} MiB)",
+        reserved / MIB,
+        rss_before / 1024,
+        hwm / 1024
+    );
+    assert!(reserved <= BUDGET_MB as f64 * MIB, "reserved {reserved}");
+    assert!(
+        resident <= (BUDGET_MB / TOUCH_MB) as f64,
+        "{resident} resident at once"
+    );
+    assert!(waiting >= 1.0, "no activation ever waited for memory");
+    // The budget, plus room for the host's own allocations around the guests.
+    assert!(
+        grew_mib < BUDGET_MB + 128,
+        "the host grew by {grew_mib} MiB with a budget of {BUDGET_MB} MiB"
+    );
+    assert_eq!(s.metric("durable_memory_reserved_bytes"), 0.0);
+    assert_eq!(s.metric("durable_activations_waiting_for_memory"), 0.0);
+}
+
+#[test]
+fn finding_11_stop_and_the_deadline_reach_an_execution_waiting_for_memory() {
+    // Room for exactly one instance: the second waits for the first, which sleeps.
+    let s = Server::start_with(&["--memory-budget-mb", "128", "--memory-limit-mb", "128"]);
+    s.deploy("hog", "conformance_guest");
+    let (code, v) = s.req(
+        "PUT",
+        "/v1/functions/short?execution_timeout_secs=1",
+        Some(guest_bytes("conformance_guest")),
+    );
+    assert_eq!(code, 201, "{v}");
+    let holder = s.invoke(
+        "hog",
+        &scenario("hold-memory", json!({"mib": 1, "hold_ms": LONG_SLEEP_MS})),
+    );
+    s.wait_history(&holder, |h| !h.is_empty());
+    let until_resident = Instant::now() + Duration::from_secs(30);
+    while s.metric("durable_memory_reserved_bytes") < 128.0 * MIB {
+        assert!(
+            Instant::now() < until_resident,
+            "the holder never became resident"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let waiter = s.invoke("hog", &scenario("echo", json!({"value": 1})));
+    let timed = s.invoke("short", &scenario("echo", json!({"value": 2})));
+    let until_waiting = Instant::now() + Duration::from_secs(30);
+    while s.metric("durable_activations_waiting_for_memory") < 2.0 {
+        assert!(
+            Instant::now() < until_waiting,
+            "the others never waited for memory"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Stop the waiting one: it ends at once, without an instance.
+    let asked = Instant::now();
+    let (code, v) = s.post(&format!("/v1/executions/{waiter}/stop"), &json!({}));
+    assert_eq!((code, v["status"].as_str()), (200, Some("stopped")), "{v}");
+    assert!(
+        asked.elapsed() < PROMPT,
+        "stopped after {:?}",
+        asked.elapsed()
+    );
+    // The one with a 1 s timeout ends timed_out while it waits.
+    let v = s.wait_status(&timed, &["timed_out"], Duration::from_secs(1) + PROMPT);
+    assert_eq!(v["error"]["error_type"], "Execution.Timeout", "{v}");
+    assert_eq!(s.metric("durable_activations_waiting_for_memory"), 0.0);
+
+    // And the holder, blocked in its sleep, stops too; its memory is released.
+    let (code, v) = s.post(&format!("/v1/executions/{holder}/stop"), &json!({}));
+    assert_eq!((code, v["status"].as_str()), (200, Some("stopped")), "{v}");
+    assert_eq!(s.metric("durable_memory_reserved_bytes"), 0.0);
+    let after = s.invoke("hog", &scenario("echo", json!({"value": 3})));
+    assert_eq!(s.wait_done(&after)["output"], json!(3));
+}
+
+#[test]
+fn finding_11_a_budget_below_the_per_instance_limit_is_refused_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .args(["--memory-budget-mb", "64", "--memory-limit-mb", "128"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway: {stderr}");
+    for needle in ["--memory-budget-mb", "--memory-limit-mb", "64", "128"] {
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+    }
+}

@@ -891,6 +891,21 @@ async fn metrics(State(host): AppState) -> Response {
             "Size of the sled store on disk.",
             host.db.size_on_disk(),
         ),
+        (
+            "durable_memory_budget_bytes",
+            "Linear memory resident instances may reserve together (--memory-budget-mb).",
+            host.runtime.shared.memory.budget_bytes(),
+        ),
+        (
+            "durable_memory_reserved_bytes",
+            "Linear memory reserved by resident instances (each its function's memory limit).",
+            host.runtime.shared.memory.reserved_bytes(),
+        ),
+        (
+            "durable_activations_waiting_for_memory",
+            "Activations waiting in line for their share of the memory budget.",
+            host.runtime.shared.memory.waiting(),
+        ),
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -3,7 +3,8 @@
 //! `bindings` holds the generated code and nothing else. `context` implements the durable
 //! operations by asking `journal` what to do and performing its effects against `db`;
 //! `stdio` captures stdout/stderr into the execution's logs; `outbound` enforces the HTTP
-//! allowlist. Suspension is a typed trap (`Suspend`), never a string.
+//! allowlist; `memory` is the host-wide memory budget instances reserve from. Suspension is
+//! a typed trap (`Suspend`), never a string.
 //!
 //! Architecture invariant: a guest reaches only what is added here: the `context` interface,
 //! WASI clocks/random/stdio (no filesystem, environment, sockets or stdin), and `wasi:http`
@@ -12,6 +13,7 @@
 pub mod bindings;
 mod context;
 pub use context::callback_timer_op;
+pub mod memory;
 pub mod outbound;
 pub mod stdio;
 
@@ -84,6 +86,8 @@ pub struct Shared {
     /// The stop signal of each execution with an activation in progress (see `StopWatch`):
     /// what reaches a guest that awaits a host future and so never ticks nor calls.
     pub stop_signals: Mutex<HashMap<ExecId, Arc<Notify>>>,
+    /// The linear memory resident instances may reserve together (`--memory-budget-mb`).
+    pub memory: memory::MemoryBudget,
 }
 
 impl Shared {
@@ -184,6 +188,8 @@ pub struct HostState {
     table: ResourceTable,
     pub limits: StoreLimits,
     _resident: ResidentGuard,
+    /// This instance's share of the memory budget (`with_memory`), released with the store.
+    memory: Option<memory::Reservation>,
 }
 
 impl HostState {
@@ -220,7 +226,14 @@ impl HostState {
             hooks,
             table: ResourceTable::new(),
             limits,
+            memory: None,
         }
+    }
+
+    /// Hold `reservation` for as long as this state (and so its store) lives.
+    pub fn with_memory(mut self, reservation: memory::Reservation) -> Self {
+        self.memory = Some(reservation);
+        self
     }
 
     pub fn now_ms(&self) -> u64 {

@@ -1,5 +1,8 @@
 //! Scenarios that block inside a host call (outbound HTTP, a sleep): stop must still reach
-//! them.
+//! them; and one that holds a given amount of touched linear memory for a while, for the
+//! host-wide memory budget.
+
+use std::hint::black_box;
 
 use durable_sdk::http::Request;
 use durable_sdk::{Context, Error, RetryStrategy, StepConfig};
@@ -13,6 +16,7 @@ pub fn scenario(ctx: &mut Context, name: &str, input: &Value) -> Option<Result<V
     Some(match name {
         "block-http" => params(input).and_then(|p| block_http(ctx, p)),
         "block-sleep" => params(input).and_then(|p| block_sleep(ctx, p)),
+        "hold-memory" => params(input).and_then(hold_memory),
         _ => return None,
     })
 }
@@ -63,4 +67,26 @@ fn block_sleep(ctx: &mut Context, p: BlockSleep) -> Result<Value, Error> {
         std::thread::sleep(ms(p.ms));
         Ok("slept".into())
     })
+}
+
+#[derive(Deserialize)]
+pub struct HoldMemory {
+    mib: usize,
+    hold_ms: u64,
+}
+
+/// Bytes per page the host's kernel commits; touching one byte in each makes it resident.
+const PAGE: usize = 4096;
+
+/// `hold-memory`: allocates `mib` MiB, writes one byte in every 4 KiB page (so the memory
+/// is resident, not just reserved), sleeps `hold_ms` (staying resident), outputs `mib`.
+fn hold_memory(p: HoldMemory) -> Result<Value, Error> {
+    let mut hoard = vec![0u8; p.mib << 20];
+    for i in (0..hoard.len()).step_by(PAGE) {
+        hoard[i] = 1;
+    }
+    black_box(&hoard);
+    std::thread::sleep(ms(p.hold_ms));
+    black_box(&hoard);
+    Ok(p.mib.into())
 }
