@@ -1,6 +1,6 @@
 //! Stop of a guest blocked in a host call, and the host-wide memory budget (findings 7, 11).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,8 +21,9 @@ enum Conn {
     Closed,
 }
 
-/// An HTTP server that reads requests and never answers them, and tells when the client
-/// drops the connection: a remote API that hangs.
+/// An HTTP server that never finishes an answer, and tells when the client drops the
+/// connection: a remote API that hangs. A request for `/hang` gets nothing back; one for
+/// `/hang-body` gets a response head and the start of a body that never ends.
 struct Blackhole {
     addr: String,
     events: mpsc::Receiver<Conn>,
@@ -43,7 +44,8 @@ impl Blackhole {
         Blackhole { addr, events }
     }
 
-    /// Read the request head, report it, then read until the peer closes.
+    /// Read the request head, answer it as its path says, report it, then read until the
+    /// peer closes.
     fn serve(mut conn: TcpStream, tx: mpsc::Sender<Conn>) {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
@@ -58,6 +60,10 @@ impl Blackhole {
                     seen.extend_from_slice(&buf[..n]);
                     if !reported && seen.windows(4).any(|w| w == b"\r\n\r\n") {
                         reported = true;
+                        if seen.starts_with(b"GET /hang-body ") {
+                            let head = "HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nstart";
+                            let _ = conn.write_all(head.as_bytes());
+                        }
                         let _ = tx.send(Conn::Request);
                     }
                 }
@@ -65,8 +71,8 @@ impl Blackhole {
         }
     }
 
-    fn url(&self) -> String {
-        format!("http://{}/hang", self.addr)
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// The next connection event, within `timeout`.
@@ -79,6 +85,9 @@ impl Blackhole {
 enum Blocked {
     /// The blackhole received the request.
     InRequest,
+    /// The blackhole sent a response head and part of its body, and a moment has passed
+    /// (for the guest to read the head and block on the rest).
+    InBody,
     /// The history shows this event for step `name`, and a moment has passed (a sleep
     /// outside a step leaves no event of its own; the moment lets the guest reach it).
     After(&'static str, &'static str),
@@ -87,6 +96,7 @@ enum Blocked {
 struct Case {
     name: &'static str,
     scenario: &'static str,
+    path: &'static str,
     in_step: bool,
     blocked: Blocked,
 }
@@ -96,12 +106,16 @@ const LONG_SLEEP_MS: u64 = 600_000;
 /// The guest is well inside its blocking call (see [`Blocked`]).
 fn wait_blocked(s: &Server, id: &str, hole: &Blackhole, blocked: &Blocked) {
     match blocked {
-        Blocked::InRequest => {
+        Blocked::InRequest | Blocked::InBody => {
             let ev = hole.next(Duration::from_secs(30));
             assert!(
                 matches!(ev, Some(Conn::Request)),
                 "{id}: no request: {ev:?}"
             );
+            if matches!(blocked, Blocked::InBody) {
+                // Nothing marks the moment the guest blocks on the body: give it time.
+                std::thread::sleep(Duration::from_millis(300));
+            }
         }
         Blocked::After(event_type, step) => {
             s.wait_history(id, |h| {
@@ -123,24 +137,35 @@ fn finding_07_stop_reaches_a_guest_blocked_in_http_or_a_sleep() {
         Case {
             name: "http outside a step",
             scenario: "block-http",
+            path: "/hang",
             in_step: false,
             blocked: Blocked::InRequest,
         },
         Case {
             name: "http inside a step",
             scenario: "block-http",
+            path: "/hang",
             in_step: true,
             blocked: Blocked::InRequest,
         },
         Case {
+            name: "http body read inside a step",
+            scenario: "block-http",
+            path: "/hang-body",
+            in_step: true,
+            blocked: Blocked::InBody,
+        },
+        Case {
             name: "sleep outside a step",
             scenario: "block-sleep",
+            path: "",
             in_step: false,
             blocked: Blocked::After("StepSucceeded", "before"),
         },
         Case {
             name: "sleep inside a step",
             scenario: "block-sleep",
+            path: "",
             in_step: true,
             blocked: Blocked::After("StepStarted", "sleep"),
         },
@@ -148,7 +173,7 @@ fn finding_07_stop_reaches_a_guest_blocked_in_http_or_a_sleep() {
     for case in cases {
         let input = scenario(
             case.scenario,
-            json!({"url": hole.url(), "ms": LONG_SLEEP_MS, "in_step": case.in_step}),
+            json!({"url": hole.url(case.path), "ms": LONG_SLEEP_MS, "in_step": case.in_step}),
         );
         let id = s.invoke("block", &input);
         wait_blocked(&s, &id, &hole, &case.blocked);
@@ -173,7 +198,7 @@ fn finding_07_stop_reaches_a_guest_blocked_in_http_or_a_sleep() {
             "{}: the stop was recorded as a failed attempt: {t:?}",
             case.name
         );
-        if matches!(case.blocked, Blocked::InRequest) {
+        if matches!(case.blocked, Blocked::InRequest | Blocked::InBody) {
             let ev = hole.next(PROMPT);
             assert!(
                 matches!(ev, Some(Conn::Closed)),
@@ -199,7 +224,7 @@ fn finding_07_the_execution_deadline_reaches_a_guest_blocked_in_a_host_call() {
     for (scenario_name, in_step) in [("block-http", true), ("block-sleep", false)] {
         let input = scenario(
             scenario_name,
-            json!({"url": hole.url(), "ms": LONG_SLEEP_MS, "in_step": in_step}),
+            json!({"url": hole.url("/hang"), "ms": LONG_SLEEP_MS, "in_step": in_step}),
         );
         let invoked = Instant::now();
         let id = s.invoke("short", &input);
