@@ -335,3 +335,53 @@ impl WasiHttpView for HostState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shared(dir: &std::path::Path) -> Arc<Shared> {
+        let clock: Arc<dyn crate::timer::Clock> = Arc::new(crate::timer::ManualClock::new(0));
+        Arc::new(Shared {
+            db: Store::open(dir, 1 << 20).unwrap(),
+            timers: Timers::new(clock),
+            limits: PayloadLimits::default(),
+            outbound: Arc::default(),
+            resident: AtomicI64::new(0),
+            stops: Default::default(),
+            stop_signals: Default::default(),
+            memory: memory::MemoryBudget::new(1 << 30),
+        })
+    }
+
+    /// Resolves within a bound, or says it did not.
+    async fn signalled(watch: &StopWatch) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), watch.stopped())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_stop_reaches_a_watch_whether_it_came_before_or_after_the_watch_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        let (early, late, other) = ([1; 16], [2; 16], [3; 16]);
+
+        shared.request_stop(early);
+        let watch = shared.watch_stop(early);
+        assert!(signalled(&watch).await, "a stop before the watch is missed");
+        drop(watch);
+
+        let watch = shared.watch_stop(late);
+        assert!(!signalled(&watch).await, "signalled without a stop");
+        shared.request_stop(late);
+        assert!(signalled(&watch).await, "a stop during the watch is missed");
+        drop(watch);
+        assert!(shared.stop_signals.lock().unwrap().is_empty());
+
+        let watch = shared.watch_stop(other);
+        shared.request_stop(late); // not this execution's stop
+        assert!(!signalled(&watch).await);
+    }
+}
