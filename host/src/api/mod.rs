@@ -710,9 +710,10 @@ async fn logs(State(host): AppState, Path(id): Path<String>) -> ApiResult {
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Stop a running or suspended execution: the request is durable (it survives a crash) and
-/// the execution's next activation, or its resident guest at the next epoch tick or host
-/// call, carries it out. 200 with the stopped execution, 202 if it is still stopping, 409
-/// if it had already ended.
+/// the execution's next activation carries it out, or its activation in progress at once
+/// (also when its guest waits in a host call, such as an HTTP request or a sleep, or the
+/// activation waits for memory). 200 with the stopped execution, 202 if it is still
+/// stopping, 409 if it had already ended.
 #[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "executions",
     params(("id" = String, Path, description = "Execution id")),
     responses(
