@@ -51,6 +51,10 @@ pub struct Options {
     pub timer_horizon: std::time::Duration,
     /// sled's page cache, in bytes: the memory the store may keep of what it read or wrote.
     pub db_cache_bytes: u64,
+    /// The linear memory all resident instances may reserve together (each reserves its
+    /// function's memory limit); activations wait for it in line. Default: see
+    /// `host_api::memory::default_bytes`.
+    pub memory_budget_bytes: u64,
 }
 
 impl Default for Options {
@@ -64,6 +68,10 @@ impl Default for Options {
             max_resident: 256,
             timer_horizon: timer::HORIZON,
             db_cache_bytes: 64 * 1024 * 1024,
+            memory_budget_bytes: host_api::memory::default_bytes(
+                settings::Defaults::default().memory_limit_bytes as u64,
+                256, // max_resident, above
+            ),
         }
     }
 }
@@ -117,6 +125,8 @@ impl Host {
             outbound: Arc::new(outbound),
             resident: AtomicI64::new(0),
             stops: Default::default(),
+            stop_signals: Default::default(),
+            memory: host_api::memory::MemoryBudget::new(opts.memory_budget_bytes),
         });
         let runtime = Arc::new(Runtime {
             engine,

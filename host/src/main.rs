@@ -73,6 +73,11 @@ struct ServeArgs {
     /// Largest component upload, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_upload_bytes: usize,
+    /// Linear memory all resident instances may reserve together, in MiB: each reserves
+    /// its function's memory limit before it starts, and waits in line until that fits.
+    /// At least --memory-limit-mb. Default: half of this machine's memory.
+    #[arg(long)]
+    memory_budget_mb: Option<u64>,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -101,6 +106,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if !a.activation_timeout_secs.is_finite() || a.activation_timeout_secs <= 0.0 {
         anyhow::bail!("--activation-timeout-secs must be a positive number");
     }
+    let memory_limit_bytes = (a.memory_limit_mb as u64).saturating_mul(1024 * 1024);
+    let memory_budget_bytes = match a.memory_budget_mb {
+        Some(mb) if mb < a.memory_limit_mb as u64 => anyhow::bail!(
+            "--memory-budget-mb {mb} is smaller than --memory-limit-mb {}: no instance could \
+             ever start; give a budget of at least the per-instance limit",
+            a.memory_limit_mb
+        ),
+        Some(mb) => mb.saturating_mul(1024 * 1024),
+        None => {
+            durable_host::host_api::memory::default_bytes(memory_limit_bytes, a.max_resident as u64)
+        }
+    };
     let mut opts = durable_host::Options {
         data_dir: a.data_dir,
         allow_outbound: a.allow_outbound,
@@ -108,6 +125,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_resident: a.max_resident,
         timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
         db_cache_bytes: a.db_cache_mb.max(1) * 1024 * 1024,
+        memory_budget_bytes,
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {

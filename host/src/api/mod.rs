@@ -710,9 +710,10 @@ async fn logs(State(host): AppState, Path(id): Path<String>) -> ApiResult {
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Stop a running or suspended execution: the request is durable (it survives a crash) and
-/// the execution's next activation, or its resident guest at the next epoch tick or host
-/// call, carries it out. 200 with the stopped execution, 202 if it is still stopping, 409
-/// if it had already ended.
+/// the execution's next activation carries it out, or its activation in progress at once
+/// (also when its guest waits in a host call, such as an HTTP request or a sleep, or the
+/// activation waits for memory). 200 with the stopped execution, 202 if it is still
+/// stopping, 409 if it had already ended.
 #[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "executions",
     params(("id" = String, Path, description = "Execution id")),
     responses(
@@ -890,6 +891,21 @@ async fn metrics(State(host): AppState) -> Response {
             "durable_db_bytes",
             "Size of the sled store on disk.",
             host.db.size_on_disk(),
+        ),
+        (
+            "durable_memory_budget_bytes",
+            "Linear memory resident instances may reserve together (--memory-budget-mb).",
+            host.runtime.shared.memory.budget_bytes(),
+        ),
+        (
+            "durable_memory_reserved_bytes",
+            "Linear memory reserved by resident instances (each its function's memory limit).",
+            host.runtime.shared.memory.reserved_bytes(),
+        ),
+        (
+            "durable_activations_waiting_for_memory",
+            "Activations waiting in line for their share of the memory budget.",
+            host.runtime.shared.memory.waiting(),
         ),
     ];
     for (name, help, v) in gauges {

@@ -3,7 +3,8 @@
 //! `bindings` holds the generated code and nothing else. `context` implements the durable
 //! operations by asking `journal` what to do and performing its effects against `db`;
 //! `stdio` captures stdout/stderr into the execution's logs; `outbound` enforces the HTTP
-//! allowlist. Suspension is a typed trap (`Suspend`), never a string.
+//! allowlist; `memory` is the host-wide memory budget instances reserve from. Suspension is
+//! a typed trap (`Suspend`), never a string.
 //!
 //! Architecture invariant: a guest reaches only what is added here: the `context` interface,
 //! WASI clocks/random/stdio (no filesystem, environment, sockets or stdin), and `wasi:http`
@@ -12,11 +13,15 @@
 pub mod bindings;
 mod context;
 pub use context::callback_timer_op;
+pub mod memory;
 pub mod outbound;
 pub mod stdio;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
@@ -78,11 +83,21 @@ pub struct Shared {
     /// Executions with a pending stop request (mirrors the durable stop records), checked
     /// on every epoch tick and host call of a resident guest.
     pub stops: std::sync::Mutex<std::collections::HashSet<ExecId>>,
+    /// The stop signal of each execution with an activation in progress (see `StopWatch`):
+    /// what reaches a guest that awaits a host future and so never ticks nor calls.
+    pub stop_signals: Mutex<HashMap<ExecId, Arc<Notify>>>,
+    /// The linear memory resident instances may reserve together (`--memory-budget-mb`).
+    pub memory: memory::MemoryBudget,
 }
 
 impl Shared {
     pub fn request_stop(&self, id: ExecId) {
         self.stops.lock().expect("stops").insert(id);
+        // After the insert: a watch registered before this sees the signal, one registered
+        // after sees the insert (see `watch_stop`).
+        if let Some(signal) = self.stop_signals.lock().expect("stop signals").get(&id) {
+            signal.notify_one();
+        }
     }
 
     pub fn stop_requested(&self, id: &ExecId) -> bool {
@@ -91,6 +106,51 @@ impl Shared {
 
     pub fn clear_stop(&self, id: &ExecId) {
         self.stops.lock().expect("stops").remove(id);
+    }
+
+    /// Watch for a stop of `id` for as long as the returned guard lives (one activation).
+    /// A stop requested before the watch began is signalled at once.
+    pub fn watch_stop(self: &Arc<Self>, id: ExecId) -> StopWatch {
+        let signal = Arc::new(Notify::new());
+        self.stop_signals
+            .lock()
+            .expect("stop signals")
+            .insert(id, signal.clone());
+        if self.stop_requested(&id) {
+            signal.notify_one(); // kept as a permit until someone waits
+        }
+        StopWatch {
+            shared: self.clone(),
+            id,
+            signal,
+        }
+    }
+}
+
+/// The stop signal of one activation; unregistered when dropped.
+pub struct StopWatch {
+    shared: Arc<Shared>,
+    id: ExecId,
+    signal: Arc<Notify>,
+}
+
+impl StopWatch {
+    /// Resolves once a stop of this execution is requested (at once if it already was).
+    pub async fn stopped(&self) {
+        self.signal.notified().await
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        let mut signals = self.shared.stop_signals.lock().expect("stop signals");
+        // The scheduler runs one activation of an execution at a time, but stay exact.
+        if signals
+            .get(&self.id)
+            .is_some_and(|s| Arc::ptr_eq(s, &self.signal))
+        {
+            signals.remove(&self.id);
+        }
     }
 }
 
@@ -128,6 +188,8 @@ pub struct HostState {
     table: ResourceTable,
     pub limits: StoreLimits,
     _resident: ResidentGuard,
+    /// This instance's share of the memory budget (`with_memory`), released with the store.
+    memory: Option<memory::Reservation>,
 }
 
 impl HostState {
@@ -164,7 +226,14 @@ impl HostState {
             hooks,
             table: ResourceTable::new(),
             limits,
+            memory: None,
         }
+    }
+
+    /// Hold `reservation` for as long as this state (and so its store) lives.
+    pub fn with_memory(mut self, reservation: memory::Reservation) -> Self {
+        self.memory = Some(reservation);
+        self
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -264,5 +333,55 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shared(dir: &std::path::Path) -> Arc<Shared> {
+        let clock: Arc<dyn crate::timer::Clock> = Arc::new(crate::timer::ManualClock::new(0));
+        Arc::new(Shared {
+            db: Store::open(dir, 1 << 20).unwrap(),
+            timers: Timers::new(clock),
+            limits: PayloadLimits::default(),
+            outbound: Arc::default(),
+            resident: AtomicI64::new(0),
+            stops: Default::default(),
+            stop_signals: Default::default(),
+            memory: memory::MemoryBudget::new(1 << 30),
+        })
+    }
+
+    /// Resolves within a bound, or says it did not.
+    async fn signalled(watch: &StopWatch) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), watch.stopped())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_stop_reaches_a_watch_whether_it_came_before_or_after_the_watch_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        let (early, late, other) = ([1; 16], [2; 16], [3; 16]);
+
+        shared.request_stop(early);
+        let watch = shared.watch_stop(early);
+        assert!(signalled(&watch).await, "a stop before the watch is missed");
+        drop(watch);
+
+        let watch = shared.watch_stop(late);
+        assert!(!signalled(&watch).await, "signalled without a stop");
+        shared.request_stop(late);
+        assert!(signalled(&watch).await, "a stop during the watch is missed");
+        drop(watch);
+        assert!(shared.stop_signals.lock().unwrap().is_empty());
+
+        let watch = shared.watch_stop(other);
+        shared.request_stop(late); // not this execution's stop
+        assert!(!signalled(&watch).await);
     }
 }

@@ -223,6 +223,19 @@ impl Runtime {
             }
         };
 
+        // From here until the store is gone, a stop reaches this activation even while it
+        // waits for memory or its guest awaits a host future (the race around the run).
+        let stop = self.shared.watch_stop(key.id);
+        let memory = match self
+            .reserve_memory(limits.memory_limit_bytes as u64, exec.deadline_ms, &stop)
+            .await
+        {
+            Ok(memory) => memory,
+            Err(end) => return self.finish(key, exec, &mut act, end, None).await,
+        };
+        // The wait for memory may have taken a while: the deadline counts from now.
+        let now = clock.now_ms();
+
         let next_log_seq = db.next_log_seq(&key.id)?;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.memory_limit_bytes)
@@ -235,7 +248,8 @@ impl Runtime {
             act,
             next_log_seq,
             store_limits,
-        );
+        )
+        .with_memory(memory);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         // Every epoch tick the guest yields to the executor, and the activation limit is
@@ -270,11 +284,21 @@ impl Runtime {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let input = exec.input.clone();
-        let run = tokio::time::timeout(limit, async {
+        let guest = tokio::time::timeout(limit, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_handle(&mut store, &input).await
-        })
-        .await;
+        });
+        let run = tokio::select! {
+            biased;
+            run = guest => run,
+            // A guest awaiting a host future (an HTTP response, a sleep, a body read) neither
+            // ticks nor calls `context`, so the checks there never run: the stop signal ends
+            // it instead. Dropping `guest` cancels the host work it awaits (the request and
+            // its connection, the timer). A `context` call cut short this way had already
+            // queued its commit (`db::Store::commit` sends before it awaits), so the journal
+            // on disk and the one `finish` extends agree.
+            () = stop.stopped() => Ok(Err(wasmtime::Error::new(Stopped))),
+        };
 
         let state = store.data_mut();
         let stdio = state.drain_stdio(true);
@@ -353,6 +377,7 @@ impl Runtime {
             Activation::new(Journal::default(), now),
         );
         drop(store); // unload: the instance and its memory are gone from here on
+        drop(stop);
         let (end, ic_error) = match end {
             Done(end) => (end, None),
             Trapped(error) => {
@@ -407,6 +432,34 @@ impl Runtime {
             }
         };
         self.finish(key, exec, &mut act, end, ic_error).await
+    }
+
+    /// Reserve `bytes` of the memory budget for this activation's instance, waiting in line
+    /// until they fit; a stop or the execution's deadline ends the wait (and the
+    /// activation) instead. Waiting holds no instance and no memory, only the scheduler's
+    /// slot, and every holder of memory is a running activation bounded by its own time
+    /// limit, so the line always moves.
+    async fn reserve_memory(
+        &self,
+        bytes: u64,
+        deadline_ms: Option<u64>,
+        stop: &crate::host_api::StopWatch,
+    ) -> Result<crate::host_api::memory::Reservation, End> {
+        let clock = self.shared.timers.clock();
+        let to_deadline =
+            deadline_ms.map(|d| Duration::from_millis(d.saturating_sub(clock.now_ms())));
+        let deadline = async {
+            match to_deadline {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = stop.stopped() => Err(End::Stopped),
+            () = deadline => Err(End::TimedOut),
+            memory = self.shared.memory.reserve(bytes) => Ok(memory),
+        }
     }
 
     /// The limits a function runs with now (its settings may change between activations).
