@@ -53,6 +53,15 @@ impl Error {
     pub fn is_full(&self) -> bool {
         matches!(self, Error::Full(_))
     }
+
+    /// `Full` if writing `path` failed with `e` for lack of space (for files the host keeps
+    /// beside the store, e.g. compiled artifacts), so that callers answer it alike.
+    pub fn no_space(path: &Path, e: &std::io::Error) -> Option<Self> {
+        is_no_space(e).then(|| {
+            let dir = path.parent().unwrap_or(path);
+            Error::Full(format!("{}: {}", path.display(), no_space_message(dir)))
+        })
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -409,16 +418,27 @@ fn remove_incomplete_snapshots(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// An error from opening sled: a full disk says so, naming it.
+/// An error from opening sled: a full disk says so, naming it; damage says what to do.
 fn opening(dir: &Path, e: sled::Error) -> Error {
     if sled_no_space(&e) {
         Error::Full(format!(
             "cannot open the store: {} ({e})",
             no_space_message(dir)
         ))
+    } else if matches!(e, sled::Error::Corruption { .. }) {
+        damaged(dir, &e.to_string())
     } else {
         Error::Sled(e)
     }
+}
+
+fn damaged(dir: &Path, why: &str) -> Error {
+    Error::LostData(format!(
+        "sled's files in {} are damaged and cannot be read ({why}); the store refuses to \
+         start. Keep a copy of the directory for diagnosis and restore the data directory \
+         from a backup",
+        dir.display()
+    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -464,6 +484,8 @@ enum Applied {
 pub struct SyncStats {
     pub fsyncs: std::sync::atomic::AtomicU64,
     pub sync_requests: std::sync::atomic::AtomicU64,
+    /// Requests refused for lack of space.
+    pub full_refusals: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -471,12 +493,15 @@ impl Store {
     /// from its write-ahead log, and start its commit thread.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         remove_incomplete_snapshots(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             // Durability comes from the write-ahead log; sled is flushed at checkpoints.
             .flush_every_ms(None)
-            .cache_capacity(cache_bytes)
-            .open()
+            .cache_capacity(cache_bytes);
+        // sled 0.34 panics on some damaged files (e.g. cut inside a segment) instead of
+        // returning its corruption error: treat the panic as that error.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| damaged(dir, "sled panicked reading them"))?
             .map_err(|e| opening(dir, e))?;
         let data = db.open_tree("data").map_err(|e| opening(dir, e))?;
         let components = db.open_tree("components").map_err(|e| opening(dir, e))?;
@@ -518,7 +543,10 @@ impl Store {
             counts: [0; 256],
             health: health.clone(),
         };
-        committer.recover(records)?;
+        committer.recover(records).map_err(|e| match e {
+            Error::Sled(e) => opening(dir, e),
+            e => e,
+        })?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = committer.stats.clone();
         let watchers = Arc::new(Watchers::default());
@@ -1120,10 +1148,10 @@ impl Committer {
         };
         if self.seq < m.seq {
             return Err(Error::LostData(format!(
-                "sled's files in {dir} lost acknowledged writes: the last checkpoint left \
-                 them holding write-ahead log sequence {expected}, but they hold {found} \
-                 (truncated, damaged or replaced by an older copy?). The store refuses to \
-                 serve what is left. {what_to_do}",
+                "sled's files in {dir} lost acknowledged writes: expected them to hold \
+                 write-ahead log sequence {expected} (what the last checkpoint left), found \
+                 {found} (truncated, damaged or replaced by an older copy?). The store \
+                 refuses to serve what is left. {what_to_do}",
                 dir = self.dir.display(),
                 expected = m.seq,
                 found = self.seq,
@@ -1502,6 +1530,7 @@ impl Committer {
                         }
                         let (done, _) = oneshot::channel();
                         let _ = std::mem::replace(&mut r.done, done).send(Err(full.clone()));
+                        self.stats.full_refusals.fetch_add(1, Ordering::Relaxed);
                         false
                     });
                     if pending.is_empty() {
@@ -1528,6 +1557,7 @@ impl Committer {
             }
             // Lazy writes reach the page cache now (a process crash keeps them) and are
             // answered once readers see them; durable ones wait for the fdatasync too.
+            let lazy_count = lazy.len();
             let res = if lazy.is_empty() && !(group.is_empty() && durable.is_empty()) {
                 // Nobody waits for sled alone: sync first, then apply cheaply.
                 self.log_sync_and_apply(group)
@@ -1548,7 +1578,13 @@ impl Committer {
                 Ok(()) => notify(&durable_touched),
                 // The log write was refused for lack of space: it was cut back, nothing was
                 // applied or acknowledged, so the group is refused and writing goes on.
-                Err(f) if f.full => self.set_full(true),
+                Err(f) if f.full => {
+                    self.set_full(true);
+                    let refused = (durable.len() + lazy_count) as u64;
+                    self.stats
+                        .full_refusals
+                        .fetch_add(refused, Ordering::Relaxed);
+                }
                 Err(e) => {
                     tracing::error!(
                         error = %e,
@@ -1599,6 +1635,11 @@ impl Committer {
     fn checkpoint_or_log(&mut self) {
         if self.failed.is_some() {
             return; // the log is what a restart recovers from
+        }
+        if self.check_space().is_err() {
+            // Postponed: sled must not meet a full disk (its own write errors are fatal to
+            // it), and the log still holds everything; the next tick tries again.
+            return;
         }
         // Either way the log still holds everything; the next checkpoint tries again.
         match self.checkpoint() {
@@ -1905,7 +1946,10 @@ mod tests {
             .err()
             .expect("refused")
             .to_string();
-        assert!(msg.contains("sequence 7, but they hold 1"), "{msg}");
+        assert!(
+            msg.contains("sequence 7 (what the last checkpoint left), found 1"),
+            "{msg}"
+        );
 
         // The operator accepts the loss by deleting the manifest: the store opens, and
         // checks again from its next checkpoint on.
