@@ -5,7 +5,13 @@
 //! commit. Every write goes through the one commit thread: it appends the batch to the
 //! write-ahead log (`wal`) and applies it to sled (one `apply_batch`, atomic);
 //! `Durability::Sync` returns once the log is fdatasynced, and concurrent durable writers
-//! share one fdatasync. sled itself is flushed only at checkpoints, which empty the log.
+//! share one fdatasync. sled itself is flushed only at checkpoints, which write the
+//! `manifest` (what sled then holds, checked at the next start) and empty the log.
+//!
+//! Faults: a write refused for lack of space is `Error::Full` and nothing of it was applied;
+//! the store takes writes again by itself once space returns (`storage_state`,
+//! `space_available`). Other write and sync failures are fail-stop until a restart. A start
+//! refuses (`Error::LostData`) a sled that holds less than the last checkpoint recorded.
 //!
 //! Architecture invariant: callers never see sled types; nothing writes to sled except the
 //! commit thread; durability is explicit (`commit` with `Durability::Sync` returns only
