@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::db::Status;
+use crate::db::{Status, StorageState};
 
 #[derive(Default)]
 pub struct Metrics {
@@ -41,4 +41,14 @@ impl Metrics {
     pub fn count(&self, s: Status) -> i64 {
         self.by_status[idx(s)].load(Ordering::Relaxed)
     }
+}
+
+/// The `durable_storage_full` gauge: 1 while writes are refused for lack of space.
+pub fn storage_full(s: StorageState) -> u64 {
+    u64::from(s == StorageState::Full)
+}
+
+/// The `durable_storage_failed` gauge: 1 once the store stopped writing (fail-stop).
+pub fn storage_failed(s: StorageState) -> u64 {
+    u64::from(s == StorageState::Failed)
 }

@@ -441,3 +441,130 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 }
+
+// ---- for tests/hardening/store.rs: data directories on small filesystems, clean stops,
+// starts that must fail ----
+
+/// A tmpfs of `size_mb` mounted on a fresh directory for the test's life (root only);
+/// unmounted on drop.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_mb: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount")
+            .success();
+        assert!(ok, "mount -t tmpfs failed (the store tests need root)");
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fill the filesystem to the last byte with `name`; returns its path.
+    pub fn fill(&self, name: &str) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0xa5u8; 1 << 20];
+        let mut size = chunk.len();
+        // Full megabytes first, then smaller and smaller pieces: every last block taken.
+        while size > 0 {
+            match f.write(&chunk[..size]) {
+                Ok(0) => size /= 2,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => size /= 2,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process that still holds a file there cannot keep it mounted.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+impl Server {
+    /// Start on an existing data directory (e.g. one on a `Tmpfs`).
+    pub fn start_in(data: Arc<tempfile::TempDir>, args: &[&str]) -> Server {
+        Self::spawn(data, args.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Stop cleanly (SIGINT, as Ctrl-C) and wait for the process to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child by its pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "the host did not stop on SIGINT");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// `serve` on `data`, which must refuse to start: its exit status and stderr.
+pub fn serve_must_fail(data: &std::path::Path) -> (std::process::ExitStatus, String) {
+    match try_serve(data) {
+        Err(refused) => refused,
+        Ok(text) => panic!("the host started, but it was expected to refuse:\n{text}"),
+    }
+}
+
+/// Run `serve` on `data`: `Ok(stderr)` if it started (it is then stopped again),
+/// `Err((exit status, stderr))` if it refused to.
+pub fn try_serve(data: &std::path::Path) -> Result<String, (std::process::ExitStatus, String)> {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn durable-host");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("durable-host listening on ") {
+                let _ = tx.send(Ok(text.clone()));
+                return;
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let _ = tx.send(Err(text));
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the host neither started nor exited within 60 s")
+        }
+        Ok(Err(text)) => Err((child.wait().unwrap(), text)),
+        Ok(Ok(text)) => {
+            // SAFETY: signalling our own child by its pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            child.wait().unwrap();
+            Ok(text)
+        }
+    }
+}

@@ -24,6 +24,10 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A write refused for lack of disk space: nothing was done; try again once space
+    /// returns (the host takes writes again by itself).
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -38,6 +42,9 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -56,7 +63,14 @@ impl IntoResponse for ApiError {
 
 impl From<db::Error> for ApiError {
     fn from(e: db::Error) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_full() {
+            tracing::warn!(error = %e, "write refused: storage full");
+            ApiError::InsufficientStorage(format!(
+                "{e}; nothing was written: try again once space is freed"
+            ))
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 

@@ -28,7 +28,7 @@ pub use error::ApiError;
 use crate::callbacks::Completion;
 use crate::db::{
     Batch, Durability, ExecId, ExecutionRecord, FunctionRecord, IdempotencyRecord, Status,
-    StopRecord, TimerKind, TimerRecord,
+    StopRecord, StorageState, TimerKind, TimerRecord,
 };
 use crate::journal::{ErrorObject, EventKind, Journal};
 use crate::scheduler::ExecKey;
@@ -101,9 +101,33 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The host is up: {\"status\": \"ok\"}")))]
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+    responses((status = 200, description = "The host is up: {\"status\": \"ok\"}"),
+        (status = 503, description = "The host serves reads but refuses writes: {\"status\": \"degraded\", \"storage\": \"full\", \"message\"} (until space returns, by itself) or {\"status\": \"failed\", \"storage\": \"failed\", \"message\"} (until a restart)")))]
+async fn healthz(State(host): AppState) -> Response {
+    match host.db.storage_state() {
+        StorageState::Ok => Json(json!({"status": "ok"})).into_response(),
+        StorageState::Full => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "degraded",
+                "storage": "full",
+                "message": "the disk holding the store is full: writes are refused (507) \
+                            until space is freed, then taken again without a restart",
+            })),
+        )
+            .into_response(),
+        StorageState::Failed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "failed",
+                "storage": "failed",
+                "message": "a write or fsync of the store failed: every write is refused \
+                            until the host is restarted (it recovers from its \
+                            write-ahead log); see the host's log",
+            })),
+        )
+            .into_response(),
+    }
 }
 
 /// The tenant of a request. One tenant for now; API keys will select it.
@@ -872,6 +896,11 @@ async fn metrics(State(host): AppState) -> Response {
             "Writers that waited for an fsync.",
             host.db.sync_stats().sync_requests.load(Relaxed),
         ),
+        (
+            "durable_storage_refused_writes_total",
+            "Writes refused for lack of disk space (answered 507, or retried by activations).",
+            host.db.sync_stats().full_refusals.load(Relaxed),
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -906,6 +935,16 @@ async fn metrics(State(host): AppState) -> Response {
             "durable_activations_waiting_for_memory",
             "Activations waiting in line for their share of the memory budget.",
             host.runtime.shared.memory.waiting(),
+        ),
+        (
+            "durable_storage_full",
+            "1 while writes are refused for lack of disk space (507), else 0.",
+            crate::metrics::storage_full(host.db.storage_state()),
+        ),
+        (
+            "durable_storage_failed",
+            "1 once a store write or fsync failed and writes stop until a restart, else 0.",
+            crate::metrics::storage_failed(host.db.storage_state()),
         ),
     ];
     for (name, help, v) in gauges {

@@ -5,18 +5,26 @@
 //! commit. Every write goes through the one commit thread: it appends the batch to the
 //! write-ahead log (`wal`) and applies it to sled (one `apply_batch`, atomic);
 //! `Durability::Sync` returns once the log is fdatasynced, and concurrent durable writers
-//! share one fdatasync. sled itself is flushed only at checkpoints, which empty the log.
+//! share one fdatasync. sled itself is flushed only at checkpoints, which write the
+//! `manifest` (what sled then holds, checked at the next start) and empty the log.
+//!
+//! Faults: a write refused for lack of space is `Error::Full` and nothing of it was applied;
+//! the store takes writes again by itself once space returns (`storage_state`,
+//! `space_available`). Other write and sync failures are fail-stop until a restart. A start
+//! refuses (`Error::LostData`) a sled that holds less than the last checkpoint recorded.
 //!
 //! Architecture invariant: callers never see sled types; nothing writes to sled except the
 //! commit thread; durability is explicit (`commit` with `Durability::Sync` returns only
 //! after fsync).
 
 pub mod keys;
+mod manifest;
 mod records;
 mod wal;
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -36,6 +44,30 @@ pub enum Error {
     SyncStopped,
     #[error("storage: fsync failed: {0}")]
     Sync(String),
+    /// A write refused for lack of space: nothing of it was applied, and the store takes
+    /// writes again once space returns (no restart).
+    #[error("storage full: {0}")]
+    Full(String),
+    /// The store lost or damaged writes it had acknowledged, and refuses to serve what is
+    /// left (the message says what was expected, what was found and what to do).
+    #[error("storage: {0}")]
+    LostData(String),
+}
+
+impl Error {
+    /// A write refused for lack of space (it may be tried again once space returns).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Error::Full(_))
+    }
+
+    /// `Full` if writing `path` failed with `e` for lack of space (for files the host keeps
+    /// beside the store, e.g. compiled artifacts), so that callers answer it alike.
+    pub fn no_space(path: &Path, e: &std::io::Error) -> Option<Self> {
+        is_no_space(e).then(|| {
+            let dir = path.parent().unwrap_or(path);
+            Error::Full(format!("{}: {}", path.display(), no_space_message(dir)))
+        })
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -169,6 +201,24 @@ pub struct Store {
     committer: std::sync::mpsc::Sender<CommitRequest>,
     stats: Arc<SyncStats>,
     watchers: Arc<Watchers>,
+    health: Arc<Health>,
+}
+
+/// Whether the store takes writes (`/healthz`, metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageState {
+    Ok,
+    /// Writes are refused for lack of space; they are taken again once space returns.
+    Full,
+    /// A write or sync failed in a way only a restart recovers from (fail-stop).
+    Failed,
+}
+
+/// Set by the commit thread, read by everyone.
+struct Health {
+    /// Writes are refused for lack of space (a watch, so that waiters hear when it clears).
+    full: tokio::sync::watch::Sender<bool>,
+    failed: AtomicBool,
 }
 
 /// Per-execution change counters, bumped by the commit thread after it applies a batch that
@@ -211,7 +261,190 @@ struct CommitRequest {
     work: Work,
     touched: Vec<ExecId>,
     mode: Mode,
-    done: oneshot::Sender<std::result::Result<Applied, String>>,
+    done: oneshot::Sender<std::result::Result<Applied, Failure>>,
+}
+
+/// Why the commit thread refused or failed a request.
+#[derive(Clone, Debug)]
+struct Failure {
+    message: String,
+    /// For lack of space, with nothing applied: not fail-stop.
+    full: bool,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            full: false,
+        }
+    }
+
+    /// `what` failed with `e`: for lack of space (`full`) if the error says so.
+    fn io(what: &str, e: &std::io::Error) -> Self {
+        Self {
+            message: format!("{what}: {e}"),
+            full: is_no_space(e),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        if f.full {
+            Error::Full(f.message)
+        } else {
+            Error::Sync(f.message)
+        }
+    }
+}
+
+fn is_no_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+}
+
+fn sled_no_space(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(e) if is_no_space(e))
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `path` is a NUL-terminated string and `st` a plain struct statvfs fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// The mount point of the filesystem holding `dir` (where the operator frees space).
+fn mount_point(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mut at) = dir.canonicalize() else {
+        return dir.to_path_buf();
+    };
+    let Ok(dev) = std::fs::metadata(&at).map(|m| m.dev()) else {
+        return at;
+    };
+    while let Some(parent) = at.parent() {
+        if std::fs::metadata(parent).map(|m| m.dev()).ok() != Some(dev) {
+            break;
+        }
+        at = parent.to_path_buf();
+    }
+    at
+}
+
+/// What the operator reads when the disk is full: which filesystem, how much is free.
+fn no_space_message(dir: &Path) -> String {
+    let free = free_bytes(dir).map_or_else(|e| format!("unknown ({e})"), |b| b.to_string());
+    format!(
+        "no space left for the store in {} (the filesystem mounted at {}, {free} bytes free; \
+         writes need {MIN_FREE_BYTES}): free space there; writes are taken again once it \
+         returns",
+        dir.display(),
+        mount_point(dir).display()
+    )
+}
+
+/// Remove the snapshots sled left half-written (`snap.*.generating`) in `dir`.
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, fsyncs it and only then renames
+/// it to `snap.<lsn>`, and removes older snapshots only after that rename; but at start it
+/// reads the last snapshot file by name *including* `.generating` ones, so a start that
+/// failed mid-write (a full disk leaves 0 bytes) makes every later start fail with "Read
+/// corrupted data". A `.generating` file is by construction one whose write never
+/// completed: the snapshot before it (or, if none, sled's log from the start) is intact,
+/// and is what sled recovers from when a crash hits the same moment. Safe to remove while
+/// no process has sled open, which sled's exclusive lock on its `db` file tells.
+fn remove_incomplete_snapshots(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // a new store
+    };
+    let leftovers: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snap.") && n.ends_with(".generating"))
+        })
+        .collect();
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    let io = |what: String, e: std::io::Error| Error::Sync(format!("{what}: {e}"));
+    let lock = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("db"))
+    {
+        Ok(f) => {
+            use std::os::fd::AsRawFd;
+            // The lock sled takes (fs2's `try_lock_exclusive`); released when `f` closes.
+            // SAFETY: a valid open descriptor.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    return Err(Error::Sync(format!(
+                        "the store in {} is open in another process",
+                        dir.display()
+                    )));
+                }
+                return Err(io(format!("lock {}", dir.join("db").display()), e));
+            }
+            Some(f)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(format!("open {}", dir.join("db").display()), e)),
+    };
+    for path in leftovers {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        tracing::warn!(
+            path = %path.display(),
+            size,
+            "removing a snapshot sled never finished writing (an earlier start or \
+             checkpoint failed mid-write)"
+        );
+        std::fs::remove_file(&path).map_err(|e| io(format!("remove {}", path.display()), e))?;
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(format!("fsync {}", dir.display()), e))?;
+    drop(lock); // unlocks
+    Ok(())
+}
+
+/// An error from opening sled: a full disk says so, naming it; damage says what to do.
+fn opening(dir: &Path, e: sled::Error) -> Error {
+    if sled_no_space(&e) {
+        Error::Full(format!(
+            "cannot open the store: {} ({e})",
+            no_space_message(dir)
+        ))
+    } else if matches!(e, sled::Error::Corruption { .. }) {
+        damaged(dir, &e.to_string())
+    } else {
+        Error::Sled(e)
+    }
+}
+
+fn damaged(dir: &Path, why: &str) -> Error {
+    Error::LostData(format!(
+        "sled's files in {} are damaged and cannot be read ({why}); the store refuses to \
+         start. Keep a copy of the directory for diagnosis and restore the data directory \
+         from a backup",
+        dir.display()
+    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,21 +490,34 @@ enum Applied {
 pub struct SyncStats {
     pub fsyncs: std::sync::atomic::AtomicU64,
     pub sync_requests: std::sync::atomic::AtomicU64,
+    /// Requests refused for lack of space.
+    pub full_refusals: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
     /// Open (or create) the database under `dir` with a page cache of `cache_bytes`, recover
     /// from its write-ahead log, and start its commit thread.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
+        remove_incomplete_snapshots(dir)?;
+        let config = sled::Config::new()
             .path(dir)
             // Durability comes from the write-ahead log; sled is flushed at checkpoints.
             .flush_every_ms(None)
-            .cache_capacity(cache_bytes)
-            .open()?;
-        let data = db.open_tree("data")?;
-        let components = db.open_tree("components")?;
-        let io = |what: &str, e: std::io::Error| Error::Sync(format!("{what}: {e}"));
+            .cache_capacity(cache_bytes);
+        // sled 0.34 panics on some damaged files (e.g. cut inside a segment) instead of
+        // returning its corruption error: treat the panic as that error.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| damaged(dir, "sled panicked reading them"))?
+            .map_err(|e| opening(dir, e))?;
+        let data = db.open_tree("data").map_err(|e| opening(dir, e))?;
+        let components = db.open_tree("components").map_err(|e| opening(dir, e))?;
+        let io = |what: &str, e: std::io::Error| -> Error {
+            if is_no_space(&e) {
+                Error::Full(format!("{what}: {}", no_space_message(dir)))
+            } else {
+                Error::Sync(format!("{what}: {e}"))
+            }
+        };
         // sled's own flush ends in sync_file_range, which neither flushes the device cache
         // nor the file's metadata: a checkpoint fdatasyncs its log file as well.
         let sled_file = std::fs::OpenOptions::new()
@@ -280,8 +526,14 @@ impl Store {
             .open(dir.join("db"))
             .map_err(|e| io(&format!("open {}", dir.join("db").display()), e))?;
         let wal_path = dir.join("wal");
-        let (wal, records) = wal::Wal::open(&wal_path)
-            .map_err(|e| io(&format!("open {}", wal_path.display()), e))?;
+        let (wal, records) = wal::Wal::open(&wal_path).map_err(|e| match e {
+            wal::OpenError::Io(e) => io(&format!("open {}", wal_path.display()), e),
+            corrupt @ wal::OpenError::Corrupt { .. } => Error::LostData(corrupt.to_string()),
+        })?;
+        let health = Arc::new(Health {
+            full: tokio::sync::watch::channel(false).0,
+            failed: AtomicBool::new(false),
+        });
         let mut committer = Committer {
             db: db.clone(),
             data: data.clone(),
@@ -294,8 +546,13 @@ impl Store {
             wal,
             last_checkpoint: std::time::Instant::now(),
             stats: Arc::new(SyncStats::default()),
+            counts: [0; 256],
+            health: health.clone(),
         };
-        committer.recover(records)?;
+        committer.recover(records).map_err(|e| match e {
+            Error::Sled(e) => opening(dir, e),
+            e => e,
+        })?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = committer.stats.clone();
         let watchers = Arc::new(Watchers::default());
@@ -313,7 +570,26 @@ impl Store {
             committer: tx,
             stats,
             watchers,
+            health,
         })
+    }
+
+    /// Whether the store takes writes.
+    pub fn storage_state(&self) -> StorageState {
+        if self.health.failed.load(Ordering::Relaxed) {
+            StorageState::Failed
+        } else if *self.health.full.borrow() {
+            StorageState::Full
+        } else {
+            StorageState::Ok
+        }
+    }
+
+    /// Return once the store is not refusing writes for lack of space (at once if it is
+    /// not). The commit thread checks the free space every `SPACE_PROBE_EVERY` while full.
+    pub async fn space_available(&self) {
+        let mut rx = self.health.full.subscribe();
+        let _ = rx.wait_for(|full| !*full).await;
     }
 
     /// Subscribe to changes of one execution's history and record.
@@ -400,7 +676,7 @@ impl Store {
             .map_err(|_| Error::SyncStopped)?;
         rx.await
             .map_err(|_| Error::SyncStopped)?
-            .map_err(Error::Sync)
+            .map_err(Error::from)
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -705,16 +981,20 @@ struct Committer {
     dir: std::path::PathBuf,
     /// Blob files (by name) already fsynced.
     synced_blobs: std::collections::HashSet<std::ffi::OsString>,
-    /// Set when a log write, fdatasync or sled apply failed: from then on every request is
-    /// refused and nothing more is written (no checkpoint either), so that a restart
-    /// recovers exactly from the log (fail-stop: after a failed fdatasync the kernel may
-    /// have dropped the pages, and a later one can report success).
+    /// Set when a log write (other than for lack of space), fdatasync or sled apply failed:
+    /// from then on every request is refused and nothing more is written (no checkpoint
+    /// either), so that a restart recovers exactly from the log (fail-stop: after a failed
+    /// fdatasync the kernel may have dropped the pages, and a later one can report success).
     failed: Option<String>,
     /// Sequence number of the last record appended to the log (and applied to sled).
     seq: u64,
     wal: wal::Wal,
     last_checkpoint: std::time::Instant,
     stats: Arc<SyncStats>,
+    /// Keys in the `data` tree per tag (`keys::META` not counted), kept as writes are
+    /// applied and written to the manifest at checkpoints.
+    counts: [u64; 256],
+    health: Arc<Health>,
 }
 
 /// A checkpoint (flush sled, empty the log) happens at least this often while writes come...
@@ -723,10 +1003,78 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
 /// How long unawaited writes wait for company before they are synced on their own.
 const HOLD: std::time::Duration = std::time::Duration::from_millis(2);
+/// The most bytes of writes one group commit takes (a single larger request is a group of
+/// its own). Without a cap the commit thread drained its whole queue into one record, so a
+/// writer queued behind one execution's burst of large batches waited for all of it to be
+/// written and synced; with it a small write waits for at most the groups ahead of it, each
+/// of which costs about one 4 MiB write and fdatasync (a few ms on an SSD). Small writers
+/// still share one fdatasync: hundreds of them fit in a group.
+const MAX_GROUP_BYTES: usize = 4 * 1024 * 1024;
+/// Writes are refused (507) while the filesystem has less free than this. It is room for
+/// the checkpoint to flush to sled what sled holds only in memory (at most about one
+/// checkpoint's worth of log, `CHECKPOINT_BYTES`, which sled writes out with some
+/// overhead): sled 0.34 treats a failed write of its own as fatal until the process
+/// restarts, so it must never be the one to find the disk full; the log is.
+const MIN_FREE_BYTES: u64 = 2 * CHECKPOINT_BYTES;
+/// While writes are refused for lack of space, the free space is checked this often, so
+/// that the store takes writes again by itself (and `space_available` waiters wake).
+const SPACE_PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Work {
+    /// Bytes of writes, for `MAX_GROUP_BYTES`.
+    fn bytes(&self) -> usize {
+        match self {
+            Work::Nothing => 0,
+            Work::Batch(ops) => ops.iter().map(op_bytes).sum(),
+            Work::CompareAndSwap { key, new, .. } => key.len() + new.len(),
+        }
+    }
+}
+
+fn op_bytes(op: &wal::Op) -> usize {
+    match op {
+        wal::Op::Put(k, v) | wal::Op::PutComponent(k, v) => k.len() + v.len(),
+        wal::Op::Del(k) => k.len(),
+    }
+}
+
+/// Take the next group from the front of `backlog`: requests in arrival order while their
+/// writes stay within `max_bytes` (the first one always, whatever its size).
+fn take_group(backlog: &mut VecDeque<CommitRequest>, max_bytes: usize) -> Vec<CommitRequest> {
+    let mut group = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(next) = backlog.front() {
+        let size = next.work.bytes();
+        if !group.is_empty() && bytes.saturating_add(size) > max_bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        group.extend(backlog.pop_front());
+    }
+    group
+}
+
+/// Names of the tags, for messages about lost records.
+fn tag_name(tag: u8) -> String {
+    match tag {
+        keys::FUNCTION => "functions".into(),
+        keys::VERSION => "function versions".into(),
+        keys::EXECUTION => "executions".into(),
+        keys::HISTORY => "history events".into(),
+        keys::LOG => "log lines".into(),
+        keys::LOG_SEEN => "log markers".into(),
+        keys::TIMER => "timers".into(),
+        keys::CALLBACK => "callbacks".into(),
+        keys::IDEMPOTENCY => "idempotency keys".into(),
+        keys::STOP => "stop requests".into(),
+        keys::EXPIRY => "retention entries".into(),
+        t => format!("records tagged {:?}", t as char),
+    }
+}
 
 impl Committer {
-    /// Bring sled up to date with the log (the rule is below), then checkpoint so that the
-    /// log starts empty.
+    /// Check the manifest against what sled holds, bring sled up to date with the log (the
+    /// rule is below), then checkpoint so that the log starts empty.
     fn recover(&mut self, records: Vec<wal::Record>) -> Result<()> {
         self.seq = match self.data.get(keys::WAL_SEQ)? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
@@ -735,6 +1083,7 @@ impl Committer {
             })?),
             None => 0,
         };
+        let counted = self.check_manifest(records.is_empty())?;
         // Every write to sled since the last checkpoint is in the log as an absolute put or
         // delete. When the log reaches as far as sled, replaying all of it in order gives
         // exactly the state after its last record, whatever part of it sled kept (after a
@@ -764,11 +1113,137 @@ impl Committer {
         if replayed > 0 {
             tracing::info!(replayed, skipped, "write-ahead log replayed");
         }
-        self.checkpoint().map_err(Error::Sync)
+        if !counted {
+            // After a crash (or on a store without a manifest): count once, then keep count.
+            self.counts = self.count_keys()?;
+        }
+        self.checkpoint().map_err(|f| {
+            if f.full {
+                Error::Full(format!(
+                    "cannot start: {} ({})",
+                    no_space_message(&self.dir),
+                    f.message
+                ))
+            } else {
+                Error::from(f)
+            }
+        })
+    }
+
+    /// Refuse to serve a sled that lost what it held at the last checkpoint: its sequence
+    /// went back, or (when nothing happened since, which `log_empty` and an equal sequence
+    /// say) its records per tag differ. Returns whether `counts` were set (verified).
+    fn check_manifest(&mut self, log_empty: bool) -> Result<bool> {
+        let path = manifest::path(&self.dir);
+        let what_to_do = format!(
+            "Stop here and keep a copy of {dir} for diagnosis. Restore the data directory from \
+             a backup; or, to serve what is left and accept the loss, delete {manifest} and \
+             start again.",
+            dir = self.dir.display(),
+            manifest = path.display()
+        );
+        let m = match manifest::Manifest::read(&self.dir) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                return Err(Error::LostData(format!(
+                    "the checkpoint manifest is unreadable ({e}), so the store cannot tell \
+                     whether sled's files are whole. {what_to_do}"
+                )))
+            }
+        };
+        if self.seq < m.seq {
+            return Err(Error::LostData(format!(
+                "sled's files in {dir} lost acknowledged writes: expected them to hold \
+                 write-ahead log sequence {expected} (what the last checkpoint left), found \
+                 {found} (truncated, damaged or replaced by an older copy?). The store \
+                 refuses to serve what is left. {what_to_do}",
+                dir = self.dir.display(),
+                expected = m.seq,
+                found = self.seq,
+            )));
+        }
+        if !(log_empty && self.seq == m.seq) {
+            // sled went on after the checkpoint: the counts at the checkpoint no longer
+            // describe it (what the log replays is checked by its checksums).
+            return Ok(false);
+        }
+        let found = self.count_keys()?;
+        let mut diffs = Vec::new();
+        for tag in 0..=255u8 {
+            let expected = m.counts.get(&tag).copied().unwrap_or(0);
+            if found[tag as usize] != expected {
+                diffs.push(format!(
+                    "{}: {expected} expected, {} found",
+                    tag_name(tag),
+                    found[tag as usize]
+                ));
+            }
+        }
+        if !diffs.is_empty() {
+            return Err(Error::LostData(format!(
+                "sled's files in {dir} do not hold what the last checkpoint left in them \
+                 ({diffs}). The store refuses to serve what is left. {what_to_do}",
+                dir = self.dir.display(),
+                diffs = diffs.join("; "),
+            )));
+        }
+        self.counts = found;
+        Ok(true)
+    }
+
+    /// Keys in the `data` tree per tag: one pass over the tree, at start only.
+    fn count_keys(&self) -> Result<[u64; 256]> {
+        let started = std::time::Instant::now();
+        let mut counts = [0u64; 256];
+        for k in self.data.iter().keys() {
+            let k = k?;
+            if let Some(&tag) = k.first().filter(|t| **t != keys::META) {
+                counts[tag as usize] += 1;
+            }
+        }
+        tracing::debug!(
+            keys = counts.iter().sum::<u64>(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store records counted"
+        );
+        Ok(counts)
+    }
+
+    /// A key went from `existed` to `exists`: keep the counts.
+    fn count(&mut self, key: &[u8], existed: bool, exists: bool) {
+        if let Some(&tag) = key.first().filter(|t| **t != keys::META) {
+            let n = &mut self.counts[tag as usize];
+            match (existed, exists) {
+                (false, true) => *n += 1,
+                (true, false) => *n = n.saturating_sub(1),
+                _ => {}
+            }
+        }
     }
 
     /// Apply one record's writes to sled, with its sequence number, atomically.
-    fn apply(&self, ops: Vec<wal::Op>) -> sled::Result<()> {
+    fn apply(&mut self, ops: Vec<wal::Op>) -> sled::Result<()> {
+        // sled's batch does not say which keys it created or removed: look them up (one
+        // lookup per distinct key; later writes in the group see earlier ones).
+        let mut now: HashMap<&[u8], bool> = HashMap::new();
+        let mut changes = Vec::new();
+        for op in &ops {
+            let (key, exists) = match op {
+                wal::Op::Put(k, _) => (k, true),
+                wal::Op::Del(k) => (k, false),
+                wal::Op::PutComponent(..) => continue,
+            };
+            let existed = match now.get(key.as_slice()) {
+                Some(e) => *e,
+                None => self.data.contains_key(key)?,
+            };
+            now.insert(key, exists);
+            changes.push((key[0], existed, exists));
+        }
+        for (tag, existed, exists) in changes {
+            self.count(&[tag], existed, exists);
+        }
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {
@@ -790,7 +1265,7 @@ impl Committer {
         &self,
         work: Work,
         group: &mut Vec<wal::Op>,
-    ) -> std::result::Result<Applied, String> {
+    ) -> std::result::Result<Applied, Failure> {
         match work {
             Work::Nothing => {}
             Work::Batch(ops) => group.extend(ops),
@@ -802,7 +1277,10 @@ impl Committer {
                 });
                 let current = match in_group {
                     Some(current) => current,
-                    None => self.data.get(&key).map_err(|e| e.to_string())?,
+                    None => self
+                        .data
+                        .get(&key)
+                        .map_err(|e| Failure::new(e.to_string()))?,
                 };
                 if current.as_deref() != expected.as_deref() {
                     return Ok(Applied::Conflict(current));
@@ -816,19 +1294,19 @@ impl Committer {
     /// Log the group's writes as one record (written, not yet synced) and apply them to sled
     /// as one atomic batch. sled writes its io buffer out around every batch, so one batch
     /// per group instead of per request is what keeps its io threads from dominating.
-    fn log_and_apply(&mut self, group: Vec<wal::Op>) -> std::result::Result<(), String> {
+    fn log_and_apply(&mut self, group: Vec<wal::Op>) -> std::result::Result<(), Failure> {
         if group.is_empty() {
             return Ok(());
         }
         self.log(&group)?;
-        self.apply(group).map_err(|e| e.to_string())
+        self.apply(group).map_err(|e| Failure::new(e.to_string()))
     }
 
     /// Log the group's writes as one record, fdatasync it, then apply them to sled one by
     /// one, without sled's batch (and so without its io). Safe because the record is
     /// durable first: whatever part of the group sled holds after a crash, recovery applies
     /// the whole record again (the sequence number is written last).
-    fn log_sync_and_apply(&mut self, group: Vec<wal::Op>) -> std::result::Result<(), String> {
+    fn log_sync_and_apply(&mut self, group: Vec<wal::Op>) -> std::result::Result<(), Failure> {
         if !group.is_empty() {
             self.log(&group)?;
         }
@@ -839,20 +1317,23 @@ impl Committer {
         let applied = if group.is_empty() {
             Ok(())
         } else {
-            self.apply_each(group).map_err(|e| e.to_string())
+            self.apply_each(group)
+                .map_err(|e| Failure::new(e.to_string()))
         };
         synced.and(applied)
     }
 
     /// Apply one record's writes to sled one by one, then its sequence number.
-    fn apply_each(&self, ops: Vec<wal::Op>) -> sled::Result<()> {
+    fn apply_each(&mut self, ops: Vec<wal::Op>) -> sled::Result<()> {
         for op in ops {
             match op {
                 wal::Op::Put(k, v) => {
-                    self.data.insert(k, v)?;
+                    let old = self.data.insert(&k, v)?;
+                    self.count(&k, old.is_some(), true);
                 }
                 wal::Op::Del(k) => {
-                    self.data.remove(k)?;
+                    let old = self.data.remove(&k)?;
+                    self.count(&k, old.is_some(), false);
                 }
                 wal::Op::PutComponent(k, v) => {
                     self.components.insert(k, v)?;
@@ -865,39 +1346,92 @@ impl Committer {
     }
 
     /// Append the group as the next record and write it. A failed write leaves neither the
-    /// record nor its sequence number behind (a gap would end the log at recovery).
-    fn log(&mut self, group: &[wal::Op]) -> std::result::Result<(), String> {
+    /// record nor its sequence number behind (a gap would end the log at recovery), so a
+    /// write refused for lack of space acknowledged nothing and can simply be refused.
+    fn log(&mut self, group: &[wal::Op]) -> std::result::Result<(), Failure> {
         self.wal.append(self.seq + 1, group);
-        self.wal
-            .write()
-            .map_err(|e| format!("write-ahead log: {e}"))?;
+        self.wal.write().map_err(|e| {
+            let mut f = Failure::io("write-ahead log", &e);
+            if f.full {
+                f.message = no_space_message(&self.dir);
+            }
+            f
+        })?;
         self.seq += 1;
         Ok(())
     }
 
-    fn sync_log(&mut self) -> std::result::Result<(), String> {
+    fn sync_log(&mut self) -> std::result::Result<(), Failure> {
         self.stats
             .fsyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Never `full`: after a failed fdatasync the pages may be gone, whatever the errno.
         self.wal
             .sync()
-            .map_err(|e| format!("write-ahead log fdatasync: {e}"))
+            .map_err(|e| Failure::new(format!("write-ahead log fdatasync: {e}")))
+    }
+
+    /// Is there room for a group's writes? Sets (and clears) the full state.
+    fn check_space(&mut self) -> std::result::Result<(), Failure> {
+        // Unknown: let the write itself find out.
+        let free = free_bytes(&self.dir).unwrap_or(u64::MAX);
+        let full = free < MIN_FREE_BYTES;
+        self.set_full(full);
+        if full {
+            Err(Failure {
+                message: no_space_message(&self.dir),
+                full: true,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn set_full(&self, full: bool) {
+        self.health.full.send_if_modified(|f| {
+            if *f == full {
+                return false;
+            }
+            *f = full;
+            if full {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "storage full: writes are refused until space returns"
+                );
+            } else {
+                tracing::info!(dir = %self.dir.display(), "storage has space again: writes resume");
+            }
+            true
+        });
     }
 
     /// Flush sled and fdatasync its file: everything applied is now durable in sled, so the
-    /// log can be emptied.
-    fn checkpoint(&mut self) -> std::result::Result<(), String> {
+    /// manifest can say so and the log can be emptied.
+    fn checkpoint(&mut self) -> std::result::Result<(), Failure> {
         // Whatever happens, the next attempt is a second away (no retry storm).
         self.last_checkpoint = std::time::Instant::now();
-        self.db.flush().map_err(|e| e.to_string())?;
+        self.db.flush().map_err(|e| Failure {
+            message: format!("sled flush: {e}"),
+            full: sled_no_space(&e),
+        })?;
         self.sync_blobs()
-            .map_err(|e| format!("fsync of sled's blobs: {e}"))?;
+            .map_err(|e| Failure::io("fsync of sled's blobs", &e))?;
         self.sled_file
             .sync_data()
-            .map_err(|e| format!("fdatasync: {e}"))?;
+            .map_err(|e| Failure::io("fdatasync of sled's file", &e))?;
+        let manifest = manifest::Manifest {
+            seq: self.seq,
+            counts: (0..=255u8)
+                .filter(|t| self.counts[*t as usize] > 0)
+                .map(|t| (t, self.counts[t as usize]))
+                .collect(),
+        };
+        manifest
+            .write(&self.dir)
+            .map_err(|e| Failure::io("checkpoint manifest", &e))?;
         self.wal
             .reset()
-            .map_err(|e| format!("write-ahead log: {e}"))?;
+            .map_err(|e| Failure::io("write-ahead log reset", &e))?;
         Ok(())
     }
 
@@ -932,12 +1466,13 @@ impl Committer {
         Ok(())
     }
 
-    /// The group commit: take every pending request, log and apply them in arrival order,
-    /// answer the lazy ones, then write the log with one `write` and, if any request is
-    /// durable, one fdatasync, and answer the rest. A request that arrives during a sync is
-    /// served by the next round, so every write applied before a durable request was made is
-    /// on disk when it is answered.
+    /// The group commit: take the pending requests (up to `MAX_GROUP_BYTES`), log and apply
+    /// them in arrival order, answer the lazy ones, then write the log with one `write`
+    /// and, if any request is durable, one fdatasync, and answer the rest. A request that
+    /// arrives during a sync is served by a later round, so every write applied before a
+    /// durable request was made is on disk when it is answered.
     fn run(mut self, rx: std::sync::mpsc::Receiver<CommitRequest>, watchers: &Watchers) {
+        let mut backlog = VecDeque::new();
         let mut durable = Vec::new();
         let mut durable_touched = Vec::new();
         // Watchers hear of a change once readers can see it and, for a durable batch, once
@@ -954,44 +1489,59 @@ impl Committer {
             }
         };
         loop {
-            let first = if self.wal.len() == 0 || self.failed.is_some() {
-                rx.recv().ok()
-            } else {
-                let wait = CHECKPOINT_EVERY.saturating_sub(self.last_checkpoint.elapsed());
-                match rx.recv_timeout(wait) {
-                    Ok(req) => Some(req),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        self.checkpoint_or_log();
-                        continue;
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
-                }
-            };
-            let Some(first) = first else { break };
-            let mut pending = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                pending.push(more);
+            if backlog.is_empty() {
+                let first = match self.next_wakeup() {
+                    None => rx.recv().ok(),
+                    Some(wait) => match rx.recv_timeout(wait) {
+                        Ok(req) => Some(req),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            self.tick();
+                            continue;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                    },
+                };
+                let Some(first) = first else { break };
+                backlog.push_back(first);
             }
+            backlog.extend(rx.try_iter());
             if let Some(failed) = &self.failed {
-                for req in pending {
-                    let _ = req
-                        .done
-                        .send(Err(format!("the store stopped writing after: {failed}")));
+                for req in backlog.drain(..) {
+                    let _ = req.done.send(Err(Failure::new(format!(
+                        "the store stopped writing after: {failed}"
+                    ))));
                 }
                 continue;
             }
             // Unawaited writes alone wait a moment for a request that does wait (a step's
             // end usually follows its start within microseconds): both then share one fsync.
             let hold_until = std::time::Instant::now() + HOLD;
-            while pending.iter().all(|r| r.mode == Mode::Unawaited) {
+            while backlog.iter().all(|r| r.mode == Mode::Unawaited) {
                 let left = hold_until.saturating_duration_since(std::time::Instant::now());
                 // On a timeout (or once every sender is gone) go on with what is pending.
                 let Ok(more) = rx.recv_timeout(left) else {
                     break;
                 };
-                pending.push(more);
-                while let Ok(more) = rx.try_recv() {
-                    pending.push(more);
+                backlog.push_back(more);
+                backlog.extend(rx.try_iter());
+            }
+            let mut pending = take_group(&mut backlog, MAX_GROUP_BYTES);
+            // No room: refuse every request that writes, before anything is logged (a sync
+            // point alone still syncs what is applied).
+            if pending.iter().any(|r| !matches!(r.work, Work::Nothing)) {
+                if let Err(full) = self.check_space() {
+                    pending.retain_mut(|r| {
+                        if matches!(r.work, Work::Nothing) {
+                            return true;
+                        }
+                        let (done, _) = oneshot::channel();
+                        let _ = std::mem::replace(&mut r.done, done).send(Err(full.clone()));
+                        self.stats.full_refusals.fetch_add(1, Ordering::Relaxed);
+                        false
+                    });
+                    if pending.is_empty() {
+                        continue;
+                    }
                 }
             }
             let mut group = Vec::new();
@@ -1013,6 +1563,7 @@ impl Committer {
             }
             // Lazy writes reach the page cache now (a process crash keeps them) and are
             // answered once readers see them; durable ones wait for the fdatasync too.
+            let lazy_count = lazy.len();
             let res = if lazy.is_empty() && !(group.is_empty() && durable.is_empty()) {
                 // Nobody waits for sled alone: sync first, then apply cheaply.
                 self.log_sync_and_apply(group)
@@ -1031,13 +1582,23 @@ impl Committer {
             };
             match &res {
                 Ok(()) => notify(&durable_touched),
+                // The log write was refused for lack of space: it was cut back, nothing was
+                // applied or acknowledged, so the group is refused and writing goes on.
+                Err(f) if f.full => {
+                    self.set_full(true);
+                    let refused = (durable.len() + lazy_count) as u64;
+                    self.stats
+                        .full_refusals
+                        .fetch_add(refused, Ordering::Relaxed);
+                }
                 Err(e) => {
                     tracing::error!(
                         error = %e,
                         "commit failed: the store refuses every write from now on; restart \
                          the host to recover from its write-ahead log"
                     );
-                    self.failed = Some(e.clone());
+                    self.failed = Some(e.message.clone());
+                    self.health.failed.store(true, Ordering::Relaxed);
                 }
             }
             durable_touched.clear();
@@ -1055,13 +1616,45 @@ impl Committer {
         self.checkpoint_or_log();
     }
 
+    /// How long the thread may wait for a request: until the next checkpoint is due while
+    /// the log holds anything, and the next free-space check while full.
+    fn next_wakeup(&self) -> Option<std::time::Duration> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let checkpoint = (self.wal.len() > 0)
+            .then(|| CHECKPOINT_EVERY.saturating_sub(self.last_checkpoint.elapsed()));
+        let probe = (*self.health.full.borrow()).then_some(SPACE_PROBE_EVERY);
+        checkpoint.into_iter().chain(probe).min()
+    }
+
+    /// No request came in time: check the free space (while full), checkpoint (when due).
+    fn tick(&mut self) {
+        if *self.health.full.borrow() {
+            let _ = self.check_space();
+        }
+        if self.wal.len() > 0 && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            self.checkpoint_or_log();
+        }
+    }
+
     fn checkpoint_or_log(&mut self) {
         if self.failed.is_some() {
             return; // the log is what a restart recovers from
         }
-        if let Err(e) = self.checkpoint() {
-            // The log still holds everything; the next checkpoint tries again.
-            tracing::error!(error = %e, "checkpoint failed");
+        if self.check_space().is_err() {
+            // Postponed: sled must not meet a full disk (its own write errors are fatal to
+            // it), and the log still holds everything; the next tick tries again.
+            return;
+        }
+        // Either way the log still holds everything; the next checkpoint tries again.
+        match self.checkpoint() {
+            Ok(()) => {}
+            Err(f) if f.full => {
+                self.set_full(true);
+                tracing::warn!(error = %f, "checkpoint postponed: storage full");
+            }
+            Err(f) => tracing::error!(error = %f, "checkpoint failed"),
         }
     }
 }
@@ -1256,5 +1849,120 @@ mod tests {
             _ => panic!("a swap expecting nothing must see the value written before it"),
         }
         assert_eq!(store.data.get(&key).unwrap().unwrap().as_ref(), &v2[..]);
+    }
+
+    fn request(work: Work) -> CommitRequest {
+        CommitRequest {
+            work,
+            touched: Vec::new(),
+            mode: Mode::Sync,
+            done: oneshot::channel().0,
+        }
+    }
+
+    fn batch_of(bytes: usize) -> Work {
+        Work::Batch(vec![wal::Op::Put(b"Xk".to_vec(), vec![0; bytes - 2])])
+    }
+
+    #[test]
+    fn a_group_takes_small_writers_together_and_caps_large_ones() {
+        // (sizes queued, groups expected): a large batch is a group of its own, and the
+        // small writers queued behind it are not held back by the ones behind them.
+        let big = MAX_GROUP_BYTES;
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[100; 500], &[500]),
+            (&[big, 100, 100], &[1, 2]),
+            (&[100, big, 100], &[1, 1, 1]),
+            (&[3 * big, 3 * big, 100], &[1, 1, 1]),
+            (&[big / 2, big / 2, big / 2, 100], &[2, 2]),
+            (&[big / 2, big / 2 + 1, 100], &[1, 2]),
+        ];
+        for (sizes, expected) in cases {
+            let mut backlog: VecDeque<CommitRequest> =
+                sizes.iter().map(|&n| request(batch_of(n))).collect();
+            let mut groups = Vec::new();
+            while !backlog.is_empty() {
+                let group = take_group(&mut backlog, MAX_GROUP_BYTES);
+                assert!(
+                    group.len() == 1 || group.iter().map(|r| r.work.bytes()).sum::<usize>() <= big,
+                    "{sizes:?}"
+                );
+                groups.push(group.len());
+            }
+            assert_eq!(&groups[..], *expected, "{sizes:?}");
+        }
+    }
+
+    /// Open `dir`'s sled directly (the store closed), as a damaged disk or a careless
+    /// operator would leave it.
+    fn tamper(dir: &Path, f: impl FnOnce(&sled::Tree)) {
+        wait_closed(dir);
+        let db = sled::Config::new().path(dir).open().unwrap();
+        f(&db.open_tree("data").unwrap());
+        db.flush().unwrap();
+    }
+
+    async fn put_functions(store: &Store, names: &[&str], durability: Durability) {
+        for name in names {
+            let mut batch = Batch::new();
+            batch.put_function("t", &function(name, 1));
+            store.commit(batch, durability).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sled_that_lost_acknowledged_writes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
+        // Both apply paths (durable: one by one; lazy: sled's batch), overwrites and a
+        // delete: the counts kept as they go match a recount at the next start.
+        put_functions(&store, &["a", "b", "c"], Durability::Sync).await;
+        put_functions(&store, &["c", "d", "e"], Durability::Lazy).await;
+        let mut batch = Batch::new();
+        batch.del(keys::function("t", "a"));
+        batch.del(keys::function("t", "nothing"));
+        store.commit(batch, Durability::Lazy).await.unwrap();
+        drop(store);
+        let store = reopen(dir.path());
+        assert_eq!(store.functions("t").unwrap().len(), 4);
+        drop(store);
+
+        // A record gone behind the store's back (a lost page): refused, and saying how many.
+        tamper(dir.path(), |data| {
+            data.remove(keys::function("t", "b")).unwrap();
+        });
+        let err = Store::open(dir.path(), CACHE).err().expect("refused");
+        let msg = err.to_string();
+        assert!(matches!(err, Error::LostData(_)), "{msg}");
+        assert!(msg.contains("functions: 4 expected, 3 found"), "{msg}");
+        assert!(msg.contains("delete") && msg.contains("manifest"), "{msg}");
+        // Refused again (nothing was changed by the refusal).
+        assert!(matches!(
+            Store::open(dir.path(), CACHE),
+            Err(Error::LostData(_))
+        ));
+
+        // Sled behind the checkpoint's sequence (a truncated or older file): refused.
+        tamper(dir.path(), |data| {
+            data.insert(keys::function("t", "b"), encode(&function("b", 1)))
+                .unwrap();
+            data.insert(keys::WAL_SEQ, &1u64.to_be_bytes()[..]).unwrap();
+        });
+        let msg = Store::open(dir.path(), CACHE)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            msg.contains("sequence 7 (what the last checkpoint left), found 1"),
+            "{msg}"
+        );
+
+        // The operator accepts the loss by deleting the manifest: the store opens, and
+        // checks again from its next checkpoint on.
+        std::fs::remove_file(manifest::path(dir.path())).unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
+        assert_eq!(store.functions("t").unwrap().len(), 4);
+        drop(store);
+        assert!(reopen(dir.path()).functions("t").is_ok());
     }
 }

@@ -11,7 +11,11 @@
 //! and applies only the records after it, so it is exact whichever of sled and the log got
 //! further before a crash. Record: `len u32 LE | crc32 u32 LE | payload`, payload =
 //! `seq u64 LE | op*`, op = `kind u8 | key_len u32 LE | key | [value_len u32 LE | value]`.
-//! A torn or corrupt tail ends the log.
+//! A torn tail (the last record incomplete, as a crash mid-write leaves it) ends the log and
+//! is cut off. A record that fails its checksum while a valid record follows it is not a
+//! torn tail but damage to records that were acknowledged: `open` refuses the log rather
+//! than cut them (only one record is ever being written, at the end, so nothing valid can
+//! legitimately follow a bad one).
 //!
 //! Architecture invariant: a record is on disk (written and fdatasynced) before any durable
 //! commit it contains is acknowledged; the file is emptied only after sled is flushed and
@@ -42,6 +46,39 @@ pub struct Record {
     pub ops: Vec<Op>,
 }
 
+/// Why the log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A bad record with valid ones after it: acknowledged writes are damaged.
+    #[error(
+        "the write-ahead log {path} is corrupt in the middle: the record at byte {offset} \
+         fails its checksum, yet a valid record (sequence {next_seq}) follows at byte \
+         {next_offset}; cutting the log there would drop acknowledged writes, so the store \
+         refuses to start. Keep a copy of the file for diagnosis; restore the data directory \
+         from a backup, or, to accept the loss of every write from byte {offset} on, truncate \
+         the file to {offset} bytes and start again"
+    )]
+    Corrupt {
+        path: String,
+        offset: usize,
+        next_seq: u64,
+        next_offset: usize,
+    },
+}
+
+/// How the valid records of a log end.
+#[derive(Debug, PartialEq, Eq)]
+enum Tail {
+    /// At the end of the bytes.
+    Clean,
+    /// In an incomplete or bad last record (or a gap in sequence numbers): cut off.
+    Torn,
+    /// In a bad record that a valid one follows (at `next_offset`, with `next_seq`).
+    Corrupt { next_seq: u64, next_offset: usize },
+}
+
 pub struct Wal {
     file: File,
     /// Bytes in the file (all of them complete records).
@@ -51,8 +88,9 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Open (or create) the log and read its complete records; a torn tail is cut off.
-    pub fn open(path: &Path) -> io::Result<(Self, Vec<Record>)> {
+    /// Open (or create) the log and read its complete records; a torn tail is cut off, a
+    /// corrupt record with valid ones after it refuses the log.
+    pub fn open(path: &Path) -> Result<(Self, Vec<Record>), OpenError> {
         let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -68,7 +106,19 @@ impl Wal {
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (records, valid) = parse(&bytes);
+        let (records, valid, tail) = parse(&bytes);
+        if let Tail::Corrupt {
+            next_seq,
+            next_offset,
+        } = tail
+        {
+            return Err(OpenError::Corrupt {
+                path: path.display().to_string(),
+                offset: valid,
+                next_seq,
+                next_offset,
+            });
+        }
         if valid < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -155,8 +205,8 @@ fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
     buf.extend_from_slice(b);
 }
 
-/// The complete records at the start of `bytes`, and how many bytes they take.
-fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
+/// The complete records at the start of `bytes`, how many bytes they take, and how they end.
+fn parse(bytes: &[u8]) -> (Vec<Record>, usize, Tail) {
     let mut records = Vec::new();
     let mut at = 0;
     while let Some((record, size)) = parse_one(&bytes[at..]) {
@@ -165,12 +215,58 @@ fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
             .last()
             .is_some_and(|prev: &Record| prev.seq.checked_add(1) != Some(record.seq))
         {
-            break;
+            return (records, at, Tail::Torn);
         }
         records.push(record);
         at += size;
     }
-    (records, at)
+    if at == bytes.len() {
+        return (records, at, Tail::Clean);
+    }
+    // The record at `at` is bad. A torn tail: its header is whole (the sequence number that
+    // comes next) and its length runs past the end of the file, as when a crash cut the
+    // last write short; then nothing is looked for inside it (component bytes in its
+    // payload may hold anything). Otherwise it is corrupt if a valid record follows.
+    let claimed_seq = bytes
+        .get(at + HEADER..at + HEADER + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let claimed_end = bytes
+        .get(at..at + 4)
+        .map(|b| at + HEADER + u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+    let expected = records.last().map(|r| r.seq + 1).or(claimed_seq);
+    let cut_short = claimed_seq.is_some()
+        && claimed_seq == expected
+        && claimed_end.is_some_and(|end| end > bytes.len());
+    let tail = match expected.filter(|_| !cut_short) {
+        Some(seq) => match valid_record_after(bytes, at, seq) {
+            Some((next_seq, next_offset)) => Tail::Corrupt {
+                next_seq,
+                next_offset,
+            },
+            None => Tail::Torn,
+        },
+        None => Tail::Torn,
+    };
+    (records, at, tail)
+}
+
+/// A valid record after the bad one at `bad` (whose sequence number should be `expected`):
+/// its sequence number and offset. Every byte position is tried (the bad record's length
+/// may be what is damaged), but the checksum is computed only where the sequence number
+/// read there is one that could follow, so the scan stays linear.
+fn valid_record_after(bytes: &[u8], bad: usize, expected: u64) -> Option<(u64, usize)> {
+    // Each record takes at least its header and sequence number.
+    let most_after = (bytes.len() - bad) as u64 / (HEADER as u64 + 8);
+    for at in bad + 1..bytes.len().saturating_sub(HEADER + 8) + 1 {
+        let seq = u64::from_le_bytes(bytes[at + HEADER..at + HEADER + 8].try_into().ok()?);
+        if seq <= expected.saturating_sub(1) || seq > expected.saturating_add(most_after) {
+            continue;
+        }
+        if let Some((record, _)) = parse_one(&bytes[at..]) {
+            return Some((record.seq, at));
+        }
+    }
+    None
 }
 
 fn parse_one(bytes: &[u8]) -> Option<(Record, usize)> {
@@ -254,18 +350,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = written(dir.path(), 1..4);
         let full = std::fs::read(&path).unwrap();
-        let (records, whole) = parse(&full);
-        assert_eq!((records.len(), whole), (3, full.len()));
+        let (records, whole, tail) = parse(&full);
+        assert_eq!((records.len(), whole, tail), (3, full.len(), Tail::Clean));
         // Every cut inside the last record keeps exactly the first two (and the bytes the
         // first two take are where a cut log's valid part ends).
-        let (_, two_len) = parse(&full[..full.len() - 1]);
-        for cut in two_len..full.len() {
-            assert_eq!(parse(&full[..cut]).0.len(), 2, "cut at {cut}");
+        let (_, two_len, _) = parse(&full[..full.len() - 1]);
+        for cut in two_len + 1..full.len() {
+            let (records, _, tail) = parse(&full[..cut]);
+            assert_eq!((records.len(), tail), (2, Tail::Torn), "cut at {cut}");
         }
-        // A flipped byte in the second record ends the log after the first.
-        let mut bad = full.clone();
-        bad[two_len - 3] ^= 0xff;
-        assert_eq!(parse(&bad).0.len(), 1);
+        // Damage anywhere in the last record (a bad write at the end) is a torn tail too.
+        for at in [two_len, two_len + 5, two_len + HEADER + 3, full.len() - 1] {
+            let mut bad = full.clone();
+            bad[at] ^= 0xff;
+            let (records, _, tail) = parse(&bad);
+            assert_eq!((records.len(), tail), (2, Tail::Torn), "flipped at {at}");
+        }
+        // A zero-filled tail (a file extended but never written) is torn as well.
+        let mut zeros = full.clone();
+        zeros.extend_from_slice(&[0; 64]);
+        assert_eq!(parse(&zeros).2, Tail::Torn);
         // Opening cuts the torn tail off, and appending continues after the whole records.
         std::fs::write(&path, &full[..full.len() - 5]).unwrap();
         let (mut wal, records) = Wal::open(&path).unwrap();
@@ -275,6 +379,63 @@ mod tests {
         wal.write().unwrap();
         let (_, records) = Wal::open(&path).unwrap();
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_bad_record_with_valid_ones_after_it_is_corruption_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = written(dir.path(), 1..5);
+        let full = std::fs::read(&path).unwrap();
+        let one = full.len() / 4; // the records are the same size
+                                  // Damage in the length, the checksum, the sequence number or the payload of a
+                                  // record in the middle (or of the first one): the valid records after it are found.
+                                  // (Not found: a length damaged to reach past the end of the file, which looks just
+                                  // like the last record cut short.)
+        for at in [
+            0,
+            HEADER + 20,
+            one,
+            one + 4,
+            one + HEADER,
+            one + HEADER + 30,
+            2 * one + 7,
+            3 * one - 1,
+        ] {
+            let mut bad = full.clone();
+            bad[at] ^= 0x5a;
+            let (records, valid, tail) = parse(&bad);
+            let first_bad = at / one;
+            assert_eq!(
+                (records.len(), valid),
+                (first_bad, first_bad * one),
+                "at {at}"
+            );
+            assert_eq!(
+                tail,
+                Tail::Corrupt {
+                    next_seq: first_bad as u64 + 2,
+                    next_offset: (first_bad + 1) * one
+                },
+                "flipped at {at}"
+            );
+        }
+        // Opening refuses it, names the file and the offset, and leaves the file as it was.
+        let mut bad = full.clone();
+        bad[one + HEADER + 30] ^= 0x5a;
+        std::fs::write(&path, &bad).unwrap();
+        let err = Wal::open(&path)
+            .err()
+            .expect("a corrupt log must be refused");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, OpenError::Corrupt { offset, .. } if offset == one),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("truncate"),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bad);
     }
 
     #[test]

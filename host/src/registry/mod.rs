@@ -151,7 +151,10 @@ impl Registry {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::Artifact(format!("{}: {e}", path.display())))
+            .map_err(|e| match crate::db::Error::no_space(&path, &e) {
+                Some(full) => Error::Storage(full), // 507, not 500
+                None => Error::Artifact(format!("{}: {e}", path.display())),
+            })
     }
 
     /// Store a new version of `name` (or return the latest one if the bytes are the same),

@@ -130,6 +130,14 @@ enum End {
     TimedOut,
 }
 
+/// An activation error that is the store refusing a write for lack of space.
+fn is_storage_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::db::Error>()
+            .is_some_and(crate::db::Error::is_full)
+    })
+}
+
 fn activation_timeout_error(limit: Duration) -> ErrorObject {
     ErrorObject::new(
         error_types::ACTIVATION_TIMEOUT,
@@ -145,6 +153,13 @@ impl Runtime {
     pub async fn activate(&self, key: ExecKey) -> Outcome {
         match self.try_activate(&key).await {
             Ok(o) => o,
+            // The store refused a write for lack of space: nothing of it was written, so
+            // the execution runs again (from its journal) once space returns.
+            Err(e) if is_storage_full(&e) => {
+                tracing::warn!(error = %e, "activation stopped: storage full; it runs again once space returns");
+                self.shared.db.space_available().await;
+                Outcome::Again
+            }
             Err(e) => {
                 tracing::error!(error = %e, "activation failed in the host");
                 Outcome::Finished
@@ -359,6 +374,9 @@ impl Runtime {
                         invocation_error: true,
                     })
                 } else if let Some(h) = err.downcast_ref::<HostFailure>() {
+                    if let crate::db::Error::Full(m) = &h.0 {
+                        return Err(crate::db::Error::Full(m.clone()).into());
+                    }
                     anyhow::bail!("{h}");
                 } else {
                     self.metrics
