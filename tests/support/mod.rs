@@ -173,10 +173,19 @@ impl Server {
         v["events"].as_array().unwrap().clone()
     }
 
+    /// Every log line, following `next_cursor` through the pages.
     pub fn logs(&self, id: &str) -> Vec<Value> {
-        let (s, v) = self.get(&format!("/v1/executions/{id}/logs"));
-        assert_eq!(s, 200, "{v}");
-        v["logs"].as_array().unwrap().clone()
+        let mut all = Vec::new();
+        let mut path = format!("/v1/executions/{id}/logs");
+        loop {
+            let (s, v) = self.get(&path);
+            assert_eq!(s, 200, "{v}");
+            all.extend(v["logs"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/executions/{id}/logs?cursor={c}"),
+                None => return all,
+            }
+        }
     }
 
     /// Poll until the execution's status is one of `statuses` (bounded).

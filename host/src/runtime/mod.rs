@@ -314,7 +314,8 @@ impl Runtime {
                 }),
             },
             Ok(Ok(Err(e))) => Done(End::Failed {
-                error: e.into(),
+                // The guest sized this error: bounded like every error it records.
+                error: self.shared.limits.journal.bound_error(e.into()),
                 invocation_error: false,
             }),
             Ok(Err(err)) => {
