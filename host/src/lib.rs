@@ -117,6 +117,7 @@ impl Host {
             outbound: Arc::new(outbound),
             resident: AtomicI64::new(0),
             stops: Default::default(),
+            log_totals: Default::default(),
         });
         let runtime = Arc::new(Runtime {
             engine,

@@ -101,6 +101,42 @@ pub struct Shared {
     /// Executions with a pending stop request (mirrors the durable stop records), checked
     /// on every epoch tick and host call of a resident guest.
     pub stops: std::sync::Mutex<std::collections::HashSet<ExecId>>,
+    /// What executions logged so far, as their last activations left it.
+    pub log_totals: LogTotalsCache,
+}
+
+/// An execution's log totals as its last activation left them, so that the next activation
+/// knows how much it may still log without scanning the log (up to the per-execution limit
+/// of bytes, at every activation that logs). An entry is used only when its line count is
+/// the store's, so a stale one (a crash, a failed write) costs one scan, never a wrong
+/// answer.
+#[derive(Default)]
+pub struct LogTotalsCache(std::sync::Mutex<std::collections::HashMap<ExecId, CachedLogTotals>>);
+
+#[derive(Clone, Copy, Debug)]
+pub struct CachedLogTotals {
+    lines: u64,
+    bytes: u64,
+    full: bool,
+}
+
+/// The cache is emptied when it reaches this many entries (~50 bytes each), so its memory
+/// stays bounded however many executions log; a miss costs one scan.
+const LOG_TOTALS_CACHE_ENTRIES: usize = 100_000;
+
+impl LogTotalsCache {
+    fn get(&self, id: &ExecId, lines: u64) -> Option<CachedLogTotals> {
+        let map = self.0.lock().expect("log totals");
+        map.get(id).copied().filter(|t| t.lines == lines)
+    }
+
+    fn put(&self, id: ExecId, t: CachedLogTotals) {
+        let mut map = self.0.lock().expect("log totals");
+        if map.len() >= LOG_TOTALS_CACHE_ENTRIES && !map.contains_key(&id) {
+            map.clear();
+        }
+        map.insert(id, t);
+    }
 }
 
 impl Shared {
@@ -223,15 +259,22 @@ impl HostState {
         if self.log_totals.is_none() {
             let mut t = LogTotals::default();
             let stored = self.next_log_seq.saturating_sub(1);
-            if stored > 0 {
-                let (lines, bytes) = self.shared.db.log_totals(&self.execution)?;
-                t.lines = lines;
-                t.bytes = bytes;
+            let cached = self
+                .shared
+                .log_totals
+                .get(&self.execution, u64::from(stored));
+            if let Some(c) = cached {
+                (t.lines, t.bytes, t.full, t.marked) = (c.lines, c.bytes, c.full, c.full);
+            } else if stored > 0 {
                 let last = self.shared.db.logs_after(&self.execution, stored - 1, 1)?;
                 t.marked = last
                     .first()
                     .is_some_and(|(_, l)| l.message.starts_with(LOG_FULL_MARKER));
                 t.full = t.marked;
+                t.lines = u64::from(stored);
+                if !t.full {
+                    t.bytes = self.shared.db.log_totals(&self.execution)?.1;
+                }
             }
             self.log_totals = Some(t);
         }
@@ -349,8 +392,11 @@ impl HostState {
         self.pending_log_bytes = 0;
     }
 
-    /// A line the host writes about the log itself (not counted against the limits).
+    /// A line the host writes about the log itself (not counted against the byte limit).
     fn marker(&mut self, message: String) {
+        if let Some(t) = self.log_totals.as_mut() {
+            t.lines += 1;
+        }
         let position = self.act.next_log_key();
         let rec = LogRecord {
             at_ms: self.now_ms(),
@@ -361,6 +407,22 @@ impl HostState {
             position,
         };
         self.push_log(rec);
+    }
+}
+
+impl Drop for HostState {
+    /// The activation is over: its log totals are what the next one starts from. Only
+    /// complete when every pending line was flushed (the runtime's last flush); otherwise
+    /// the line count no longer matches the store and the entry is not used.
+    fn drop(&mut self) {
+        if let Some(t) = &self.log_totals {
+            let cached = CachedLogTotals {
+                lines: t.lines,
+                bytes: t.bytes,
+                full: t.full && t.marked,
+            };
+            self.shared.log_totals.put(self.execution, cached);
+        }
     }
 }
 
