@@ -171,6 +171,27 @@ fn finding_04_log_floods_are_bounded_per_execution_paged_and_do_not_starve_other
             "nothing is logged after the marker"
         );
     }
+    // The CLI follows the pages: every line, the marker last.
+    let out = std::process::Command::new(BIN)
+        .args(["--server", &s.url, "logs", &ids[0]])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        s.logs(&ids[0]).len(),
+        "the CLI prints every page"
+    );
+    assert!(stdout
+        .lines()
+        .last()
+        .unwrap()
+        .contains("log limit reached:"));
     // 96 MiB attempted, 8 MiB kept; sled and its write-ahead log may hold it twice.
     assert!(disk_mib < 40.0, "the store grew by {disk_mib:.1} MiB");
     assert!(rss_mib < 150.0, "peak RSS grew by {rss_mib:.1} MiB");
