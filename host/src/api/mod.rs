@@ -701,6 +701,7 @@ impl LiveHistory {
 #[into_params(parameter_in = Query)]
 struct LogsQuery {
     /// Lines per page (1-1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

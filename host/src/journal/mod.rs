@@ -62,7 +62,8 @@ impl Default for Limits {
         Self {
             max_operations: MAX_OPERATIONS,
             // Room for MAX_OPERATIONS steps with a start and an end each, plus retries and
-            // activation records; a replay of this many events takes well under a second.
+            // activation records; every activation loads and folds them all (about half a
+            // second at this size).
             max_history_events: 250_000,
             // Far deeper than structured code nests (an SDK's map or parallel adds one or
             // two levels); a deep chain stays under 1 MB of ids.
@@ -656,15 +657,6 @@ impl Activation {
                 )));
             }
         }
-        if let Some(name) = name {
-            if name.len() > self.limits.max_name_bytes {
-                return Err(Limits::exceeded(
-                    "max_name_bytes",
-                    self.limits.max_name_bytes,
-                    format!("{call}: the operation name is {} bytes", name.len()),
-                ));
-            }
-        }
         let n = self.counters.entry(parent.map(str::to_string)).or_insert(0);
         *n += 1;
         let id = child_id(parent, *n);
@@ -692,7 +684,18 @@ impl Activation {
                     ),
                 ));
             }
-            None => self.check_history_room(call)?,
+            None => {
+                // Only new operations are checked: what is journaled already replays, even
+                // after an operator lowered a limit.
+                if let Some(name) = name.filter(|n| n.len() > self.limits.max_name_bytes) {
+                    return Err(Limits::exceeded(
+                        "max_name_bytes",
+                        self.limits.max_name_bytes,
+                        format!("{call}: the operation name is {} bytes", name.len()),
+                    ));
+                }
+                self.check_history_room(call)?
+            }
             _ => {}
         }
         self.touch(&id, 0);
@@ -984,8 +987,10 @@ impl Activation {
         name: Option<&str>,
         millis: u64,
     ) -> Result<Effects<()>, Violation> {
-        self.check_duration("wait", "wait", Some(millis))?;
         let (op, existing) = self.position("wait", parent, name, OpKind::Wait)?;
+        if existing.is_none() {
+            self.check_duration("wait", "wait", Some(millis))?;
+        }
         let mut fx = Effects::new(Reply::Return(()));
         match existing.map(|e| e.state) {
             None => {
@@ -1088,9 +1093,11 @@ impl Activation {
         heartbeat_timeout_ms: Option<u64>,
         new_callback_id: impl FnOnce() -> String,
     ) -> Result<Effects<(String, String)>, Violation> {
-        self.check_duration("create-callback", "timeout", timeout_ms)?;
-        self.check_duration("create-callback", "heartbeat timeout", heartbeat_timeout_ms)?;
         let (op, existing) = self.position("create-callback", parent, name, OpKind::Callback)?;
+        if existing.is_none() {
+            self.check_duration("create-callback", "timeout", timeout_ms)?;
+            self.check_duration("create-callback", "heartbeat timeout", heartbeat_timeout_ms)?;
+        }
         if existing.is_none() && self.journal.pending_callbacks >= self.limits.max_pending_callbacks
         {
             return Err(Limits::exceeded(
@@ -1193,14 +1200,14 @@ impl Activation {
         kind: ContextKind,
     ) -> Result<Effects<(String, ContextStart)>, Violation> {
         let depth = parent.map_or(0, |p| self.open_contexts.get(p).map_or(0, |c| c.depth)) + 1;
-        if depth > self.limits.max_context_depth {
+        let (op, existing) = self.position("context-start", parent, name, OpKind::Context(kind))?;
+        if existing.is_none() && depth > self.limits.max_context_depth {
             return Err(Limits::exceeded(
                 "max_context_depth",
                 self.limits.max_context_depth,
                 format!("context-start: a child context at depth {depth}"),
             ));
         }
-        let (op, existing) = self.position("context-start", parent, name, OpKind::Context(kind))?;
         let mut fx = Effects::new(Reply::Return((op.id.clone(), ContextStart::Run)));
         match existing.map(|e| e.state) {
             None => {

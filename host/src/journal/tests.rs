@@ -590,3 +590,33 @@ fn closing_a_context_closes_its_open_descendants() {
         assert!(matches!(err, Violation::Protocol(_)), "{err}");
     }
 }
+
+/// What is journaled already replays, even under a lower limit (an operator lowered a
+/// flag, or the execution began before the limit existed); only new operations are refused.
+#[test]
+fn journaled_operations_replay_under_lower_limits() {
+    let (mut a, mut log) = fresh();
+    let fx = a
+        .context_start(1, None, Some("a-long-name"), ContextKind::RunInChildContext)
+        .unwrap();
+    log.extend(fx.events);
+    log.extend(a.wait(1, Some("1"), None, 5_000).unwrap().events);
+    let strict = Limits {
+        max_context_depth: 0,
+        max_name_bytes: 4,
+        max_wait_ms: 10,
+        ..Limits::default()
+    };
+    let mut r = Activation::new(Journal::from_events(&log), 2);
+    r.set_limits(strict);
+    r.context_start(3, None, Some("a-long-name"), ContextKind::RunInChildContext)
+        .unwrap();
+    let fx = r.wait(3, Some("1"), None, 5_000).unwrap();
+    assert_eq!(
+        fx.reply,
+        Reply::Suspend(SuspendReason::Wait),
+        "the wait goes on"
+    );
+    let m = limit_message(r.wait(3, Some("1"), None, 5_000));
+    assert!(m.contains("max_wait_ms = 10"), "a new wait is refused: {m}");
+}

@@ -164,6 +164,7 @@ impl Runtime {
         let now = clock.now_ms();
         let history = db.history(&key.id)?;
         let mut act = Activation::new(Journal::from_events(&history), now);
+        act.set_limits(self.shared.limits.journal.clone());
         if db.stop_request(&key.id)?.is_some() {
             self.shared.request_stop(key.id);
             return self.finish(key, exec, &mut act, End::Stopped, None).await;
