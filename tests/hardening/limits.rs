@@ -347,3 +347,41 @@ fn finding_09_oversized_names_errors_callbacks_and_events_are_bounded() {
         assert_p99(what, baseline, p99);
     }
 }
+
+/// Finding 9, callback failures: an external system fails a callback with a near-1 MiB
+/// error; history records it cut to the error limits, and the guest sees the same cut error
+/// on its first run as on any replay.
+#[test]
+fn finding_09_a_callback_failure_is_bounded_in_history_and_for_the_guest() {
+    let (s, _) = start(&[]);
+    let id = s.invoke("conf", &scenario("callback", json!({"catch": true})));
+    let cb = s.callback_ids(&id, 1).remove(0);
+    let failure = json!({
+        "error_type": "T".repeat(1000),
+        "error_message": "m".repeat(900_000),
+        "error_data": serde_json::to_string(&"d".repeat(100_000)).unwrap(),
+    });
+    let (status, v) = s.post(&format!("/v1/callbacks/{cb}/fail"), &failure);
+    assert_eq!(status, 200, "{v}");
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let seen = &ex["output"]["caught"];
+    let recorded = &errors_of(&s.history(&id), "CallbackFailed")[0];
+    for e in [seen, recorded] {
+        let (ty, m) = (
+            e["error_type"].as_str().unwrap(),
+            e["error_message"].as_str().unwrap(),
+        );
+        assert!(ty.len() <= 256 && ty.starts_with("TTT"), "{ty}");
+        assert!(m.len() <= 64 * 1024, "{} bytes", m.len());
+        assert!(
+            m.contains("error_data dropped: "),
+            "{}",
+            &m[m.len() - 200..]
+        );
+    }
+    assert_eq!(
+        seen["error_message"], recorded["error_message"],
+        "first run = replay"
+    );
+}

@@ -127,6 +127,15 @@ impl Limits {
         e
     }
 
+    /// A callback resolution with its error bounded (what history records and the guest
+    /// sees, on the first run and on replay alike).
+    pub fn bound_resolution(&self, r: Resolution) -> Resolution {
+        match r {
+            Resolution::Failed(e) => Resolution::Failed(self.bound_error(e)),
+            other => other,
+        }
+    }
+
     fn exceeded(name: &str, value: impl std::fmt::Display, what: String) -> Violation {
         Violation::Limit(format!("{what}: over the limit {name} = {value}"))
     }
@@ -1181,12 +1190,9 @@ impl Activation {
             }) => op.clone(),
             _ => return None,
         };
-        let kind = match resolution {
+        let kind = match self.limits.bound_resolution(resolution) {
             Resolution::Succeeded(result) => EventKind::CallbackSucceeded { op, result },
-            Resolution::Failed(error) => EventKind::CallbackFailed {
-                op,
-                error: self.limits.bound_error(error),
-            },
+            Resolution::Failed(error) => EventKind::CallbackFailed { op, error },
             Resolution::TimedOut(error) => EventKind::CallbackTimedOut { op, error },
         };
         Some(self.journal.record(now_ms, kind))
