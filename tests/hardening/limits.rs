@@ -385,3 +385,26 @@ fn finding_09_a_callback_failure_is_bounded_in_history_and_for_the_guest() {
         "first run = replay"
     );
 }
+
+/// Finding 4, across a restart: the host forgets what it knew of an execution's log, and
+/// must find out from the store that the log is full (its last line is the marker), so the
+/// next activation adds nothing, not even a second marker.
+#[test]
+fn finding_04_a_full_log_stays_full_across_a_restart() {
+    let mut s = Server::start_with(&["--max-log-bytes-per-execution", "65536"]);
+    s.deploy("conf", "conformance_guest");
+    let flood = scenario(
+        "log-flood",
+        json!({"lines": 100, "bytes": 1024, "activations": 2, "wait_ms": 1500}),
+    );
+    let id = s.invoke("conf", &flood);
+    s.wait_status(&id, &["suspended"], Duration::from_secs(60));
+    let before = s.logs(&id);
+    s.crash_and_restart();
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let after = s.logs(&id);
+    assert_eq!(after, before, "nothing logged after the restart");
+    let last = after.last().unwrap()["message"].as_str().unwrap();
+    assert!(last.starts_with("log limit reached: 36 lines"), "{last}");
+}

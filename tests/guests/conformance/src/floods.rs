@@ -35,19 +35,25 @@ struct LogFlood {
     bytes: usize,
     #[serde(default = "one")]
     activations: u32,
+    #[serde(default = "one_ms")]
+    wait_ms: u64,
 }
 
 fn one() -> u32 {
     1
 }
 
-/// `log-flood`: in each of `activations` activations (a 1 ms wait between them), `lines`
-/// log lines of `bytes` bytes each (context logger, info).
+fn one_ms() -> u64 {
+    1
+}
+
+/// `log-flood`: in each of `activations` activations (a `wait_ms` wait between them),
+/// `lines` log lines of `bytes` bytes each (context logger, info).
 fn log_flood(ctx: &mut Context, p: LogFlood) -> Result<Value, Error> {
     let line = "x".repeat(p.bytes);
     for a in 0..p.activations {
         if a > 0 {
-            ctx.wait(None, ms(1));
+            ctx.wait(None, ms(p.wait_ms));
         }
         let log = ctx.logger();
         for _ in 0..p.lines {
