@@ -127,6 +127,7 @@ impl Host {
             stops: Default::default(),
             stop_signals: Default::default(),
             memory: host_api::memory::MemoryBudget::new(opts.memory_budget_bytes),
+            log_totals: Default::default(),
         });
         let runtime = Arc::new(Runtime {
             engine,

@@ -78,6 +78,36 @@ struct ServeArgs {
     /// At least --memory-limit-mb. Default: half of this machine's memory.
     #[arg(long)]
     memory_budget_mb: Option<u64>,
+    /// Bytes of log one execution keeps (log import and stdout/stderr); then one marker
+    /// line, and later lines are dropped.
+    #[arg(long, default_value_t = durable_host::host_api::PayloadLimits::default().max_log_bytes_per_execution)]
+    max_log_bytes_per_execution: u64,
+    /// Log lines one execution keeps; then one marker line, and later lines are dropped.
+    #[arg(long, default_value_t = durable_host::host_api::PayloadLimits::default().max_log_lines_per_execution)]
+    max_log_lines_per_execution: u32,
+    /// How deep child contexts may nest (deeper fails with Durable.LimitExceeded).
+    #[arg(long, default_value_t = durable_host::journal::Limits::default().max_context_depth)]
+    max_context_depth: u32,
+    /// Bytes of an operation name (longer fails with Durable.LimitExceeded).
+    #[arg(long, default_value_t = durable_host::journal::Limits::default().max_name_bytes)]
+    max_name_bytes: usize,
+    /// Callbacks one execution may have waiting at once (more fails with
+    /// Durable.LimitExceeded).
+    #[arg(long, default_value_t = durable_host::journal::Limits::default().max_pending_callbacks)]
+    max_pending_callbacks: usize,
+    /// History events after which an execution may start no new operation or attempt
+    /// (Durable.LimitExceeded).
+    #[arg(long, default_value_t = durable_host::journal::Limits::default().max_history_events)]
+    max_history_events: u32,
+    /// Bytes kept of a recorded error's type; longer is cut with a marker.
+    #[arg(long, default_value_t = durable_host::journal::Limits::default().max_error_type_bytes)]
+    max_error_type_bytes: usize,
+    /// Bytes kept of a recorded error's message; longer is cut with a marker.
+    #[arg(long, default_value_t = durable_host::journal::Limits::default().max_error_message_bytes)]
+    max_error_message_bytes: usize,
+    /// Bytes of a recorded error's data; larger data is dropped (the message says so).
+    #[arg(long, default_value_t = durable_host::journal::Limits::default().max_error_data_bytes)]
+    max_error_data_bytes: usize,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -136,6 +166,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     opts.runtime.max_instances = (a.max_resident as u32).saturating_add(16).max(64);
     opts.payload.max_payload_bytes = a.max_payload_bytes;
+    opts.payload.max_log_bytes_per_execution = a.max_log_bytes_per_execution;
+    opts.payload.max_log_lines_per_execution = a.max_log_lines_per_execution;
+    let j = &mut opts.payload.journal;
+    j.max_context_depth = a.max_context_depth;
+    j.max_name_bytes = a.max_name_bytes;
+    j.max_pending_callbacks = a.max_pending_callbacks;
+    j.max_history_events = a.max_history_events;
+    j.max_error_type_bytes = a.max_error_type_bytes;
+    j.max_error_message_bytes = a.max_error_message_bytes;
+    j.max_error_data_bytes = a.max_error_data_bytes;
     let host = durable_host::Host::open(opts)?;
     host.start().await?;
     let listener = tokio::net::TcpListener::bind(a.listen).await?;

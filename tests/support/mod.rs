@@ -173,10 +173,19 @@ impl Server {
         v["events"].as_array().unwrap().clone()
     }
 
+    /// Every log line, following `next_cursor` through the pages.
     pub fn logs(&self, id: &str) -> Vec<Value> {
-        let (s, v) = self.get(&format!("/v1/executions/{id}/logs"));
-        assert_eq!(s, 200, "{v}");
-        v["logs"].as_array().unwrap().clone()
+        let mut all = Vec::new();
+        let mut path = format!("/v1/executions/{id}/logs");
+        loop {
+            let (s, v) = self.get(&path);
+            assert_eq!(s, 200, "{v}");
+            all.extend(v["logs"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/executions/{id}/logs?cursor={c}"),
+                None => return all,
+            }
+        }
     }
 
     /// Poll until the execution's status is one of `statuses` (bounded).
@@ -436,9 +445,36 @@ pub fn scenario(name: &str, params: Value) -> Value {
 }
 
 impl Server {
-    /// The server process's id (for `/proc/<pid>/status`).
+    /// The server process's id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// A field of `/proc/<pid>/status` in MiB (`VmRSS` now, `VmHWM` the peak so far).
+    pub fn proc_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} not in /proc status"));
+        kib / 1024.0
+    }
+
+    /// Bytes under the data directory (store, write-ahead log, artifacts).
+    pub fn data_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p).map_or(0, |rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+        }
+        walk(self.data.path())
     }
 }
 

@@ -721,13 +721,59 @@ impl LiveHistory {
     }
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LogsQuery {
+    /// Lines per page (1-1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The most lines one log page holds (and the default page size).
+pub const MAX_LOG_PAGE: usize = 1000;
+/// A page ends after the line that brings its messages to this many bytes, so one response
+/// stays small whatever the lines' length (1,000 lines of 16 KiB would be 16 MiB).
+pub const MAX_LOG_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Logs in pages of up to `limit` lines (and about 1 MiB); `next_cursor` is null on the
+/// last page, so a client pages until it is null.
 #[utoipa::path(get, path = "/v1/executions/{id}/logs", tag = "executions",
-    params(("id" = String, Path, description = "Execution id")),
-    responses((status = 200, description = "The guest's log lines and stdout/stderr, once each", body = views::Logs), (status = 404, description = "Unknown", body = views::ErrorBody)))]
-async fn logs(State(host): AppState, Path(id): Path<String>) -> ApiResult {
+    params(("id" = String, Path, description = "Execution id"), LogsQuery),
+    responses((status = 200, description = "A page of the guest's log lines and stdout/stderr, once each, oldest first", body = views::Logs), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+async fn logs(
+    State(host): AppState,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult {
     let rec = load_execution(&host, &id)?;
-    let logs = host.db.logs(&rec.id)?.iter().map(views::log).collect();
-    Ok(Json(views::Logs { logs }).into_response())
+    let limit = q.limit.unwrap_or(MAX_LOG_PAGE).clamp(1, MAX_LOG_PAGE);
+    let after = match q.cursor.as_deref() {
+        Some(c) => c.trim().parse().map_err(|_| {
+            ApiError::BadRequest(format!("cursor={c:?} is not a cursor from this API"))
+        })?,
+        None => 0,
+    };
+    // One more than asked for tells whether another page follows.
+    let mut lines = host.db.logs_after(&rec.id, after, limit + 1)?;
+    let mut bytes = 0;
+    let keep = lines
+        .iter()
+        .position(|(_, l)| {
+            bytes += l.message.len();
+            bytes >= MAX_LOG_PAGE_BYTES
+        })
+        .map_or(limit, |i| (i + 1).min(limit));
+    let next = (lines.len() > keep).then(|| {
+        lines.truncate(keep);
+        lines.last().map(|(seq, _)| seq.to_string())
+    });
+    let page = views::Logs {
+        logs: lines.iter().map(|(_, l)| views::log(l)).collect(),
+        next_cursor: next.flatten(),
+    };
+    Ok(Json(page).into_response())
 }
 
 /// How long `stop` waits for a resident guest to be interrupted before answering 202.

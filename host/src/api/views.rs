@@ -144,6 +144,8 @@ pub struct LogLine {
 #[derive(Serialize, ToSchema)]
 pub struct Logs {
     pub logs: Vec<LogLine>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// The answer to a callback completion or heartbeat.

@@ -134,17 +134,31 @@ pub fn get(ctx: &Ctx, id: &str) -> Result<Exit, Error> {
     Ok(Exit::Success)
 }
 
-/// `logs ID`: `timestamp level [stream] message` per line.
+/// `logs ID`: `timestamp level [stream] message` per line, every page (`--json`: one
+/// document with every line and a null `next_cursor`). Lines are printed page by page, so
+/// a long log is never held whole.
 pub fn logs(ctx: &Ctx, id: &str) -> Result<Exit, Error> {
-    let reply = ctx
-        .client
-        .send(Request::get(&["v1", "executions", id, "logs"]))?;
-    if ctx.json {
-        ctx.print_json(&reply.text)?;
-        return Ok(Exit::Success);
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let reply = ctx
+            .client
+            .send(Request::get(&["v1", "executions", id, "logs"]).query("cursor", cursor.take()))?;
+        if ctx.json {
+            all.extend(reply.array("logs")?.iter().cloned());
+        } else {
+            let lines: String = reply.array("logs")?.iter().map(render::log_line).collect();
+            ctx.print(&lines)?;
+        }
+        cursor = reply.next_cursor();
+        if cursor.is_none() {
+            break;
+        }
     }
-    let lines: String = reply.array("logs")?.iter().map(render::log_line).collect();
-    ctx.print(&lines)?;
+    if ctx.json {
+        let doc = json!({"logs": all, "next_cursor": null});
+        ctx.print_json(&doc.to_string())?;
+    }
     Ok(Exit::Success)
 }
 

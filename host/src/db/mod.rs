@@ -774,6 +774,41 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` log lines after sequence number `after`, with their sequence numbers
+    /// (a page of the logs).
+    pub fn logs_after(
+        &self,
+        id: &ExecId,
+        after: u32,
+        limit: usize,
+    ) -> Result<Vec<(u32, LogRecord)>> {
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let prefix = keys::logs_of(id);
+        self.data
+            .range(keys::log(id, from)..)
+            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                let seq = u32::from_be_bytes(k[k.len() - 4..].try_into().expect("4 bytes"));
+                Ok((seq, decode(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// How many log lines an execution holds and the bytes of their messages.
+    pub fn log_totals(&self, id: &ExecId) -> Result<(u64, u64)> {
+        let mut totals = (0, 0);
+        for r in self.scan::<LogRecord>(&keys::logs_of(id)) {
+            let (_, rec) = r?;
+            totals.0 += 1;
+            totals.1 += rec.message.len() as u64;
+        }
+        Ok(totals)
+    }
+
     /// The sequence number for the next log line of an execution.
     pub fn next_log_seq(&self, id: &ExecId) -> Result<u32> {
         match self.data.scan_prefix(keys::logs_of(id)).next_back() {

@@ -322,6 +322,8 @@ impl context::Host for HostState {
                 unreachable!("perform suspends");
             }
         };
+        // The guest sees what history records, so that a replay sees the same.
+        let resolution = self.act.limits().bound_resolution(resolution);
         let outcome = match &resolution {
             Resolution::Succeeded(v) => Ok(v.clone()),
             Resolution::Failed(e) | Resolution::TimedOut(e) => Err(e.clone().into()),

@@ -29,7 +29,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::db::{self, Batch, ExecId, LogLevel, LogRecord, LogStream, Store};
-use crate::journal::{Activation, SuspendReason};
+use crate::journal::{self, Activation, SuspendReason};
 use crate::timer::Timers;
 
 /// The host's own trap: the guest has been suspended and must be unloaded. The runtime
@@ -60,7 +60,25 @@ pub struct PayloadLimits {
     /// At most this many log lines are kept per activation; the rest are counted and a
     /// marker says how many were dropped.
     pub max_log_lines_per_activation: u32,
+    /// An execution keeps at most this many bytes of log messages (the `log` import and
+    /// stdout/stderr together, across all its activations); once a line does not fit, one
+    /// marker line says how much was dropped and every later line is dropped.
+    pub max_log_bytes_per_execution: u64,
+    /// The same, in lines.
+    pub max_log_lines_per_execution: u32,
+    /// Counts and sizes the journal enforces (depth, names, errors, callbacks, events,
+    /// waits).
+    pub journal: journal::Limits,
 }
+
+/// Pending log lines are written out (unawaited, like any log write) once they hold this
+/// many bytes, so the memory one activation holds for its log stays small whatever it logs
+/// between two durable calls.
+const LOG_FLUSH_BYTES: usize = 256 * 1024;
+
+/// The first words of the line that says an execution's log is full: a later activation
+/// that finds it last knows to drop its lines without another marker.
+const LOG_FULL_MARKER: &str = "log limit reached:";
 
 impl Default for PayloadLimits {
     fn default() -> Self {
@@ -68,6 +86,11 @@ impl Default for PayloadLimits {
             max_payload_bytes: 1024 * 1024,
             max_log_line_bytes: 16 * 1024,
             max_log_lines_per_activation: 10_000,
+            // Enough for a chatty execution (100,000 lines of ~80 bytes); an execution
+            // that logs more is a flood, and its logs would be unreadable anyway.
+            max_log_bytes_per_execution: 8 * 1024 * 1024,
+            max_log_lines_per_execution: 100_000,
+            journal: journal::Limits::default(),
         }
     }
 }
@@ -88,6 +111,42 @@ pub struct Shared {
     pub stop_signals: Mutex<HashMap<ExecId, Arc<Notify>>>,
     /// The linear memory resident instances may reserve together (`--memory-budget-mb`).
     pub memory: memory::MemoryBudget,
+    /// What executions logged so far, as their last activations left it.
+    pub log_totals: LogTotalsCache,
+}
+
+/// An execution's log totals as its last activation left them, so that the next activation
+/// knows how much it may still log without scanning the log (up to the per-execution limit
+/// of bytes, at every activation that logs). An entry is used only when its line count is
+/// the store's, so a stale one (a crash, a failed write) costs one scan, never a wrong
+/// answer.
+#[derive(Default)]
+pub struct LogTotalsCache(std::sync::Mutex<std::collections::HashMap<ExecId, CachedLogTotals>>);
+
+#[derive(Clone, Copy, Debug)]
+pub struct CachedLogTotals {
+    lines: u64,
+    bytes: u64,
+    full: bool,
+}
+
+/// The cache is emptied when it reaches this many entries (~50 bytes each), so its memory
+/// stays bounded however many executions log; a miss costs one scan.
+const LOG_TOTALS_CACHE_ENTRIES: usize = 100_000;
+
+impl LogTotalsCache {
+    fn get(&self, id: &ExecId, lines: u64) -> Option<CachedLogTotals> {
+        let map = self.0.lock().expect("log totals");
+        map.get(id).copied().filter(|t| t.lines == lines)
+    }
+
+    fn put(&self, id: ExecId, t: CachedLogTotals) {
+        let mut map = self.0.lock().expect("log totals");
+        if map.len() >= LOG_TOTALS_CACHE_ENTRIES && !map.contains_key(&id) {
+            map.clear();
+        }
+        map.insert(id, t);
+    }
 }
 
 impl Shared {
@@ -170,6 +229,19 @@ impl Drop for ResidentGuard {
     }
 }
 
+/// What an execution has logged, against its per-execution limits.
+#[derive(Debug, Default)]
+struct LogTotals {
+    lines: u64,
+    bytes: u64,
+    /// A line did not fit: everything from here on is dropped.
+    full: bool,
+    /// The marker saying so is stored (by this or an earlier activation).
+    marked: bool,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
 /// The `T` of `Store<T>`: one activation of one execution.
 pub struct HostState {
     pub shared: Arc<Shared>,
@@ -178,9 +250,14 @@ pub struct HostState {
     pub act: Activation,
     /// Log lines waiting to be written with the next batch.
     pending_logs: Vec<LogRecord>,
+    pending_log_bytes: usize,
     next_log_seq: u32,
     logs_this_activation: u32,
     logs_dropped: u32,
+    /// The execution's log so far (loaded from the store at the first line).
+    log_totals: Option<LogTotals>,
+    /// Set by the final `drain_stdio`: the next flush is the activation's last.
+    ending: bool,
     stdio: stdio::Capture,
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -201,6 +278,8 @@ impl HostState {
         next_log_seq: u32,
         limits: StoreLimits,
     ) -> Self {
+        let mut act = act;
+        act.set_limits(shared.limits.journal.clone());
         let stdio = stdio::Capture::default();
         let wasi = WasiCtx::builder()
             .stdout(stdio.stdout())
@@ -217,9 +296,12 @@ impl HostState {
             execution,
             act,
             pending_logs: Vec::new(),
+            pending_log_bytes: 0,
             next_log_seq,
             logs_this_activation: 0,
             logs_dropped: 0,
+            log_totals: None,
+            ending: false,
             stdio,
             wasi,
             http: WasiHttpCtx::new(),
@@ -240,8 +322,37 @@ impl HostState {
         self.shared.timers.clock().now_ms()
     }
 
+    /// The execution's log totals, read from the store once per activation (only when it
+    /// has logged before).
+    fn log_totals(&mut self) -> Result<&mut LogTotals, HostFailure> {
+        if self.log_totals.is_none() {
+            let mut t = LogTotals::default();
+            let stored = self.next_log_seq.saturating_sub(1);
+            let cached = self
+                .shared
+                .log_totals
+                .get(&self.execution, u64::from(stored));
+            if let Some(c) = cached {
+                (t.lines, t.bytes, t.full, t.marked) = (c.lines, c.bytes, c.full, c.full);
+            } else if stored > 0 {
+                let last = self.shared.db.logs_after(&self.execution, stored - 1, 1)?;
+                t.marked = last
+                    .first()
+                    .is_some_and(|(_, l)| l.message.starts_with(LOG_FULL_MARKER));
+                t.full = t.marked;
+                t.lines = u64::from(stored);
+                if !t.full {
+                    t.bytes = self.shared.db.log_totals(&self.execution)?.1;
+                }
+            }
+            self.log_totals = Some(t);
+        }
+        Ok(self.log_totals.as_mut().expect("loaded"))
+    }
+
     /// Record a log line at the guest's current replay position, unless a previous run
-    /// recorded it already.
+    /// recorded it already. Over a limit the line is dropped (never an error): the guest's
+    /// logging must not fail its execution.
     pub fn log_line(
         &mut self,
         level: LogLevel,
@@ -249,6 +360,16 @@ impl HostState {
         mut message: String,
     ) -> Result<(), HostFailure> {
         let position = self.act.next_log_key();
+        let max_bytes = self.shared.limits.max_log_bytes_per_execution;
+        let max_lines = u64::from(self.shared.limits.max_log_lines_per_execution);
+        let totals = self.log_totals()?;
+        if totals.full {
+            // Checked before the store is asked anything: a flood past the limit costs
+            // the host no reads or writes.
+            totals.dropped_lines += 1;
+            totals.dropped_bytes += message.len() as u64;
+            return Ok(());
+        }
         if self.shared.db.log_seen(&self.execution, &position)? {
             return Ok(());
         }
@@ -256,20 +377,19 @@ impl HostState {
             self.logs_dropped += 1;
             return Ok(());
         }
-        self.logs_this_activation += 1;
-        let max = self.shared.limits.max_log_line_bytes;
-        if message.len() > max {
-            let mut cut = max;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let total = message.len();
-            message.truncate(cut);
-            message.push_str(&format!(" …[cut: {total} bytes in all]"));
+        journal::cut_with_marker(&mut message, self.shared.limits.max_log_line_bytes);
+        let totals = self.log_totals.as_mut().expect("loaded");
+        if totals.lines + 1 > max_lines || totals.bytes + message.len() as u64 > max_bytes {
+            totals.full = true;
+            totals.dropped_lines += 1;
+            totals.dropped_bytes += message.len() as u64;
+            return Ok(());
         }
+        totals.lines += 1;
+        totals.bytes += message.len() as u64;
+        self.logs_this_activation += 1;
         let op_id = self.act.live_step().map(|(id, _)| id.to_string());
-        self.next_log_seq += 1;
-        self.pending_logs.push(LogRecord {
+        self.push_log(LogRecord {
             at_ms: self.now_ms(),
             level,
             stream,
@@ -277,7 +397,18 @@ impl HostState {
             op_id,
             position,
         });
+        if self.pending_log_bytes >= LOG_FLUSH_BYTES {
+            let mut batch = Batch::new();
+            self.flush_logs_into(&mut batch);
+            self.shared.db.commit_unawaited(batch)?;
+        }
         Ok(())
+    }
+
+    fn push_log(&mut self, rec: LogRecord) {
+        self.next_log_seq += 1;
+        self.pending_log_bytes += rec.message.len();
+        self.pending_logs.push(rec);
     }
 
     /// Move captured stdout/stderr lines into the log, at the current position.
@@ -290,29 +421,76 @@ impl HostState {
             };
             self.log_line(level, stream, line)?;
         }
+        self.ending |= at_end;
         Ok(())
     }
 
-    /// Put pending log lines into `batch`.
+    /// Put pending log lines into `batch`; at the activation's end, with the markers of
+    /// what was dropped: lines over the per-activation count, and the one line that says
+    /// the execution's log is full.
     pub fn flush_logs_into(&mut self, batch: &mut Batch) {
-        if self.logs_dropped > 0 {
-            let position = self.act.next_log_key();
+        if self.logs_dropped > 0 && self.ending {
             let dropped = std::mem::take(&mut self.logs_dropped);
-            self.pending_logs.push(LogRecord {
-                at_ms: self.now_ms(),
-                level: LogLevel::Warn,
-                stream: LogStream::Log,
-                message: format!(
-                    "{dropped} log lines dropped: over {} lines in one activation",
-                    self.shared.limits.max_log_lines_per_activation
-                ),
-                op_id: None,
-                position,
-            });
+            let message = format!(
+                "{dropped} log lines dropped: over {} lines in one activation",
+                self.shared.limits.max_log_lines_per_activation
+            );
+            self.marker(message);
+        }
+        if let Some(t) = self
+            .log_totals
+            .as_mut()
+            .filter(|t| self.ending && t.full && !t.marked)
+        {
+            t.marked = true;
+            let message = format!(
+                "{LOG_FULL_MARKER} {} lines ({} bytes) dropped; an execution keeps at most \
+                 {} bytes and {} lines of log (max_log_bytes_per_execution, \
+                 max_log_lines_per_execution), later lines are dropped too",
+                t.dropped_lines,
+                t.dropped_bytes,
+                self.shared.limits.max_log_bytes_per_execution,
+                self.shared.limits.max_log_lines_per_execution,
+            );
+            self.marker(message);
         }
         let first = self.next_log_seq - self.pending_logs.len() as u32;
         for (i, rec) in self.pending_logs.drain(..).enumerate() {
             batch.put_log(&self.execution, first + i as u32, &rec);
+        }
+        self.pending_log_bytes = 0;
+    }
+
+    /// A line the host writes about the log itself (not counted against the byte limit).
+    fn marker(&mut self, message: String) {
+        if let Some(t) = self.log_totals.as_mut() {
+            t.lines += 1;
+        }
+        let position = self.act.next_log_key();
+        let rec = LogRecord {
+            at_ms: self.now_ms(),
+            level: LogLevel::Warn,
+            stream: LogStream::Log,
+            message,
+            op_id: None,
+            position,
+        };
+        self.push_log(rec);
+    }
+}
+
+impl Drop for HostState {
+    /// The activation is over: its log totals are what the next one starts from. Only
+    /// complete when every pending line was flushed (the runtime's last flush); otherwise
+    /// the line count no longer matches the store and the entry is not used.
+    fn drop(&mut self) {
+        if let Some(t) = &self.log_totals {
+            let cached = CachedLogTotals {
+                lines: t.lines,
+                bytes: t.bytes,
+                full: t.full && t.marked,
+            };
+            self.shared.log_totals.put(self.execution, cached);
         }
     }
 }

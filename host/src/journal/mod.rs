@@ -13,7 +13,7 @@
 mod event;
 pub mod retry;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 pub use event::{ContextKind, ErrorObject, Event, EventKind, OpRef};
 pub use retry::{Backoff, Jitter, RetryPolicy};
@@ -21,6 +21,125 @@ pub use retry::{Backoff, Jitter, RetryPolicy};
 /// A guest may record at most this many operations in one execution, so a runaway loop of
 /// durable calls cannot grow a journal (and every later replay) without bound.
 pub const MAX_OPERATIONS: usize = 100_000;
+
+/// Limits on what a guest may record, handed in by the driver (the journal reads no
+/// configuration). Over a count limit the call is a `Violation::Limit`
+/// (`Durable.LimitExceeded`, naming the limit and its value); an error over a size limit is
+/// cut with a marker instead (see `bound_error`), because a failure must still be recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Operations one execution may record (`MAX_OPERATIONS`).
+    pub max_operations: usize,
+    /// History events after which no new operation or attempt starts. Every replay loads
+    /// the whole history, so this bounds each activation's load; events that close what is
+    /// already open (ends, completions) are still recorded, so the total can pass this by
+    /// at most the number of open operations.
+    pub max_history_events: u32,
+    /// How deep child contexts may nest. Positional ids grow with depth (`1.1.1...`) and
+    /// every event carries its id and its parent's, so a chain of depth d costs O(d) per
+    /// level; the bound keeps that constant.
+    pub max_context_depth: u32,
+    /// Bytes of an operation's name (names are stored in every event of the operation).
+    pub max_name_bytes: usize,
+    /// Callbacks created and not yet resolved, per execution (each holds a record, a
+    /// history entry and up to two timers).
+    pub max_pending_callbacks: usize,
+    /// The longest wait, callback timeout or heartbeat timeout, in ms. Longer could never
+    /// end before the execution's own timeout, and `now + ms` must not overflow.
+    pub max_wait_ms: u64,
+    /// Bytes kept of an error's type; longer is cut with a marker.
+    pub max_error_type_bytes: usize,
+    /// Bytes kept of an error's message; longer is cut with a marker.
+    pub max_error_message_bytes: usize,
+    /// Bytes of an error's data (JSON); larger data is dropped (cut JSON is not JSON) and
+    /// the message says so.
+    pub max_error_data_bytes: usize,
+}
+
+/// The defaults, with why:
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_operations: MAX_OPERATIONS,
+            // Room for MAX_OPERATIONS steps with a start and an end each, plus retries and
+            // activation records; every activation loads and folds them all (about half a
+            // second at this size).
+            max_history_events: 250_000,
+            // Far deeper than structured code nests (an SDK's map or parallel adds one or
+            // two levels); a deep chain stays under 1 MB of ids.
+            max_context_depth: 128,
+            // AWS durable functions accept operation names of up to 256 characters.
+            max_name_bytes: 256,
+            // A fan-out wider than this belongs in separate executions; 10,000 pending
+            // callbacks cost about 25 MB of records.
+            max_pending_callbacks: 10_000,
+            // The longest execution timeout (366 days, as AWS allows).
+            max_wait_ms: crate::settings::MAX_EXECUTION_TIMEOUT_SECS * 1000,
+            // Types are identifiers that retry filters match; 256 bytes like names.
+            max_error_type_bytes: 256,
+            // A message with a stack trace fits; 64 KiB x every recorded failure stays small.
+            max_error_message_bytes: 64 * 1024,
+            max_error_data_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Cut `s` to at most `max` bytes (on a char boundary), ending with a marker that says how
+/// long it was (no marker when `max` is too small to hold one).
+pub fn cut_with_marker(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let total = s.len();
+    let mut marker = format!(" …[cut: {total} bytes in all]");
+    if marker.len() > max {
+        marker.clear();
+    }
+    let mut cut = max - marker.len();
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(&marker);
+}
+
+impl Limits {
+    /// An error within the size limits: type and message cut with a marker, data over its
+    /// limit dropped (the message says so). Deterministic, so a replay records the same.
+    pub fn bound_error(&self, mut e: ErrorObject) -> ErrorObject {
+        if e.error_data
+            .as_ref()
+            .is_some_and(|d| d.len() > self.max_error_data_bytes)
+        {
+            let n = e.error_data.take().map_or(0, |d| d.len());
+            let note = format!(
+                " [error_data dropped: {n} bytes, over the limit max_error_data_bytes = {}]",
+                self.max_error_data_bytes
+            );
+            cut_with_marker(
+                &mut e.error_message,
+                self.max_error_message_bytes.saturating_sub(note.len()),
+            );
+            e.error_message.push_str(&note);
+        }
+        cut_with_marker(&mut e.error_type, self.max_error_type_bytes);
+        cut_with_marker(&mut e.error_message, self.max_error_message_bytes);
+        e
+    }
+
+    /// A callback resolution with its error bounded (what history records and the guest
+    /// sees, on the first run and on replay alike).
+    pub fn bound_resolution(&self, r: Resolution) -> Resolution {
+        match r {
+            Resolution::Failed(e) => Resolution::Failed(self.bound_error(e)),
+            other => other,
+        }
+    }
+
+    fn exceeded(name: &str, value: impl std::fmt::Display, what: String) -> Violation {
+        Violation::Limit(format!("{what}: over the limit {name} = {value}"))
+    }
+}
 
 /// Error types the host itself records.
 pub mod error_types {
@@ -140,6 +259,8 @@ pub struct Journal {
     input: String,
     last_kind: Option<&'static str>,
     terminal: bool,
+    /// Callbacks started and not yet resolved (kept by `apply`, so no scan is needed).
+    pending_callbacks: usize,
 }
 
 impl Journal {
@@ -210,10 +331,13 @@ impl Journal {
                 scheduled_end_ms: e.at_ms,
                 done: true,
             },
-            EventKind::CallbackStarted { callback_id, .. } => OpState::Callback {
-                callback_id: callback_id.clone(),
-                outcome: None,
-            },
+            EventKind::CallbackStarted { callback_id, .. } => {
+                self.pending_callbacks += 1;
+                OpState::Callback {
+                    callback_id: callback_id.clone(),
+                    outcome: None,
+                }
+            }
             EventKind::CallbackSucceeded { op, result } => {
                 self.set_callback_outcome(&op.id, Ok(result.clone()));
                 return;
@@ -246,8 +370,16 @@ impl Journal {
             ..
         }) = self.ops.get_mut(id)
         {
+            if o.is_none() {
+                self.pending_callbacks = self.pending_callbacks.saturating_sub(1);
+            }
             *o = Some(outcome);
         }
+    }
+
+    /// Callbacks created and not yet resolved in the journal.
+    pub fn pending_callback_count(&self) -> usize {
+        self.pending_callbacks
     }
 
     pub fn op(&self, id: &str) -> Option<&Op> {
@@ -437,12 +569,21 @@ struct LiveStep {
 /// One run of the guest over a journal.
 pub struct Activation {
     journal: Journal,
+    limits: Limits,
     counters: HashMap<Option<String>, u32>,
-    open_contexts: HashSet<String>,
+    /// Open child contexts: their depth and the open contexts started inside them, so that
+    /// closing one closes its descendants without scanning every open context.
+    open_contexts: HashMap<String, OpenContext>,
     live_step: Option<LiveStep>,
     /// Where the guest is, for replay-aware log dedup: (last op id, attempt, lines since).
     cursor: (String, u32, u32),
     started_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct OpenContext {
+    depth: u32,
+    children: Vec<String>,
 }
 
 /// The id of the n-th operation under `parent`.
@@ -457,12 +598,22 @@ impl Activation {
     pub fn new(journal: Journal, started_ms: u64) -> Self {
         Self {
             journal,
+            limits: Limits::default(),
             counters: HashMap::new(),
-            open_contexts: HashSet::new(),
+            open_contexts: HashMap::new(),
             live_step: None,
             cursor: (String::new(), 0, 0),
             started_ms,
         }
+    }
+
+    /// Run under these limits instead of the defaults.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn journal(&self) -> &Journal {
@@ -509,7 +660,7 @@ impl Activation {
             )));
         }
         if let Some(p) = parent {
-            if !self.open_contexts.contains(p) {
+            if !self.open_contexts.contains_key(p) {
                 return Err(Violation::Protocol(format!(
                     "{call}: parent {p:?} is not an open child context"
                 )));
@@ -532,15 +683,57 @@ impl Activation {
                     e.kind, e.op.name, kind, op.name
                 )));
             }
-            None if self.journal.ops.len() >= MAX_OPERATIONS => {
-                return Err(Violation::Limit(format!(
-                    "the execution has recorded {MAX_OPERATIONS} operations, the most one may"
-                )));
+            None if self.journal.ops.len() >= self.limits.max_operations => {
+                return Err(Limits::exceeded(
+                    "max_operations",
+                    self.limits.max_operations,
+                    format!(
+                        "{call}: the execution has recorded {} operations",
+                        self.journal.ops.len()
+                    ),
+                ));
+            }
+            None => {
+                // Only new operations are checked: what is journaled already replays, even
+                // after an operator lowered a limit.
+                if let Some(name) = name.filter(|n| n.len() > self.limits.max_name_bytes) {
+                    return Err(Limits::exceeded(
+                        "max_name_bytes",
+                        self.limits.max_name_bytes,
+                        format!("{call}: the operation name is {} bytes", name.len()),
+                    ));
+                }
+                self.check_history_room(call)?
             }
             _ => {}
         }
         self.touch(&id, 0);
         Ok((op, existing))
+    }
+
+    /// Whether the history has room for another operation or attempt.
+    fn check_history_room(&self, call: &str) -> Result<(), Violation> {
+        let events = self.journal.next_seq.saturating_sub(1);
+        if events >= self.limits.max_history_events {
+            return Err(Limits::exceeded(
+                "max_history_events",
+                self.limits.max_history_events,
+                format!("{call}: the execution's history holds {events} events"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A duration the guest asked for, within `max_wait_ms`.
+    fn check_duration(&self, call: &str, what: &str, ms: Option<u64>) -> Result<(), Violation> {
+        match ms {
+            Some(ms) if ms > self.limits.max_wait_ms => Err(Limits::exceeded(
+                "max_wait_ms",
+                self.limits.max_wait_ms,
+                format!("{call}: the {what} is {ms} ms"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn step_start(
@@ -694,6 +887,7 @@ impl Activation {
             )));
         }
         let mut fx = Effects::new(Reply::Return(None));
+        let error = self.limits.bound_error(error);
         fx.reply = self.fail_live(now_ms, error, unit_random, &mut fx);
         Ok(fx)
     }
@@ -743,9 +937,21 @@ impl Activation {
     ) -> Reply<Option<u32>> {
         let live = self.live_step.take().expect("a live step");
         let op = self.journal.ops[&live.id].op.clone();
-        let delay = live
+        let mut error = error;
+        let mut delay = live
             .policy
-            .next_delay_ms(live.attempt, &error.error_type, unit_random);
+            .next_delay_ms(live.attempt, &error.error_type, unit_random)
+            .map(|d| d.min(self.limits.max_wait_ms));
+        if delay.is_some() {
+            if let Err(v) = self.check_history_room("step retry") {
+                // No room for another attempt: the step fails for good, saying why.
+                let message = format!("{v}; attempt {} failed with {error}", live.attempt);
+                error = self
+                    .limits
+                    .bound_error(ErrorObject::new(error_types::LIMIT_EXCEEDED, message));
+                delay = None;
+            }
+        }
         self.journal.push(
             now_ms,
             EventKind::StepFailed {
@@ -791,6 +997,9 @@ impl Activation {
         millis: u64,
     ) -> Result<Effects<()>, Violation> {
         let (op, existing) = self.position("wait", parent, name, OpKind::Wait)?;
+        if existing.is_none() {
+            self.check_duration("wait", "wait", Some(millis))?;
+        }
         let mut fx = Effects::new(Reply::Return(()));
         match existing.map(|e| e.state) {
             None => {
@@ -894,6 +1103,21 @@ impl Activation {
         new_callback_id: impl FnOnce() -> String,
     ) -> Result<Effects<(String, String)>, Violation> {
         let (op, existing) = self.position("create-callback", parent, name, OpKind::Callback)?;
+        if existing.is_none() {
+            self.check_duration("create-callback", "timeout", timeout_ms)?;
+            self.check_duration("create-callback", "heartbeat timeout", heartbeat_timeout_ms)?;
+        }
+        if existing.is_none() && self.journal.pending_callbacks >= self.limits.max_pending_callbacks
+        {
+            return Err(Limits::exceeded(
+                "max_pending_callbacks",
+                self.limits.max_pending_callbacks,
+                format!(
+                    "create-callback: the execution has {} callbacks waiting",
+                    self.journal.pending_callbacks
+                ),
+            ));
+        }
         let mut fx = Effects::new(Reply::Return((String::new(), String::new())));
         let callback_id = match existing.map(|e| e.state) {
             Some(OpState::Callback { callback_id, .. }) => callback_id,
@@ -966,7 +1190,7 @@ impl Activation {
             }) => op.clone(),
             _ => return None,
         };
-        let kind = match resolution {
+        let kind = match self.limits.bound_resolution(resolution) {
             Resolution::Succeeded(result) => EventKind::CallbackSucceeded { op, result },
             Resolution::Failed(error) => EventKind::CallbackFailed { op, error },
             Resolution::TimedOut(error) => EventKind::CallbackTimedOut { op, error },
@@ -981,7 +1205,15 @@ impl Activation {
         name: Option<&str>,
         kind: ContextKind,
     ) -> Result<Effects<(String, ContextStart)>, Violation> {
+        let depth = parent.map_or(0, |p| self.open_contexts.get(p).map_or(0, |c| c.depth)) + 1;
         let (op, existing) = self.position("context-start", parent, name, OpKind::Context(kind))?;
+        if existing.is_none() && depth > self.limits.max_context_depth {
+            return Err(Limits::exceeded(
+                "max_context_depth",
+                self.limits.max_context_depth,
+                format!("context-start: a child context at depth {depth}"),
+            ));
+        }
         let mut fx = Effects::new(Reply::Return((op.id.clone(), ContextStart::Run)));
         match existing.map(|e| e.state) {
             None => {
@@ -993,10 +1225,10 @@ impl Activation {
                     },
                     &mut fx.events,
                 );
-                self.open_contexts.insert(op.id);
+                self.open_context(parent, op.id, depth);
             }
             Some(OpState::Context { outcome: None }) => {
-                self.open_contexts.insert(op.id);
+                self.open_context(parent, op.id, depth);
             }
             Some(OpState::Context {
                 outcome: Some(Ok(r)),
@@ -1007,6 +1239,19 @@ impl Activation {
             Some(_) => unreachable!("kind checked by position"),
         }
         Ok(fx)
+    }
+
+    fn open_context(&mut self, parent: Option<&str>, id: String, depth: u32) {
+        if let Some(p) = parent.and_then(|p| self.open_contexts.get_mut(p)) {
+            p.children.push(id.clone());
+        }
+        self.open_contexts.insert(
+            id,
+            OpenContext {
+                depth,
+                children: Vec::new(),
+            },
+        );
     }
 
     pub fn context_end(
@@ -1021,11 +1266,11 @@ impl Activation {
                 live.id
             )));
         }
-        if !self.open_contexts.remove(id) {
+        let Some(closed) = self.open_contexts.remove(id) else {
             return Err(Violation::Protocol(format!(
                 "context {id:?} is not an open child context"
             )));
-        }
+        };
         let Some(Op {
             op,
             kind: OpKind::Context(kind),
@@ -1036,13 +1281,22 @@ impl Activation {
                 "context {id:?} is not a child context"
             )));
         };
-        // Operations inside a finished context cannot be called again.
-        self.open_contexts
-            .retain(|c| !c.starts_with(&format!("{id}.")));
+        // Operations inside a finished context cannot be called again: close its open
+        // descendants (each context is closed once, so this is linear overall).
+        let mut stack = closed.children;
+        while let Some(c) = stack.pop() {
+            if let Some(open) = self.open_contexts.remove(&c) {
+                stack.extend(open.children);
+            }
+        }
         let mut fx = Effects::new(Reply::Return(()));
         let kind = match outcome {
             Ok(result) => EventKind::ContextSucceeded { op, kind, result },
-            Err(error) => EventKind::ContextFailed { op, kind, error },
+            Err(error) => EventKind::ContextFailed {
+                op,
+                kind,
+                error: self.limits.bound_error(error),
+            },
         };
         self.journal.push(now_ms, kind, &mut fx.events);
         fx.sync = true;

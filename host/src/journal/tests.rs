@@ -331,3 +331,292 @@ fn log_keys_follow_the_deterministic_position() {
     let (mut b, _) = fresh();
     assert_eq!(b.next_log_key(), k0, "the same position gives the same key");
 }
+
+/// An activation over a fresh journal under `limits`.
+fn limited(limits: Limits) -> Activation {
+    let (mut a, _) = fresh();
+    a.set_limits(limits);
+    a
+}
+
+fn limit_message(r: Result<impl std::fmt::Debug, Violation>) -> String {
+    match r {
+        Err(Violation::Limit(m)) => m,
+        other => panic!("expected a limit violation, got {other:?}"),
+    }
+}
+
+/// Each count limit refuses the call that would pass it, naming the limit and its value.
+#[test]
+fn each_limit_refuses_the_call_over_it_and_names_the_limit() {
+    type Case = (
+        &'static str,
+        Limits,
+        fn(&mut Activation) -> Result<(), Violation>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "max_context_depth = 3",
+            Limits {
+                max_context_depth: 3,
+                ..Limits::default()
+            },
+            |a| {
+                let mut parent: Option<String> = None;
+                for _ in 0..4 {
+                    let fx = a.context_start(
+                        1,
+                        parent.as_deref(),
+                        None,
+                        ContextKind::RunInChildContext,
+                    )?;
+                    let Reply::Return((id, _)) = fx.reply else {
+                        unreachable!()
+                    };
+                    parent = Some(id);
+                }
+                Ok(())
+            },
+        ),
+        (
+            "max_name_bytes = 8",
+            Limits {
+                max_name_bytes: 8,
+                ..Limits::default()
+            },
+            |a| {
+                a.step_start(1, None, Some("12345678"), ALO, no_retry(), 0.0)?;
+                a.step_succeed(1, "1", "1".into())?;
+                a.step_start(1, None, Some("123456789"), ALO, no_retry(), 0.0)?;
+                Ok(())
+            },
+        ),
+        (
+            "max_pending_callbacks = 2",
+            Limits {
+                max_pending_callbacks: 2,
+                ..Limits::default()
+            },
+            |a| {
+                let mut n = 0;
+                for _ in 0..3 {
+                    a.create_callback(1, None, None, None, None, || {
+                        n += 1;
+                        format!("cb{n}")
+                    })?;
+                }
+                Ok(())
+            },
+        ),
+        (
+            "max_wait_ms = 1000",
+            Limits {
+                max_wait_ms: 1000,
+                ..Limits::default()
+            },
+            |a| {
+                a.wait(1, None, None, 1000)?;
+                Ok(())
+            },
+        ),
+        (
+            "max_wait_ms = 1000",
+            Limits {
+                max_wait_ms: 1000,
+                ..Limits::default()
+            },
+            |a| {
+                a.wait(1, None, None, 1001)?;
+                Ok(())
+            },
+        ),
+        (
+            "max_wait_ms = 1000",
+            Limits {
+                max_wait_ms: 1000,
+                ..Limits::default()
+            },
+            |a| {
+                a.create_callback(1, None, None, Some(5000), None, || "cb".into())?;
+                Ok(())
+            },
+        ),
+        (
+            "max_history_events = 4",
+            Limits {
+                max_history_events: 4,
+                ..Limits::default()
+            },
+            |a| {
+                for i in 0..3u32 {
+                    a.step_start(1, None, None, ALO, no_retry(), 0.0)?;
+                    a.step_succeed(1, &(i + 1).to_string(), "1".into())?;
+                }
+                Ok(())
+            },
+        ),
+        (
+            "max_operations = 2",
+            Limits {
+                max_operations: 2,
+                ..Limits::default()
+            },
+            |a| {
+                for _ in 0..3 {
+                    a.wait(1, None, None, 0)?;
+                }
+                Ok(())
+            },
+        ),
+    ];
+    for (expected, limits, run) in cases {
+        let mut a = limited(limits);
+        let ok_before_limit = expected == "max_wait_ms = 1000"
+            && run(&mut limited(Limits {
+                max_wait_ms: 1000,
+                ..Limits::default()
+            }))
+            .is_ok();
+        if ok_before_limit {
+            // The wait of exactly the limit is allowed.
+            continue;
+        }
+        let m = limit_message(run(&mut a));
+        assert!(m.contains(expected), "{expected}: {m}");
+    }
+}
+
+#[test]
+fn a_u64_max_wait_is_refused_not_scheduled_in_1970() {
+    let mut a = limited(Limits::default());
+    let m = limit_message(a.wait(1_700_000_000_000, None, None, u64::MAX));
+    assert!(m.contains("max_wait_ms"), "{m}");
+}
+
+#[test]
+fn a_retry_without_history_room_fails_the_step_for_good_naming_the_limit() {
+    let mut a = limited(Limits {
+        max_history_events: 2,
+        ..Limits::default()
+    });
+    a.step_start(1, None, None, ALO, fixed(5, 0), 0.0).unwrap();
+    let fx = a
+        .step_fail(2, "1", ErrorObject::new("Flaky", "boom"), 0.0)
+        .unwrap();
+    assert_eq!(fx.reply, Reply::Return(None), "no further attempt");
+    let EventKind::StepFailed {
+        error,
+        next_attempt_delay_ms,
+        ..
+    } = &fx.events[0].kind
+    else {
+        panic!("{:?}", fx.events)
+    };
+    assert_eq!(*next_attempt_delay_ms, None);
+    assert_eq!(error.error_type, error_types::LIMIT_EXCEEDED);
+    assert!(
+        error.error_message.contains("max_history_events = 2"),
+        "{error}"
+    );
+    assert!(error.error_message.contains("Flaky: boom"), "{error}");
+}
+
+#[test]
+fn oversized_errors_are_cut_with_a_marker_and_big_data_dropped() {
+    let limits = Limits {
+        max_error_type_bytes: 32,
+        max_error_message_bytes: 200,
+        max_error_data_bytes: 10,
+        ..Limits::default()
+    };
+    let e = limits.bound_error(ErrorObject {
+        error_type: "T".repeat(40),
+        error_message: "é".repeat(500),
+        error_data: Some(format!("\"{}\"", "d".repeat(20))),
+    });
+    assert!(e.error_type.len() <= 32, "{e:?}");
+    assert!(e.error_type.starts_with("TTT"), "{e:?}");
+    assert!(e.error_message.len() <= 200, "{}", e.error_message.len());
+    assert!(
+        e.error_message.contains("[cut: 1000 bytes in all]"),
+        "{e:?}"
+    );
+    assert!(
+        e.error_message.contains("error_data dropped: 22 bytes"),
+        "{e:?}"
+    );
+    assert_eq!(e.error_data, None);
+    let small = ErrorObject {
+        error_type: "T".into(),
+        error_message: "m".into(),
+        error_data: Some("1".into()),
+    };
+    assert_eq!(
+        limits.bound_error(small.clone()),
+        small,
+        "within limits: unchanged"
+    );
+
+    // Step errors, context errors and callback failures are bounded as they are recorded.
+    let mut a = limited(limits);
+    a.step_start(1, None, None, ALO, no_retry(), 0.0).unwrap();
+    let fx = a
+        .step_fail(2, "1", ErrorObject::new("E", "x".repeat(10_000)), 0.0)
+        .unwrap();
+    let EventKind::StepFailed { error, .. } = &fx.events[0].kind else {
+        panic!()
+    };
+    assert!(error.error_message.len() <= 200, "{error}");
+}
+
+#[test]
+fn closing_a_context_closes_its_open_descendants() {
+    let (mut a, _) = fresh();
+    let start = |a: &mut Activation, parent: Option<&str>| -> String {
+        let fx = a
+            .context_start(1, parent, None, ContextKind::RunInChildContext)
+            .unwrap();
+        let Reply::Return((id, _)) = fx.reply else {
+            unreachable!()
+        };
+        id
+    };
+    let outer = start(&mut a, None);
+    let mid = start(&mut a, Some(&outer));
+    let inner = start(&mut a, Some(&mid));
+    a.context_end(2, &outer, Ok("1".into())).unwrap();
+    for id in [&mid, &inner] {
+        let err = a.wait(3, Some(id), None, 0).unwrap_err();
+        assert!(matches!(err, Violation::Protocol(_)), "{err}");
+    }
+}
+
+/// What is journaled already replays, even under a lower limit (an operator lowered a
+/// flag, or the execution began before the limit existed); only new operations are refused.
+#[test]
+fn journaled_operations_replay_under_lower_limits() {
+    let (mut a, mut log) = fresh();
+    let fx = a
+        .context_start(1, None, Some("a-long-name"), ContextKind::RunInChildContext)
+        .unwrap();
+    log.extend(fx.events);
+    log.extend(a.wait(1, Some("1"), None, 5_000).unwrap().events);
+    let strict = Limits {
+        max_context_depth: 0,
+        max_name_bytes: 4,
+        max_wait_ms: 10,
+        ..Limits::default()
+    };
+    let mut r = Activation::new(Journal::from_events(&log), 2);
+    r.set_limits(strict);
+    r.context_start(3, None, Some("a-long-name"), ContextKind::RunInChildContext)
+        .unwrap();
+    let fx = r.wait(3, Some("1"), None, 5_000).unwrap();
+    assert_eq!(
+        fx.reply,
+        Reply::Suspend(SuspendReason::Wait),
+        "the wait goes on"
+    );
+    let m = limit_message(r.wait(3, Some("1"), None, 5_000));
+    assert!(m.contains("max_wait_ms = 10"), "a new wait is refused: {m}");
+}

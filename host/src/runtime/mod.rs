@@ -179,6 +179,7 @@ impl Runtime {
         let now = clock.now_ms();
         let history = db.history(&key.id)?;
         let mut act = Activation::new(Journal::from_events(&history), now);
+        act.set_limits(self.shared.limits.journal.clone());
         if db.stop_request(&key.id)?.is_some() {
             self.shared.request_stop(key.id);
             return self.finish(key, exec, &mut act, End::Stopped, None).await;
@@ -353,7 +354,8 @@ impl Runtime {
                 }),
             },
             Ok(Ok(Err(e))) => Done(End::Failed {
-                error: e.into(),
+                // The guest sized this error: bounded like every error it records.
+                error: self.shared.limits.journal.bound_error(e.into()),
                 invocation_error: false,
             }),
             Ok(Err(err)) => {
