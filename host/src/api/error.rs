@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use std::sync::Arc;
+
 use crate::{callbacks, db, registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +71,14 @@ impl From<registry::Error> for ApiError {
             }
             E::UnknownFunction(_) | E::UnknownVersion(..) => ApiError::NotFound(e.to_string()),
             E::Storage(e) => e.into(),
-            E::Artifact(m) => ApiError::Internal(m),
+            E::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            E::Artifact(_) | E::Spool(_) | E::Interrupted(_) | E::Damaged(_) => {
+                ApiError::Internal(e.to_string())
+            }
+            E::Shared(shared) => match Arc::try_unwrap(shared) {
+                Ok(e) => e.into(),
+                Err(shared) => ApiError::Internal(shared.to_string()),
+            },
         }
     }
 }
