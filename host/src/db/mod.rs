@@ -96,11 +96,10 @@ impl Batch {
     }
 
     /// Component bytes under their sha256 (content-addressed, so writing twice is harmless).
-    pub fn put_component(&mut self, sha256: &str, bytes: &[u8]) {
-        self.ops.push(wal::Op::PutComponent(
-            sha256.as_bytes().to_vec(),
-            bytes.to_vec(),
-        ));
+    /// Store a component's bytes (taken, not copied: a component may be tens of MiB).
+    pub fn put_component(&mut self, sha256: &str, bytes: Vec<u8>) {
+        self.ops
+            .push(wal::Op::PutComponent(sha256.as_bytes().to_vec(), bytes));
     }
 
     pub fn put_event(&mut self, id: &ExecId, e: &Event) {
@@ -1214,7 +1213,7 @@ mod tests {
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let mut batch = Batch::new();
         batch.put(b"Xbig".to_vec(), &bytes);
-        batch.put_component("abc", &bytes);
+        batch.put_component("abc", bytes.clone());
         store.commit(batch, Durability::Sync).await.unwrap();
         drop(store);
         let store = reopen(dir.path());

@@ -47,9 +47,10 @@ pub const MAX_CONCURRENT_COMPILES: usize = 2;
 
 /// Uploads whose bytes are in memory at once (read back from their temporary file,
 /// compiled, stored). Each holds its component about three times over while it is stored
-/// (the bytes, the batch's copy, the log record): this bounds the memory of any number of
-/// concurrent uploads. Uploads assign versions one at a time anyway.
-pub const MAX_UPLOADS_IN_MEMORY: usize = 2;
+/// (the bytes, the log record, sled's copy): this bounds the memory of any number of
+/// concurrent uploads. One, because uploads compile and assign versions one at a time
+/// (`upload_lock`) anyway: a second would only wait with its bytes in memory.
+pub const MAX_UPLOADS_IN_MEMORY: usize = 1;
 
 /// One load of a component, shared by everyone who needs it meanwhile.
 type Flight = Arc<tokio::sync::OnceCell<Result<Arc<Pre>, Arc<Error>>>>;
@@ -198,24 +199,27 @@ impl Registry {
         Ok(())
     }
 
-    /// Compile and link: the component, and its pre-linked form. Waits for one of the
-    /// `MAX_CONCURRENT_COMPILES` slots.
-    async fn compile(&self, bytes: Arc<[u8]>) -> Result<(Component, Pre), Error> {
+    /// Compile and link: the component, its pre-linked form, and the bytes back. Waits for
+    /// one of the `MAX_CONCURRENT_COMPILES` slots.
+    async fn compile(&self, bytes: Vec<u8>) -> Result<(Component, Pre, Vec<u8>), Error> {
         let _slot = self.compiles.acquire().await.expect("never closed");
         self.metrics.compiles.fetch_add(1, Ordering::Relaxed);
         let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .map_err(|e| {
-                if e.is_panic() {
-                    Error::Invalid(format!("the compiler panicked: {e}"))
-                } else {
-                    Error::Interrupted(e.to_string())
-                }
-            })?
-            .map_err(|e| Error::Invalid(format!("{e:#}")))?;
+        let (component, bytes) = tokio::task::spawn_blocking(move || {
+            let c = Component::new(&engine, &bytes);
+            (c, bytes)
+        })
+        .await
+        .map_err(|e| {
+            if e.is_panic() {
+                Error::Invalid(format!("the compiler panicked: {e}"))
+            } else {
+                Error::Interrupted(e.to_string())
+            }
+        })?;
+        let component = component.map_err(|e| Error::Invalid(format!("{e:#}")))?;
         let pre = self.link(&component)?;
-        Ok((component, pre))
+        Ok((component, pre, bytes))
     }
 
     fn link(&self, component: &Component) -> Result<Pre, Error> {
@@ -348,8 +352,7 @@ impl Registry {
             }
         }
         let size_bytes = bytes.len() as u64;
-        let bytes: Arc<[u8]> = bytes.into();
-        let (component, pre) = self.compile(bytes.clone()).await?;
+        let (component, pre, bytes) = self.compile(bytes).await?;
         self.save_artifact(&sha, &component).await;
         drop(component);
         let now = self.clock.now_ms();
@@ -376,7 +379,7 @@ impl Registry {
         };
         patch.apply(&mut func.settings);
         let mut batch = Batch::new();
-        batch.put_component(&sha, &bytes);
+        batch.put_component(&sha, bytes);
         batch.put_version(tenant, name, &rec);
         batch.put_function(tenant, &func);
         self.db.commit(batch, Durability::Sync).await?;
@@ -495,7 +498,7 @@ impl Registry {
                         "the stored bytes of component {sha256} do not match their sha256"
                     )));
                 }
-                let (component, pre) = self.compile(bytes.into()).await?;
+                let (component, pre, _) = self.compile(bytes).await?;
                 self.save_artifact(sha256, &component).await;
                 pre
             }
