@@ -1,12 +1,12 @@
 //! `ApiError`: every error the API returns, with one exhaustive mapping to an HTTP status
 //! and a stable code. Internal details go to the log, not to the client.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-
-use std::sync::Arc;
 
 use crate::{callbacks, db, registry};
 

@@ -83,7 +83,7 @@ pub enum Error {
     Storage(#[from] db::Error),
     #[error("compiled artifact: {0}")]
     Artifact(String),
-    #[error("the upload is larger than the limit of {limit} bytes (--max-upload-bytes)")]
+    #[error("the upload is too large: the limit is {limit} bytes (--max-upload-bytes)")]
     TooLarge { limit: u64 },
     #[error("spooling the upload: {0}")]
     Spool(String),
@@ -274,7 +274,7 @@ impl Registry {
         let payload = match artifact::verify(&file) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "damaged artifact; recompiling and rewriting it");
+                tracing::warn!(path = %path.display(), error = %e, "the artifact does not verify; recompiling and rewriting it");
                 return None;
             }
         };
