@@ -373,3 +373,71 @@ fn finding_12_an_over_limit_streamed_upload_is_refused_as_it_streams_and_leaves_
     // The host still takes a valid upload.
     s.deploy("hello", "hello");
 }
+
+/// A read-only tmpfs over a directory, for as long as it lives: writes there fail (EROFS).
+struct ReadOnlyMount(PathBuf);
+
+impl ReadOnlyMount {
+    fn over(dir: &Path) -> ReadOnlyMount {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount a read-only tmpfs over {}",
+            dir.display()
+        );
+        ReadOnlyMount(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn finding_05_an_artifact_that_cannot_be_written_fails_no_execution() {
+    const EXECUTIONS: usize = 20;
+    let mut s = Server::start();
+    s.deploy("f", "conformance_guest");
+    let ids: Vec<String> = (0..EXECUTIONS)
+        .map(|_| s.invoke("f", &scenario("wait", json!({"ms": 1500}))))
+        .collect();
+    wait_metric(
+        &s,
+        "durable_executions{status=\"suspended\"}",
+        Duration::from_secs(60),
+        |n| n == EXECUTIONS as f64,
+    );
+    let mut mount = None;
+    s.restart_after(|data| {
+        for p in artifacts(data) {
+            std::fs::remove_file(p).unwrap();
+        }
+        mount = Some(ReadOnlyMount::over(&data.join("artifacts")));
+    });
+    for id in &ids {
+        let done = s.wait_done(id);
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let id = s.invoke("f", &scenario("echo", json!({"value": 1})));
+    assert_eq!(s.wait_done(&id)["status"], "succeeded");
+    assert_eq!(
+        s.metric("durable_compiles_total"),
+        1.0,
+        "compiled once, kept in memory"
+    );
+    assert!(
+        artifacts(s.data.path()).is_empty(),
+        "nothing could be written"
+    );
+    drop(s);
+    drop(mount);
+}
