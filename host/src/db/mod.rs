@@ -1,7 +1,7 @@
 //! Persistence: the only module that imports sled.
 //!
 //! Owns the on-disk layout (one `data` tree with tagged keys, see `keys`; one `components`
-//! tree for content-addressed component bytes), record encoding, atomic batches and group
+//! tree for content-addressed component bytes, in chunks), record encoding, atomic batches and group
 //! commit. Every write goes through the one commit thread: it appends the batch to the
 //! write-ahead log (`wal`) and applies it to sled (one `apply_batch`, atomic);
 //! `Durability::Sync` returns once the log is fdatasynced, and concurrent durable writers
