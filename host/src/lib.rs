@@ -108,15 +108,17 @@ impl Host {
         let db = Store::open(&opts.data_dir.join("db"), opts.db_cache_bytes)?;
         let engine = runtime::engine(&opts.runtime)?;
         let linker = Arc::new(runtime::linker(&engine)?);
+        let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(Registry::new(
             engine.clone(),
             linker,
             db.clone(),
             clock.clone(),
             opts.data_dir.join("artifacts"),
+            opts.data_dir.join("uploads"),
+            metrics.clone(),
         )?);
         let timers = Timers::new(clock.clone());
-        let metrics = Arc::new(Metrics::default());
         let outbound = Allowlist::parse(&opts.allow_outbound).map_err(anyhow::Error::msg)?;
         let shared = Arc::new(Shared {
             db: db.clone(),

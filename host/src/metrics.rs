@@ -11,6 +11,8 @@ pub struct Metrics {
     pub suspensions: AtomicU64,
     pub traps: AtomicU64,
     pub steps_replayed: AtomicU64,
+    /// Components compiled (uploads, and loads without a usable artifact).
+    pub compiles: AtomicU64,
 }
 
 fn idx(s: Status) -> usize {

@@ -604,3 +604,56 @@ pub fn try_serve(data: &std::path::Path) -> Result<String, (std::process::ExitSt
         }
     }
 }
+
+// ---- process and data-directory helpers (hardening: artifacts) ----
+
+impl Server {
+    /// A field of the server's `/proc/<pid>/status` given in kB (`VmHWM`, `VmRSS`), in bytes.
+    pub fn proc_status_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("{field} not in /proc/<pid>/status"))
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kb * 1024
+    }
+
+    /// Kill -9, let `change` alter the data directory, and start again (a new port).
+    pub fn restart_after(&mut self, change: impl FnOnce(&Path)) {
+        self.kill9();
+        change(self.data.path());
+        let next = Server::spawn(self.data.clone(), self.args.clone());
+        *self = next;
+    }
+}
+
+/// `bytes` (a component) with a custom section of `padding` bytes appended: a larger valid
+/// component (wasmtime skips custom sections). `tag` makes the bytes (and sha256) distinct.
+pub fn padded_component(bytes: &[u8], padding: usize, tag: u8) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let mut section = Vec::with_capacity(padding + 16);
+    leb128(name.len(), &mut section);
+    section.extend_from_slice(name);
+    section.resize(section.len() + padding, tag);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb128(section.len(), &mut out);
+    out.extend_from_slice(&section);
+    out
+}

@@ -1,6 +1,8 @@
 //! `ApiError`: every error the API returns, with one exhaustive mapping to an HTTP status
 //! and a stable code. Internal details go to the log, not to the client.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -83,7 +85,14 @@ impl From<registry::Error> for ApiError {
             }
             E::UnknownFunction(_) | E::UnknownVersion(..) => ApiError::NotFound(e.to_string()),
             E::Storage(e) => e.into(),
-            E::Artifact(m) => ApiError::Internal(m),
+            E::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            E::Artifact(_) | E::Spool(_) | E::Interrupted(_) | E::Damaged(_) => {
+                ApiError::Internal(e.to_string())
+            }
+            E::Shared(shared) => match Arc::try_unwrap(shared) {
+                Ok(e) => e.into(),
+                Err(shared) => ApiError::Internal(shared.to_string()),
+            },
         }
     }
 }

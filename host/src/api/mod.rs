@@ -250,15 +250,16 @@ async fn put_function(
     State(host): AppState,
     Path(name): Path<String>,
     q: Result<Query<SettingsQuery>, QueryRejection>,
-    b: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    b: axum::body::Body,
 ) -> ApiResult {
     check_name(&name)?;
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let patch = checked(&host, q.patch()?)?;
-    let b = body(b)?;
+    let spooled = spool_upload(&host, &headers, b).await?;
     let up = host
         .registry
-        .upload(tenant(), &name, b.to_vec(), &patch)
+        .upload_spooled(tenant(), &name, spooled, &patch)
         .await?;
     let status = if up.created {
         StatusCode::CREATED
@@ -269,6 +270,31 @@ async fn put_function(
     v.settings = Some(effective(&host, &up.function).into());
     v.created = Some(up.created);
     Ok((status, Json(v)).into_response())
+}
+
+/// Stream an upload's body into a temporary file (hashed as it arrives): memory stays at a
+/// buffer whatever the body's size, and a body past `--max-upload-bytes` is refused (413)
+/// as soon as it passes the limit, or before it is read when its Content-Length says so.
+async fn spool_upload(
+    host: &Host,
+    headers: &HeaderMap,
+    b: axum::body::Body,
+) -> ApiResult<crate::registry::Spooled> {
+    use futures::StreamExt;
+    let limit = host.opts.max_upload_bytes as u64;
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(crate::registry::Error::TooLarge { limit }.into());
+    }
+    let mut spool = host.registry.spool(limit).await?;
+    let mut stream = b.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        spool.write(&chunk).await?;
+    }
+    Ok(spool.finish().await?)
 }
 
 fn effective(host: &Host, f: &FunctionRecord) -> settings::Limits {
@@ -931,6 +957,11 @@ async fn metrics(State(host): AppState) -> Response {
             "durable_traps_total",
             "Activations that ended in a trap or timeout.",
             m.traps.load(Relaxed),
+        ),
+        (
+            "durable_compiles_total",
+            "Components compiled: uploads, and loads that found no usable artifact.",
+            m.compiles.load(Relaxed),
         ),
         (
             "durable_fsyncs_total",

@@ -1,7 +1,7 @@
 //! Persistence: the only module that imports sled.
 //!
 //! Owns the on-disk layout (one `data` tree with tagged keys, see `keys`; one `components`
-//! tree for content-addressed component bytes), record encoding, atomic batches and group
+//! tree for content-addressed component bytes, in chunks), record encoding, atomic batches and group
 //! commit. Every write goes through the one commit thread: it appends the batch to the
 //! write-ahead log (`wal`) and applies it to sled (one `apply_batch`, atomic);
 //! `Durability::Sync` returns once the log is fdatasynced, and concurrent durable writers
@@ -128,11 +128,10 @@ impl Batch {
     }
 
     /// Component bytes under their sha256 (content-addressed, so writing twice is harmless).
-    pub fn put_component(&mut self, sha256: &str, bytes: &[u8]) {
-        self.ops.push(wal::Op::PutComponent(
-            sha256.as_bytes().to_vec(),
-            bytes.to_vec(),
-        ));
+    /// Store a component's bytes (taken, not copied: a component may be tens of MiB).
+    pub fn put_component(&mut self, sha256: &str, bytes: Vec<u8>) {
+        self.ops
+            .push(wal::Op::PutComponent(sha256.as_bytes().to_vec(), bytes));
     }
 
     pub fn put_event(&mut self, id: &ExecId, e: &Event) {
@@ -485,6 +484,27 @@ enum Applied {
     Conflict(Option<sled::IVec>),
 }
 
+/// Components are stored in chunks this small: sled keeps larger values in blob files and
+/// its page cache does not count their size, so it never evicted whole components from
+/// memory (16 uploads of 32 MiB stayed resident, 512 MiB). Below sled's blob threshold
+/// (about 128 KiB), each chunk is counted against `--db-cache-mb` like any other value.
+const COMPONENT_CHUNK_BYTES: usize = 32 * 1024;
+
+/// The key of a component's `n`th chunk: its sha256, `/`, `n` big-endian (chunks sort in
+/// order, and no sha256 key of the unchunked layout starts with another's).
+fn component_chunk_key(sha256: &[u8], n: u32) -> Vec<u8> {
+    [sha256, b"/", &n.to_be_bytes()].concat()
+}
+
+/// Write a component as chunks. Content-addressed and idempotent: a replay rewrites the
+/// same chunks.
+fn put_component_chunks(tree: &sled::Tree, sha256: &[u8], bytes: &[u8]) -> sled::Result<()> {
+    for (n, chunk) in bytes.chunks(COMPONENT_CHUNK_BYTES).enumerate() {
+        tree.insert(component_chunk_key(sha256, n as u32), chunk)?;
+    }
+    Ok(())
+}
+
 /// Group-commit counters, for metrics and benchmarks.
 #[derive(Default)]
 pub struct SyncStats {
@@ -699,7 +719,25 @@ impl Store {
 
     // ---- components (content-addressed bytes) ----
 
+    /// A component's bytes (the caller checks them against their sha256): its chunks in
+    /// order, or the whole value of a store written before components were chunked.
     pub fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        let prefix = component_chunk_key(sha256.as_bytes(), 0);
+        let prefix = &prefix[..prefix.len() - 4];
+        let mut bytes = Vec::new();
+        let mut chunks = 0u32;
+        for kv in self.components.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            if k[prefix.len()..] != chunks.to_be_bytes() {
+                // A gap: a write of these bytes was cut short; the log rewrites it whole.
+                return Ok(None);
+            }
+            bytes.extend_from_slice(&v);
+            chunks += 1;
+        }
+        if chunks > 0 {
+            return Ok(Some(bytes));
+        }
         Ok(self.components.get(sha256.as_bytes())?.map(|v| v.to_vec()))
     }
 
@@ -1285,9 +1323,7 @@ impl Committer {
                 wal::Op::Put(k, v) => batch.insert(k, v),
                 wal::Op::Del(k) => batch.remove(k),
                 // Content-addressed, so writing it ahead of the batch is harmless.
-                wal::Op::PutComponent(k, v) => {
-                    self.components.insert(k, v)?;
-                }
+                wal::Op::PutComponent(k, v) => put_component_chunks(&self.components, &k, &v)?,
             }
         }
         batch.insert(keys::WAL_SEQ, &self.seq.to_be_bytes()[..]);
@@ -1370,9 +1406,7 @@ impl Committer {
                     let old = self.data.remove(&k)?;
                     self.count(&k, old.is_some(), false);
                 }
-                wal::Op::PutComponent(k, v) => {
-                    self.components.insert(k, v)?;
-                }
+                wal::Op::PutComponent(k, v) => put_component_chunks(&self.components, &k, &v)?,
             }
         }
         self.data
@@ -1806,15 +1840,34 @@ mod tests {
         let store = Store::open(dir.path(), CACHE).unwrap();
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let mut batch = Batch::new();
-        batch.put_component("abc", &bytes);
+        batch.put(b"Xbig".to_vec(), &bytes);
+        batch.put_component("abc", bytes.clone());
         store.commit(batch, Durability::Sync).await.unwrap();
         drop(store);
         let store = reopen(dir.path());
         // sled keeps values over ~128 KiB in their own files, which it never fsyncs: the
         // checkpoint at shutdown did (sync_blobs), and the bytes are back.
         let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
-        assert!(blobs > 0, "the component was expected in a blob file");
+        assert!(blobs > 0, "the value was expected in a blob file");
+        assert_eq!(store.get::<Vec<u8>>(b"Xbig").unwrap(), Some(bytes.clone()));
+        // Components are stored in chunks below the blob threshold (so that sled's cache
+        // counts them), and read back whole.
         assert_eq!(store.component("abc").unwrap(), Some(bytes));
+        assert_eq!(store.component("abd").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn components_written_before_chunking_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
+        store
+            .components
+            .insert("old", &b"\0asm old layout"[..])
+            .unwrap();
+        assert_eq!(
+            store.component("old").unwrap().as_deref(),
+            Some(&b"\0asm old layout"[..])
+        );
     }
 
     #[tokio::test]

@@ -79,6 +79,9 @@ enum Tail {
     Corrupt { next_seq: u64, next_offset: usize },
 }
 
+/// The most buffer kept between writes: more than a group of ordinary records needs.
+const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
+
 pub struct Wal {
     file: File,
     /// Bytes in the file (all of them complete records).
@@ -177,6 +180,9 @@ impl Wal {
             let _ = self.file.set_len(self.len);
         }
         self.buf.clear();
+        // A record with a large component would otherwise keep its size of memory for the
+        // life of the process.
+        self.buf.shrink_to(KEEP_BUFFER_BYTES);
         res
     }
 

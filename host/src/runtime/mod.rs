@@ -226,6 +226,9 @@ impl Runtime {
             .await
         {
             Ok(p) => p,
+            // A storage failure is not the component's: leave the execution as it is, like
+            // any other storage failure here (it resumes at its next wake or restart).
+            Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
                 let error = ErrorObject::new(
                     "Runtime.LoadError",
