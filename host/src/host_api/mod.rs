@@ -530,6 +530,7 @@ mod tests {
             stops: Default::default(),
             stop_signals: Default::default(),
             memory: memory::MemoryBudget::new(1 << 30),
+            log_totals: Default::default(),
         })
     }
 
