@@ -376,79 +376,97 @@ async fn invoke(
         .function(tenant(), &name)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
-    let id = ids::new_execution_id();
-    if let Some(key) = &key {
-        // The same JSON value, whatever its spacing: hash its canonical form.
+    // The same JSON value, whatever its spacing: hash its canonical form.
+    let input_sha256 = key.as_ref().map(|_| {
         let canonical = serde_json::from_str::<Value>(&input)
             .map(|v| v.to_string())
             .unwrap_or_else(|_| input.clone());
-        let claim = IdempotencyRecord {
-            execution: id,
-            input_sha256: crate::registry::sha256_hex(canonical.as_bytes()),
-        };
-        let mut stale = None;
-        while let Some(held) = host
-            .db
-            .claim_idempotency(tenant(), &name, key, &claim, stale.as_ref())
-            .await?
-        {
-            if held.input_sha256 != claim.input_sha256 {
-                return Err(ApiError::Conflict(format!(
-                    "Idempotency-Key {key:?} was used for {name} with a different input"
-                )));
-            }
-            match host.db.execution(tenant(), &held.execution)? {
-                Some(rec) => return respond(&host, rec, wait).await,
-                // Claimed by an invocation that never created its execution (a crash in
-                // between): take the key over.
-                None => stale = Some(held),
-            }
-        }
-    }
-    let now = host.clock.now_ms();
-    let timeout = effective(&host, &f).execution_timeout;
-    let deadline = now.saturating_add(timeout.as_millis() as u64);
-    let rec = ExecutionRecord {
-        id,
-        tenant: tenant().to_string(),
-        function: name,
-        version: f.latest_version,
-        status: Status::Running,
-        input: input.clone(),
-        output: None,
-        error: None,
-        created_ms: now,
-        updated_ms: now,
-        deadline_ms: Some(deadline),
-        idempotency_key: key,
-    };
-    let mut journal = Journal::from_events(&[]);
-    let started = journal.record(now, EventKind::ExecutionStarted { input });
-    let mut batch = Batch::new();
-    batch.put_execution(&rec);
-    batch.put_event(&id, &started);
-    let timer = TimerRecord {
-        tenant: tenant().to_string(),
-        kind: TimerKind::Deadline,
-    };
-    batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
-    host.db.commit(batch, Durability::Sync).await?;
-    host.timers
-        .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
-    host.metrics.created();
-    let finished = wait.map(|_| host.scheduler.on_finished(id));
-    host.scheduler.wake(ExecKey {
-        tenant: tenant().into(),
-        id,
+        crate::registry::sha256_hex(canonical.as_bytes())
     });
-    match (wait, finished) {
-        (Some(wait), Some(rx)) => {
-            let _ = tokio::time::timeout(wait, rx).await;
-            let rec = host.db.execution(tenant(), &id)?.unwrap_or(rec);
-            Ok(execution_response(&rec))
+    // A second try only if the key's holder was deleted (its retention ended) between our
+    // claim and our read of it: the key was released with it.
+    for _ in 0..2 {
+        let now = host.clock.now_ms();
+        let timeout = effective(&host, &f).execution_timeout;
+        let deadline = now.saturating_add(timeout.as_millis() as u64);
+        let id = ids::new_execution_id();
+        let rec = ExecutionRecord {
+            id,
+            tenant: tenant().to_string(),
+            function: name.clone(),
+            version: f.latest_version,
+            status: Status::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            created_ms: now,
+            updated_ms: now,
+            deadline_ms: Some(deadline),
+            idempotency_key: key.clone(),
+        };
+        let mut journal = Journal::from_events(&[]);
+        let started = journal.record(
+            now,
+            EventKind::ExecutionStarted {
+                input: input.clone(),
+            },
+        );
+        let mut batch = Batch::new();
+        batch.put_execution(&rec);
+        batch.put_event(&id, &started);
+        let timer = TimerRecord {
+            tenant: tenant().to_string(),
+            kind: TimerKind::Deadline,
+        };
+        batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
+        match (&key, &input_sha256) {
+            (Some(key), Some(input_sha256)) => {
+                let claim = IdempotencyRecord {
+                    execution: id,
+                    input_sha256: input_sha256.clone(),
+                };
+                // The claim, the execution, its first event and its deadline: one group.
+                let held = host
+                    .db
+                    .claim_idempotency(tenant(), &name, key, &claim, batch)
+                    .await?;
+                if let Some(held) = held {
+                    if held.input_sha256 != claim.input_sha256 {
+                        return Err(ApiError::Conflict(format!(
+                            "Idempotency-Key {key:?} was used for {name} with a different input"
+                        )));
+                    }
+                    match host.db.execution(tenant(), &held.execution)? {
+                        Some(rec) => return respond(&host, rec, wait).await,
+                        None => continue,
+                    }
+                }
+            }
+            _ => host.db.commit(batch, Durability::Sync).await?,
         }
-        _ => Ok(execution_response(&rec)),
+        host.timers
+            .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
+        host.metrics.created();
+        let finished = wait.map(|_| host.scheduler.on_finished(id));
+        host.scheduler.wake(ExecKey {
+            tenant: tenant().into(),
+            id,
+        });
+        return match (wait, finished) {
+            (Some(wait), Some(rx)) => {
+                let _ = tokio::time::timeout(wait, rx).await;
+                let rec = host.db.execution(tenant(), &id)?.unwrap_or(rec);
+                Ok(execution_response(&rec))
+            }
+            _ => Ok(execution_response(&rec)),
+        };
     }
+    // Claims are written only with their execution and deleted with it: a claim naming
+    // no execution twice in a row is a store written by an older release.
+    Err(ApiError::Internal(format!(
+        "Idempotency-Key {:?} of {name} names an execution that does not exist",
+        key.unwrap_or_default()
+    )))
 }
 
 /// An execution as the answer to an invoke: 200 once it has ended, else 202.
