@@ -51,6 +51,9 @@ pub struct Options {
     pub timer_horizon: std::time::Duration,
     /// sled's page cache, in bytes: the memory the store may keep of what it read or wrote.
     pub db_cache_bytes: u64,
+    /// How long a connection may wait for a complete request head, whether new or kept
+    /// alive between requests (then it is closed).
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
             max_resident: 256,
             timer_horizon: timer::HORIZON,
             db_cache_bytes: 64 * 1024 * 1024,
+            header_read_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -73,6 +73,10 @@ struct ServeArgs {
     /// Largest component upload, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_upload_bytes: usize,
+    /// Seconds a connection may take to send a complete request head, counted from when it
+    /// opens or its previous response ends: slow or idle connections are closed after it.
+    #[arg(long, default_value_t = 10.0)]
+    header_read_timeout_secs: f64,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -101,6 +105,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if !a.activation_timeout_secs.is_finite() || a.activation_timeout_secs <= 0.0 {
         anyhow::bail!("--activation-timeout-secs must be a positive number");
     }
+    if !(a.header_read_timeout_secs.is_finite() && a.header_read_timeout_secs > 0.0) {
+        anyhow::bail!("--header-read-timeout-secs must be a positive number");
+    }
     let mut opts = durable_host::Options {
         data_dir: a.data_dir,
         allow_outbound: a.allow_outbound,
@@ -108,6 +115,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_resident: a.max_resident,
         timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
         db_cache_bytes: a.db_cache_mb.max(1) * 1024 * 1024,
+        header_read_timeout: Duration::from_secs_f64(a.header_read_timeout_secs),
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {
@@ -127,10 +135,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "durable-host listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, durable_host::api::router(host))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    durable_host::api::serve(listener, host, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }

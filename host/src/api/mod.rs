@@ -4,6 +4,7 @@
 //! `{"error": {"code", "message"}}` via `ApiError`.
 
 mod error;
+mod serve;
 mod views;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
+pub use serve::serve;
 
 use crate::callbacks::Completion;
 use crate::db::{
