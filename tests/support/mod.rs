@@ -434,3 +434,10 @@ pub fn scenario(name: &str, params: Value) -> Value {
     v["scenario"] = json!(name);
     v
 }
+
+impl Server {
+    /// The server process's id (to inspect its sockets).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
