@@ -21,7 +21,7 @@
 # Environment: SCHEMATHESIS_SEED (default fixed, so CI runs the same cases),
 # SCHEMATHESIS_EXAMPLES (fuzzed cases per operation), SCHEMATHESIS_MAX_TIME (seconds, a
 # hard bound: past it the run fails),
-# SCHEMATHESIS_PHASES.
+# SCHEMATHESIS_PHASES, SCHEMATHESIS_HOST_BIN (another `durable-host` binary to test).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -43,7 +43,7 @@ fi
 
 cargo build -q -p durable-host
 bash scripts/build-guests.sh >/dev/null
-bin="$root/target/debug/durable-host"
+bin="${SCHEMATHESIS_HOST_BIN:-$root/target/debug/durable-host}"
 wasm="$root/target/wasm/wasm32-wasip2/release"
 
 work="$(mktemp -d)"
