@@ -1097,3 +1097,27 @@ async fn metrics(State(host): AppState) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_depth_counts_brackets_outside_strings_only() {
+        let cases: [(&str, usize, Option<usize>); 7] = [
+            ("[[]]", 2, None),
+            ("[[[]]]", 2, Some(3)),
+            (r#"{"a":[{"b":1}]}"#, 3, None),
+            (r#"{"a":[{"b":1}]}"#, 2, Some(3)),
+            (r#"["[[[[", "]]]]"]"#, 1, None),
+            // An escaped quote does not end the string; an escaped backslash does not escape.
+            (r#"["\"[[[", 1]"#, 1, None),
+            (r#"["\\", [[1]]]"#, 2, Some(3)),
+        ];
+        for (text, max, expected) in cases {
+            assert_eq!(too_deep(text.as_bytes(), max), expected, "{text} max {max}");
+        }
+        // No recursion: a million levels are counted like three.
+        assert_eq!(too_deep("[".repeat(1_000_000).as_bytes(), 64), Some(65));
+    }
+}
