@@ -54,6 +54,8 @@ pub struct Options {
     /// How long a connection may wait for a complete request head, whether new or kept
     /// alive between requests (then it is closed).
     pub header_read_timeout: std::time::Duration,
+    /// The deepest nesting of arrays and objects accepted in an input or callback result.
+    pub max_json_depth: usize,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             timer_horizon: timer::HORIZON,
             db_cache_bytes: 64 * 1024 * 1024,
             header_read_timeout: std::time::Duration::from_secs(10),
+            max_json_depth: api::MAX_JSON_DEPTH,
         }
     }
 }

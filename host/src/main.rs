@@ -77,6 +77,10 @@ struct ServeArgs {
     /// opens or its previous response ends: slow or idle connections are closed after it.
     #[arg(long, default_value_t = 10.0)]
     header_read_timeout_secs: f64,
+    /// Deepest nesting of arrays and objects in an input or callback result (at most 127:
+    /// the guest SDK's JSON parser refuses 128 levels).
+    #[arg(long, default_value_t = durable_host::api::MAX_JSON_DEPTH)]
+    max_json_depth: usize,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -108,6 +112,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if !(a.header_read_timeout_secs.is_finite() && a.header_read_timeout_secs > 0.0) {
         anyhow::bail!("--header-read-timeout-secs must be a positive number");
     }
+    if !(1..=durable_host::api::MAX_JSON_DEPTH_LIMIT).contains(&a.max_json_depth) {
+        anyhow::bail!(
+            "--max-json-depth must be 1 to {}",
+            durable_host::api::MAX_JSON_DEPTH_LIMIT
+        );
+    }
     let mut opts = durable_host::Options {
         data_dir: a.data_dir,
         allow_outbound: a.allow_outbound,
@@ -116,6 +126,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
         db_cache_bytes: a.db_cache_mb.max(1) * 1024 * 1024,
         header_read_timeout: Duration::from_secs_f64(a.header_read_timeout_secs),
+        max_json_depth: a.max_json_depth,
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {

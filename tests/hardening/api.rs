@@ -412,6 +412,15 @@ fn finding_13_bad_requests_answer_in_the_json_envelope() {
         "{msg}"
     );
     assert_eq!(s.execution(&cb)["status"], "suspended");
+
+    // The limit is a flag.
+    let s = Server::start_with(&["--max-json-depth", "3"]);
+    s.deploy("conf", "conformance_guest");
+    for (value, status) in [(nested(2), 202), (nested(3), 400)] {
+        let body = format!(r#"{{"scenario":"echo","value":{value}}}"#);
+        let (st, v) = s.req("POST", invoke, Some(body.into_bytes()));
+        assert_eq!(st, status, "{value}: {v}");
+    }
 }
 
 /// A connection that never completes its request head, or sits idle after a response, is

@@ -42,11 +42,14 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// The longest `?wait=` honoured: a client that wants longer polls again.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
-/// The deepest nesting of arrays and objects accepted in an input or a callback result.
-/// The guest SDK parses them with serde_json, whose recursion limit (128) refuses deeper
-/// ones inside the guest, after the API accepted them; half of it leaves a guest room to
-/// embed a value it received in its own (an output, a step result) and still parse it.
+/// The default for the deepest nesting of arrays and objects accepted in an input or a
+/// callback result (`--max-json-depth`). The guest SDK parses them with serde_json, whose
+/// recursion limit (128) refuses deeper ones inside the guest, after the API accepted them;
+/// half of it leaves a guest room to embed a value it received in its own (an output, a
+/// step result) and still parse it.
 pub const MAX_JSON_DEPTH: usize = 64;
+/// The most `--max-json-depth` may be: the SDK's parser refuses 128 levels.
+pub const MAX_JSON_DEPTH_LIMIT: usize = 127;
 
 /// axum's `Path`, with its rejection in the JSON envelope: a path that does not decode
 /// (not UTF-8) names nothing, so it is a 404.
@@ -189,10 +192,11 @@ fn json_text(host: &Host, b: &Bytes, what: &str) -> ApiResult<String> {
     }
     let text = std::str::from_utf8(b)
         .map_err(|_| ApiError::InvalidJson(format!("the {what} is not UTF-8")))?;
-    if let Some(depth) = too_deep(b, MAX_JSON_DEPTH) {
+    let max_depth = host.opts.max_json_depth;
+    if let Some(depth) = too_deep(b, max_depth) {
         return Err(ApiError::BadRequest(format!(
             "the {what} nests arrays and objects {depth} levels deep; the limit is \
-             {MAX_JSON_DEPTH} levels"
+             {max_depth} levels (--max-json-depth)"
         )));
     }
     serde_json::from_str::<serde::de::IgnoredAny>(text)
