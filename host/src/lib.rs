@@ -55,6 +55,11 @@ pub struct Options {
     /// function's memory limit); activations wait for it in line. Default: see
     /// `host_api::memory::default_bytes`.
     pub memory_budget_bytes: u64,
+    /// How long a connection may wait for a complete request head, whether new or kept
+    /// alive between requests (then it is closed).
+    pub header_read_timeout: std::time::Duration,
+    /// The deepest nesting of arrays and objects accepted in an input or callback result.
+    pub max_json_depth: usize,
 }
 
 impl Default for Options {
@@ -72,6 +77,8 @@ impl Default for Options {
                 settings::Defaults::default().memory_limit_bytes as u64,
                 256, // max_resident, above
             ),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_json_depth: api::MAX_JSON_DEPTH,
         }
     }
 }

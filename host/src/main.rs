@@ -108,6 +108,14 @@ struct ServeArgs {
     /// Bytes of a recorded error's data; larger data is dropped (the message says so).
     #[arg(long, default_value_t = durable_host::journal::Limits::default().max_error_data_bytes)]
     max_error_data_bytes: usize,
+    /// Seconds a connection may take to send a complete request head, counted from when it
+    /// opens or its previous response ends: slow or idle connections are closed after it.
+    #[arg(long, default_value_t = 10.0)]
+    header_read_timeout_secs: f64,
+    /// Deepest nesting of arrays and objects in an input or callback result (at most 127:
+    /// the guest SDK's JSON parser refuses 128 levels).
+    #[arg(long, default_value_t = durable_host::api::MAX_JSON_DEPTH)]
+    max_json_depth: usize,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -148,6 +156,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             durable_host::host_api::memory::default_bytes(memory_limit_bytes, a.max_resident as u64)
         }
     };
+    if !(a.header_read_timeout_secs.is_finite() && a.header_read_timeout_secs > 0.0) {
+        anyhow::bail!("--header-read-timeout-secs must be a positive number");
+    }
+    if !(1..=durable_host::api::MAX_JSON_DEPTH_LIMIT).contains(&a.max_json_depth) {
+        anyhow::bail!(
+            "--max-json-depth must be 1 to {}",
+            durable_host::api::MAX_JSON_DEPTH_LIMIT
+        );
+    }
     let mut opts = durable_host::Options {
         data_dir: a.data_dir,
         allow_outbound: a.allow_outbound,
@@ -156,6 +173,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
         db_cache_bytes: a.db_cache_mb.max(1) * 1024 * 1024,
         memory_budget_bytes,
+        header_read_timeout: Duration::from_secs_f64(a.header_read_timeout_secs),
+        max_json_depth: a.max_json_depth,
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {
@@ -185,10 +204,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "durable-host listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, durable_host::api::router(host))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    durable_host::api::serve(listener, host, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }

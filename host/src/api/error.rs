@@ -107,3 +107,16 @@ impl From<callbacks::Error> for ApiError {
         }
     }
 }
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+/// A path that does not decode (its parameters are not UTF-8) names nothing.
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::NotFound(r.body_text())
+    }
+}

@@ -4,6 +4,7 @@
 //! `{"error": {"code", "message"}}` via `ApiError`.
 
 mod error;
+mod serve;
 mod views;
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
+pub use serve::serve;
 
 use crate::callbacks::Completion;
 use crate::db::{
@@ -40,11 +42,31 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// The longest `?wait=` honoured: a client that wants longer polls again.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
+/// The default for the deepest nesting of arrays and objects accepted in an input or a
+/// callback result (`--max-json-depth`). The guest SDK parses them with serde_json, whose
+/// recursion limit (128) refuses deeper ones inside the guest, after the API accepted them;
+/// half of it leaves a guest room to embed a value it received in its own (an output, a
+/// step result) and still parse it.
+pub const MAX_JSON_DEPTH: usize = 64;
+/// The most `--max-json-depth` may be: the SDK's parser refuses 128 levels.
+pub const MAX_JSON_DEPTH_LIMIT: usize = 127;
+
+/// axum's `Path`, with its rejection in the JSON envelope: a path that does not decode
+/// (not UTF-8) names nothing, so it is a 404.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+struct Path<T>(T);
+
+/// axum's `Query`, with its rejection in the JSON envelope (400).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+struct ApiQuery<T>(T);
+
 /// The API and its OpenAPI description, built from the same registrations: a route cannot
 /// be served without being described.
 pub fn router(host: Arc<Host>) -> Router {
-    let (router, spec) = routes(&host).split_for_parts();
-    let spec = Arc::new(spec);
+    let spec = Arc::new(openapi(&host));
+    let (router, _) = routes(&host).split_for_parts();
     router
         .route(
             "/v1/openapi.json",
@@ -61,7 +83,42 @@ pub fn router(host: Arc<Host>) -> Router {
 
 /// The OpenAPI description of the API (what `GET /v1/openapi.json` serves).
 pub fn openapi(host: &Arc<Host>) -> utoipa::openapi::OpenApi {
-    routes(host).split_for_parts().1
+    let mut spec = routes(host).split_for_parts().1;
+    settings_bounds(&mut spec, &host.opts.runtime.defaults);
+    spec
+}
+
+/// The ranges of the settings fields (`settings::Patch`), which depend on the server's
+/// memory limit and so cannot be static attributes.
+fn settings_bounds(spec: &mut utoipa::openapi::OpenApi, d: &settings::Defaults) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let max_mb = (d.memory_limit_bytes / (1024 * 1024)) as u64;
+    let bounds = [
+        ("memory_limit_mb", max_mb),
+        (
+            "activation_timeout_secs",
+            settings::MAX_ACTIVATION_TIMEOUT_SECS,
+        ),
+        (
+            "execution_timeout_secs",
+            settings::MAX_EXECUTION_TIMEOUT_SECS,
+        ),
+        ("retention_secs", settings::MAX_RETENTION_SECS),
+    ];
+    let Some(RefOr::T(Schema::Object(patch))) = spec
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("Patch"))
+    else {
+        return;
+    };
+    for (field, max) in bounds {
+        if let Some(RefOr::T(Schema::Object(o))) = patch.properties.get_mut(field) {
+            o.minimum = Some(1.into());
+            o.maximum = Some(max.into());
+        }
+    }
 }
 
 fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
@@ -159,9 +216,76 @@ fn json_text(host: &Host, b: &Bytes, what: &str) -> ApiResult<String> {
     }
     let text = std::str::from_utf8(b)
         .map_err(|_| ApiError::InvalidJson(format!("the {what} is not UTF-8")))?;
+    let max_depth = host.opts.max_json_depth;
+    if let Some(depth) = too_deep(b, max_depth) {
+        return Err(ApiError::BadRequest(format!(
+            "the {what} nests arrays and objects {depth} levels deep; the limit is \
+             {max_depth} levels (--max-json-depth)"
+        )));
+    }
     serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map_err(|e| ApiError::InvalidJson(format!("the {what} is not valid JSON: {e}")))?;
     Ok(text.to_string())
+}
+
+/// The nesting depth of JSON text if it exceeds `max` (counted without recursion, up to
+/// the first level past `max`), else `None`. Brackets inside strings do not count.
+fn too_deep(text: &[u8], max: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(depth);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A JSON body that must be an object (settings, a callback failure): anything else is
+/// refused before serde, which would also take an array for a struct.
+fn json_object(text: &str, what: &str) -> ApiResult<()> {
+    if text.trim_start().starts_with('{') {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidJson(format!(
+            "the {what} must be a JSON object"
+        )))
+    }
+}
+
+/// A settings object with its whole-number floats (`44.0`, an integer in JSON Schema) as
+/// integers, which serde's `u64` would refuse.
+fn integral_numbers(text: &str) -> serde_json::Result<Value> {
+    let mut v: Value = serde_json::from_str(text)?;
+    if let Value::Object(fields) = &mut v {
+        for field in fields.values_mut() {
+            if let Some(f) = field
+                .as_f64()
+                .filter(|f| field.is_f64() && f.fract() == 0.0)
+            {
+                if (0.0..=u64::MAX as f64).contains(&f) {
+                    *field = Value::from(f as u64);
+                }
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// Function names: 1-64 of `[A-Za-z0-9_.-]`, not starting with a dot.
@@ -198,9 +322,13 @@ fn load_execution(host: &Host, id: &str) -> ApiResult<ExecutionRecord> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct SettingsQuery {
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
     memory_limit_mb: Option<String>,
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
     activation_timeout_secs: Option<String>,
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
     execution_timeout_secs: Option<String>,
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
     retention_secs: Option<String>,
 }
 
@@ -239,8 +367,8 @@ fn checked(host: &Host, patch: settings::Patch) -> ApiResult<settings::Patch> {
 /// Upload a component: a new immutable version, or (same bytes as the latest) the latest.
 /// Settings may be set in the query (a number, or `default`).
 #[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions",
-    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]"), SettingsQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"), SettingsQuery),
+    request_body(description = "The component's bytes", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses(
         (status = 201, description = "A new version", body = views::Version),
         (status = 200, description = "The same bytes as the latest version", body = views::Version),
@@ -304,7 +432,7 @@ fn effective(host: &Host, f: &FunctionRecord) -> settings::Limits {
 /// Change a function's settings: a JSON object of the fields to change (`null` returns a
 /// field to the server default). Answers with the function.
 #[utoipa::path(patch, path = "/v1/functions/{name}", tag = "functions",
-    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]")),
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
     request_body(content = settings::Patch, description = "Fields to change; null returns one to the default"),
     responses((status = 200, description = "The function", body = views::Function), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn patch_function(
@@ -314,12 +442,15 @@ async fn patch_function(
 ) -> ApiResult {
     let b = body(b)?;
     let text = json_text(&host, &b, "settings")?;
-    let patch: settings::Patch = serde_json::from_str(&text).map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "expected an object of memory_limit_mb, activation_timeout_secs, \
+    json_object(&text, "settings")?;
+    let patch: settings::Patch = integral_numbers(&text)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            ApiError::InvalidJson(format!(
+                "expected an object of memory_limit_mb, activation_timeout_secs, \
              execution_timeout_secs, retention_secs: {e}"
-        ))
-    })?;
+            ))
+        })?;
     let patch = checked(&host, patch)?;
     let f = host.registry.configure(tenant(), &name, &patch).await?;
     let versions = host.db.versions(tenant(), &name)?;
@@ -340,7 +471,7 @@ async fn list_functions(State(host): AppState) -> ApiResult {
 }
 
 #[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions",
-    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]")),
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 200, description = "The function with its versions and settings", body = views::Function), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn get_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
     let f = host
@@ -355,7 +486,7 @@ async fn get_function(State(host): AppState, Path(name): Path<String>) -> ApiRes
 /// Delete a function: new invocations are refused (404); running executions finish on
 /// their version.
 #[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions",
-    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]")),
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn delete_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
     host.registry.delete(tenant(), &name).await?;
@@ -365,8 +496,24 @@ async fn delete_function(State(host): AppState, Path(name): Path<String>) -> Api
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct InvokeQuery {
-    /// Seconds to wait for the end (at most 300): 200 if it ended, else 202.
+    /// Seconds to wait for the end (longer waits are cut to 300): 200 if it ended, else 202.
+    #[param(value_type = Option<f64>, minimum = 0)]
     wait: Option<String>,
+}
+
+/// The headers `invoke` reads (for the description only: `idempotency_key` reads them).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct InvokeHeaders {
+    /// Same key and input: the same execution; a different input: 409.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[!-~]([ -~]*[!-~])?$"
+    )]
+    idempotency_key: Option<String>,
 }
 
 /// The longest `Idempotency-Key` accepted.
@@ -390,9 +537,8 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 
 /// Start an execution of the function's latest version.
 #[utoipa::path(post, path = "/v1/functions/{name}/invoke", tag = "executions",
-    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]"), InvokeQuery,
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key and input: the same execution; a different input: 409")),
-    request_body(content = Value, description = "The input (JSON; empty means null)"),
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"), InvokeQuery, InvokeHeaders),
+    request_body(content = Option<Value>, description = "The input (JSON; empty means null)"),
     responses(
         (status = 202, description = "Started (or still running after ?wait)", body = views::Execution),
         (status = 200, description = "Ended within ?wait", body = views::Execution),
@@ -400,7 +546,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 async fn invoke(
     State(host): AppState,
     Path(name): Path<String>,
-    Query(q): Query<InvokeQuery>,
+    ApiQuery(q): ApiQuery<InvokeQuery>,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -415,7 +561,8 @@ async fn invoke(
                 .ok_or_else(|| {
                     ApiError::BadRequest(format!("wait={s:?}: expected a number of seconds"))
                 })?;
-            Some(Duration::from_secs_f64(secs).min(MAX_WAIT))
+            // Capped before the conversion, which panics past u64::MAX seconds.
+            Some(Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())))
         }
     };
     let key = idempotency_key(&headers)?;
@@ -426,79 +573,97 @@ async fn invoke(
         .function(tenant(), &name)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
-    let id = ids::new_execution_id();
-    if let Some(key) = &key {
-        // The same JSON value, whatever its spacing: hash its canonical form.
+    // The same JSON value, whatever its spacing: hash its canonical form.
+    let input_sha256 = key.as_ref().map(|_| {
         let canonical = serde_json::from_str::<Value>(&input)
             .map(|v| v.to_string())
             .unwrap_or_else(|_| input.clone());
-        let claim = IdempotencyRecord {
-            execution: id,
-            input_sha256: crate::registry::sha256_hex(canonical.as_bytes()),
-        };
-        let mut stale = None;
-        while let Some(held) = host
-            .db
-            .claim_idempotency(tenant(), &name, key, &claim, stale.as_ref())
-            .await?
-        {
-            if held.input_sha256 != claim.input_sha256 {
-                return Err(ApiError::Conflict(format!(
-                    "Idempotency-Key {key:?} was used for {name} with a different input"
-                )));
-            }
-            match host.db.execution(tenant(), &held.execution)? {
-                Some(rec) => return respond(&host, rec, wait).await,
-                // Claimed by an invocation that never created its execution (a crash in
-                // between): take the key over.
-                None => stale = Some(held),
-            }
-        }
-    }
-    let now = host.clock.now_ms();
-    let timeout = effective(&host, &f).execution_timeout;
-    let deadline = now.saturating_add(timeout.as_millis() as u64);
-    let rec = ExecutionRecord {
-        id,
-        tenant: tenant().to_string(),
-        function: name,
-        version: f.latest_version,
-        status: Status::Running,
-        input: input.clone(),
-        output: None,
-        error: None,
-        created_ms: now,
-        updated_ms: now,
-        deadline_ms: Some(deadline),
-        idempotency_key: key,
-    };
-    let mut journal = Journal::from_events(&[]);
-    let started = journal.record(now, EventKind::ExecutionStarted { input });
-    let mut batch = Batch::new();
-    batch.put_execution(&rec);
-    batch.put_event(&id, &started);
-    let timer = TimerRecord {
-        tenant: tenant().to_string(),
-        kind: TimerKind::Deadline,
-    };
-    batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
-    host.db.commit(batch, Durability::Sync).await?;
-    host.timers
-        .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
-    host.metrics.created();
-    let finished = wait.map(|_| host.scheduler.on_finished(id));
-    host.scheduler.wake(ExecKey {
-        tenant: tenant().into(),
-        id,
+        crate::registry::sha256_hex(canonical.as_bytes())
     });
-    match (wait, finished) {
-        (Some(wait), Some(rx)) => {
-            let _ = tokio::time::timeout(wait, rx).await;
-            let rec = host.db.execution(tenant(), &id)?.unwrap_or(rec);
-            Ok(execution_response(&rec))
+    // A second try only if the key's holder was deleted (its retention ended) between our
+    // claim and our read of it: the key was released with it.
+    for _ in 0..2 {
+        let now = host.clock.now_ms();
+        let timeout = effective(&host, &f).execution_timeout;
+        let deadline = now.saturating_add(timeout.as_millis() as u64);
+        let id = ids::new_execution_id();
+        let rec = ExecutionRecord {
+            id,
+            tenant: tenant().to_string(),
+            function: name.clone(),
+            version: f.latest_version,
+            status: Status::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            created_ms: now,
+            updated_ms: now,
+            deadline_ms: Some(deadline),
+            idempotency_key: key.clone(),
+        };
+        let mut journal = Journal::from_events(&[]);
+        let started = journal.record(
+            now,
+            EventKind::ExecutionStarted {
+                input: input.clone(),
+            },
+        );
+        let mut batch = Batch::new();
+        batch.put_execution(&rec);
+        batch.put_event(&id, &started);
+        let timer = TimerRecord {
+            tenant: tenant().to_string(),
+            kind: TimerKind::Deadline,
+        };
+        batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
+        match (&key, &input_sha256) {
+            (Some(key), Some(input_sha256)) => {
+                let claim = IdempotencyRecord {
+                    execution: id,
+                    input_sha256: input_sha256.clone(),
+                };
+                // The claim, the execution, its first event and its deadline: one group.
+                let held = host
+                    .db
+                    .claim_idempotency(tenant(), &name, key, &claim, batch)
+                    .await?;
+                if let Some(held) = held {
+                    if held.input_sha256 != claim.input_sha256 {
+                        return Err(ApiError::Conflict(format!(
+                            "Idempotency-Key {key:?} was used for {name} with a different input"
+                        )));
+                    }
+                    match host.db.execution(tenant(), &held.execution)? {
+                        Some(rec) => return respond(&host, rec, wait).await,
+                        None => continue,
+                    }
+                }
+            }
+            _ => host.db.commit(batch, Durability::Sync).await?,
         }
-        _ => Ok(execution_response(&rec)),
+        host.timers
+            .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
+        host.metrics.created();
+        let finished = wait.map(|_| host.scheduler.on_finished(id));
+        host.scheduler.wake(ExecKey {
+            tenant: tenant().into(),
+            id,
+        });
+        return match (wait, finished) {
+            (Some(wait), Some(rx)) => {
+                let _ = tokio::time::timeout(wait, rx).await;
+                let rec = host.db.execution(tenant(), &id)?.unwrap_or(rec);
+                Ok(execution_response(&rec))
+            }
+            _ => Ok(execution_response(&rec)),
+        };
     }
+    // Claims are written only with their execution and deleted with it: a claim naming
+    // no execution twice in a row is a store written by an older release.
+    Err(ApiError::Internal(format!(
+        "Idempotency-Key {:?} of {name} names an execution that does not exist",
+        key.unwrap_or_default()
+    )))
 }
 
 /// An execution as the answer to an invoke: 200 once it has ended, else 202.
@@ -526,6 +691,9 @@ async fn respond(host: &Host, rec: ExecutionRecord, wait: Option<Duration>) -> A
     Ok(execution_response(&rec))
 }
 
+/// The most executions one page holds.
+pub const MAX_EXECUTION_PAGE: usize = 1000;
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
@@ -533,17 +701,20 @@ struct ListQuery {
     function: Option<String>,
     /// Only executions in this status (running, suspended, succeeded, failed, timed_out,
     /// stopped).
+    #[param(pattern = "^(running|suspended|succeeded|failed|timed_out|stopped)$")]
     status: Option<String>,
     /// Executions per page (1-1000, default 50).
-    limit: Option<usize>,
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/executions", tag = "executions",
     params(ListQuery),
     responses((status = 200, description = "A page of executions, newest first", body = views::ExecutionPage), (status = 400, description = "Bad input", body = views::ErrorBody)))]
-async fn list_executions(State(host): AppState, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_executions(State(host): AppState, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult {
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
@@ -552,7 +723,7 @@ async fn list_executions(State(host): AppState, Query(q): Query<ListQuery>) -> A
             ))
         })?),
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = page_limit(q.limit, 50, MAX_EXECUTION_PAGE)?;
     let cursor = match q.cursor.as_deref() {
         None => None,
         Some(c) => Some(ids::parse_execution_id(c).ok_or_else(|| {
@@ -587,7 +758,7 @@ async fn list_executions(State(host): AppState, Query(q): Query<ListQuery>) -> A
 }
 
 #[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
-    params(("id" = String, Path, description = "Execution id")),
+    params(("id" = String, Path, description = "Execution id", pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     responses((status = 200, description = "The execution", body = views::Execution), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn get_execution(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     let rec = load_execution(&host, &id)?;
@@ -598,12 +769,26 @@ async fn get_execution(State(host): AppState, Path(id): Path<String>) -> ApiResu
 #[into_params(parameter_in = Query)]
 struct HistoryQuery {
     /// Events per page (1-1000, default 1000).
-    limit: Option<usize>,
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+    /// `next_cursor` of the previous page (an `event_id`).
+    #[param(pattern = "^[0-9]{1,9}$")]
     cursor: Option<String>,
 }
 
 /// The most events one history page holds (and the default page size).
 pub const MAX_HISTORY_PAGE: usize = 1000;
+
+/// A page size: `default` when absent, else 1 to `max` (what the spec declares).
+fn page_limit(limit: Option<u64>, default: usize, max: usize) -> ApiResult<usize> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max as u64).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit={n}: expected 1 to {max}"
+        ))),
+    }
+}
 
 /// An event id from a query or header: the position to continue after.
 fn event_position(what: &str, s: &str) -> ApiResult<u32> {
@@ -615,18 +800,15 @@ fn event_position(what: &str, s: &str) -> ApiResult<u32> {
 /// History in pages of up to `limit` events; `next_cursor` (the last `event_id` sent) is
 /// null on the last page, so a client pages until it is null.
 #[utoipa::path(get, path = "/v1/executions/{id}/history", tag = "executions",
-    params(("id" = String, Path, description = "Execution id"), HistoryQuery),
+    params(("id" = String, Path, description = "Execution id", pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"), HistoryQuery),
     responses((status = 200, description = "A page of history events, oldest first", body = views::HistoryPage), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn history(
     State(host): AppState,
     Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult {
     let rec = load_execution(&host, &id)?;
-    let limit = q
-        .limit
-        .unwrap_or(MAX_HISTORY_PAGE)
-        .clamp(1, MAX_HISTORY_PAGE);
+    let limit = page_limit(q.limit, MAX_HISTORY_PAGE, MAX_HISTORY_PAGE)?;
     let after = match q.cursor.as_deref() {
         Some(c) => event_position("cursor", c)?,
         None => 0,
@@ -648,6 +830,7 @@ async fn history(
 #[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Send only events after this event_id.
+    #[param(pattern = "^[0-9]{1,9}$")]
     after: Option<String>,
 }
 
@@ -656,20 +839,23 @@ struct EventsQuery {
 /// its `event_id` as the SSE id; once the execution has ended and everything is sent, one
 /// `event: end` carrying the execution, and the stream closes.
 #[utoipa::path(get, path = "/v1/executions/{id}/events", tag = "executions",
-    params(("id" = String, Path, description = "Execution id"), EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event_id")),
+    params(("id" = String, Path, description = "Execution id", pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"), EventsQuery, EventsHeaders),
     responses((status = 200, description = "text/event-stream: `event: history` frames (data: a history event, id: its event_id), then one `event: end` (data: the execution)", content_type = "text/event-stream"), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn events(
     State(host): AppState,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> ApiResult {
     let rec = load_execution(&host, &id)?;
-    let after = match (q.after.as_deref(), headers.get("last-event-id")) {
-        (Some(a), _) => event_position("after", a)?,
-        (None, Some(h)) => event_position("Last-Event-ID", h.to_str().unwrap_or("?"))?,
-        (None, None) => 0,
+    // Both are checked; `?after=` wins.
+    let header = match headers.get("last-event-id") {
+        Some(h) => Some(event_position("Last-Event-ID", h.to_str().unwrap_or("?"))?),
+        None => None,
+    };
+    let after = match q.after.as_deref() {
+        Some(a) => event_position("after", a)?,
+        None => header.unwrap_or(0),
     };
     let watch = host.db.watch(&rec.id);
     let state = LiveHistory {
@@ -688,6 +874,16 @@ async fn events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// The headers `events` reads (for the description only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct EventsHeaders {
+    /// Resume after this event_id (what a reconnecting EventSource sends).
+    #[param(rename = "Last-Event-ID", value_type = String, required = false, pattern = "^[0-9]{1,9}$")]
+    last_event_id: Option<String>,
 }
 
 /// The state of one live history stream.
@@ -766,12 +962,12 @@ pub const MAX_LOG_PAGE_BYTES: usize = 1024 * 1024;
 /// Logs in pages of up to `limit` lines (and about 1 MiB); `next_cursor` is null on the
 /// last page, so a client pages until it is null.
 #[utoipa::path(get, path = "/v1/executions/{id}/logs", tag = "executions",
-    params(("id" = String, Path, description = "Execution id"), LogsQuery),
+    params(("id" = String, Path, description = "Execution id", pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"), LogsQuery),
     responses((status = 200, description = "A page of the guest's log lines and stdout/stderr, once each, oldest first", body = views::Logs), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 async fn logs(
     State(host): AppState,
     Path(id): Path<String>,
-    Query(q): Query<LogsQuery>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult {
     let rec = load_execution(&host, &id)?;
     let limit = q.limit.unwrap_or(MAX_LOG_PAGE).clamp(1, MAX_LOG_PAGE);
@@ -811,7 +1007,7 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// activation waits for memory). 200 with the stopped execution, 202 if it is still
 /// stopping, 409 if it had already ended.
 #[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "executions",
-    params(("id" = String, Path, description = "Execution id")),
+    params(("id" = String, Path, description = "Execution id", pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     responses(
         (status = 200, description = "Stopped", body = views::Execution),
         (status = 202, description = "Still stopping (the stop is durable)", body = views::Execution),
@@ -845,8 +1041,8 @@ async fn stop(State(host): AppState, Path(id): Path<String>) -> ApiResult {
 }
 
 #[utoipa::path(post, path = "/v1/callbacks/{id}/succeed", tag = "callbacks",
-    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)")),
-    request_body(content = Value, description = "The result (JSON)"),
+    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)", pattern = "^cb_[0-9a-f]{32}$")),
+    request_body(content = Option<Value>, description = "The result (JSON; empty means null)"),
     responses((status = 200, description = "Recorded", body = views::CallbackAnswer), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody),
         (status = 409, description = "Already completed or timed out, or its execution ended", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 async fn callback_succeed(
@@ -874,7 +1070,7 @@ struct FailBody {
 }
 
 #[utoipa::path(post, path = "/v1/callbacks/{id}/fail", tag = "callbacks",
-    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)")),
+    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)", pattern = "^cb_[0-9a-f]{32}$")),
     request_body(content = FailBody, description = "The failure"),
     responses((status = 200, description = "Recorded", body = views::CallbackAnswer), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 async fn callback_fail(
@@ -884,6 +1080,7 @@ async fn callback_fail(
 ) -> ApiResult {
     let b = body(b)?;
     let text = json_text(&host, &b, "callback failure")?;
+    json_object(&text, "callback failure")?;
     let f: FailBody = serde_json::from_str(&text).map_err(|e| {
         ApiError::InvalidJson(format!(
             "expected {{\"error_type\", \"error_message\", \"error_data\"?}}: {e}"
@@ -905,7 +1102,7 @@ async fn callback_fail(
 }
 
 #[utoipa::path(post, path = "/v1/callbacks/{id}/heartbeat", tag = "callbacks",
-    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)")),
+    params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)", pattern = "^cb_[0-9a-f]{32}$")),
     responses((status = 200, description = "The heartbeat timeout starts again", body = views::CallbackAnswer), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody)))]
 async fn callback_heartbeat(State(host): AppState, Path(id): Path<String>) -> ApiResult {
     host.callbacks()
@@ -1035,4 +1232,28 @@ async fn metrics(State(host): AppState) -> Response {
         s,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_depth_counts_brackets_outside_strings_only() {
+        let cases: [(&str, usize, Option<usize>); 7] = [
+            ("[[]]", 2, None),
+            ("[[[]]]", 2, Some(3)),
+            (r#"{"a":[{"b":1}]}"#, 3, None),
+            (r#"{"a":[{"b":1}]}"#, 2, Some(3)),
+            (r#"["[[[[", "]]]]"]"#, 1, None),
+            // An escaped quote does not end the string; an escaped backslash does not escape.
+            (r#"["\"[[[", 1]"#, 1, None),
+            (r#"["\\", [[1]]]"#, 2, Some(3)),
+        ];
+        for (text, max, expected) in cases {
+            assert_eq!(too_deep(text.as_bytes(), max), expected, "{text} max {max}");
+        }
+        // No recursion: a million levels are counted like three.
+        assert_eq!(too_deep("[".repeat(1_000_000).as_bytes(), 64), Some(65));
+    }
 }

@@ -9,10 +9,12 @@ use crate::ids;
 use crate::journal::{ErrorObject, Event, EventKind};
 use crate::settings::Limits;
 
-/// RFC 3339 UTC with milliseconds.
+/// RFC 3339 UTC with milliseconds. A time past the last representable one (year 9999,
+/// e.g. the end of a wait of `u64::MAX` ms) is shown as that last one, not as 1970.
 pub fn timestamp(ms: u64) -> String {
+    let last = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        .map_or(last, |t| t.min(last));
     // Always three fractional digits, so timestamps also sort as strings.
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
@@ -304,5 +306,24 @@ pub fn log(l: &LogRecord) -> LogLine {
         stream: l.stream.as_str(),
         message: l.message.clone(),
         operation_id: l.op_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_milliseconds_and_saturate_at_the_last_representable_time() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_764_590_400_123, "2025-12-01T12:00:00.123Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+            (253_402_300_800_000, "9999-12-31T23:59:59.999Z"),
+            (u64::MAX, "9999-12-31T23:59:59.999Z"),
+        ];
+        for (ms, expected) in cases {
+            assert_eq!(timestamp(ms), expected, "{ms}");
+        }
     }
 }

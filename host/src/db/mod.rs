@@ -476,6 +476,14 @@ enum Work {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     },
+    /// Write `claim` under `key` and `ops` with it if `key` is absent; otherwise write
+    /// nothing and answer with what `key` holds. Claim and creation are one request, so one
+    /// group: no reader or crash can see the claim without what it names.
+    Claim {
+        key: Vec<u8>,
+        claim: Vec<u8>,
+        ops: Vec<wal::Op>,
+    },
 }
 
 enum Applied {
@@ -1004,35 +1012,36 @@ impl Store {
         Ok(matches!(applied, Applied::Done))
     }
 
-    /// Claim an idempotency key for `rec` unless it is taken: `Ok(None)` when claimed
-    /// (durably: fsynced), `Ok(Some(existing))` when another invocation holds it. With
-    /// `replace`, a stale claim (its execution was never created, e.g. a crash in between) is
-    /// taken over only if it still equals `replace`.
+    /// Create under an idempotency key, atomically: if the key is free, write the claim
+    /// `rec` together with `batch` (the execution it names: record, first event, deadline
+    /// timer) as one group, fsynced, and return `Ok(None)`; if another invocation holds the
+    /// key, write nothing and return its claim. A claim therefore never exists without its
+    /// execution, and concurrent invocations with one key create exactly one execution.
+    /// When the holder is answered, everything its claim came with is applied (readable).
     pub async fn claim_idempotency(
         &self,
         tenant: &str,
         function: &str,
         key: &str,
         rec: &IdempotencyRecord,
-        replace: Option<&IdempotencyRecord>,
+        batch: Batch,
     ) -> Result<Option<IdempotencyRecord>> {
         let k = keys::idempotency(tenant, function, key);
-        let mut expected = replace.map(encode);
-        loop {
-            let work = Work::CompareAndSwap {
-                key: k.clone(),
-                expected: expected.take(),
-                new: encode(rec),
-            };
-            match self.submit(work, Vec::new(), Durability::Sync).await? {
-                Applied::Done => return Ok(None),
-                Applied::Conflict(current) => match current {
-                    Some(v) => return decode(&k, &v).map(Some),
-                    // The claim to replace vanished: claim a free key (this CAS expects
-                    // nothing, so it cannot loop again on `None`).
-                    None => expected = None,
-                },
-            }
+        let work = Work::Claim {
+            key: k.clone(),
+            claim: encode(rec),
+            ops: batch.ops,
+        };
+        match self.submit(work, batch.touched, Durability::Sync).await? {
+            Applied::Done => Ok(None),
+            Applied::Conflict(held) => match held {
+                Some(held) => decode(&k, &held).map(Some),
+                // `perform` answers a claim with a conflict only when the key is held.
+                None => Err(Error::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "a claim was refused, yet the key is free".into(),
+                }),
+            },
         }
     }
 
@@ -1100,6 +1109,9 @@ impl Work {
             Work::Nothing => 0,
             Work::Batch(ops) => ops.iter().map(op_bytes).sum(),
             Work::CompareAndSwap { key, new, .. } => key.len() + new.len(),
+            Work::Claim { key, claim, ops } => {
+                key.len() + claim.len() + ops.iter().map(op_bytes).sum::<usize>()
+            }
         }
     }
 }
@@ -1330,6 +1342,24 @@ impl Committer {
         self.data.apply_batch(batch)
     }
 
+    /// What `key` holds for a request of this group: the last write to it earlier in the
+    /// group, else what sled holds.
+    fn current(
+        &self,
+        group: &[wal::Op],
+        key: &[u8],
+    ) -> std::result::Result<Option<sled::IVec>, Failure> {
+        let in_group = group.iter().rev().find_map(|op| match op {
+            wal::Op::Put(k, v) if k == key => Some(Some(sled::IVec::from(&v[..]))),
+            wal::Op::Del(k) if k == key => Some(None),
+            _ => None,
+        });
+        match in_group {
+            Some(held) => Ok(held),
+            None => self.data.get(key).map_err(|e| Failure::new(e.to_string())),
+        }
+    }
+
     /// Add one request's writes to the group's: a compare-and-swap sees the writes of the
     /// requests before it, in the group as in sled.
     fn perform(
@@ -1341,22 +1371,19 @@ impl Committer {
             Work::Nothing => {}
             Work::Batch(ops) => group.extend(ops),
             Work::CompareAndSwap { key, expected, new } => {
-                let in_group = group.iter().rev().find_map(|op| match op {
-                    wal::Op::Put(k, v) if *k == key => Some(Some(sled::IVec::from(&v[..]))),
-                    wal::Op::Del(k) if *k == key => Some(None),
-                    _ => None,
-                });
-                let current = match in_group {
-                    Some(current) => current,
-                    None => self
-                        .data
-                        .get(&key)
-                        .map_err(|e| Failure::new(e.to_string()))?,
-                };
+                let current = self.current(group, &key)?;
                 if current.as_deref() != expected.as_deref() {
                     return Ok(Applied::Conflict(current));
                 }
                 group.push(wal::Op::Put(key, new));
+            }
+            Work::Claim { key, claim, ops } => {
+                let held = self.current(group, &key)?;
+                if held.is_some() {
+                    return Ok(Applied::Conflict(held));
+                }
+                group.extend(ops);
+                group.push(wal::Op::Put(key, claim));
             }
         }
         Ok(Applied::Done)
@@ -1907,6 +1934,46 @@ mod tests {
         );
         // An empty batch is not sent at all.
         store.commit_unawaited(Batch::new()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_claim_of_a_key_wins_and_only_its_writes_are_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
+        let claim = |n: u8| IdempotencyRecord {
+            execution: [n; 16],
+            input_sha256: format!("input-{n}"),
+        };
+        let create = |n: u8| {
+            let store = store.clone();
+            async move {
+                let mut batch = Batch::new();
+                batch.put_function("t", &function(&format!("f{n}"), 1));
+                store
+                    .claim_idempotency("t", "f", "key", &claim(n), batch)
+                    .await
+            }
+        };
+        // Sent together, so that the commit thread takes them as one group.
+        let (a, b, c) = tokio::join!(create(1), create(2), create(3));
+        assert_eq!(a.unwrap(), None);
+        assert_eq!(b.unwrap(), Some(claim(1)));
+        assert_eq!(c.unwrap(), Some(claim(1)));
+        // Later, after the group: still the first claim.
+        assert_eq!(create(4).await.unwrap(), Some(claim(1)));
+        let written: Vec<_> = (1..=4).map(|n| latest(&store, &format!("f{n}"))).collect();
+        assert_eq!(written, [Some(1), None, None, None]);
+        // After a restart too.
+        drop(store);
+        let store = reopen(dir.path());
+        let mut batch = Batch::new();
+        batch.put_function("t", &function("f5", 1));
+        let held = store
+            .claim_idempotency("t", "f", "key", &claim(5), batch)
+            .await
+            .unwrap();
+        assert_eq!(held, Some(claim(1)));
+        assert_eq!(latest(&store, "f5"), None);
     }
 
     #[tokio::test]
