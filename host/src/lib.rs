@@ -139,6 +139,7 @@ impl Host {
             log_totals: Default::default(),
         });
         let runtime = Arc::new(Runtime {
+            host_failures: Default::default(),
             engine,
             registry: registry.clone(),
             shared,

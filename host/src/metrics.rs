@@ -13,6 +13,8 @@ pub struct Metrics {
     pub steps_replayed: AtomicU64,
     /// Components compiled (uploads, and loads without a usable artifact).
     pub compiles: AtomicU64,
+    /// Activations that failed in the host (not the guest) and were scheduled to run again.
+    pub host_failures: AtomicU64,
 }
 
 fn idx(s: Status) -> usize {

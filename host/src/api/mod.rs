@@ -380,24 +380,40 @@ async fn put_function(
     q: Result<Query<SettingsQuery>, QueryRejection>,
     headers: HeaderMap,
     b: axum::body::Body,
-) -> ApiResult {
-    check_name(&name)?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let patch = checked(&host, q.patch()?)?;
-    let spooled = spool_upload(&host, &headers, b).await?;
-    let up = host
-        .registry
-        .upload_spooled(tenant(), &name, spooled, &patch)
-        .await?;
-    let status = if up.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+) -> Response {
+    let uploaded = async {
+        check_name(&name)?;
+        let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let patch = checked(&host, q.patch()?)?;
+        let spooled = spool_upload(&host, &headers, b).await?;
+        let up = host
+            .registry
+            .upload_spooled(tenant(), &name, spooled, &patch)
+            .await?;
+        let status = if up.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        let mut v = views::version(&name, &up.version);
+        v.settings = Some(effective(&host, &up.function).into());
+        v.created = Some(up.created);
+        ApiResult::Ok((status, Json(v)).into_response())
     };
-    let mut v = views::version(&name, &up.version);
-    v.settings = Some(effective(&host, &up.function).into());
-    v.created = Some(up.created);
-    Ok((status, Json(v)).into_response())
+    match uploaded.await {
+        Ok(resp) => resp,
+        // The body may be unread (a bad name or setting is refused before it is streamed,
+        // an over-limit one part way): the connection cannot carry another request, so say
+        // so, or a client that reuses it finds it closed under its next request.
+        Err(e) => {
+            let mut resp = e.into_response();
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    }
 }
 
 /// Stream an upload's body into a temporary file (hashed as it arrives): memory stays at a
@@ -582,7 +598,8 @@ async fn invoke(
     });
     // A second try only if the key's holder was deleted (its retention ended) between our
     // claim and our read of it: the key was released with it.
-    for _ in 0..2 {
+    let mut stale: Option<IdempotencyRecord> = None;
+    for _ in 0..3 {
         let now = host.clock.now_ms();
         let timeout = effective(&host, &f).execution_timeout;
         let deadline = now.saturating_add(timeout.as_millis() as u64);
@@ -625,17 +642,23 @@ async fn invoke(
                 // The claim, the execution, its first event and its deadline: one group.
                 let held = host
                     .db
-                    .claim_idempotency(tenant(), &name, key, &claim, batch)
+                    .claim_idempotency(tenant(), &name, key, &claim, batch, stale.as_ref())
                     .await?;
                 if let Some(held) = held {
-                    if held.input_sha256 != claim.input_sha256 {
-                        return Err(ApiError::Conflict(format!(
-                            "Idempotency-Key {key:?} was used for {name} with a different input"
-                        )));
-                    }
                     match host.db.execution(tenant(), &held.execution)? {
+                        Some(_) if held.input_sha256 != claim.input_sha256 => {
+                            return Err(ApiError::Conflict(format!(
+                                "Idempotency-Key {key:?} was used for {name} with a different input"
+                            )));
+                        }
                         Some(rec) => return respond(&host, rec, wait).await,
-                        None => continue,
+                        // Its execution was deleted by retention just now (which releases
+                        // the key), or the claim was left without its execution by an
+                        // older release: take the key over, atomically.
+                        None => {
+                            stale = Some(held);
+                            continue;
+                        }
                     }
                 }
             }
@@ -658,8 +681,8 @@ async fn invoke(
             _ => Ok(execution_response(&rec)),
         };
     }
-    // Claims are written only with their execution and deleted with it: a claim naming
-    // no execution twice in a row is a store written by an older release.
+    // A takeover lost to a concurrent one names the winner's execution, which exists; a
+    // key that keeps naming missing executions is a damaged store.
     Err(ApiError::Internal(format!(
         "Idempotency-Key {:?} of {name} names an execution that does not exist",
         key.unwrap_or_default()
@@ -1159,6 +1182,11 @@ async fn metrics(State(host): AppState) -> Response {
             "durable_compiles_total",
             "Components compiled: uploads, and loads that found no usable artifact.",
             m.compiles.load(Relaxed),
+        ),
+        (
+            "durable_host_failures_total",
+            "Activations that failed in the host (storage, loading) and were scheduled to run again.",
+            m.host_failures.load(Relaxed),
         ),
         (
             "durable_fsyncs_total",

@@ -483,6 +483,8 @@ enum Work {
         key: Vec<u8>,
         claim: Vec<u8>,
         ops: Vec<wal::Op>,
+        /// A claim that counts as free (see `Store::claim_idempotency`).
+        replace: Option<Vec<u8>>,
     },
 }
 
@@ -1018,6 +1020,9 @@ impl Store {
     /// key, write nothing and return its claim. A claim therefore never exists without its
     /// execution, and concurrent invocations with one key create exactly one execution.
     /// When the holder is answered, everything its claim came with is applied (readable).
+    /// With `replace`, a key that still holds exactly that claim counts as free: a claim
+    /// whose execution does not exist (one left by an older release, which wrote the claim
+    /// and its execution apart) is taken over atomically, by one invocation only.
     pub async fn claim_idempotency(
         &self,
         tenant: &str,
@@ -1025,12 +1030,14 @@ impl Store {
         key: &str,
         rec: &IdempotencyRecord,
         batch: Batch,
+        replace: Option<&IdempotencyRecord>,
     ) -> Result<Option<IdempotencyRecord>> {
         let k = keys::idempotency(tenant, function, key);
         let work = Work::Claim {
             key: k.clone(),
             claim: encode(rec),
             ops: batch.ops,
+            replace: replace.map(encode),
         };
         match self.submit(work, batch.touched, Durability::Sync).await? {
             Applied::Done => Ok(None),
@@ -1109,9 +1116,9 @@ impl Work {
             Work::Nothing => 0,
             Work::Batch(ops) => ops.iter().map(op_bytes).sum(),
             Work::CompareAndSwap { key, new, .. } => key.len() + new.len(),
-            Work::Claim { key, claim, ops } => {
-                key.len() + claim.len() + ops.iter().map(op_bytes).sum::<usize>()
-            }
+            Work::Claim {
+                key, claim, ops, ..
+            } => key.len() + claim.len() + ops.iter().map(op_bytes).sum::<usize>(),
         }
     }
 }
@@ -1377,9 +1384,14 @@ impl Committer {
                 }
                 group.push(wal::Op::Put(key, new));
             }
-            Work::Claim { key, claim, ops } => {
+            Work::Claim {
+                key,
+                claim,
+                ops,
+                replace,
+            } => {
                 let held = self.current(group, &key)?;
-                if held.is_some() {
+                if held.is_some() && held.as_deref() != replace.as_deref() {
                     return Ok(Applied::Conflict(held));
                 }
                 group.extend(ops);
@@ -1950,7 +1962,7 @@ mod tests {
                 let mut batch = Batch::new();
                 batch.put_function("t", &function(&format!("f{n}"), 1));
                 store
-                    .claim_idempotency("t", "f", "key", &claim(n), batch)
+                    .claim_idempotency("t", "f", "key", &claim(n), batch, None)
                     .await
             }
         };
@@ -1969,11 +1981,29 @@ mod tests {
         let mut batch = Batch::new();
         batch.put_function("t", &function("f5", 1));
         let held = store
-            .claim_idempotency("t", "f", "key", &claim(5), batch)
+            .claim_idempotency("t", "f", "key", &claim(5), batch, None)
             .await
             .unwrap();
         assert_eq!(held, Some(claim(1)));
         assert_eq!(latest(&store, "f5"), None);
+        // Replacing a claim that is no longer there is refused; replacing the one there
+        // takes the key over, with its writes.
+        let take_over = |n: u8, replace: IdempotencyRecord| {
+            let store = store.clone();
+            async move {
+                let mut batch = Batch::new();
+                batch.put_function("t", &function(&format!("f{n}"), 1));
+                store
+                    .claim_idempotency("t", "f", "key", &claim(n), batch, Some(&replace))
+                    .await
+            }
+        };
+        assert_eq!(take_over(6, claim(9)).await.unwrap(), Some(claim(1)));
+        let (a, b) = tokio::join!(take_over(7, claim(1)), take_over(8, claim(1)));
+        assert_eq!(a.unwrap(), None);
+        assert_eq!(b.unwrap(), Some(claim(7)));
+        assert_eq!(latest(&store, "f7"), Some(1));
+        assert_eq!(latest(&store, "f8"), None);
     }
 
     #[tokio::test]

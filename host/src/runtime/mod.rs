@@ -57,6 +57,17 @@ struct ExecutionTimedOut;
 /// never collides with a journal timer).
 pub const DEADLINE_OP: &str = "deadline";
 
+/// The in-memory timer op id of a retry after a host failure (op ids are digits and dots).
+const HOST_RETRY_OP: &str = "host-retry";
+
+/// The delay before an execution whose activation failed in the host runs again: 1 s,
+/// doubling with each failure in a row, at most 30 s (well inside the timer horizon, so
+/// the in-memory timer is always indexed).
+fn host_retry_delay(failures: u32) -> Duration {
+    let secs = 1u64 << failures.saturating_sub(1).min(5);
+    Duration::from_secs(secs.min(30))
+}
+
 /// How often the epoch advances: a busy guest yields to others at this interval.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -107,6 +118,9 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
 /// Runs activations.
 pub struct Runtime {
     pub engine: Engine,
+    /// Host failures in a row per execution (reset by an activation that ends normally),
+    /// for the retry delay.
+    pub host_failures: std::sync::Mutex<std::collections::HashMap<crate::db::ExecId, u32>>,
     pub registry: Arc<Registry>,
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
@@ -147,24 +161,56 @@ fn activation_timeout_error(limit: Duration) -> ErrorObject {
 
 impl Runtime {
     /// Activate an execution: replay it from its journal and run it until it finishes or
-    /// suspends. Never panics on guest behaviour; storage errors leave the execution as it
-    /// was (it resumes from its last checkpoint at the next wake or restart).
+    /// suspends. Never panics on guest behaviour; a failure in the host (storage, loading)
+    /// leaves the execution as its journal left it and runs it again after a growing delay.
     #[tracing::instrument(skip(self), fields(tenant = %key.tenant, execution_id = %crate::ids::execution_id_to_string(&key.id)))]
     pub async fn activate(&self, key: ExecKey) -> Outcome {
-        match self.try_activate(&key).await {
+        let outcome = match self.try_activate(&key).await {
             Ok(o) => o,
             // The store refused a write for lack of space: nothing of it was written, so
             // the execution runs again (from its journal) once space returns.
             Err(e) if is_storage_full(&e) => {
                 tracing::warn!(error = %e, "activation stopped: storage full; it runs again once space returns");
                 self.shared.db.space_available().await;
-                Outcome::Again
+                return Outcome::Again;
             }
             Err(e) => {
-                tracing::error!(error = %e, "activation failed in the host");
-                Outcome::Finished
+                // Not the guest's fault, and maybe not lasting (a storage read, a component
+                // that could not be loaded for now): the execution stays as its journal left
+                // it and runs again after a growing delay, rather than waiting for a restart.
+                let failures = {
+                    let mut map = self.host_failures.lock().expect("host failures");
+                    let n = map.entry(key.id).or_insert(0);
+                    *n = n.saturating_add(1);
+                    *n
+                };
+                let delay = host_retry_delay(failures);
+                self.metrics
+                    .host_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "activation failed in the host; it runs again");
+                let due = self
+                    .shared
+                    .timers
+                    .clock()
+                    .now_ms()
+                    .saturating_add(delay.as_millis() as u64);
+                let wake = crate::db::TimerRecord {
+                    tenant: key.tenant.to_string(),
+                    kind: crate::db::TimerKind::Wake,
+                };
+                // In memory only: after a restart, recovery runs it again anyway.
+                self.shared
+                    .timers
+                    .add(due, key.id, HOST_RETRY_OP.to_string(), wake);
+                return Outcome::Suspended;
             }
-        }
+        };
+        self.host_failures
+            .lock()
+            .expect("host failures")
+            .remove(&key.id);
+        outcome
     }
 
     async fn try_activate(&self, key: &ExecKey) -> anyhow::Result<Outcome> {
@@ -227,7 +273,7 @@ impl Runtime {
         {
             Ok(p) => p,
             // A storage failure is not the component's: leave the execution as it is, like
-            // any other storage failure here (it resumes at its next wake or restart).
+            // any other host failure here (`activate` runs it again after a delay).
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
                 let error = ErrorObject::new(
