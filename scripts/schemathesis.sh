@@ -87,13 +87,16 @@ EOF
 cd "$work"
 status=0
 # --max-time would make fuzzing and stateful testing repeat until it is spent: the case
-# counts bound the run, and `timeout` bounds its time.
+# counts bound the run, and `timeout` bounds its time. One worker: with two threads,
+# hypothesis 6.170's lambda-description cache raced now and then (an internal KeyError that
+# schemathesis reports as an error and exits 1 on, 1 run in 3 here), which no server
+# change could fix.
 timeout "${SCHEMATHESIS_MAX_TIME:-150}" "$st" --config-file "$root/scripts/schemathesis.toml" run "$url/v1/openapi.json" \
     --phases "${SCHEMATHESIS_PHASES:-examples,coverage,fuzzing,stateful}" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-10}" \
     --seed "${SCHEMATHESIS_SEED:-20261201}" \
     --request-timeout 15 \
-    --workers 2 \
+    --workers 1 \
     --no-color \
     --warnings off || status=$?
 if [ "$status" -ne 0 ]; then

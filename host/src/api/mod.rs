@@ -971,8 +971,9 @@ impl LiveHistory {
 struct LogsQuery {
     /// Lines per page (1-1000, default 1000).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
+    limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,9}$")]
     cursor: Option<String>,
 }
 
@@ -993,10 +994,12 @@ async fn logs(
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult {
     let rec = load_execution(&host, &id)?;
-    let limit = q.limit.unwrap_or(MAX_LOG_PAGE).clamp(1, MAX_LOG_PAGE);
+    let limit = page_limit(q.limit, MAX_LOG_PAGE, MAX_LOG_PAGE)?;
     let after = match q.cursor.as_deref() {
         Some(c) => c.trim().parse().map_err(|_| {
-            ApiError::BadRequest(format!("cursor={c:?} is not a cursor from this API"))
+            ApiError::BadRequest(format!(
+                "cursor={c:?}: expected a next_cursor from this API"
+            ))
         })?,
         None => 0,
     };
