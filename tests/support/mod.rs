@@ -44,6 +44,22 @@ pub fn guest_bytes(name: &str) -> Vec<u8> {
     std::fs::read(guest(name)).unwrap()
 }
 
+/// `durable-host serve` on a free loopback port over `data`, with `args`; stderr piped
+/// (the harness reads the "listening on" line from it).
+fn serve_command(data: &Path, args: &[String]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
 /// A running `durable-host serve` with its own data directory.
 pub struct Server {
     child: Option<Child>,
@@ -65,16 +81,7 @@ impl Server {
     }
 
     fn spawn(data: Arc<tempfile::TempDir>, args: Vec<String>) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = serve_command(data.path(), &args)
             .spawn()
             .expect("spawn durable-host");
         let stderr = child.stderr.take().unwrap();
@@ -565,15 +572,7 @@ pub fn serve_must_fail(data: &std::path::Path) -> (std::process::ExitStatus, Str
 /// Run `serve` on `data`: `Ok(stderr)` if it started (it is then stopped again),
 /// `Err((exit status, stderr))` if it refused to.
 pub fn try_serve(data: &std::path::Path) -> Result<String, (std::process::ExitStatus, String)> {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let mut child = serve_command(data, &[])
         .spawn()
         .expect("spawn durable-host");
     let stderr = child.stderr.take().unwrap();
