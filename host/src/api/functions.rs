@@ -1,0 +1,227 @@
+//! The functions resource: upload (`PUT`, with the body spooled to a temporary file as it
+//! arrives), list, get, settings change (`PATCH`) and delete. The name and settings are
+//! checked here; validating, hashing and compiling the component, and storing versions,
+//! belong to the registry.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::IntoParams;
+
+use super::{
+    body, check_name, effective, json_object, json_text, tenant, views, ApiError, ApiResult,
+    AppState, Path,
+};
+use crate::{settings, Host};
+
+/// Settings as upload query parameters: each a number, or `default`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct SettingsQuery {
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
+    memory_limit_mb: Option<String>,
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
+    activation_timeout_secs: Option<String>,
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
+    execution_timeout_secs: Option<String>,
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
+    retention_secs: Option<String>,
+}
+
+impl SettingsQuery {
+    fn patch(&self) -> ApiResult<settings::Patch> {
+        let field = |name: &str, v: &Option<String>| -> ApiResult<Option<Option<u64>>> {
+            match v.as_deref() {
+                None => Ok(None),
+                Some("default") => Ok(Some(None)),
+                Some(s) => s.parse().map(|n| Some(Some(n))).map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "{name}={s:?}: expected a whole number or \"default\""
+                    ))
+                }),
+            }
+        };
+        Ok(settings::Patch {
+            memory_limit_mb: field("memory_limit_mb", &self.memory_limit_mb)?,
+            activation_timeout_secs: field(
+                "activation_timeout_secs",
+                &self.activation_timeout_secs,
+            )?,
+            execution_timeout_secs: field("execution_timeout_secs", &self.execution_timeout_secs)?,
+            retention_secs: field("retention_secs", &self.retention_secs)?,
+        })
+    }
+}
+
+fn checked(host: &Host, patch: settings::Patch) -> ApiResult<settings::Patch> {
+    patch
+        .validate(&host.opts.runtime.defaults)
+        .map_err(ApiError::BadRequest)?;
+    Ok(patch)
+}
+
+/// Upload a component: a new immutable version, or (same bytes as the latest) the latest.
+/// Settings may be set in the query (a number, or `default`).
+#[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"), SettingsQuery),
+    request_body(description = "The component's bytes", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
+    responses(
+        (status = 201, description = "A new version", body = views::Version),
+        (status = 200, description = "The same bytes as the latest version", body = views::Version),
+        (status = 400, description = "Not a valid component (code invalid_component), or a bad setting", body = views::ErrorBody),
+        (status = 413, description = "Too large", body = views::ErrorBody)))]
+pub(super) async fn put_function(
+    State(host): AppState,
+    Path(name): Path<String>,
+    q: Result<Query<SettingsQuery>, QueryRejection>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+) -> Response {
+    let uploaded = async {
+        check_name(&name)?;
+        let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let patch = checked(&host, q.patch()?)?;
+        let spooled = spool_upload(&host, &headers, b).await?;
+        let up = host
+            .registry
+            .upload_spooled(tenant(), &name, spooled, &patch)
+            .await?;
+        let status = if up.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        let mut v = views::version(&name, &up.version);
+        v.settings = Some(effective(&host, &up.function).into());
+        v.created = Some(up.created);
+        ApiResult::Ok((status, Json(v)).into_response())
+    };
+    match uploaded.await {
+        Ok(resp) => resp,
+        // The body may be unread (a bad name or setting is refused before it is streamed,
+        // an over-limit one part way): the connection cannot carry another request, so say
+        // so, or a client that reuses it finds it closed under its next request.
+        Err(e) => {
+            let mut resp = e.into_response();
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    }
+}
+
+/// Stream an upload's body into a temporary file (hashed as it arrives): memory stays at a
+/// buffer whatever the body's size, and a body past `--max-upload-bytes` is refused (413)
+/// as soon as it passes the limit, or before it is read when its Content-Length says so.
+async fn spool_upload(
+    host: &Host,
+    headers: &HeaderMap,
+    b: axum::body::Body,
+) -> ApiResult<crate::registry::Spooled> {
+    use futures::StreamExt;
+    let limit = host.opts.max_upload_bytes as u64;
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(crate::registry::Error::TooLarge { limit }.into());
+    }
+    let mut spool = host.registry.spool(limit).await?;
+    let mut stream = b.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        spool.write(&chunk).await?;
+    }
+    Ok(spool.finish().await?)
+}
+
+/// A settings object with its whole-number floats (`44.0`, an integer in JSON Schema) as
+/// integers, which serde's `u64` would refuse.
+fn integral_numbers(text: &str) -> serde_json::Result<Value> {
+    let mut v: Value = serde_json::from_str(text)?;
+    if let Value::Object(fields) = &mut v {
+        for field in fields.values_mut() {
+            if let Some(f) = field
+                .as_f64()
+                .filter(|f| field.is_f64() && f.fract() == 0.0)
+            {
+                if (0.0..=u64::MAX as f64).contains(&f) {
+                    *field = Value::from(f as u64);
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// Change a function's settings: a JSON object of the fields to change (`null` returns a
+/// field to the server default). Answers with the function.
+#[utoipa::path(patch, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
+    request_body(content = settings::Patch, description = "Fields to change; null returns one to the default"),
+    responses((status = 200, description = "The function", body = views::Function), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+pub(super) async fn patch_function(
+    State(host): AppState,
+    Path(name): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let b = body(b)?;
+    let text = json_text(&host, &b, "settings")?;
+    json_object(&text, "settings")?;
+    let patch: settings::Patch = integral_numbers(&text)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            ApiError::InvalidJson(format!(
+                "expected an object of memory_limit_mb, activation_timeout_secs, \
+             execution_timeout_secs, retention_secs: {e}"
+            ))
+        })?;
+    let patch = checked(&host, patch)?;
+    let f = host.registry.configure(tenant(), &name, &patch).await?;
+    let versions = host.db.versions(tenant(), &name)?;
+    Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/functions", tag = "functions",
+    responses((status = 200, description = "Every function with its versions", body = views::FunctionList)))]
+pub(super) async fn list_functions(State(host): AppState) -> ApiResult {
+    let mut out = Vec::new();
+    for f in host.db.functions(tenant())? {
+        if !f.deleted {
+            let versions = host.db.versions(tenant(), &f.name)?;
+            out.push(views::function(&f, &versions, effective(&host, &f)));
+        }
+    }
+    Ok(Json(views::FunctionList { functions: out }).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
+    responses((status = 200, description = "The function with its versions and settings", body = views::Function), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+pub(super) async fn get_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
+    let f = host
+        .db
+        .function(tenant(), &name)?
+        .filter(|f| !f.deleted)
+        .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
+    let versions = host.db.versions(tenant(), &name)?;
+    Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
+}
+
+/// Delete a function: new invocations are refused (404); running executions finish on
+/// their version.
+#[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+pub(super) async fn delete_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
+    host.registry.delete(tenant(), &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
