@@ -671,3 +671,16 @@ enum Ended {
     Trapped(ErrorObject),
 }
 use Ended::{Done, Trapped};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_failure_is_retried_after_a_delay_that_doubles_up_to_30_s() {
+        let delays: Vec<u64> = (1..=8).map(|n| host_retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        // Far inside the timer horizon, so the in-memory wake is always indexed.
+        assert!(host_retry_delay(u32::MAX) < crate::timer::HORIZON);
+    }
+}
