@@ -748,3 +748,41 @@ fn history_follow_gives_up_on_a_stream_that_keeps_dropping() {
     // The first connection and five reconnections.
     assert_eq!(requests.lock().unwrap().len(), 6);
 }
+
+#[test]
+fn serve_takes_a_config_file_under_env_and_flags_and_refuses_a_bad_one_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "max_resident = 8\nmax_residnet = 9\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let (status, stderr) = try_serve_with(&data, &["--config", bad], &[]).unwrap_err();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: config file {bad}, line 2: unknown key `max_residnet`: \
+             `durable-host serve` has no flag --max_residnet"
+        )
+    );
+    assert!(
+        !data.exists(),
+        "nothing is opened before the configuration is checked"
+    );
+
+    // A good file starts the host; its value is checked like the flag's (`serve` refuses a
+    // depth over 127), so each layer shows which one won.
+    let good = dir.path().join("good.toml");
+    let text = "max_json_depth = 500\nallow_outbound = [\"a.internal:80\", \"b.internal:80\"]\n";
+    std::fs::write(&good, text).unwrap();
+    let good = good.to_str().unwrap();
+    let depth = "--max-json-depth must be 1 to 127";
+    let from_file = try_serve_with(&data, &["--config", good], &[]).unwrap_err();
+    assert!(from_file.1.contains(depth), "{from_file:?}");
+    let env = [("DURABLE_CONFIG", good), ("DURABLE_MAX_JSON_DEPTH", "10")];
+    try_serve_with(&data, &[], &env).expect("the environment beats the file");
+    let env = [("DURABLE_CONFIG", good), ("DURABLE_MAX_JSON_DEPTH", "300")];
+    let from_env = try_serve_with(&data, &[], &env).unwrap_err();
+    assert!(from_env.1.contains(depth), "{from_env:?}");
+    try_serve_with(&data, &["--max-json-depth", "20"], &env).expect("the flag beats both");
+}

@@ -2,13 +2,16 @@
 //! subcommands are the command-line client (`cli`), which talks to a server over HTTP.
 
 mod cli;
+mod config;
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -26,12 +29,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the host: HTTP API, scheduler and timers over the sled store in --data-dir.
+    #[command(
+        after_help = "Every flag can also be set by an environment variable, DURABLE_ \
+        and the flag's name in capitals (--max-resident: DURABLE_MAX_RESIDENT), or by a key \
+        of the --config file, the flag's name (max_resident = 512). A flag beats the \
+        environment, which beats the file. Repeatable flags: a TOML array in the file, a \
+        comma-separated list in the environment."
+    )]
     Serve(ServeArgs),
     #[command(flatten)]
     Client(cli::Command),
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug)]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
@@ -116,6 +126,63 @@ struct ServeArgs {
     /// the guest SDK's JSON parser refuses 128 levels).
     #[arg(long, default_value_t = durable_host::api::MAX_JSON_DEPTH)]
     max_json_depth: usize,
+    /// TOML file of serve settings: keys are the flags' names (`max_resident = 512`);
+    /// flags and DURABLE_* variables override it. Also DURABLE_CONFIG.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// Why the command line cannot be used.
+#[derive(Debug)]
+enum ParseError {
+    /// clap's own (also `--help`, `--version`): it prints and exits itself.
+    Clap(clap::Error),
+    /// The config file or a `DURABLE_*` variable.
+    Config(config::Error),
+}
+
+/// The command line `args` with `env` (the `DURABLE_*` variables): for `serve`, the config
+/// file and the variables become the defaults of its flags before clap parses again.
+fn parse_cli(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Cli, ParseError> {
+    let cmd = Cli::command();
+    let first = cmd
+        .clone()
+        .try_get_matches_from(args)
+        .map_err(ParseError::Clap)?;
+    let matches = match first.subcommand() {
+        Some(("serve", serve)) => {
+            let flag = serve.get_one::<PathBuf>(config::CONFIG_ARG);
+            let path = config::config_path(flag.map(PathBuf::as_path), env);
+            let text = match &path {
+                Some(p) => Some(std::fs::read_to_string(p).map_err(|source| {
+                    ParseError::Config(config::Error::Read {
+                        path: p.clone(),
+                        source,
+                    })
+                })?),
+                None => None,
+            };
+            let file = path.as_deref().zip(text.as_deref());
+            let serve = cmd
+                .find_subcommand("serve")
+                .expect("serve is a subcommand")
+                .clone();
+            let serve = config::layer(serve, file, env).map_err(ParseError::Config)?;
+            cmd.mut_subcommand("serve", |_| serve)
+                .try_get_matches_from(args)
+                .map_err(ParseError::Clap)?
+        }
+        _ => first,
+    };
+    Cli::from_arg_matches(&matches).map_err(ParseError::Clap)
+}
+
+/// The process's `DURABLE_*` variables (those that are valid UTF-8).
+fn durable_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(config::ENV_PREFIX))
+        .collect()
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -126,7 +193,15 @@ fn main() -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let args = match parse_cli(&argv, &durable_env()) {
+        Ok(args) => args,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(ParseError::Config(e)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     match args.command {
         Command::Serve(a) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -141,6 +216,9 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.config {
+        tracing::info!(config = %path.display(), "serve settings from a config file");
+    }
     if !a.activation_timeout_secs.is_finite() || a.activation_timeout_secs <= 0.0 {
         anyhow::bail!("--activation-timeout-secs must be a positive number");
     }

@@ -572,7 +572,18 @@ pub fn serve_must_fail(data: &std::path::Path) -> (std::process::ExitStatus, Str
 /// Run `serve` on `data`: `Ok(stderr)` if it started (it is then stopped again),
 /// `Err((exit status, stderr))` if it refused to.
 pub fn try_serve(data: &std::path::Path) -> Result<String, (std::process::ExitStatus, String)> {
-    let mut child = serve_command(data, &[])
+    try_serve_with(data, &[], &[])
+}
+
+/// `try_serve` with extra `serve` arguments and environment variables.
+pub fn try_serve_with(
+    data: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<String, (std::process::ExitStatus, String)> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let mut child = serve_command(data, &args)
+        .envs(env.iter().copied())
         .spawn()
         .expect("spawn durable-host");
     let stderr = child.stderr.take().unwrap();
