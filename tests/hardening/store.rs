@@ -215,6 +215,14 @@ fn finding_10_a_full_disk_answers_507_reports_it_and_recovers_by_itself() {
     assert_eq!(s.metric("durable_storage_full"), 1.0);
     let (status, body) = s.post(&format!("/v1/callbacks/{cb}/succeed"), &json!("late"));
     assert_eq!(status, 507, "{body}");
+    // An upload cannot even be received (its spool file is refused by the full disk).
+    let (status, body) = s.req(
+        "PUT",
+        "/v1/functions/another",
+        Some(guest_bytes("conformance_guest")),
+    );
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["code"], "insufficient_storage", "{body}");
     // The wait falls due: its activation's write is refused too, and it is not dropped.
     let refused = s.metric("durable_storage_refused_writes_total");
     eventually(

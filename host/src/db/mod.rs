@@ -72,7 +72,7 @@ impl Error {
     }
 
     /// `Full` if writing `path` failed with `e` for lack of space (for files the host keeps
-    /// beside the store, e.g. compiled artifacts), so that callers answer it alike.
+    /// beside the store, e.g. uploads being received), so that callers answer it alike.
     pub fn no_space(path: &Path, e: &std::io::Error) -> Option<Self> {
         is_no_space(e).then(|| {
             let dir = path.parent().unwrap_or(path);

@@ -47,8 +47,13 @@ pub struct Spooled {
     pub len: u64,
 }
 
+/// A spool file's I/O error; lack of space is the store's `Full` (507, as for every write
+/// the disk holding the data directory refuses), anything else a spool error.
 fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Spool(format!("{}: {e}", path.display()))
+    match crate::db::Error::no_space(path, &e) {
+        Some(full) => Error::Storage(full),
+        None => Error::Spool(format!("{}: {e}", path.display())),
+    }
 }
 
 impl Spool {
