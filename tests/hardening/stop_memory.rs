@@ -241,16 +241,6 @@ fn finding_07_the_execution_deadline_reaches_a_guest_blocked_in_a_host_call() {
     }
 }
 
-/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
-}
-
 const MIB: f64 = 1024.0 * 1024.0;
 
 #[test]
@@ -270,8 +260,7 @@ fn finding_11_guests_wait_for_the_host_wide_memory_budget() {
         &scenario("hold-memory", json!({"mib": 1, "hold_ms": 0})),
     );
     assert_eq!(s.wait_done(&warm)["status"], "succeeded");
-    let pid = s.pid();
-    let rss_before = proc_kib(pid, "VmRSS");
+    let rss_before = s.proc_status_bytes("VmRSS") / 1024;
 
     let input = scenario("hold-memory", json!({"mib": TOUCH_MB, "hold_ms": 300}));
     let ids: Vec<String> = (0..GUESTS).map(|_| s.invoke("hog", &input)).collect();
@@ -298,7 +287,7 @@ fn finding_11_guests_wait_for_the_host_wide_memory_budget() {
         let v = s.execution(id);
         assert_eq!(v["status"], "succeeded", "{v}");
     }
-    let hwm = proc_kib(pid, "VmHWM");
+    let hwm = s.proc_status_bytes("VmHWM") / 1024;
     let grew_mib = hwm.saturating_sub(rss_before) / 1024;
     println!(
         "budget {BUDGET_MB} MiB, {GUESTS} guests x {TOUCH_MB} MiB: peak reserved {} MiB, \

@@ -459,13 +459,7 @@ impl Server {
 
     /// A field of `/proc/<pid>/status` in MiB (`VmRSS` now, `VmHWM` the peak so far).
     pub fn proc_mib(&self, field: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{field} not in /proc status"));
-        kib / 1024.0
+        self.proc_status_bytes(field) as f64 / (1024.0 * 1024.0)
     }
 
     /// Bytes under the data directory (store, write-ahead log, artifacts).
