@@ -353,8 +353,13 @@ fn page_limit(limit: Option<u64>, default: usize, max: usize) -> ApiResult<usize
 
 /// An event id from a query or header: the position to continue after.
 fn event_position(what: &str, s: &str) -> ApiResult<u32> {
+    position(what, s, "an event_id")
+}
+
+/// A sequence number from a query or header (`expected` names what it should have been).
+fn position(what: &str, s: &str, expected: &str) -> ApiResult<u32> {
     s.trim().parse().map_err(|_| {
-        ApiError::BadRequest(format!("{what}={s:?}: expected an event_id from this API"))
+        ApiError::BadRequest(format!("{what}={s:?}: expected {expected} from this API"))
     })
 }
 
@@ -534,11 +539,7 @@ pub(super) async fn logs(
     let rec = load_execution(&host, &id)?;
     let limit = page_limit(q.limit, MAX_LOG_PAGE, MAX_LOG_PAGE)?;
     let after = match q.cursor.as_deref() {
-        Some(c) => c.trim().parse().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "cursor={c:?}: expected a next_cursor from this API"
-            ))
-        })?,
+        Some(c) => position("cursor", c, "a next_cursor")?,
         None => 0,
     };
     // One more than asked for tells whether another page follows.
