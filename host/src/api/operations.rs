@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::AppState;
+use super::{ApiResult, AppState};
 use crate::db::{Status, StorageState};
+use crate::tenants::{Action, Caller};
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The host is up: {\"status\": \"ok\"}"),
@@ -43,7 +44,8 @@ pub(super) async fn healthz(State(host): AppState) -> Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub(super) async fn metrics(State(host): AppState) -> Response {
+pub(super) async fn metrics(State(host): AppState, caller: Caller) -> ApiResult {
+    caller.require(Action::Administer)?;
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let m = &host.metrics;
@@ -155,12 +157,12 @@ pub(super) async fn metrics(State(host): AppState) -> Response {
     for (name, help, v) in gauges {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
-    (
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
         s,
     )
-        .into_response()
+        .into_response())
 }

@@ -113,6 +113,8 @@ pub struct Shared {
     pub memory: memory::MemoryBudget,
     /// What executions logged so far, as their last activations left it.
     pub log_totals: LogTotalsCache,
+    /// Tenants and their quotas: the per-tenant policy an activation runs under.
+    pub tenants: Arc<crate::tenants::Tenants>,
 }
 
 /// An execution's log totals as its last activation left them, so that the next activation
