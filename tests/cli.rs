@@ -44,13 +44,41 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// Run the client with `args` and optional stdin, with `DURABLE_SERVER` unset; bounded by
-/// [`CLI_TIMEOUT`].
+/// The client's environment variables: unset for every run, so that only what a test
+/// gives reaches the client.
+const CLIENT_ENV: [&str; 4] = [
+    "DURABLE_SERVER",
+    "DURABLE_API_KEY",
+    "DURABLE_DATA_DIR",
+    "DURABLE_TENANT",
+];
+
+/// An empty directory the client runs in, so that no `./durable-data/admin.key` is found
+/// by chance.
+fn empty_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// Run the client with `args`, optional stdin and `env` (with the [`CLIENT_ENV`] variables
+/// unset otherwise), in an empty directory; bounded by [`CLI_TIMEOUT`].
 fn run_client(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    run_client_in(empty_dir(), args, stdin, env)
+}
+
+/// [`run_client`] in the directory `cwd`.
+fn run_client_in(
+    cwd: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Run {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("DURABLE_SERVER")
-        .envs(env.iter().copied())
+    cmd.args(args).current_dir(cwd);
+    for var in CLIENT_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -94,18 +122,23 @@ fn run_client(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     }
 }
 
-/// Run the client against `s`.
+/// Run the client against `s`, with its admin key in `DURABLE_API_KEY`.
 fn cli(s: &Server, args: &[&str]) -> Run {
+    cli_as(s, &s.admin_key, args)
+}
+
+/// Run the client against `s` with the API key `key` (in `DURABLE_API_KEY`).
+fn cli_as(s: &Server, key: &str, args: &[&str]) -> Run {
     let mut all = vec!["--server", &s.url];
     all.extend_from_slice(args);
-    run_client(&all, None, &[])
+    run_client(&all, None, &[("DURABLE_API_KEY", key)])
 }
 
 /// Run the client against `s` with `stdin`.
 fn cli_stdin(s: &Server, args: &[&str], stdin: &str) -> Run {
     let mut all = vec!["--server", &s.url];
     all.extend_from_slice(args);
-    run_client(&all, Some(stdin), &[])
+    run_client(&all, Some(stdin), &[("DURABLE_API_KEY", &s.admin_key)])
 }
 
 fn path(guest_name: &str) -> String {
@@ -543,13 +576,14 @@ fn history_follow_exits_1_when_the_execution_fails_after_a_callback_failure() {
 
     // Follow from another thread while the callback fails.
     let url = s.url.clone();
+    let key = s.admin_key.clone();
     let follow = {
         let id = id.clone();
         std::thread::spawn(move || {
             run_client(
                 &["--server", &url, "--json", "history", "--follow", &id],
                 None,
-                &[],
+                &[("DURABLE_API_KEY", &key)],
             )
         })
     };
