@@ -219,10 +219,15 @@ pub fn log_line(l: &Value) -> String {
     )
 }
 
-/// A quota's effective value: `unlimited` when the server sends none.
-fn quota_value(v: Option<&Value>) -> String {
+/// The quota whose `null` means the server's own list rather than no limit.
+const ALLOWLIST_QUOTA: &str = "outbound_allowlist";
+
+/// A quota's effective value: `unlimited` when the server sends none (for the allowlist,
+/// the server's own `--allow-outbound`).
+fn quota_value(name: &str, v: Option<&Value>) -> String {
     match v {
         None => String::new(),
+        Some(Value::Null) if name == ALLOWLIST_QUOTA => "(the server's --allow-outbound)".into(),
         Some(Value::Null) => "unlimited".to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) if items.is_empty() => "(none)".to_string(),
@@ -258,7 +263,7 @@ pub fn tenant(t: &Value) -> String {
         for (name, value) in quotas {
             table.push(vec![
                 name.clone(),
-                quota_value(Some(value)),
+                quota_value(name, Some(value)),
                 field(usage, name),
             ]);
         }
@@ -516,5 +521,23 @@ mod tests {
              key_from  --api-key\n"
         );
         assert!(whoami(&w, None).ends_with("key_from  (no key sent)\n"));
+    }
+
+    #[test]
+    fn a_null_allowlist_is_the_servers_and_an_empty_one_reaches_nothing() {
+        for (list, shown) in [
+            (Value::Null, "(the server's --allow-outbound)"),
+            (json!([]), "(none)"),
+            (json!(["a:80"]), "a:80"),
+        ] {
+            let t = json!({"quotas": {"outbound_allowlist": list, "max_functions": null}});
+            let out = tenant(&t);
+            let row = out
+                .lines()
+                .find(|l| l.starts_with("outbound_allowlist"))
+                .unwrap();
+            assert_eq!(row.split_once("  ").unwrap().1.trim(), shown, "{out}");
+            assert!(out.contains("max_functions       unlimited"), "{out}");
+        }
     }
 }
