@@ -224,8 +224,8 @@ fn approval_fails_when_the_callback_fails_or_times_out() {
 /// directory is that `durable-data/`. A README line that no longer works fails here.
 #[test]
 fn the_readme_walk_through_runs_as_written() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let walk = readme
         .split("## Five-minute walk-through")
         .nth(1)
