@@ -261,7 +261,12 @@ fn a_missing_or_malformed_authorization_header_is_401() {
         Some("Bearer dh__"),
     ];
     for c in &cases {
-        for path in ["/v1/whoami", "/v1/functions", "/metrics"] {
+        for path in [
+            "/v1/whoami",
+            "/v1/functions",
+            "/metrics",
+            "/v1/openapi.json",
+        ] {
             let r = raw(&s, *c, "GET", path, None, &[]);
             assert_401(&r, &format!("Authorization {c:?} on {path}"));
         }

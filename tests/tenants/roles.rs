@@ -319,6 +319,17 @@ fn each_role_may_do_what_the_design_table_says_and_nothing_else() {
             }
         }
     }
+    // The description itself is not among its own paths: any key, whatever its role.
+    for (role, key) in &fx.keys {
+        let r = call(&s, Some(&key.key), "GET", "/v1/openapi.json", None, &[]);
+        if r.status != 200 {
+            failures.push(format!("{role} GET /v1/openapi.json: got {r}"));
+        }
+    }
+    let r = call(&s, None, "GET", "/v1/openapi.json", None, &[]);
+    if r.status != 401 {
+        failures.push(format!("no key GET /v1/openapi.json: got {r}"));
+    }
     // No key at all: 401 everywhere but /healthz.
     for (method, template, needs) in ROUTES {
         let (path, body) = fx.request((method, template), "nobody");
