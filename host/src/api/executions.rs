@@ -201,7 +201,7 @@ pub(super) async fn invoke(
         }
         host.timers
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
-        host.metrics.created();
+        host.metrics.created(tenant());
         let finished = wait.map(|_| host.scheduler.on_finished(id));
         host.scheduler.wake(ExecKey {
             tenant: tenant().into(),
