@@ -14,9 +14,10 @@
 # 400; off for uploads, whose schema cannot say "a valid component"),
 # missing_required_header, unsupported_method and allow_header_conformance (405 with
 # Allow), use_after_free and ensure_resource_availability (stateful: a deleted function is
-# gone, a created one is there). Off: ignored_auth and object_level_authorization (the API
-# has no authentication until API keys land) and max_response_time (a shared 2-core
-# machine makes timings noise).
+# gone, a created one is there). ignored_auth (a request
+# without the key, or with a wrong one, is refused with 401). Off: max_response_time (a
+# shared 2-core machine makes timings noise). Isolation between tenants is the tenants
+# test's matrix (tests/tenants.rs), which knows which key owns what.
 #
 # Bounded to a few hundred cases (~730, about 10 s): the coverage phase (~460 cases: each
 # parameter's boundary, pattern and type cases, deterministic), 10 fuzzed cases per
@@ -71,16 +72,19 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 [ -n "$url" ] || { echo "schemathesis: the server did not start" >&2; exit 1; }
+# The bootstrap admin key: every request but /healthz needs one.
+key="$(cat "$work/data/admin.key")"
 
 # Two functions, one execution each, so that names and ids in generated requests can hit.
-"$venv/bin/python" - "$url" "$wasm" <<'EOF'
+"$venv/bin/python" - "$url" "$wasm" "$key" <<'EOF'
 import sys, urllib.request
-url, wasm = sys.argv[1], sys.argv[2]
+url, wasm, key = sys.argv[1], sys.argv[2], sys.argv[3]
+auth = {"Authorization": f"Bearer {key}"}
 for name, file in [("hello", "hello.wasm"), ("conf", "conformance_guest.wasm")]:
     with open(f"{wasm}/{file}", "rb") as f:
-        req = urllib.request.Request(f"{url}/v1/functions/{name}", data=f.read(), method="PUT")
+        req = urllib.request.Request(f"{url}/v1/functions/{name}", data=f.read(), method="PUT", headers=auth)
         urllib.request.urlopen(req).read()
-    req = urllib.request.Request(f"{url}/v1/functions/{name}/invoke?wait=10", data=b"{}", method="POST")
+    req = urllib.request.Request(f"{url}/v1/functions/{name}/invoke?wait=10", data=b"{}", method="POST", headers=auth)
     urllib.request.urlopen(req).read()
 EOF
 
@@ -96,6 +100,7 @@ timeout "${SCHEMATHESIS_MAX_TIME:-150}" "$st" --config-file "$root/scripts/schem
     --max-examples "${SCHEMATHESIS_EXAMPLES:-10}" \
     --seed "${SCHEMATHESIS_SEED:-20261201}" \
     --request-timeout 15 \
+    --header "Authorization: Bearer $key" \
     --workers 1 \
     --no-color \
     --warnings off || status=$?

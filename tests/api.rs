@@ -222,7 +222,8 @@ fn finished_executions_are_deleted_after_their_retention() {
     let key_input = scenario("echo", json!({"value": "k"}));
     let body = key_input.to_string().into_bytes();
     let keyed = |s: &Server| {
-        let r = reqwest::blocking::Client::new()
+        let r = s
+            .client()
             .post(format!("{}/v1/functions/brief/invoke?wait=30", s.url))
             .header("Idempotency-Key", "once")
             .body(body.clone())
@@ -343,12 +344,12 @@ struct Frame {
 }
 
 /// Read frames until the stream closes (or `limit` passes: then the test fails).
-fn read_sse(url: &str, last_event_id: Option<&str>, limit: Duration) -> Vec<Frame> {
+fn read_sse(key: &str, url: &str, last_event_id: Option<&str>, limit: Duration) -> Vec<Frame> {
     let client = reqwest::blocking::Client::builder()
         .timeout(limit)
         .build()
         .unwrap();
-    let mut req = client.get(url);
+    let mut req = client.get(url).bearer_auth(key);
     if let Some(id) = last_event_id {
         req = req.header("Last-Event-ID", id);
     }
@@ -388,7 +389,7 @@ fn the_event_stream_delivers_history_live_in_order_and_ends_at_completion() {
     s.deploy("conf", "conformance_guest");
     let id = s.invoke("conf", &scenario("waits", json!({"ms": [300, 300, 300]})));
     let url = format!("{}/v1/executions/{id}/events", s.url);
-    let frames = read_sse(&url, None, Duration::from_secs(60));
+    let frames = read_sse(&s.admin_key, &url, None, Duration::from_secs(60));
     let (end, events) = frames.split_last().expect("frames");
     assert_eq!(end.event, "end");
     assert_eq!(end.data["status"], "succeeded", "{}", end.data);
@@ -401,12 +402,17 @@ fn the_event_stream_delivers_history_live_in_order_and_ends_at_completion() {
 
     // A finished execution: the whole history, then the end, at once. Resuming after an
     // event id (header or query) sends only what follows.
-    let again = read_sse(&url, None, Duration::from_secs(10));
+    let again = read_sse(&s.admin_key, &url, None, Duration::from_secs(10));
     assert_eq!(again.len(), frames.len());
-    let resumed = read_sse(&url, Some("3"), Duration::from_secs(10));
+    let resumed = read_sse(&s.admin_key, &url, Some("3"), Duration::from_secs(10));
     assert_eq!(resumed.len(), frames.len() - 3);
     assert_eq!(resumed[0].id.as_deref(), Some("4"));
-    let by_query = read_sse(&format!("{url}?after=5"), None, Duration::from_secs(10));
+    let by_query = read_sse(
+        &s.admin_key,
+        &format!("{url}?after=5"),
+        None,
+        Duration::from_secs(10),
+    );
     assert_eq!(by_query.len(), frames.len() - 5);
 
     let (st, v) = s.get("/v1/executions/01ARZ3NDEKTSV4RRFFQ69G5FAV/events");

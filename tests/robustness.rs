@@ -440,7 +440,10 @@ fn traps_total_counts_activation_timeouts_as_its_help_text_says() {
     assert_eq!(s.metric("durable_traps_total"), 1.0);
     let (_, ex) = run(&s, "loop-forever", json!(null));
     failed_with(&ex, "Runtime.ActivationTimeout");
-    let text = reqwest::blocking::get(format!("{}/metrics", s.url))
+    let text = s
+        .client()
+        .get(format!("{}/metrics", s.url))
+        .send()
         .unwrap()
         .text()
         .unwrap();
@@ -461,7 +464,11 @@ fn probe(s: &Server, path: &str, timeout: Duration) -> Option<(u16, Value)> {
         .timeout(timeout)
         .build()
         .unwrap();
-    let resp = client.get(format!("{}{path}", s.url)).send().ok()?;
+    let resp = client
+        .get(format!("{}{path}", s.url))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .ok()?;
     let status = resp.status().as_u16();
     let text = resp.text().ok()?;
     Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -739,7 +746,8 @@ fn metrics_count_executions_by_status_and_resident_instances() {
 
 /// POST an invoke with an `Idempotency-Key`.
 fn invoke_with_key(s: &Server, path: &str, key: &str, body: &str) -> (u16, serde_json::Value) {
-    let resp = reqwest::blocking::Client::new()
+    let resp = s
+        .client()
         .post(format!("{}{path}", s.url))
         .header("Idempotency-Key", key)
         .body(body.to_string())

@@ -235,7 +235,15 @@ impl Bench {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         tokio::spawn(axum::serve(listener, api::router(host.clone())).into_future());
+        // Every request carries the bootstrap admin key, as a client of a real server does.
+        let key = std::fs::read_to_string(data.path().join("admin.key"))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", key.trim()).parse()?,
+        );
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .no_proxy()
             .pool_max_idle_per_host(CLIENTS)
             .timeout(Duration::from_secs(600))

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod runtime;
 pub mod scheduler;
 pub mod settings;
+pub mod tenants;
 pub mod timer;
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::scheduler::{ExecKey, Scheduler};
+use crate::tenants::Tenants;
 use crate::timer::{Clock, SystemClock, Timers};
 
 /// Everything the host is configured with.
@@ -60,6 +62,12 @@ pub struct Options {
     pub header_read_timeout: std::time::Duration,
     /// The deepest nesting of arrays and objects accepted in an input or callback result.
     pub max_json_depth: usize,
+    /// `--insecure-no-auth`: no API keys; every request is an admin's (loopback only).
+    pub insecure_no_auth: bool,
+    /// The quotas of tenants that set none (`None`: no limit; for the ceilings
+    /// `memory_limit_mb`, `activation_timeout_secs`, `max_history_events` and
+    /// `max_component_bytes`, the server's own).
+    pub tenant_quotas: tenants::Quotas,
     /// The addresses this host's listeners are bound to (the API, `--metrics-listen`):
     /// guests may not reach them through an allowlisted name (`host_api::outbound`). A
     /// wildcard address stands for every local address. Empty: nothing is protected (a host
@@ -84,16 +92,38 @@ impl Default for Options {
             ),
             header_read_timeout: std::time::Duration::from_secs(10),
             max_json_depth: api::MAX_JSON_DEPTH,
+            insecure_no_auth: false,
+            tenant_quotas: tenants::Quotas::default(),
             api_listen: Vec::new(),
         }
     }
 }
 
+/// The quotas of tenants that set none, with the server's ceilings filled in, and the
+/// bounds no tenant's quota may exceed.
+fn tenant_defaults(opts: &Options) -> (tenants::Quotas, tenants::Bounds) {
+    let bounds = tenants::Bounds {
+        max_component_bytes: opts.max_upload_bytes as u64,
+        max_concurrent_activations: opts.max_resident as u64,
+        memory_limit_mb: (opts.runtime.defaults.memory_limit_bytes / (1024 * 1024)) as u64,
+        activation_timeout_secs: settings::MAX_ACTIVATION_TIMEOUT_SECS,
+        max_history_events: u64::from(opts.payload.journal.max_history_events),
+    };
+    let mut q = opts.tenant_quotas.clone();
+    q.max_component_bytes
+        .get_or_insert(bounds.max_component_bytes);
+    q.memory_limit_mb.get_or_insert(bounds.memory_limit_mb);
+    q.activation_timeout_secs
+        .get_or_insert(bounds.activation_timeout_secs);
+    q.max_history_events
+        .get_or_insert(bounds.max_history_events);
+    (q, bounds)
+}
+
 /// How often finished executions past their retention are looked for.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The tenant every record belongs to until tenants and API keys arrive.
-pub const DEFAULT_TENANT: &str = "default";
+pub use tenants::DEFAULT_TENANT;
 
 /// The assembled host. Cheap to share behind an `Arc`.
 pub struct Host {
@@ -104,6 +134,7 @@ pub struct Host {
     pub scheduler: Scheduler,
     pub timers: Timers,
     pub metrics: Arc<Metrics>,
+    pub tenants: Arc<Tenants>,
     pub clock: Arc<dyn Clock>,
     pub shutdown: Arc<Notify>,
     /// Set when the host stops, for its OS threads.
@@ -132,6 +163,14 @@ impl Host {
             metrics.clone(),
         )?);
         let timers = Timers::new(clock.clone());
+        let (defaults, bounds) = tenant_defaults(&opts);
+        let tenants = Arc::new(Tenants::load(
+            db.clone(),
+            clock.clone(),
+            defaults,
+            bounds,
+            opts.insecure_no_auth,
+        )?);
         let outbound = Allowlist::parse(&opts.allow_outbound)
             .map_err(anyhow::Error::msg)?
             .protecting(&opts.api_listen);
@@ -162,6 +201,7 @@ impl Host {
             scheduler: Scheduler::new(),
             timers,
             metrics,
+            tenants,
             clock,
             shutdown: Arc::new(Notify::new()),
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -178,6 +218,12 @@ impl Host {
     /// Recover after a start or a crash, then run the scheduler, timers and epoch ticker in
     /// the background.
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        if let Some(path) = self.tenants.bootstrap(&self.opts.data_dir).await? {
+            tracing::info!(
+                path = %path.display(),
+                "created tenant \"default\" and an admin API key; the key is in this file"
+            );
+        }
         let runnable = self.recover().await?;
 
         let rt = self.runtime.clone();
@@ -295,6 +341,11 @@ impl Host {
                 }
             }
         }
+    }
+
+    /// What `tenant` uses of its counted quotas.
+    pub fn usage(&self, tenant: &str) -> db::Result<tenants::quota::Usage> {
+        tenants::usage::usage(&self.db, &self.scheduler, tenant)
     }
 
     pub fn callbacks(&self) -> callbacks::Callbacks<'_> {

@@ -133,6 +133,11 @@ struct ServeArgs {
     /// the guest SDK's JSON parser refuses 128 levels).
     #[arg(long, default_value_t = durable_host::api::MAX_JSON_DEPTH)]
     max_json_depth: usize,
+    /// Serve without API keys: every request acts as an admin, in tenant `default` or the
+    /// one its Durable-Tenant header names. For development on one machine: refused unless
+    /// --listen is a loopback address.
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// TOML file of serve settings: keys are the flags' names (`max_resident = 512`);
     /// flags and DURABLE_* variables override it. Also DURABLE_CONFIG.
     #[arg(long, value_name = "PATH")]
@@ -229,6 +234,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if !a.activation_timeout_secs.is_finite() || a.activation_timeout_secs <= 0.0 {
         anyhow::bail!("--activation-timeout-secs must be a positive number");
     }
+    if a.insecure_no_auth {
+        if !a.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--insecure-no-auth serves every request as an admin, so it is refused on {}: \
+                 listen on a loopback address (127.0.0.1, ::1), or drop the flag and use API \
+                 keys (the admin key is in <data-dir>/admin.key)",
+                a.listen
+            );
+        }
+        tracing::warn!(
+            listen = %a.listen,
+            "--insecure-no-auth: API keys are not checked; every request acts as an admin"
+        );
+    }
     let memory_limit_bytes = (a.memory_limit_mb as u64).saturating_mul(1024 * 1024);
     let memory_budget_bytes = match a.memory_budget_mb {
         Some(mb) if mb < a.memory_limit_mb as u64 => anyhow::bail!(
@@ -285,6 +304,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         memory_budget_bytes,
         header_read_timeout: Duration::from_secs_f64(a.header_read_timeout_secs),
         max_json_depth: a.max_json_depth,
+        insecure_no_auth: a.insecure_no_auth,
         api_listen,
         ..Default::default()
     };

@@ -58,11 +58,11 @@ fn race(
         for t in 0..at_once {
             let (barrier, answers, body) = (&barrier, &answers, &body);
             scope.spawn(move || {
-                let client = reqwest::blocking::Client::new();
+                let client = s.client();
                 for round in 0..rounds {
                     let key = format!("{prefix}-{round}");
                     barrier.wait();
-                    let (st, v) = keyed_invoke(&client, &s.url, &key, &body(round, t));
+                    let (st, v) = keyed_invoke(client, &s.url, &key, &body(round, t));
                     answers
                         .lock()
                         .unwrap()
@@ -377,7 +377,7 @@ fn finding_13_bad_requests_answer_in_the_json_envelope() {
             None,
         ),
     ];
-    let client = reqwest::blocking::Client::new();
+    let client = s.client();
     for (method, path, body, status, code) in cases {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = client.request(m, format!("{}{path}", s.url));
@@ -481,7 +481,7 @@ fn finding_13_a_request_with_both_content_length_and_chunked_is_refused() {
     ];
     for framing in heads {
         let req = format!(
-            "POST /v1/functions/conf/invoke HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n{chunked}"
+            "POST /v1/functions/conf/invoke HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n{framing}\r\n\r\n{chunked}", s.auth()
         );
         let (out, closed, _) = raw_exchange(&s.url, req.as_bytes(), Duration::from_secs(10));
         assert!(out.starts_with("HTTP/1.1 400"), "{framing:?}: {out}");
@@ -489,7 +489,7 @@ fn finding_13_a_request_with_both_content_length_and_chunked_is_refused() {
         assert!(closed, "{framing:?}: the connection stayed open");
     }
     // Chunked alone is served.
-    let req = format!("POST /v1/functions/conf/invoke HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}");
+    let req = format!("POST /v1/functions/conf/invoke HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}", s.auth());
     let (out, _, _) = raw_exchange(&s.url, req.as_bytes(), Duration::from_secs(10));
     assert!(out.starts_with("HTTP/1.1 202"), "{out}");
     assert_eq!(all_executions(&s).len(), 1);

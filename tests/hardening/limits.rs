@@ -51,13 +51,11 @@ fn start(flags: &[&str]) -> (Server, f64) {
 fn probed<T>(s: &Server, flood: impl FnOnce() -> T) -> (T, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let url = s.url.clone();
+    let key = s.admin_key.clone();
     let prober = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .unwrap();
+            let client = authed_client(&key);
             let body = scenario("echo", json!({"value": 1})).to_string();
             let mut lat = Vec::new();
             while !stop.load(Ordering::SeqCst) || lat.len() < 10 {
@@ -174,6 +172,7 @@ fn finding_04_log_floods_are_bounded_per_execution_paged_and_do_not_starve_other
     // The CLI follows the pages: every line, the marker last.
     let out = std::process::Command::new(BIN)
         .args(["--server", &s.url, "logs", &ids[0]])
+        .env("DURABLE_API_KEY", &s.admin_key)
         .output()
         .unwrap();
     assert!(

@@ -108,6 +108,9 @@ fn sandbox_metrics_listen_serves_metrics_alone_and_stops_with_the_host() {
         Some(1.0),
         "{text}"
     );
+    // Without a key, the API's own /metrics answers 401: only this listener is open.
+    let resp = client.get(format!("{}/metrics", s.url)).send().unwrap();
+    assert_eq!(resp.status(), 401);
     for path in ["/healthz", "/v1/functions", "/v1/executions"] {
         let resp = client
             .get(format!("http://127.0.0.1:{port}{path}"))
@@ -184,10 +187,9 @@ fn sandbox_metrics_carry_a_tenant_label() {
         0.0,
     );
     // Host-wide series carry no tenant.
-    let text = reqwest::blocking::get(format!("{}/metrics", s.url))
-        .unwrap()
-        .text()
-        .unwrap();
+    let (status, text) = s.get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    let text = text.as_str().unwrap().to_string();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let per_tenant = [
             "durable_executions{",

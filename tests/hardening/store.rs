@@ -116,6 +116,8 @@ fn finding_08_a_truncated_sled_file_is_refused_and_a_healthy_restart_is_not() {
     // a copy, so that the cuts below meet sled's files as this run left them.
     let copy = Arc::new(tempfile::tempdir().unwrap());
     copy_dir(&data.path().join("db"), copy.path());
+    // The key is the data dir's, beside the store.
+    std::fs::copy(data.path().join("admin.key"), copy.path().join("admin.key")).unwrap();
     let mut healthy = Server::start_in(copy.clone(), &[]);
     assert_all_there(&healthy, &ids);
     healthy.crash_and_restart();

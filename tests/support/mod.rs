@@ -61,6 +61,28 @@ fn serve_command(data: &Path, args: &[String]) -> Command {
     c
 }
 
+/// The admin key a server wrote to `data/admin.key` at its first start ("" if none).
+pub fn admin_key(data: &Path) -> String {
+    std::fs::read_to_string(data.join("admin.key"))
+        .map(|k| k.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A client that sends `key` (if any) on every request.
+pub fn authed_client(key: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if !key.is_empty() {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).unwrap();
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// A running `durable-host serve` with its own data directory.
 pub struct Server {
     child: Option<Child>,
@@ -68,6 +90,8 @@ pub struct Server {
     pub data: Arc<tempfile::TempDir>,
     args: Vec<String>,
     client: reqwest::blocking::Client,
+    /// The bootstrap admin key (`<data>/admin.key`), which `req` and `client` send.
+    pub admin_key: String,
 }
 
 impl Server {
@@ -103,16 +127,53 @@ impl Server {
         let url = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("durable-host did not start within 60 s");
+        let admin_key = admin_key(data.path());
         Server {
             child: Some(child),
             url,
             data,
             args,
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .unwrap(),
+            client: authed_client(&admin_key),
+            admin_key,
         }
+    }
+
+    /// The client `req` uses: it sends the admin key.
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
+    /// `Authorization` header value of the admin key.
+    pub fn auth(&self) -> String {
+        format!("Bearer {}", self.admin_key)
+    }
+
+    /// `method` on `path` with `key` (or no key at all): status, headers and body.
+    pub fn req_as(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let url = format!("{}{}", self.url, path);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let mut r = client.request(m, url);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        let resp = r.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
     }
 
     /// SIGKILL the process (no shutdown of any kind).

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{body, json_object, json_text, tenant, views, ApiError, ApiResult, AppState, Path};
+use super::{body, json_object, json_text, views, ApiError, ApiResult, AppState, Path};
 use crate::callbacks::Completion;
 use crate::journal::ErrorObject;
+use crate::tenants::{Action, Caller};
 
 #[utoipa::path(post, path = "/v1/callbacks/{id}/succeed", tag = "callbacks",
     params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)", pattern = "^cb_[0-9a-f]{32}$")),
@@ -22,13 +23,15 @@ use crate::journal::ErrorObject;
         (status = 409, description = "Already completed or timed out, or its execution ended", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 pub(super) async fn callback_succeed(
     State(host): AppState,
+    caller: Caller,
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    caller.require(Action::Callbacks)?;
     let b = body(b)?;
     let result = json_text(&host, &b, "callback result")?;
     host.callbacks()
-        .complete(tenant(), &id, Completion::Succeeded(result))
+        .complete(&caller.tenant, &id, Completion::Succeeded(result))
         .await?;
     Ok(Json(views::CallbackAnswer {
         callback_id: id,
@@ -50,9 +53,11 @@ struct FailBody {
     responses((status = 200, description = "Recorded", body = views::CallbackAnswer), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 pub(super) async fn callback_fail(
     State(host): AppState,
+    caller: Caller,
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    caller.require(Action::Callbacks)?;
     let b = body(b)?;
     let text = json_text(&host, &b, "callback failure")?;
     json_object(&text, "callback failure")?;
@@ -67,7 +72,7 @@ pub(super) async fn callback_fail(
         error_data: f.error_data.map(|d| d.to_string()),
     };
     host.callbacks()
-        .complete(tenant(), &id, Completion::Failed(error))
+        .complete(&caller.tenant, &id, Completion::Failed(error))
         .await?;
     Ok(Json(views::CallbackAnswer {
         callback_id: id,
@@ -79,9 +84,14 @@ pub(super) async fn callback_fail(
 #[utoipa::path(post, path = "/v1/callbacks/{id}/heartbeat", tag = "callbacks",
     params(("id" = String, Path, description = "Callback id (from the CallbackStarted event)", pattern = "^cb_[0-9a-f]{32}$")),
     responses((status = 200, description = "The heartbeat timeout starts again", body = views::CallbackAnswer), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody)))]
-pub(super) async fn callback_heartbeat(State(host): AppState, Path(id): Path<String>) -> ApiResult {
+pub(super) async fn callback_heartbeat(
+    State(host): AppState,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Action::Callbacks)?;
     host.callbacks()
-        .heartbeat(tenant(), &id, host.clock.now_ms())
+        .heartbeat(&caller.tenant, &id, host.clock.now_ms())
         .await?;
     Ok(Json(views::CallbackAnswer {
         callback_id: id,

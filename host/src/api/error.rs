@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::{callbacks, db, registry};
+use crate::{callbacks, db, registry, tenants};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -18,6 +18,12 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     InvalidComponent(String),
+    /// No API key, or one that is not valid (with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid key whose role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -30,6 +36,16 @@ pub enum ApiError {
     /// returns (the host takes writes again by itself).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// Over a tenant's count or size quota: the message names the quota, its limit and the
+    /// usage. Nothing was written.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// Over a tenant's invocation rate: try again after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -40,6 +56,8 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::InvalidComponent(_) => (StatusCode::BAD_REQUEST, "invalid_component"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -47,6 +65,8 @@ impl ApiError {
             ApiError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }
+            ApiError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -59,7 +79,23 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "internal error");
         }
         let body = json!({"error": {"code": code, "message": self.to_string()}});
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        let h = resp.headers_mut();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                h.insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
+                h.insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
+            }
+            _ => {}
+        }
+        resp
     }
 }
 
@@ -93,6 +129,20 @@ impl From<registry::Error> for ApiError {
                 Ok(e) => e.into(),
                 Err(shared) => ApiError::Internal(shared.to_string()),
             },
+        }
+    }
+}
+
+impl From<tenants::Error> for ApiError {
+    fn from(e: tenants::Error) -> Self {
+        use tenants::Error as E;
+        match e {
+            E::Unauthorized(m) => ApiError::Unauthorized(m),
+            E::Forbidden(m) => ApiError::Forbidden(m),
+            E::BadRequest(m) => ApiError::BadRequest(m),
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Storage(e) => e.into(),
         }
     }
 }

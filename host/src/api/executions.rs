@@ -18,8 +18,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::{
-    body, check_name, effective, json_text, tenant, views, ApiError, ApiQuery, ApiResult, AppState,
-    Path,
+    body, check_name, effective, json_text, views, ApiError, ApiQuery, ApiResult, AppState, Path,
 };
 use crate::db::{
     Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status, StopRecord, TimerKind,
@@ -27,6 +26,7 @@ use crate::db::{
 };
 use crate::journal::{EventKind, Journal};
 use crate::scheduler::ExecKey;
+use crate::tenants::{Action, Caller};
 use crate::{ids, Host};
 
 fn exec_id(s: &str) -> ApiResult<ExecId> {
@@ -34,10 +34,11 @@ fn exec_id(s: &str) -> ApiResult<ExecId> {
         .ok_or_else(|| ApiError::NotFound(format!("execution {s:?} not found")))
 }
 
-fn load_execution(host: &Host, id: &str) -> ApiResult<ExecutionRecord> {
+fn load_execution(host: &Host, caller: &Caller, id: &str) -> ApiResult<ExecutionRecord> {
+    caller.require(Action::ReadExecutions)?;
     let eid = exec_id(id)?;
     host.db
-        .execution(tenant(), &eid)?
+        .execution(&caller.tenant, &eid)?
         .ok_or_else(|| ApiError::NotFound(format!("execution {id:?} not found")))
 }
 
@@ -96,11 +97,13 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
 pub(super) async fn invoke(
     State(host): AppState,
+    caller: Caller,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<InvokeQuery>,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    caller.require(Action::Invoke)?;
     check_name(&name)?;
     let wait = match q.wait.as_deref() {
         None => None,
@@ -121,7 +124,7 @@ pub(super) async fn invoke(
     let input = json_text(&host, &b, "input")?;
     let f = host
         .db
-        .function(tenant(), &name)?
+        .function(&caller.tenant, &name)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
     // The same JSON value, whatever its spacing: hash its canonical form.
@@ -141,7 +144,7 @@ pub(super) async fn invoke(
         let id = ids::new_execution_id();
         let rec = ExecutionRecord {
             id,
-            tenant: tenant().to_string(),
+            tenant: caller.tenant.to_string(),
             function: name.clone(),
             version: f.latest_version,
             status: Status::Running,
@@ -164,7 +167,7 @@ pub(super) async fn invoke(
         batch.put_execution(&rec);
         batch.put_event(&id, &started);
         let timer = TimerRecord {
-            tenant: tenant().to_string(),
+            tenant: caller.tenant.to_string(),
             kind: TimerKind::Deadline,
         };
         batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
@@ -177,16 +180,16 @@ pub(super) async fn invoke(
                 // The claim, the execution, its first event and its deadline: one group.
                 let held = host
                     .db
-                    .claim_idempotency(tenant(), &name, key, &claim, batch, stale.as_ref())
+                    .claim_idempotency(&caller.tenant, &name, key, &claim, batch, stale.as_ref())
                     .await?;
                 if let Some(held) = held {
-                    match host.db.execution(tenant(), &held.execution)? {
+                    match host.db.execution(&caller.tenant, &held.execution)? {
                         Some(_) if held.input_sha256 != claim.input_sha256 => {
                             return Err(ApiError::Conflict(format!(
                                 "Idempotency-Key {key:?} was used for {name} with a different input"
                             )));
                         }
-                        Some(rec) => return respond(&host, rec, wait).await,
+                        Some(rec) => return respond(&host, &caller, rec, wait).await,
                         // Its execution was deleted by retention just now (which releases
                         // the key), or the claim was left without its execution by an
                         // older release: take the key over, atomically.
@@ -201,16 +204,16 @@ pub(super) async fn invoke(
         }
         host.timers
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
-        host.metrics.created(tenant());
+        host.metrics.created(&caller.tenant);
         let finished = wait.map(|_| host.scheduler.on_finished(id));
         host.scheduler.wake(ExecKey {
-            tenant: tenant().into(),
+            tenant: caller.tenant.as_ref().into(),
             id,
         });
         return match (wait, finished) {
             (Some(wait), Some(rx)) => {
                 let _ = tokio::time::timeout(wait, rx).await;
-                let rec = host.db.execution(tenant(), &id)?.unwrap_or(rec);
+                let rec = host.db.execution(&caller.tenant, &id)?.unwrap_or(rec);
                 Ok(execution_response(&rec))
             }
             _ => Ok(execution_response(&rec)),
@@ -235,17 +238,22 @@ fn execution_response(rec: &ExecutionRecord) -> Response {
 }
 
 /// Answer with an existing execution, waiting for its end up to `wait`.
-async fn respond(host: &Host, rec: ExecutionRecord, wait: Option<Duration>) -> ApiResult {
+async fn respond(
+    host: &Host,
+    caller: &Caller,
+    rec: ExecutionRecord,
+    wait: Option<Duration>,
+) -> ApiResult {
     let Some(wait) = wait.filter(|_| !rec.status.is_terminal()) else {
         return Ok(execution_response(&rec));
     };
     let rx = host.scheduler.on_finished(rec.id);
     // It may have ended between the read above and registering.
-    let now = host.db.execution(tenant(), &rec.id)?.unwrap_or(rec);
+    let now = host.db.execution(&caller.tenant, &rec.id)?.unwrap_or(rec);
     if !now.status.is_terminal() {
         let _ = tokio::time::timeout(wait, rx).await;
     }
-    let rec = host.db.execution(tenant(), &now.id)?.unwrap_or(now);
+    let rec = host.db.execution(&caller.tenant, &now.id)?.unwrap_or(now);
     Ok(execution_response(&rec))
 }
 
@@ -274,8 +282,10 @@ pub(super) struct ListQuery {
     responses((status = 200, description = "A page of executions, newest first", body = views::ExecutionPage), (status = 400, description = "Bad input", body = views::ErrorBody)))]
 pub(super) async fn list_executions(
     State(host): AppState,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult {
+    caller.require(Action::ReadExecutions)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
@@ -293,7 +303,7 @@ pub(super) async fn list_executions(
     };
     let mut out = Vec::new();
     let mut next = None;
-    for rec in host.db.executions(tenant()) {
+    for rec in host.db.executions(&caller.tenant) {
         let rec = rec?;
         if cursor.is_some_and(|c| rec.id >= c) {
             continue;
@@ -321,8 +331,12 @@ pub(super) async fn list_executions(
 #[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
     params(("id" = String, Path, description = "Execution id", pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     responses((status = 200, description = "The execution", body = views::Execution), (status = 404, description = "Unknown", body = views::ErrorBody)))]
-pub(super) async fn get_execution(State(host): AppState, Path(id): Path<String>) -> ApiResult {
-    let rec = load_execution(&host, &id)?;
+pub(super) async fn get_execution(
+    State(host): AppState,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let rec = load_execution(&host, &caller, &id)?;
     Ok(Json(views::execution(&rec)).into_response())
 }
 
@@ -370,10 +384,11 @@ fn position(what: &str, s: &str, expected: &str) -> ApiResult<u32> {
     responses((status = 200, description = "A page of history events, oldest first", body = views::HistoryPage), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 pub(super) async fn history(
     State(host): AppState,
+    caller: Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult {
-    let rec = load_execution(&host, &id)?;
+    let rec = load_execution(&host, &caller, &id)?;
     let limit = page_limit(q.limit, MAX_HISTORY_PAGE, MAX_HISTORY_PAGE)?;
     let after = match q.cursor.as_deref() {
         Some(c) => event_position("cursor", c)?,
@@ -409,11 +424,12 @@ pub(super) struct EventsQuery {
     responses((status = 200, description = "text/event-stream: `event: history` frames (data: a history event, id: its event_id), then one `event: end` (data: the execution)", content_type = "text/event-stream"), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 pub(super) async fn events(
     State(host): AppState,
+    caller: Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let rec = load_execution(&host, &id)?;
+    let rec = load_execution(&host, &caller, &id)?;
     // Both are checked; `?after=` wins.
     let header = match headers.get("last-event-id") {
         Some(h) => Some(event_position("Last-Event-ID", h.to_str().unwrap_or("?"))?),
@@ -426,6 +442,7 @@ pub(super) async fn events(
     let watch = host.db.watch(&rec.id);
     let state = LiveHistory {
         host,
+        tenant: caller.tenant,
         id: rec.id,
         after,
         watch,
@@ -455,6 +472,7 @@ struct EventsHeaders {
 /// The state of one live history stream.
 struct LiveHistory {
     host: Arc<Host>,
+    tenant: Arc<str>,
     id: ExecId,
     after: u32,
     watch: crate::db::Watch,
@@ -489,7 +507,7 @@ impl LiveHistory {
             }
             self.watch.mark_seen();
             // The record first: when it is terminal, every event is already written.
-            let rec = self.host.db.execution(tenant(), &self.id).ok()??;
+            let rec = self.host.db.execution(&self.tenant, &self.id).ok()??;
             let batch = self
                 .host
                 .db
@@ -533,10 +551,11 @@ pub const MAX_LOG_PAGE_BYTES: usize = 1024 * 1024;
     responses((status = 200, description = "A page of the guest's log lines and stdout/stderr, once each, oldest first", body = views::Logs), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 pub(super) async fn logs(
     State(host): AppState,
+    caller: Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult {
-    let rec = load_execution(&host, &id)?;
+    let rec = load_execution(&host, &caller, &id)?;
     let limit = page_limit(q.limit, MAX_LOG_PAGE, MAX_LOG_PAGE)?;
     let after = match q.cursor.as_deref() {
         Some(c) => position("cursor", c, "a next_cursor")?,
@@ -577,8 +596,13 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
         (status = 200, description = "Stopped", body = views::Execution),
         (status = 202, description = "Still stopping (the stop is durable)", body = views::Execution),
         (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody)))]
-pub(super) async fn stop(State(host): AppState, Path(id): Path<String>) -> ApiResult {
-    let rec = load_execution(&host, &id)?;
+pub(super) async fn stop(
+    State(host): AppState,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Action::ControlExecutions)?;
+    let rec = load_execution(&host, &caller, &id)?;
     if rec.status.is_terminal() {
         return Err(ApiError::Conflict(format!(
             "execution {id} has already ended ({})",
@@ -589,7 +613,7 @@ pub(super) async fn stop(State(host): AppState, Path(id): Path<String>) -> ApiRe
     batch.put_stop(
         &rec.id,
         &StopRecord {
-            tenant: tenant().to_string(),
+            tenant: caller.tenant.to_string(),
             requested_ms: host.clock.now_ms(),
         },
     );
@@ -597,10 +621,10 @@ pub(super) async fn stop(State(host): AppState, Path(id): Path<String>) -> ApiRe
     host.runtime.shared.request_stop(rec.id);
     let rx = host.scheduler.on_finished(rec.id);
     host.scheduler.wake(ExecKey {
-        tenant: tenant().into(),
+        tenant: caller.tenant.as_ref().into(),
         id: rec.id,
     });
     let _ = tokio::time::timeout(STOP_WAIT, rx).await;
-    let rec = host.db.execution(tenant(), &rec.id)?.unwrap_or(rec);
+    let rec = host.db.execution(&caller.tenant, &rec.id)?.unwrap_or(rec);
     Ok(execution_response(&rec))
 }

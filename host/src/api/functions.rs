@@ -14,9 +14,9 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::{
-    body, check_name, effective, json_object, json_text, tenant, views, ApiError, ApiResult,
-    AppState, Path,
+    body, check_name, effective, json_object, json_text, views, ApiError, ApiResult, AppState, Path,
 };
+use crate::tenants::{Action, Caller};
 use crate::{settings, Host};
 
 /// Settings as upload query parameters: each a number, or `default`.
@@ -78,19 +78,22 @@ fn checked(host: &Host, patch: settings::Patch) -> ApiResult<settings::Patch> {
         (status = 413, description = "Too large", body = views::ErrorBody)))]
 pub(super) async fn put_function(
     State(host): AppState,
+    caller: Result<Caller, ApiError>,
     Path(name): Path<String>,
     q: Result<Query<SettingsQuery>, QueryRejection>,
     headers: HeaderMap,
     b: axum::body::Body,
 ) -> Response {
     let uploaded = async {
+        let caller = caller?;
+        caller.require(Action::WriteFunctions)?;
         check_name(&name)?;
         let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let patch = checked(&host, q.patch()?)?;
         let spooled = spool_upload(&host, &headers, b).await?;
         let up = host
             .registry
-            .upload_spooled(tenant(), &name, spooled, &patch)
+            .upload_spooled(&caller.tenant, &name, spooled, &patch)
             .await?;
         let status = if up.created {
             StatusCode::CREATED
@@ -170,9 +173,11 @@ fn integral_numbers(text: &str) -> serde_json::Result<Value> {
     responses((status = 200, description = "The function", body = views::Function), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 pub(super) async fn patch_function(
     State(host): AppState,
+    caller: Caller,
     Path(name): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    caller.require(Action::WriteFunctions)?;
     let b = body(b)?;
     let text = json_text(&host, &b, "settings")?;
     json_object(&text, "settings")?;
@@ -185,18 +190,22 @@ pub(super) async fn patch_function(
             ))
         })?;
     let patch = checked(&host, patch)?;
-    let f = host.registry.configure(tenant(), &name, &patch).await?;
-    let versions = host.db.versions(tenant(), &name)?;
+    let f = host
+        .registry
+        .configure(&caller.tenant, &name, &patch)
+        .await?;
+    let versions = host.db.versions(&caller.tenant, &name)?;
     Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/functions", tag = "functions",
     responses((status = 200, description = "Every function with its versions", body = views::FunctionList)))]
-pub(super) async fn list_functions(State(host): AppState) -> ApiResult {
+pub(super) async fn list_functions(State(host): AppState, caller: Caller) -> ApiResult {
+    caller.require(Action::ReadFunctions)?;
     let mut out = Vec::new();
-    for f in host.db.functions(tenant())? {
+    for f in host.db.functions(&caller.tenant)? {
         if !f.deleted {
-            let versions = host.db.versions(tenant(), &f.name)?;
+            let versions = host.db.versions(&caller.tenant, &f.name)?;
             out.push(views::function(&f, &versions, effective(&host, &f)));
         }
     }
@@ -206,13 +215,18 @@ pub(super) async fn list_functions(State(host): AppState) -> ApiResult {
 #[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 200, description = "The function with its versions and settings", body = views::Function), (status = 404, description = "Unknown", body = views::ErrorBody)))]
-pub(super) async fn get_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
+pub(super) async fn get_function(
+    State(host): AppState,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    caller.require(Action::ReadFunctions)?;
     let f = host
         .db
-        .function(tenant(), &name)?
+        .function(&caller.tenant, &name)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
-    let versions = host.db.versions(tenant(), &name)?;
+    let versions = host.db.versions(&caller.tenant, &name)?;
     Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
 }
 
@@ -221,7 +235,12 @@ pub(super) async fn get_function(State(host): AppState, Path(name): Path<String>
 #[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown", body = views::ErrorBody)))]
-pub(super) async fn delete_function(State(host): AppState, Path(name): Path<String>) -> ApiResult {
-    host.registry.delete(tenant(), &name).await?;
+pub(super) async fn delete_function(
+    State(host): AppState,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    caller.require(Action::WriteFunctions)?;
+    host.registry.delete(&caller.tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

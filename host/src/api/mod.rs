@@ -11,12 +11,14 @@
 //! body and JSON checks, the name check. `views` renders records, `error` maps every
 //! error to a status, `serve` serves connections.
 
+mod auth;
 mod callbacks;
 mod error;
 mod executions;
 mod functions;
 mod operations;
 mod serve;
+mod tenants;
 mod views;
 
 use std::sync::Arc;
@@ -38,7 +40,7 @@ pub use executions::{
 pub use serve::{serve, serve_metrics};
 
 use crate::db::FunctionRecord;
-use crate::{settings, Host, DEFAULT_TENANT};
+use crate::{settings, Host};
 
 type AppState = State<Arc<Host>>;
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -86,6 +88,7 @@ pub fn router(host: Arc<Host>) -> Router {
 pub fn openapi(host: &Arc<Host>) -> utoipa::openapi::OpenApi {
     let mut spec = routes(host).split_for_parts().1;
     settings_bounds(&mut spec, &host.opts.runtime.defaults);
+    auth::describe(&mut spec, &["/healthz"]);
     spec
 }
 
@@ -154,13 +157,17 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
         .routes(routes!(callbacks::callback_succeed))
         .routes(routes!(callbacks::callback_fail))
         .routes(routes!(callbacks::callback_heartbeat))
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::patch_tenant,
+            tenants::delete_tenant
+        ))
+        .routes(routes!(tenants::create_key, tenants::list_keys))
+        .routes(routes!(tenants::revoke_key))
+        .routes(routes!(tenants::whoami))
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(functions)
-}
-
-/// The tenant of a request. One tenant for now; API keys will select it.
-fn tenant() -> &'static str {
-    DEFAULT_TENANT
 }
 
 fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {

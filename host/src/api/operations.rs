@@ -13,9 +13,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiResult, AppState};
 use crate::db::{Status, StorageState};
 use crate::metrics::TenantMetrics;
+use crate::tenants::{Action, Caller};
 use crate::Host;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -50,8 +51,9 @@ pub(super) async fn healthz(State(host): AppState) -> Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub(super) async fn metrics(State(host): AppState) -> Response {
-    exposition(&host)
+pub(super) async fn metrics(State(host): AppState, caller: Caller) -> ApiResult {
+    caller.require(Action::Administer)?;
+    Ok(exposition(&host))
 }
 
 /// The router of `--metrics-listen`: `GET /metrics` and nothing else, without

@@ -11,8 +11,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::records::{
-    CallbackRecord, ExecutionRecord, ExpiryRecord, FunctionRecord, LogRecord, StopRecord,
-    TimerRecord, VersionRecord,
+    ApiKeyRecord, CallbackRecord, ExecutionRecord, ExpiryRecord, FunctionRecord, LogRecord,
+    StopRecord, TenantRecord, TimerRecord, VersionRecord,
 };
 use super::{keys, wal, Error, ExecId, Result};
 use crate::journal::Event;
@@ -125,5 +125,21 @@ impl Batch {
         self.put(keys::log(id, seq), rec);
         self.ops
             .push(wal::Op::Put(keys::log_seen(id, &rec.position), Vec::new()));
+    }
+
+    pub fn put_tenant(&mut self, rec: &TenantRecord) {
+        self.put(keys::tenant(&rec.name), rec);
+    }
+
+    pub fn del_tenant(&mut self, name: &str) {
+        self.del(keys::tenant(name));
+    }
+
+    pub fn put_api_key(&mut self, rec: &ApiKeyRecord) {
+        self.put(keys::api_key(&rec.key_id), rec);
+    }
+
+    pub fn del_api_key(&mut self, key_id: &str) {
+        self.del(keys::api_key(key_id));
     }
 }

@@ -18,6 +18,8 @@ pub const IDEMPOTENCY: u8 = b'I';
 pub const STOP: u8 = b'S';
 pub const EXPIRY: u8 = b'R';
 pub const META: u8 = b'M';
+pub const TENANT: u8 = b'N';
+pub const API_KEY: u8 = b'A';
 
 /// The sequence number of the last write-ahead log record applied (written with each batch).
 pub const WAL_SEQ: &[u8] = b"Mwal-seq";
@@ -179,6 +181,27 @@ pub fn parse_expiry(key: &[u8]) -> Option<(u64, ExecId)> {
     let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
     let id = rest.get(8..24)?.try_into().ok()?;
     Some((at, id))
+}
+
+pub fn tenant(name: &str) -> Vec<u8> {
+    let mut k = tagged(TENANT, name.len());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn tenants() -> Vec<u8> {
+    vec![TENANT]
+}
+
+/// An API key's record, under its public id (the secret is never part of a key).
+pub fn api_key(key_id: &str) -> Vec<u8> {
+    let mut k = tagged(API_KEY, key_id.len());
+    k.extend_from_slice(key_id.as_bytes());
+    k
+}
+
+pub fn api_keys() -> Vec<u8> {
+    vec![API_KEY]
 }
 
 pub fn stops() -> Vec<u8> {

@@ -462,6 +462,36 @@ impl Store {
         Ok(self.components.get(sha256.as_bytes())?.map(|v| v.to_vec()))
     }
 
+    // ---- tenants and API keys ----
+
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        self.scan(&keys::tenants())
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    pub fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.scan(&keys::api_keys())
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    /// A batch deleting what a tenant leaves behind once it has no live function or
+    /// execution: its function and version records and idempotency keys. (Components are
+    /// shared by content; executions are deleted one by one, with `delete_execution`.)
+    pub fn tenant_leftovers(&self, tenant: &str) -> Result<Batch> {
+        let mut batch = Batch::new();
+        for tag in [keys::FUNCTION, keys::VERSION, keys::IDEMPOTENCY] {
+            let mut prefix = vec![tag];
+            prefix.extend_from_slice(tenant.as_bytes());
+            prefix.push(0);
+            for k in self.data.scan_prefix(&prefix).keys() {
+                batch.del(k?.to_vec());
+            }
+        }
+        Ok(batch)
+    }
+
     // ---- functions and versions ----
 
     pub fn function(&self, tenant: &str, name: &str) -> Result<Option<FunctionRecord>> {

@@ -204,3 +204,24 @@ pub struct StopRecord {
     pub tenant: String,
     pub requested_ms: u64,
 }
+
+/// A tenant: its name is its key. `quotas` holds only what an admin set; the rest takes the
+/// server's defaults (`crate::tenants::quota`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub name: String,
+    pub created_ms: u64,
+    pub quotas: crate::tenants::Quotas,
+}
+
+/// An API key, under its public `key_id`. Only the SHA-256 of the secret is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub key_id: String,
+    pub tenant: String,
+    pub role: crate::tenants::Role,
+    pub name: String,
+    pub secret_sha256: [u8; 32],
+    pub created_ms: u64,
+    pub expires_ms: Option<u64>,
+}

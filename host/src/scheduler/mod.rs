@@ -190,6 +190,12 @@ impl Scheduler {
         self.inner.queued.load(Ordering::Relaxed)
     }
 
+    /// `tenant`'s activations in progress.
+    pub fn resident_of(&self, tenant: &str) -> usize {
+        let state = self.inner.state.lock().expect("scheduler state");
+        state.tenants.get(tenant).map_or(0, |t| t.resident)
+    }
+
     /// Activations in progress.
     pub fn active(&self) -> usize {
         self.inner.resident.load(Ordering::Relaxed)
