@@ -184,6 +184,7 @@ impl Host {
             stop_signals: Default::default(),
             memory: host_api::memory::MemoryBudget::new(opts.memory_budget_bytes),
             log_totals: Default::default(),
+            tenants: tenants.clone(),
         });
         let runtime = Arc::new(Runtime {
             host_failures: Default::default(),

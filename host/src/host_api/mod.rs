@@ -113,6 +113,8 @@ pub struct Shared {
     pub memory: memory::MemoryBudget,
     /// What executions logged so far, as their last activations left it.
     pub log_totals: LogTotalsCache,
+    /// Tenants and their quotas: the per-tenant policy an activation runs under.
+    pub tenants: Arc<crate::tenants::Tenants>,
 }
 
 /// An execution's log totals as its last activation left them, so that the next activation
@@ -525,8 +527,25 @@ mod tests {
 
     fn shared(dir: &std::path::Path) -> Arc<Shared> {
         let clock: Arc<dyn crate::timer::Clock> = Arc::new(crate::timer::ManualClock::new(0));
+        let db = Store::open(dir, 1 << 20).unwrap();
+        let bounds = crate::tenants::Bounds {
+            max_component_bytes: 1 << 20,
+            max_concurrent_activations: 1,
+            memory_limit_mb: 128,
+            activation_timeout_secs: 60,
+            max_history_events: 1000,
+        };
+        let tenants = crate::tenants::Tenants::load(
+            db.clone(),
+            clock.clone(),
+            Default::default(),
+            bounds,
+            false,
+        )
+        .unwrap();
         Arc::new(Shared {
-            db: Store::open(dir, 1 << 20).unwrap(),
+            db,
+            tenants: Arc::new(tenants),
             timers: Timers::new(clock),
             limits: PayloadLimits::default(),
             outbound: Arc::default(),

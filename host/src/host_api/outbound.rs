@@ -40,6 +40,10 @@ use wasmtime_wasi_http::{
     default_send_request, Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
+/// What `Allowlist::parse` takes, as a JSON Schema pattern: a host (a name, an address, or
+/// an IPv6 address in brackets) and a port 0-65535 (leading zeros allowed, as `u16` parses).
+pub const HOST_PORT_PATTERN: &str = "^.*[^\\[\\]:]\\]?:0*(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})$";
+
 /// The set of `host:port` a guest may reach, and the addresses this host listens on (which
 /// it may not reach through a name). Hosts compare case-insensitively, IP literals by
 /// address. Cheap to clone.
