@@ -73,7 +73,9 @@ pub fn router(host: Arc<Host>) -> Router {
     router
         .route(
             "/v1/openapi.json",
-            get(move || async move { Json(spec.as_ref().clone()) }),
+            // Any valid key, whatever its role: the description holds no tenant's data,
+            // but DESIGN 8 leaves only /healthz open.
+            get(move |_: crate::tenants::Caller| async move { Json(spec.as_ref().clone()) }),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
