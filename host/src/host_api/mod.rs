@@ -250,6 +250,9 @@ pub struct HostState {
     pub tenant: Arc<str>,
     pub execution: ExecId,
     pub act: Activation,
+    /// Steps this activation replayed (their recorded result returned again), for the
+    /// tenant's `durable_steps_replayed_total`.
+    pub steps_replayed: u64,
     /// Log lines waiting to be written with the next batch.
     pending_logs: Vec<LogRecord>,
     pending_log_bytes: usize,
@@ -297,6 +300,7 @@ impl HostState {
             tenant,
             execution,
             act,
+            steps_replayed: 0,
             pending_logs: Vec::new(),
             pending_log_bytes: 0,
             next_log_seq,
