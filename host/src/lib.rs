@@ -225,6 +225,9 @@ impl Host {
                 "created tenant \"default\" and an admin API key; the key is in this file"
             );
         }
+        for t in self.tenants.list() {
+            self.metrics.tenant(&t.name); // every tenant's series, at zero if it has none
+        }
         let runnable = self.recover().await?;
 
         let rt = self.runtime.clone();

@@ -226,3 +226,67 @@ fn sandbox_the_metric_helper_sums_the_series_that_match() {
     assert_eq!(metric_in(text, "c"), Some(4.0));
     assert_eq!(metric_in(text, "d"), None);
 }
+
+/// A tenant's `outbound_allowlist` narrows the server's `--allow-outbound` for its guests
+/// only, and can never widen it: each row is a tenant's list and whether its guest reaches
+/// the mock (allowlisted by the server) and the other mock (not allowlisted by the server).
+#[test]
+fn sandbox_a_tenants_outbound_allowlist_narrows_the_servers_for_its_guests_only() {
+    let allowed = Mock::start();
+    allowed.respond("/x", 200, "allowed");
+    let other = Mock::start();
+    other.respond("/x", 200, "other");
+    let s = Server::start_with(&["--allow-outbound", &allowed.allow()]);
+    let cases: [(&str, Value, bool, bool); 4] = [
+        ("wide", Value::Null, true, false),
+        ("narrow", json!([]), false, false),
+        ("same", json!([allowed.allow()]), true, false),
+        (
+            "wider",
+            json!([allowed.allow(), other.allow()]),
+            true,
+            false,
+        ),
+    ];
+    for (tenant, list, reaches_allowed, reaches_other) in cases {
+        let (st, v) = s.post(
+            "/v1/tenants",
+            &json!({"name": tenant, "quotas": {"outbound_allowlist": list}}),
+        );
+        assert_eq!(st, 201, "{v}");
+        let (st, key) = s.post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &json!({"role": "owner", "name": "t"}),
+        );
+        assert_eq!(st, 201, "{key}");
+        let key = key["key"].as_str().unwrap();
+        let (st, v) = s.req_as(
+            Some(key),
+            "PUT",
+            "/v1/functions/conf",
+            Some(guest_bytes("conformance_guest")),
+        );
+        assert_eq!(st, 201, "{v}");
+        for (mock, expected) in [(&allowed, reaches_allowed), (&other, reaches_other)] {
+            let input = scenario(
+                "step-http",
+                json!({"url": format!("{}/x", mock.url()), "method": "GET"}),
+            );
+            let (st, ex) = s.req_as(
+                Some(key),
+                "POST",
+                "/v1/functions/conf/invoke?wait=30",
+                Some(input.to_string().into_bytes()),
+            );
+            assert_eq!(st, 200, "{ex}");
+            assert_eq!(ex["status"], "succeeded", "{ex}");
+            let out = &ex["output"];
+            assert_eq!(
+                !denied(out),
+                expected,
+                "tenant {tenant}, {}: {out}",
+                mock.url()
+            );
+        }
+    }
+}
