@@ -37,7 +37,7 @@ pub use error::ApiError;
 pub use executions::{
     MAX_EXECUTION_PAGE, MAX_HISTORY_PAGE, MAX_LOG_PAGE, MAX_LOG_PAGE_BYTES, MAX_WAIT,
 };
-pub use serve::serve;
+pub use serve::{serve, serve_metrics};
 
 use crate::db::FunctionRecord;
 use crate::{settings, Host};

@@ -152,6 +152,8 @@ pub(super) async fn create_tenant(
         .tenants
         .create(&caller, &req.name, &req.quotas.unwrap_or_default())
         .await?;
+    // Its series exist from now on, at zero.
+    host.metrics.tenant(&t.name);
     Ok((StatusCode::CREATED, Json(tenant_view(&host, &t)?)).into_response())
 }
 
@@ -210,6 +212,7 @@ pub(super) async fn delete_tenant(
 ) -> ApiResult {
     caller.require(Action::Administer)?;
     host.tenants.delete(&caller, &tenant).await?;
+    host.metrics.forget(&tenant);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

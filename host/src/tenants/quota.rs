@@ -174,8 +174,7 @@ impl Quotas {
             }
         }
         if let Some(list) = &self.outbound_allowlist {
-            crate::host_api::outbound::Allowlist::parse(list)
-                .map_err(|e| format!("outbound_allowlist: {e}"))?;
+            crate::host_api::outbound::Allowlist::check_entries(list)?;
         }
         Ok(())
     }
