@@ -329,7 +329,7 @@ fn invoke_wait_shows_the_output_of_hello_and_logs_show_its_lines_once() {
         .collect();
     assert_eq!(
         rows[0],
-        ["ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED"]
+        ["ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED", "ENDED", "ERROR"]
     );
     assert_eq!(rows[1][..4], [id.as_str(), "hello", "1", "succeeded"]);
     assert_eq!(rows.len(), 2, "{r:?}");

@@ -257,6 +257,8 @@ pub struct Journal {
     ops: HashMap<String, Op>,
     next_seq: u32,
     input: String,
+    /// When a delayed execution starts (`EventKind::ExecutionStartedAt`).
+    start_ms: Option<u64>,
     last_kind: Option<&'static str>,
     terminal: bool,
     /// Callbacks started and not yet resolved (kept by `apply`, so no scan is needed).
@@ -295,6 +297,11 @@ impl Journal {
         let state = match &e.kind {
             EventKind::ExecutionStarted { input } => {
                 self.input = input.clone();
+                return;
+            }
+            EventKind::ExecutionStartedAt { input, start_ms } => {
+                self.input = input.clone();
+                self.start_ms = Some(*start_ms);
                 return;
             }
             EventKind::StepStarted { attempt, .. } => {
@@ -396,6 +403,12 @@ impl Journal {
 
     pub fn input(&self) -> &str {
         &self.input
+    }
+
+    /// When a delayed execution starts (`?delay=`, `?start_at=`); `None` if it started at
+    /// once.
+    pub fn start_ms(&self) -> Option<u64> {
+        self.start_ms
     }
 
     pub fn is_terminal(&self) -> bool {

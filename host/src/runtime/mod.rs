@@ -58,6 +58,10 @@ struct ExecutionTimedOut;
 /// never collides with a journal timer).
 pub const DEADLINE_OP: &str = "deadline";
 
+/// The timer operation id of a delayed start (`?delay=`, `?start_at=`): written by invoke
+/// with the execution, deleted by the activation that starts it (or ends it first).
+pub const START_OP: &str = "start";
+
 /// The in-memory timer op id of a retry after a host failure (op ids are digits and dots).
 const HOST_RETRY_OP: &str = "host-retry";
 
@@ -242,10 +246,22 @@ impl Runtime {
                 .finish(key, metrics, exec, &mut act, End::TimedOut, None)
                 .await;
         }
+        // A delayed start not yet due: woken early (a restart's recovery, a stray wake), it
+        // stays suspended on its start timer, which wakes it when due.
+        let start_ms = act.journal().start_ms();
+        if start_ms.is_some_and(|t| now < t) {
+            return Ok(Outcome::Suspended);
+        }
         let limits = self.limits(&key.tenant, &exec.function)?;
 
         // Ingest what happened while the guest was away: due waits, resolved callbacks.
         let mut batch = Batch::new();
+        if let Some(t) =
+            start_ms.filter(|_| act.journal().last_event_type() == Some("ExecutionStarted"))
+        {
+            // Its first activation: the start timer is consumed.
+            batch.del_timer(t, &key.id, START_OP);
+        }
         let (events, consumed) = act.complete_due_waits(now);
         for e in &events {
             batch.put_event(&key.id, e);
@@ -647,6 +663,11 @@ impl Runtime {
                 batch.del_timer(due, &key.id, DEADLINE_OP);
                 self.shared.timers.remove(due, key.id, DEADLINE_OP);
             }
+            // A delayed start's timer, if it ended (stopped, timed out) before it was due.
+            if let Some(due) = act.journal().start_ms() {
+                batch.del_timer(due, &key.id, START_OP);
+                self.shared.timers.remove(due, key.id, START_OP);
+            }
             let retention = self.limits(&key.tenant, &exec.function)?.retention;
             let expires = now.saturating_add(retention.as_millis() as u64);
             batch.put_expiry(
@@ -660,6 +681,9 @@ impl Runtime {
         metrics.transition(exec.status, status);
         exec.status = status;
         exec.updated_ms = now;
+        if status.is_terminal() {
+            exec.ended_ms = Some(now);
+        }
         batch.put_execution(&exec);
         self.shared.db.commit(batch, Durability::Sync).await?;
         if status.is_terminal() {
