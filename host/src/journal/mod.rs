@@ -152,6 +152,8 @@ pub mod error_types {
     pub const CALLBACK_TIMEOUT: &str = "Callback.Timeout";
     pub const CALLBACK_HEARTBEAT_TIMEOUT: &str = "Callback.HeartbeatTimeout";
     pub const TRAP: &str = "Runtime.Trap";
+    /// The host cannot run the execution: its component is gone or no longer loads.
+    pub const LOAD_ERROR: &str = "Runtime.LoadError";
     pub const ACTIVATION_TIMEOUT: &str = "Runtime.ActivationTimeout";
     pub const HOST_RESTARTED: &str = "Runtime.HostRestarted";
     pub const STOPPED: &str = "Execution.Stopped";

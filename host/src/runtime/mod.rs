@@ -124,8 +124,10 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
 pub struct Runtime {
     pub engine: Engine,
     /// Host failures in a row per execution (reset by an activation that ends normally),
-    /// for the retry delay.
-    pub host_failures: std::sync::Mutex<std::collections::HashMap<crate::db::ExecId, u32>>,
+    /// for the retry delay, with the last one's message: an execution whose deadline
+    /// passes while they go on times out naming it.
+    pub host_failures:
+        std::sync::Mutex<std::collections::HashMap<crate::db::ExecId, (u32, String)>>,
     pub registry: Arc<Registry>,
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
@@ -187,8 +189,9 @@ impl Runtime {
                 // it and runs again after a growing delay, rather than waiting for a restart.
                 let failures = {
                     let mut map = self.host_failures.lock().expect("host failures");
-                    let n = map.entry(key.id).or_insert(0);
+                    let (n, last) = map.entry(key.id).or_default();
                     *n = n.saturating_add(1);
+                    *last = format!("{e:#}");
                     *n
                 };
                 let delay = host_retry_delay(failures);
@@ -300,10 +303,21 @@ impl Runtime {
             // A storage failure is not the component's: leave the execution as it is, like
             // any other host failure here (`activate` runs it again after a delay).
             Err(e) if e.is_transient() => return Err(e.into()),
+            // For good: the version record or the component's bytes are gone, or the bytes
+            // no longer compile or link against this host. The execution fails with the
+            // reason, like any other failure (a deleted function's executions included).
             Err(e) => {
+                let deleted = match db.function(&key.tenant, &exec.function) {
+                    Ok(Some(f)) if !f.deleted => "",
+                    _ => " (the function was deleted)",
+                };
+                tracing::warn!(error = %e, deleted = !deleted.is_empty(), "the execution fails: its component cannot be loaded");
                 let error = ErrorObject::new(
-                    "Runtime.LoadError",
-                    format!("the function's component could not be loaded: {e}"),
+                    error_types::LOAD_ERROR,
+                    format!(
+                        "version {} of {:?} could not be loaded{deleted}: {e}",
+                        exec.version, exec.function
+                    ),
                 );
                 let end = End::Failed {
                     error,
@@ -638,10 +652,20 @@ impl Runtime {
                     .deadline_ms
                     .unwrap_or(now)
                     .saturating_sub(exec.created_ms);
-                let error = ErrorObject::new(
-                    error_types::EXECUTION_TIMEOUT,
-                    format!("the execution did not finish within its timeout of {limit} ms"),
-                );
+                let mut message =
+                    format!("the execution did not finish within its timeout of {limit} ms");
+                // It could not run for a reason that may pass (a storage failure): say so.
+                if let Some((n, last)) = self
+                    .host_failures
+                    .lock()
+                    .expect("host failures")
+                    .get(&key.id)
+                {
+                    message.push_str(&format!(
+                        "; its last {n} activation(s) failed in the host, the last with: {last}"
+                    ));
+                }
+                let error = ErrorObject::new(error_types::EXECUTION_TIMEOUT, message);
                 let e = act.journal_mut().record(
                     now,
                     EventKind::ExecutionTimedOut {
