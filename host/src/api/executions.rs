@@ -54,7 +54,9 @@ pub(super) struct InvokeQuery {
     /// Start after this many seconds (at most the function's execution timeout, which
     /// counts from the invoke): the execution is created at once, `suspended` until then.
     /// Not with `start_at`.
-    #[param(value_type = Option<f64>, minimum = 0)]
+    // The maximum is the longest execution timeout a function can have (366 days,
+    // `settings::MAX_EXECUTION_TIMEOUT_SECS`, checked by a test).
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 31_622_400)]
     delay: Option<String>,
     /// Start at this time (RFC 3339; one in the past starts at once; at most the execution
     /// timeout away): the execution is created at once, `suspended` until then. Not with
@@ -744,4 +746,67 @@ pub(super) async fn stop(
     let _ = tokio::time::timeout(STOP_WAIT, rx).await;
     let rec = host.db.execution(&caller.tenant, &rec.id)?.unwrap_or(rec);
     Ok(execution_response(&rec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(delay: Option<&str>, start_at: Option<&str>) -> InvokeQuery {
+        InvokeQuery {
+            wait: None,
+            delay: delay.map(str::to_string),
+            start_at: start_at.map(str::to_string),
+        }
+    }
+
+    /// 2026-01-31T09:30:00Z in unix milliseconds.
+    const NOW: u64 = 1_769_851_800_000;
+
+    #[test]
+    fn a_delayed_start_is_parsed_bounded_by_the_timeout_and_refused_naming_the_parameter() {
+        let minute = Duration::from_secs(60);
+        let ok: [(Option<&str>, Option<&str>, Option<u64>); 9] = [
+            (None, None, None),
+            (Some("0"), None, None),
+            (Some("1"), None, Some(NOW + 1000)),
+            (Some("0.25"), None, Some(NOW + 250)),
+            (Some("60"), None, Some(NOW + 60_000)),
+            (None, Some("2026-01-31T09:30:30Z"), Some(NOW + 30_000)),
+            (
+                None,
+                Some("2026-01-31T11:30:30.5+02:00"),
+                Some(NOW + 30_500),
+            ),
+            // In the past, or now: at once.
+            (None, Some("2026-01-31T09:30:00Z"), None),
+            (None, Some("1999-12-31T23:59:59Z"), None),
+        ];
+        for (d, t, want) in ok {
+            let got = start_time(&query(d, t), NOW, minute)
+                .unwrap_or_else(|e| panic!("{d:?} {t:?}: {e:?}"));
+            assert_eq!(got, want, "{d:?} {t:?}");
+        }
+        let bad: [(Option<&str>, Option<&str>, &str); 8] = [
+            (Some("-1"), None, "delay="),
+            (Some("abc"), None, "delay="),
+            (Some("inf"), None, "delay="),
+            (Some("60.001"), None, "execution timeout"),
+            (None, Some("soon"), "start_at="),
+            (None, Some("2026-01-31 09:30:00"), "start_at="),
+            (None, Some("2026-01-31T09:31:00.001Z"), "execution timeout"),
+            (Some("1"), Some("2026-01-31T09:30:01Z"), "not both"),
+        ];
+        for (d, t, want) in bad {
+            match start_time(&query(d, t), NOW, minute) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains(want), "{d:?} {t:?}: {m}"),
+                other => panic!("{d:?} {t:?}: {:?}", other.map_err(|e| e.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_described_maximum_delay_is_the_longest_execution_timeout() {
+        assert_eq!(crate::settings::MAX_EXECUTION_TIMEOUT_SECS, 31_622_400);
+    }
 }

@@ -25,6 +25,12 @@ pub struct InvokeArgs {
     /// The same key with the same input returns the same execution (per function).
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// Start after this many seconds (the execution is `suspended` until then).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, conflicts_with = "start_at")]
+    delay: Option<f64>,
+    /// Start at this time (RFC 3339, e.g. 2026-01-31T09:30:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    start_at: Option<String>,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -42,6 +48,8 @@ pub fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<Exit, Error> {
     let timeout = Duration::from_secs_f64(args.wait.unwrap_or(0.0)) + WAIT_SLACK;
     let request = Request::post(&path)
         .query("wait", args.wait.map(|w| w.to_string()))
+        .query("delay", args.delay.map(|d| d.to_string()))
+        .query("start_at", args.start_at)
         .header("idempotency-key", args.idempotency_key)
         .json(body)
         .timeout(Some(timeout));
@@ -218,6 +226,50 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         list: ListArgs,
+    }
+
+    #[derive(Parser)]
+    struct InvokeCli {
+        #[command(flatten)]
+        invoke: InvokeArgs,
+    }
+
+    #[test]
+    fn a_delayed_invoke_takes_a_delay_or_a_start_time_not_both() {
+        let ok: [(&[&str], Option<f64>, Option<&str>); 3] = [
+            (&["f"], None, None),
+            (&["f", "--delay", "1.5"], Some(1.5), None),
+            (
+                &["f", "{}", "--start-at", "2026-01-31T09:30:00Z"],
+                None,
+                Some("2026-01-31T09:30:00Z"),
+            ),
+        ];
+        for (args, delay, start_at) in ok {
+            let a = InvokeCli::try_parse_from([&["invoke"][..], args].concat())
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+                .invoke;
+            assert_eq!(
+                (a.delay, a.start_at.as_deref()),
+                (delay, start_at),
+                "{args:?}"
+            );
+        }
+        let bad: [(&[&str], &str); 3] = [
+            (&["f", "--delay", "-1"], "is not a number of seconds"),
+            (&["f", "--start-at", "noon"], "is not an RFC 3339 time"),
+            (
+                &["f", "--delay", "1", "--start-at", "2026-01-31T09:30:00Z"],
+                "cannot be used with",
+            ),
+        ];
+        for (args, want) in bad {
+            let e = InvokeCli::try_parse_from([&["invoke"][..], args].concat())
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"))
+                .to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 
     fn parse(args: &[&str]) -> Result<ListArgs, String> {
