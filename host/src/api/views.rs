@@ -334,4 +334,22 @@ mod tests {
             assert_eq!(timestamp(ms), expected, "{ms}");
         }
     }
+
+    #[test]
+    fn a_delayed_execution_started_event_shows_its_start_time() {
+        let e = Event {
+            seq: 1,
+            at_ms: 0,
+            kind: EventKind::ExecutionStartedAt {
+                input: "{}".into(),
+                start_ms: 1_764_590_400_123,
+            },
+        };
+        let v = serde_json::to_value(event(&e)).unwrap();
+        assert_eq!(v["event_type"], "ExecutionStarted");
+        assert_eq!(
+            v["details"],
+            json!({"input": {}, "start_at": "2025-12-01T12:00:00.123Z"})
+        );
+    }
 }

@@ -252,7 +252,16 @@ impl Runtime {
         // A delayed start not yet due: woken early (a restart's recovery, a stray wake), it
         // stays suspended on its start timer, which wakes it when due.
         let start_ms = act.journal().start_ms();
-        if start_ms.is_some_and(|t| now < t) {
+        if let Some(start) = start_ms.filter(|&t| now < t) {
+            // Indexed again in case this wake was its timer, fired by a clock that has
+            // since stepped back (the index holds one entry per timer, so this adds none).
+            let wake = crate::db::TimerRecord {
+                tenant: key.tenant.to_string(),
+                kind: crate::db::TimerKind::Wake,
+            };
+            self.shared
+                .timers
+                .add(start, key.id, START_OP.to_string(), wake);
             return Ok(Outcome::Suspended);
         }
         let limits = self.limits(&key.tenant, &exec.function)?;
