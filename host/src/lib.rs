@@ -158,12 +158,14 @@ impl Host {
         )?);
         let timers = Timers::new(clock.clone());
         let (defaults, bounds) = tenant_defaults(&opts);
+        let scheduler = Scheduler::new();
         let tenants = Arc::new(Tenants::load(
             db.clone(),
             clock.clone(),
             defaults,
             bounds,
             opts.insecure_no_auth,
+            scheduler.clone(),
         )?);
         let outbound = Allowlist::parse(&opts.allow_outbound).map_err(anyhow::Error::msg)?;
         let shared = Arc::new(Shared {
@@ -191,7 +193,7 @@ impl Host {
             db,
             registry,
             runtime,
-            scheduler: Scheduler::new(),
+            scheduler,
             timers,
             metrics,
             tenants,
@@ -218,6 +220,8 @@ impl Host {
             );
         }
         let runnable = self.recover().await?;
+        // After recovery's writes, before any activation or request changes anything.
+        self.tenants.count_usage()?;
 
         let rt = self.runtime.clone();
         tokio::spawn(
@@ -225,7 +229,16 @@ impl Host {
                 .clone()
                 .run(self.opts.max_resident, move |key| {
                     let rt = rt.clone();
-                    async move { rt.activate(key).await }
+                    async move {
+                        let outcome = rt.activate(key.clone()).await;
+                        // What the activation wrote and the status it left, counted against
+                        // the tenant's quotas before the next activation of this execution.
+                        let usage = &rt.shared.tenants.usage;
+                        if let Err(e) = usage.settle(&rt.shared.db, &key.tenant, &key.id) {
+                            tracing::error!(error = %e, "counting an activation's usage failed");
+                        }
+                        outcome
+                    }
                 }),
         );
 
@@ -328,8 +341,12 @@ impl Host {
                 return Ok(deleted);
             }
             for (at, id, rec) in due {
+                // Measured before: nothing writes to a finished execution.
+                let bytes = tenants::usage::ExecBytes::measure(&self.db, &rec.tenant, &id)?
+                    .map_or(0, |b| b.total());
                 if let Some(status) = self.db.delete_execution(&rec.tenant, &id, at).await? {
                     self.metrics.removed(status);
+                    self.tenants.usage.removed(&rec.tenant, &id, bytes);
                     deleted += 1;
                 }
             }
@@ -338,7 +355,9 @@ impl Host {
 
     /// What `tenant` uses of its counted quotas.
     pub fn usage(&self, tenant: &str) -> db::Result<tenants::quota::Usage> {
-        tenants::usage::usage(&self.db, &self.scheduler, tenant)
+        let mut u = self.tenants.usage.usage(tenant);
+        u.max_concurrent_activations = self.scheduler.resident_of(tenant) as u64;
+        Ok(u)
     }
 
     pub fn callbacks(&self) -> callbacks::Callbacks<'_> {

@@ -152,6 +152,12 @@ impl LogTotalsCache {
 }
 
 impl Shared {
+    /// The journal limits of `tenant`'s executions: the server's, with the tenant's
+    /// `max_history_events`.
+    pub fn journal_limits(&self, tenant: &str) -> journal::Limits {
+        self.tenants.quotas(tenant).journal(&self.limits.journal)
+    }
+
     pub fn request_stop(&self, id: ExecId) {
         self.stops.lock().expect("stops").insert(id);
         // After the insert: a watch registered before this sees the signal, one registered
@@ -281,7 +287,7 @@ impl HostState {
         limits: StoreLimits,
     ) -> Self {
         let mut act = act;
-        act.set_limits(shared.limits.journal.clone());
+        act.set_limits(shared.journal_limits(&tenant));
         let stdio = stdio::Capture::default();
         let wasi = WasiCtx::builder()
             .stdout(stdio.stdout())
@@ -523,8 +529,26 @@ mod tests {
 
     fn shared(dir: &std::path::Path) -> Arc<Shared> {
         let clock: Arc<dyn crate::timer::Clock> = Arc::new(crate::timer::ManualClock::new(0));
+        let db = Store::open(dir, 1 << 20).unwrap();
+        let bounds = crate::tenants::Bounds {
+            max_component_bytes: 1 << 20,
+            max_concurrent_activations: 1,
+            memory_limit_mb: 128,
+            activation_timeout_secs: 60,
+            max_history_events: 1000,
+        };
+        let tenants = crate::tenants::Tenants::load(
+            db.clone(),
+            clock.clone(),
+            Default::default(),
+            bounds,
+            true,
+            crate::scheduler::Scheduler::new(),
+        )
+        .unwrap();
         Arc::new(Shared {
-            db: Store::open(dir, 1 << 20).unwrap(),
+            db,
+            tenants: Arc::new(tenants),
             timers: Timers::new(clock),
             limits: PayloadLimits::default(),
             outbound: Arc::default(),
