@@ -26,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// One value per process, parsed once: the size of `serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the host: HTTP API, scheduler and timers over the sled store in --data-dir.

@@ -545,9 +545,11 @@ mod tests {
                 .expect("every activation ran")
                 .unwrap();
         }
-        let l = live.lock().unwrap();
-        assert_eq!(l["a"].1, 2, "a's peak");
-        assert!(l["b"].1 >= 4, "b's peak {}", l["b"].1);
+        {
+            let l = live.lock().unwrap();
+            assert_eq!(l["a"].1, 2, "a's peak");
+            assert!(l["b"].1 >= 4, "b's peak {}", l["b"].1);
+        }
 
         // A share raised while its tenant waits: the waiting work starts without waiting for
         // a slot to be given back.
