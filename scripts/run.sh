@@ -7,12 +7,16 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/build-guests.sh >/dev/null
 cargo build -p durable-host
-cat <<MSG
+cat <<'MSG'
 
-Examples are built; deploy them with:
-  curl -X PUT --data-binary @target/wasm/wasm32-wasip2/release/hello.wasm http://127.0.0.1:7700/v1/functions/hello
-  curl -X PUT --data-binary @target/wasm/wasm32-wasip2/release/user_registration.wasm http://127.0.0.1:7700/v1/functions/user-registration
-  curl -X PUT --data-binary @target/wasm/wasm32-wasip2/release/approval.wasm http://127.0.0.1:7700/v1/functions/approval
+Examples are built. The first start writes an admin API key to <data-dir>/admin.key
+(./durable-data/admin.key by default); deploy the examples with it:
+  KEY="$(cat durable-data/admin.key)"
+  curl -H "Authorization: Bearer $KEY" -X PUT --data-binary @target/wasm/wasm32-wasip2/release/hello.wasm http://127.0.0.1:7700/v1/functions/hello
+  curl -H "Authorization: Bearer $KEY" -X PUT --data-binary @target/wasm/wasm32-wasip2/release/user_registration.wasm http://127.0.0.1:7700/v1/functions/user-registration
+  curl -H "Authorization: Bearer $KEY" -X PUT --data-binary @target/wasm/wasm32-wasip2/release/approval.wasm http://127.0.0.1:7700/v1/functions/approval
+or with the client, which reads ./durable-data/admin.key itself:
+  target/debug/durable-host deploy hello target/wasm/wasm32-wasip2/release/hello.wasm
 
 MSG
 exec target/debug/durable-host serve "$@"

@@ -44,13 +44,41 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// Run the client with `args` and optional stdin, with `DURABLE_SERVER` unset; bounded by
-/// [`CLI_TIMEOUT`].
+/// The client's environment variables: unset for every run, so that only what a test
+/// gives reaches the client.
+const CLIENT_ENV: [&str; 4] = [
+    "DURABLE_SERVER",
+    "DURABLE_API_KEY",
+    "DURABLE_DATA_DIR",
+    "DURABLE_TENANT",
+];
+
+/// An empty directory the client runs in, so that no `./durable-data/admin.key` is found
+/// by chance.
+fn empty_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// Run the client with `args`, optional stdin and `env` (with the [`CLIENT_ENV`] variables
+/// unset otherwise), in an empty directory; bounded by [`CLI_TIMEOUT`].
 fn run_client(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    run_client_in(empty_dir(), args, stdin, env)
+}
+
+/// [`run_client`] in the directory `cwd`.
+fn run_client_in(
+    cwd: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Run {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("DURABLE_SERVER")
-        .envs(env.iter().copied())
+    cmd.args(args).current_dir(cwd);
+    for var in CLIENT_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -94,18 +122,23 @@ fn run_client(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     }
 }
 
-/// Run the client against `s`.
+/// Run the client against `s`, with its admin key in `DURABLE_API_KEY`.
 fn cli(s: &Server, args: &[&str]) -> Run {
+    cli_as(s, &s.admin_key, args)
+}
+
+/// Run the client against `s` with the API key `key` (in `DURABLE_API_KEY`).
+fn cli_as(s: &Server, key: &str, args: &[&str]) -> Run {
     let mut all = vec!["--server", &s.url];
     all.extend_from_slice(args);
-    run_client(&all, None, &[])
+    run_client(&all, None, &[("DURABLE_API_KEY", key)])
 }
 
 /// Run the client against `s` with `stdin`.
 fn cli_stdin(s: &Server, args: &[&str], stdin: &str) -> Run {
     let mut all = vec!["--server", &s.url];
     all.extend_from_slice(args);
-    run_client(&all, Some(stdin), &[])
+    run_client(&all, Some(stdin), &[("DURABLE_API_KEY", &s.admin_key)])
 }
 
 fn path(guest_name: &str) -> String {
@@ -543,13 +576,14 @@ fn history_follow_exits_1_when_the_execution_fails_after_a_callback_failure() {
 
     // Follow from another thread while the callback fails.
     let url = s.url.clone();
+    let key = s.admin_key.clone();
     let follow = {
         let id = id.clone();
         std::thread::spawn(move || {
             run_client(
                 &["--server", &url, "--json", "history", "--follow", &id],
                 None,
-                &[],
+                &[("DURABLE_API_KEY", &key)],
             )
         })
     };
@@ -785,4 +819,458 @@ fn serve_takes_a_config_file_under_env_and_flags_and_refuses_a_bad_one_by_file_a
     let from_env = try_serve_with(&data, &[], &env).unwrap_err();
     assert!(from_env.1.contains(depth), "{from_env:?}");
     try_serve_with(&data, &["--max-json-depth", "20"], &env).expect("the flag beats both");
+}
+
+/// The row of `quota` in a tenant view's quota table, split on whitespace.
+fn quota_row(stdout: &str, quota: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(quota))
+        .unwrap_or_else(|| panic!("no {quota} row in:\n{stdout}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn tenants_are_created_listed_shown_updated_and_deleted() {
+    let s = Server::start();
+    let r = cli(
+        &s,
+        &[
+            "tenants",
+            "create",
+            "acme",
+            "--quota",
+            "max_functions=2",
+            "--quota",
+            "invocations_per_second=2.5",
+            "--quota",
+            r#"outbound_allowlist=["a.internal:80"]"#,
+        ],
+    )
+    .ok();
+    assert!(
+        r.stdout
+            .starts_with("created tenant acme\n\nname        acme\ncreated_at  "),
+        "{r:?}"
+    );
+    assert_eq!(
+        quota_row(&r.stdout, "max_functions"),
+        ["max_functions", "2", "0"]
+    );
+    assert_eq!(
+        quota_row(&r.stdout, "outbound_allowlist"),
+        ["outbound_allowlist", "a.internal:80"]
+    );
+
+    let t = cli(&s, &["--json", "tenants", "get", "acme"]).ok().json();
+    assert_eq!(t["name"], "acme");
+    assert_eq!(t["quotas"]["max_functions"], 2);
+    assert_eq!(t["quotas"]["invocations_per_second"], 2.5);
+    assert_eq!(t["quotas"]["outbound_allowlist"], json!(["a.internal:80"]));
+    assert_eq!(t["usage"]["max_functions"], 0);
+
+    let listed = cli(&s, &["--json", "tenants", "list"]).ok().json();
+    let mut names: Vec<&str> = listed["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["acme", "default"]);
+
+    // An admin key acts in acme with --tenant; usage counts there, and default sees nothing.
+    cli(&s, &["--tenant", "acme", "deploy", "hello", &path("hello")]).ok();
+    let r = cli(&s, &["tenants", "get", "acme"]).ok();
+    assert_eq!(
+        quota_row(&r.stdout, "max_functions"),
+        ["max_functions", "2", "1"]
+    );
+    let r = cli(&s, &["tenants", "list"]).ok();
+    let acme = r.stdout.lines().find(|l| l.starts_with("acme ")).unwrap();
+    assert_eq!(acme.split_whitespace().nth(1), Some("1/2"), "{r:?}");
+    assert_eq!(
+        cli(&s, &["functions"]).ok().stdout,
+        "no functions deployed\n"
+    );
+
+    // null returns a quota to the server's default, the one `default` has.
+    let r = cli(
+        &s,
+        &[
+            "tenants",
+            "update",
+            "acme",
+            "--quota",
+            "max_functions=5",
+            "--quota",
+            "invocations_per_second=null",
+        ],
+    )
+    .ok();
+    assert!(r.stdout.starts_with("updated tenant acme\n\n"), "{r:?}");
+    assert_eq!(
+        quota_row(&r.stdout, "max_functions"),
+        ["max_functions", "5", "1"]
+    );
+    let acme = cli(&s, &["--json", "tenants", "get", "acme"]).ok().json();
+    let default = cli(&s, &["--json", "tenants", "get", "default"])
+        .ok()
+        .json();
+    assert_eq!(
+        acme["quotas"]["invocations_per_second"],
+        default["quotas"]["invocations_per_second"]
+    );
+    // The server knows the quotas' names.
+    let r = cli(&s, &["tenants", "update", "acme", "--quota", "max_fns=1"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error: 400 ") && r.stderr.contains("max_fns"),
+        "{r:?}"
+    );
+
+    // Not while it owns a function.
+    let r = cli(&s, &["tenants", "delete", "acme"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.starts_with("error: 409 conflict: "), "{r:?}");
+    cli(&s, &["--tenant", "acme", "delete", "hello"]).ok();
+    let r = cli(&s, &["tenants", "delete", "acme"]).ok();
+    assert_eq!(r.stdout, "deleted tenant acme\n");
+    let r = cli(&s, &["tenants", "get", "acme"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.starts_with("error: 404 not_found: "), "{r:?}");
+}
+
+/// The key's id: the 12 hex characters between `dh_` and the secret.
+fn key_id(key: &str) -> &str {
+    assert!(key.starts_with("dh_") && key.len() > 16, "not a key");
+    &key[3..15]
+}
+
+#[test]
+fn keys_are_created_listed_and_revoked_and_a_revoked_key_is_refused() {
+    let s = Server::start();
+    cli(&s, &["tenants", "create", "acme"]).ok();
+
+    // The global --tenant chooses the tenant of `keys create` for an admin key.
+    let r = cli(
+        &s,
+        &[
+            "keys", "create", "--tenant", "acme", "--role", "owner", "--name", "acme ops",
+        ],
+    )
+    .ok();
+    let owner = kv(&r.stdout, "key").to_string();
+    let owner_id = key_id(&owner).to_string();
+    assert!(
+        r.stdout.starts_with(&format!(
+            "created owner key {owner_id} (\"acme ops\") in tenant acme\n"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(kv(&r.stdout, "expires_at"), "never");
+    assert!(
+        r.stdout.contains("This is the only time the key is shown"),
+        "{r:?}"
+    );
+
+    let who = cli_as(&s, &owner, &["--json", "whoami"]).ok().json();
+    assert_eq!(
+        who,
+        json!({"tenant": "acme", "role": "owner", "key_id": owner_id})
+    );
+    let r = cli_as(&s, &owner, &["whoami"]).ok();
+    assert_eq!(kv(&r.stdout, "role"), "owner");
+    assert_eq!(kv(&r.stdout, "key_from"), "DURABLE_API_KEY");
+
+    // Without a tenant, an owner's keys commands act in its own (from whoami).
+    let before = time::OffsetDateTime::now_utc();
+    let created = cli_as(
+        &s,
+        &owner,
+        &[
+            "--json",
+            "keys",
+            "create",
+            "--role",
+            "invoker",
+            "--name",
+            "ci",
+            "--expires-in",
+            "30d",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(created["tenant"], "acme", "{created}");
+    assert_eq!(created["role"], "invoker");
+    let invoker = created["key"].as_str().unwrap().to_string();
+    let invoker_id = key_id(&invoker).to_string();
+    let expires = time::OffsetDateTime::parse(
+        created["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let in_30d = before + time::Duration::days(30);
+    assert!(
+        expires >= in_30d - time::Duration::seconds(1)
+            && expires <= in_30d + time::Duration::seconds(60),
+        "{created}"
+    );
+
+    // Listed by an admin with TENANT, and by the owner in its own: never a secret.
+    let r = cli(&s, &["--json", "keys", "list", "acme"]).ok();
+    let listed = r.json();
+    let keys = listed["keys"].as_array().unwrap();
+    assert!(keys.iter().all(|k| k.get("key").is_none()), "{r:?}");
+    let ids: Vec<&str> = keys.iter().map(|k| k["key_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [owner_id.as_str(), invoker_id.as_str()], "{r:?}");
+    assert!(!r.stdout.contains(&owner[16..]), "a secret was listed");
+    let r = cli_as(&s, &owner, &["keys", "list"]).ok();
+    assert!(r.stdout.starts_with("KEY_ID "), "{r:?}");
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&invoker_id))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("invoker"), "{r:?}");
+    assert_eq!(row.split_whitespace().nth(2), Some("ci"), "{r:?}");
+
+    // What an owner may not do: the server's 403, and where to look.
+    for args in [
+        &["keys", "create", "--role", "admin", "--name", "x"][..],
+        &["tenants", "list"],
+        &["--tenant", "default", "functions"],
+    ] {
+        let r = cli_as(&s, &owner, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.starts_with("error: 403 forbidden: "),
+            "{args:?}: {r:?}"
+        );
+        assert!(
+            r.stderr
+                .ends_with("; `durable-host whoami` shows this key's tenant and role\n"),
+            "{r:?}"
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    }
+
+    // Revoked: refused from the next request on, through the CLI, without quoting the key.
+    let r = cli_as(&s, &owner, &["keys", "revoke", &invoker_id]).ok();
+    assert_eq!(
+        r.stdout,
+        format!("revoked key {invoker_id} of tenant acme\n")
+    );
+    let r = cli_as(&s, &invoker, &["executions"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.starts_with("error: 401 unauthorized: "), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the API key from DURABLE_API_KEY was refused (unknown, expired or revoked)"),
+        "{r:?}"
+    );
+    assert!(
+        !r.stderr.contains(&invoker[3..]),
+        "the key was quoted: {r:?}"
+    );
+
+    // An admin revokes in any tenant, named by TENANT; a second revoke is a 404.
+    let r = cli(&s, &["--json", "keys", "revoke", &owner_id, "acme"]).ok();
+    assert_eq!(r.stdout, "");
+    let r = cli_as(&s, &owner, &["whoami"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.starts_with("error: 401 unauthorized: "), "{r:?}");
+    let r = cli(&s, &["keys", "revoke", &owner_id, "acme"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.starts_with("error: 404 not_found: "), "{r:?}");
+}
+
+#[test]
+fn the_key_comes_from_the_admin_key_file_unless_one_is_given() {
+    let s = Server::start();
+    let url = s.url.as_str();
+    let invoker = cli(
+        &s,
+        &[
+            "--json", "keys", "create", "--role", "invoker", "--name", "ci",
+        ],
+    )
+    .ok()
+    .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = s.data.path().to_str().unwrap();
+
+    // ./durable-data/admin.key where the client runs: what `serve` writes by default.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join("durable-data")).unwrap();
+    std::fs::copy(
+        s.data.path().join("admin.key"),
+        cwd.path().join("durable-data/admin.key"),
+    )
+    .unwrap();
+    let whoami = |cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--server", url];
+        all.extend_from_slice(args);
+        all.push("whoami");
+        run_client_in(cwd, &all, None, env)
+    };
+    let r = whoami(cwd.path(), &[], &[]).ok();
+    assert_eq!(kv(&r.stdout, "role"), "admin", "{r:?}");
+    assert_eq!(kv(&r.stdout, "tenant"), "default", "{r:?}");
+    assert_eq!(kv(&r.stdout, "key_from"), "./durable-data/admin.key");
+
+    // DURABLE_DATA_DIR names the server's data directory, from anywhere.
+    let r = whoami(empty_dir(), &[], &[("DURABLE_DATA_DIR", data)]).ok();
+    assert_eq!(kv(&r.stdout, "role"), "admin", "{r:?}");
+    assert_eq!(kv(&r.stdout, "key_from"), format!("{data}/admin.key"));
+
+    // --api-key and DURABLE_API_KEY beat the file, the flag beats the variable.
+    let r = whoami(cwd.path(), &["--api-key", &invoker], &[]).ok();
+    assert_eq!(kv(&r.stdout, "role"), "invoker", "{r:?}");
+    assert_eq!(kv(&r.stdout, "key_from"), "--api-key");
+    let r = whoami(cwd.path(), &[], &[("DURABLE_API_KEY", &invoker)]).ok();
+    assert_eq!(kv(&r.stdout, "role"), "invoker", "{r:?}");
+    assert_eq!(kv(&r.stdout, "key_from"), "DURABLE_API_KEY");
+    let r = whoami(
+        empty_dir(),
+        &["--api-key", &s.admin_key],
+        &[("DURABLE_API_KEY", &invoker)],
+    )
+    .ok();
+    assert_eq!(kv(&r.stdout, "role"), "admin", "{r:?}");
+
+    // An admin key acts in another tenant with --tenant (or DURABLE_TENANT).
+    cli(&s, &["tenants", "create", "acme"]).ok();
+    let r = whoami(cwd.path(), &["--tenant", "acme"], &[]).ok();
+    assert_eq!(kv(&r.stdout, "tenant"), "acme", "{r:?}");
+    let r = whoami(cwd.path(), &[], &[("DURABLE_TENANT", "acme")]).ok();
+    assert_eq!(kv(&r.stdout, "tenant"), "acme", "{r:?}");
+
+    // No key anywhere (DURABLE_DATA_DIR set means that directory's file only): the 401
+    // says how to give one.
+    let how = "give one with --api-key KEY, with DURABLE_API_KEY, or in the admin.key file \
+               of the server's data directory";
+    for (dir, env) in [
+        (empty_dir(), vec![]),
+        (
+            cwd.path(),
+            vec![("DURABLE_DATA_DIR", empty_dir().to_str().unwrap())],
+        ),
+    ] {
+        let r = whoami(dir, &[], &env);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(
+            r.stderr.starts_with("error: 401 unauthorized: ")
+                && r.stderr.contains(&format!("; no API key was sent: {how}")),
+            "{r:?}"
+        );
+    }
+
+    // A key file with a key the server does not know: the file is named, the key is not.
+    let stale = tempfile::tempdir().unwrap();
+    let bogus = format!("dh_000000000000_{}", "0".repeat(64));
+    std::fs::write(stale.path().join("admin.key"), format!("{bogus}\n")).unwrap();
+    let stale_dir = stale.path().to_str().unwrap();
+    let r = whoami(empty_dir(), &[], &[("DURABLE_DATA_DIR", stale_dir)]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "; the API key from {stale_dir}/admin.key was refused (unknown, expired or revoked): {how}"
+        )),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains(&bogus[3..]), "{r:?}");
+}
+
+#[test]
+fn bad_tenant_and_key_arguments_fail_before_any_request() {
+    // Nobody listens here: an error other than "cannot reach" was found before sending.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    for (args, want) in [
+        (
+            &["tenants", "create", "acme", "--quota", "max_functions"][..],
+            "is not KEY=VALUE",
+        ),
+        (
+            &["tenants", "create", "acme", "--quota", "max_functions="],
+            "no value for max_functions",
+        ),
+        (
+            &[
+                "tenants",
+                "create",
+                "acme",
+                "--quota",
+                "max_functions=1",
+                "--quota",
+                "max_functions=2",
+            ],
+            "--quota max_functions is given more than once",
+        ),
+        (&["tenants", "update", "acme"], "--quota <KEY=VALUE>"),
+        (
+            &["keys", "create", "--role", "superuser", "--name", "x"],
+            "invalid value 'superuser' for '--role <ROLE>'",
+        ),
+        (
+            &[
+                "keys",
+                "create",
+                "--role",
+                "reader",
+                "--name",
+                "x",
+                "--expires-in",
+                "1y",
+            ],
+            "\"1y\" is not a duration",
+        ),
+        (
+            &[
+                "keys",
+                "create",
+                "--role",
+                "reader",
+                "--name",
+                "x",
+                "--expires-in",
+                "0m",
+            ],
+            "no time at all",
+        ),
+        (
+            &[
+                "keys",
+                "create",
+                "--role",
+                "reader",
+                "--name",
+                "x",
+                "--expires-at",
+                "tomorrow",
+            ],
+            "is not an RFC 3339 time",
+        ),
+        (
+            &["--api-key", "", "whoami"],
+            "the API key from --api-key is empty",
+        ),
+    ] {
+        let mut all = vec!["--server", url.as_str()];
+        all.extend_from_slice(args);
+        let r = run_client(&all, None, &[]);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(want), "{args:?}: {r:?}");
+        assert!(!r.stderr.contains("cannot reach"), "{args:?}: {r:?}");
+    }
 }

@@ -217,3 +217,51 @@ fn approval_fails_when_the_callback_fails_or_times_out() {
     let h = s.history(&timed);
     assert!(types(&h).contains(&"CallbackTimedOut".to_string()));
 }
+
+/// The README's walk-through, as written: its first lines (the key, the deploy, the
+/// invoke) run by bash in a directory laid out like the checkout after
+/// `bash scripts/run.sh` (`target/` and `durable-data/`), against a server whose data
+/// directory is that `durable-data/`. A README line that no longer works fails here.
+#[test]
+fn the_readme_walk_through_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let walk = readme
+        .split("## Five-minute walk-through")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the walk-through's code block");
+    // Up to the invoke: every line until the first one that needs an id from an answer.
+    let script: String = walk
+        .split("\n\n")
+        .take_while(|part| !part.contains('<'))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    assert!(
+        script.contains("admin.key") && script.contains("/invoke?wait="),
+        "{script}"
+    );
+    let s = Server::start();
+    let cwd = tempfile::tempdir().unwrap();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::os::unix::fs::symlink(target, cwd.path().join("target")).unwrap();
+    std::os::unix::fs::symlink(s.data.path(), cwd.path().join("durable-data")).unwrap();
+    let script = script.replace("http://127.0.0.1:7700", &s.url);
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#""version":1"#) && stdout.contains(r#""status":"succeeded""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Hello from Durable Lambda!"), "{stdout}");
+}

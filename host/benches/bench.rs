@@ -41,6 +41,17 @@
 //! 6. Memory: VmRSS growth (and glibc heap in use) after 10,000 `wait {ms: 3600000}`
 //!    executions have suspended, with no instance resident. Baseline: the growth for 10,000
 //!    `echo` executions that finished (what storing an execution costs anyway).
+//! 7. Authentication: what checking API keys costs per request. Fresh hosts alike but for
+//!    `Options.insecure_no_auth`, taking turns: figure 5's hello at 1 client (p50) and at
+//!    64 (executions/s), with a key on every request vs with none, and a second host with
+//!    keys as the noise floor (two identical hosts differ by that much on this machine);
+//!    and `Tenants::authenticate` alone (key lookup, SHA-256 of the secret, constant-time
+//!    compare) beside the CPU time one hello execution takes. Target: under 2% of hello.
+//! 8. Fairness between tenants: on a host with `max_resident = 2`, tenant B's 1-step
+//!    executions one after another (p50), alone and while tenant A has 2,000 executions of
+//!    `steps {count: 10}` queued. Baseline: B alone; the added delay is set beside one of
+//!    A's activations (what a fair queue may cost B; first come, first served would cost
+//!    A's whole backlog).
 
 use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
@@ -88,6 +99,8 @@ struct Counts {
     requests_single: usize,
     requests_total: usize,
     suspended: usize,
+    auth_calls: u32,
+    backlog: usize,
 }
 
 impl Counts {
@@ -107,6 +120,8 @@ impl Counts {
             requests_single: pick(200, 40),
             requests_total: pick(3_000, 500),
             suspended: pick(10_000, 2_000),
+            auth_calls: pick(200_000, 20_000) as u32,
+            backlog: pick(2_000, 500),
         }
     }
 }
@@ -149,21 +164,26 @@ async fn main() -> anyhow::Result<()> {
     let bench = Bench::start(Counts::new(settings.quick)).await?;
     let mut report = Report::default();
     let b = &bench;
-    let figures: [(&str, BoxFuture<'_, _>); 6] = [
+    let figures: [(&str, BoxFuture<'_, _>); 8] = [
         ("1", Box::pin(compile_vs_restart(b))),
         ("2", Box::pin(resume(b))),
         ("3", Box::pin(replay(b))),
         ("4", Box::pin(checkpoints(b))),
         ("5", Box::pin(http_hello(b))),
         ("6", Box::pin(suspended_memory(b))),
+        ("7", Box::pin(auth_cost(b))),
+        ("8", Box::pin(fairness(b))),
     ];
     for (id, figure) in figures {
         if settings.runs(id) {
             report.add(id, figure.await);
         }
     }
-    bench.host.stopped.store(true, Relaxed);
-    bench.host.shutdown.notify_waiters();
+    let others = std::mem::take(&mut *bench.others.lock().unwrap());
+    for h in others.iter().chain([&bench]) {
+        h.host.stopped.store(true, Relaxed);
+        h.host.shutdown.notify_waiters();
+    }
     print!("{report}");
     println!("\nload average at the end: {}", load_average());
     if report.failed {
@@ -212,15 +232,28 @@ struct Bench {
     counts: Counts,
     /// Where the sled directory and the artifacts live; removed at exit.
     data: tempfile::TempDir,
+    /// The hosts other figures started (7, 8), kept until the end like this one.
+    others: std::sync::Mutex<Vec<Arc<Bench>>>,
 }
 
 impl Bench {
     async fn start(counts: Counts) -> anyhow::Result<Arc<Bench>> {
+        Self::start_with(counts, |_| {}).await
+    }
+
+    /// A host with `change` made to its options; its client sends the admin key unless
+    /// the host runs with `insecure_no_auth`.
+    async fn start_with(
+        counts: Counts,
+        change: impl FnOnce(&mut Options),
+    ) -> anyhow::Result<Arc<Bench>> {
         let data = tempfile::tempdir()?;
         let mut opts = Options {
             data_dir: data.path().to_path_buf(),
             ..Default::default()
         };
+        change(&mut opts);
+        let send_key = !opts.insecure_no_auth;
         // `BENCH_DB_CACHE_MB` as `serve --db-cache-mb` (sled's page cache, default 64 MiB).
         if let Some(mb) = std::env::var("BENCH_DB_CACHE_MB")
             .ok()
@@ -238,10 +271,12 @@ impl Bench {
         // Every request carries the bootstrap admin key, as a client of a real server does.
         let key = std::fs::read_to_string(data.path().join("admin.key"))?;
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", key.trim()).parse()?,
-        );
+        if send_key {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", key.trim()).parse()?,
+            );
+        }
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .no_proxy()
@@ -254,6 +289,7 @@ impl Bench {
             http,
             counts,
             data,
+            others: Default::default(),
         };
         let bytes = std::fs::read(guest("conformance_guest")?)?;
         bench
@@ -266,11 +302,26 @@ impl Bench {
 
     /// `POST /v1/functions/conformance/invoke` (with `?wait=` when given); the response body.
     async fn invoke(&self, input: &Value, wait_secs: Option<u32>) -> anyhow::Result<Value> {
+        self.invoke_in(None, input, wait_secs).await
+    }
+
+    /// `invoke` in `tenant` (the admin key acting there with `Durable-Tenant`), or in the
+    /// admin key's own.
+    async fn invoke_in(
+        &self,
+        tenant: Option<&str>,
+        input: &Value,
+        wait_secs: Option<u32>,
+    ) -> anyhow::Result<Value> {
         let mut url = format!("{}/v1/functions/{FUNCTION}/invoke", self.url);
         if let Some(w) = wait_secs {
             write!(url, "?wait={w}")?;
         }
-        let resp = self.http.post(url).json(input).send().await?;
+        let mut req = self.http.post(url).json(input);
+        if let Some(t) = tenant {
+            req = req.header("durable-tenant", t);
+        }
+        let resp = req.send().await?;
         let status = resp.status();
         let body: Value = resp.json().await?;
         ensure!(status.is_success(), "invoke {input}: {status} {body}");
@@ -924,14 +975,26 @@ async fn replay(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
 impl Bench {
     /// A load-test call: invoke `input`; with `wait_secs`, wait until it succeeded.
     fn call(self: &Arc<Self>, input: Value, wait_secs: Option<u32>) -> Call {
+        self.call_in(None, input, wait_secs)
+    }
+
+    /// `call` in `tenant` (see `invoke_in`).
+    fn call_in(
+        self: &Arc<Self>,
+        tenant: Option<&'static str>,
+        input: Value,
+        wait_secs: Option<u32>,
+    ) -> Call {
         let b = self.clone();
         Arc::new(move || {
             let (b, input) = (b.clone(), input.clone());
             Box::pin(async move {
-                match wait_secs {
-                    Some(w) => b.run(&input, w).await.map(drop),
-                    None => b.invoke(&input, None).await.map(drop),
-                }
+                let body = b.invoke_in(tenant, &input, wait_secs).await?;
+                ensure!(
+                    wait_secs.is_none() || body["status"] == "succeeded",
+                    "{input} did not succeed: {body}"
+                );
+                Ok(())
             })
         })
     }
@@ -1212,4 +1275,281 @@ async fn suspended_memory(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         ),
         ratio(suspended.rss as f64, finished.rss as f64),
     )])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 7: the cost of authentication
+
+/// Figure 7's 64-client loads go round its three hosts this many times (which goes first
+/// rotates too), so that a change in the machine's load falls on all alike.
+const AUTH_ROUNDS: usize = 8;
+
+/// Figure 5's hello on one host, as figure 7 measures it.
+#[derive(Default)]
+struct HelloRuns {
+    /// Latencies at 1 client.
+    single: Vec<Duration>,
+    /// The 64-client loads: requests, time taken, CPU time of the process.
+    requests: usize,
+    elapsed: Duration,
+    cpu: Duration,
+    /// Executions/s of each round's 64-client load.
+    rates: Vec<f64>,
+}
+
+impl HelloRuns {
+    /// One execution at 1 client.
+    async fn one(&mut self, call: &Call) -> anyhow::Result<()> {
+        let t = Instant::now();
+        call().await?;
+        self.single.push(t.elapsed());
+        Ok(())
+    }
+
+    /// One round of the 64-client load.
+    async fn load(&mut self, call: &Call, total: usize) -> anyhow::Result<()> {
+        let load = drive(CLIENTS, total, call).await?;
+        self.requests += total;
+        self.elapsed += load.elapsed;
+        self.cpu += load.cpu;
+        self.rates.push(per_sec(total as f64, load.elapsed));
+        Ok(())
+    }
+
+    fn p50(&self) -> Duration {
+        Samples::new(self.single.clone()).median()
+    }
+
+    fn rate(&self) -> f64 {
+        per_sec(self.requests as f64, self.elapsed)
+    }
+
+    /// CPU time (host and clients) per execution under load.
+    fn cpu_each(&self) -> Duration {
+        self.cpu / self.requests.max(1) as u32
+    }
+}
+
+/// The median of `v` (not empty).
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `a` relative to `b`, in percent: "+1.2%".
+fn pct_diff(a: f64, b: f64) -> String {
+    if b <= 0.0 {
+        return "n/a".into();
+    }
+    format!("{:+.1}%", (a / b - 1.0) * 100.0)
+}
+
+/// The mean time of one `authenticate` call, over `n`.
+fn time_authenticate(
+    host: &Host,
+    authorization: Option<&[u8]>,
+    n: u32,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(host.tenants.authenticate(authorization, None)?);
+    }
+    Ok(t.elapsed() / n)
+}
+
+async fn auth_cost(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    // A host with keys, one without, and a second one with keys: how far two identical
+    // hosts differ is the noise floor the first two are read against.
+    let keyed = Bench::start(b.counts).await?;
+    let open = Bench::start_with(b.counts, |o| o.insecure_no_auth = true).await?;
+    let twin = Bench::start(b.counts).await?;
+    b.others
+        .lock()
+        .unwrap()
+        .extend([keyed.clone(), open.clone(), twin.clone()]);
+    let hello = scenario("bench-hello", json!({}));
+    let calls = [&keyed, &open, &twin].map(|h| h.call(hello.clone(), Some(30)));
+    for call in &calls {
+        drive(CLIENTS, b.counts.warmup * 4, call).await?;
+    }
+    let mut runs: [HelloRuns; 3] = Default::default();
+    // Each host in turn, the first of each turn rotating, so that all see the machine
+    // alike: at 1 client request by request, at 64 clients round by round.
+    for i in 0..b.counts.requests_single {
+        for k in 0..3 {
+            let h = (i + k) % 3;
+            runs[h].one(&calls[h]).await?;
+        }
+    }
+    let total = (b.counts.requests_total / AUTH_ROUNDS).max(CLIENTS);
+    for round in 0..AUTH_ROUNDS {
+        for k in 0..3 {
+            let h = (round + k) % 3;
+            runs[h].load(&calls[h], total).await?;
+        }
+    }
+    let [with, without, same] = runs;
+    // The check alone: what each request pays before its handler runs.
+    let key = std::fs::read_to_string(keyed.data.path().join("admin.key"))?;
+    let header = format!("Bearer {}", key.trim());
+    let n = b.counts.auth_calls;
+    let checked = time_authenticate(&keyed.host, Some(header.as_bytes()), n)?;
+    let unchecked = time_authenticate(&open.host, None, n)?;
+    let cost = checked.saturating_sub(unchecked);
+    let hello_cpu = with.cpu_each();
+    let share = cost.as_secs_f64() / hello_cpu.as_secs_f64().max(f64::MIN_POSITIVE);
+    let (p_with, p_without) = (with.p50(), without.p50());
+    let (r_with, r_without) = (with.rate(), without.rate());
+    // Each round's ratio: its median is what the load's drift does not move.
+    let median_round = |a: &HelloRuns, b: &HelloRuns| {
+        median_f64(a.rates.iter().zip(&b.rates).map(|(a, b)| a / b).collect())
+    };
+    let mid = median_round(&with, &without);
+    let twin_mid = median_round(&same, &with);
+    let p_same = same.p50();
+    Ok(vec![
+        Row::info(
+            "authenticate(): lookup + SHA-256 + compare, per request",
+            format!(
+                "{} ({} more than no auth's {})",
+                fmt_dur(checked),
+                fmt_dur(cost),
+                fmt_dur(unchecked)
+            ),
+        )
+        .target("< 2% of a hello's CPU", share < 0.02)
+        .baseline(
+            format!("hello CPU {}/execution", fmt_dur(hello_cpu)),
+            format!("{:.3}%", share * 100.0),
+        ),
+        Row::info(
+            "hello p50, 1 client, with a key on every request",
+            format!(
+                "{} ({})",
+                fmt_dur(p_with),
+                pct_diff(p_with.as_secs_f64(), p_without.as_secs_f64())
+            ),
+        )
+        .baseline(
+            format!("--insecure-no-auth {}", fmt_dur(p_without)),
+            ratio(p_with.as_secs_f64(), p_without.as_secs_f64()),
+        ),
+        Row::info(
+            format!(
+                "hello executions/s, {CLIENTS} clients x {}, with a key",
+                total * AUTH_ROUNDS
+            ),
+            format!(
+                "{} ({}; median of {AUTH_ROUNDS} rounds' ratios {})",
+                fmt_rate(r_with),
+                pct_diff(r_with, r_without),
+                pct_diff(mid, 1.0),
+            ),
+        )
+        .target("within 2% of no auth (median round)", mid >= 0.98)
+        .baseline(
+            format!("--insecure-no-auth {}", fmt_rate(r_without)),
+            ratio(r_with, r_without),
+        ),
+        Row::info(
+            "noise floor: a second host with keys vs the first",
+            format!(
+                "p50 {} ({}), executions/s {} (median round {})",
+                fmt_dur(p_same),
+                pct_diff(p_same.as_secs_f64(), p_with.as_secs_f64()),
+                fmt_rate(same.rate()),
+                pct_diff(twin_mid, 1.0)
+            ),
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 8: fairness between tenants
+
+/// The tenant with the backlog (B is the admin key's own, `default`).
+const BACKLOG_TENANT: &str = "backlog";
+/// Durable steps of each of A's executions: one activation of about this many commits.
+const BACKLOG_STEPS: u64 = 10;
+/// B's runs, alone and behind the backlog.
+const FAIR_RUNS: usize = 50;
+/// Resident slots of the fairness host: few, so that the backlog waits in the queue.
+const FAIR_RESIDENT: usize = 2;
+
+async fn fairness(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    use durable_host::tenants::{Caller, Role};
+    let f = Bench::start_with(b.counts, |o| o.max_resident = FAIR_RESIDENT).await?;
+    b.others.lock().unwrap().push(f.clone());
+    let admin = Caller {
+        tenant: DEFAULT_TENANT.into(),
+        role: Role::Admin,
+        key_id: None,
+    };
+    f.host
+        .tenants
+        .create(&admin, BACKLOG_TENANT, &Default::default())
+        .await?;
+    let bytes = std::fs::read(guest("conformance_guest")?)?;
+    f.host
+        .registry
+        .upload(BACKLOG_TENANT, FUNCTION, bytes, &Default::default())
+        .await?;
+    let backlog_input = steps_input(BACKLOG_STEPS);
+    f.invoke_in(Some(BACKLOG_TENANT), &backlog_input, Some(30))
+        .await?;
+    let one_step = f.call(scenario("step-basic", json!({"name": "b"})), Some(30));
+    drive(1, 5, &one_step).await?;
+    let alone = drive(1, FAIR_RUNS, &one_step).await?.latencies;
+
+    let n = b.counts.backlog;
+    let a_call = f.call_in(Some(BACKLOG_TENANT), backlog_input, None);
+    let invoked = drive(CLIENTS, n, &a_call).await?.elapsed;
+    let before = f.host.scheduler.queued();
+    let done_before = f.host.metrics.count(Status::Succeeded);
+    let behind = drive(1, FAIR_RUNS, &one_step).await?;
+    let after = f.host.scheduler.queued();
+    let done = f.host.metrics.count(Status::Succeeded) - done_before;
+    ensure!(
+        after > 0,
+        "A's backlog ran out while B ran ({before} queued before): nothing was measured"
+    );
+    // A's activations held the slots while B did not: their mean length.
+    let a_done = (done - FAIR_RUNS as i64).max(1) as u32;
+    let slot_time = behind.elapsed * FAIR_RESIDENT as u32;
+    let a_activation = slot_time.saturating_sub(alone.median() * FAIR_RUNS as u32) / a_done;
+    let (p_alone, p_behind) = (alone.median(), behind.latencies.median());
+    let limit = p_alone + a_activation * 2;
+    // First come, first served: B's next activation behind every queued one of A's.
+    let fifo = a_activation * before as u32 / FAIR_RESIDENT as u32;
+    Ok(vec![
+        Row::info(
+            format!("tenant B p50 (1 step), behind A's {n} queued executions"),
+            format!(
+                "{} (p90 {}, max {})",
+                fmt_dur(p_behind),
+                fmt_dur(behind.latencies.pct(90.0)),
+                fmt_dur(behind.latencies.pct(100.0))
+            ),
+        )
+        .target(
+            format!("<= alone + 2 of A's activations = {}", fmt_dur(limit)),
+            p_behind <= limit,
+        )
+        .baseline(
+            format!("B alone p50 {}", fmt_dur(p_alone)),
+            ratio(p_behind.as_secs_f64(), p_alone.as_secs_f64()),
+        ),
+        Row::info(
+            format!("A's backlog ({BACKLOG_STEPS} steps each, {FAIR_RESIDENT} slots)"),
+            format!(
+                "invoked in {}; {before} queued before B's runs, {after} after; one activation {}",
+                fmt_dur(invoked),
+                fmt_dur(a_activation)
+            ),
+        )
+        .baseline(
+            format!("first come, first served: B waits ~{}", fmt_dur(fifo)),
+            ratio(p_behind.as_secs_f64(), fifo.as_secs_f64()),
+        ),
+    ])
 }

@@ -68,6 +68,11 @@ pub struct Options {
     /// `memory_limit_mb`, `activation_timeout_secs`, `max_history_events` and
     /// `max_component_bytes`, the server's own).
     pub tenant_quotas: tenants::Quotas,
+    /// The addresses this host's listeners are bound to (the API, `--metrics-listen`):
+    /// guests may not reach them through an allowlisted name (`host_api::outbound`). A
+    /// wildcard address stands for every local address. Empty: nothing is protected (a host
+    /// used in-process, without listeners).
+    pub api_listen: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -89,6 +94,7 @@ impl Default for Options {
             max_json_depth: api::MAX_JSON_DEPTH,
             insecure_no_auth: false,
             tenant_quotas: tenants::Quotas::default(),
+            api_listen: Vec::new(),
         }
     }
 }
@@ -167,7 +173,9 @@ impl Host {
             opts.insecure_no_auth,
             scheduler.clone(),
         )?);
-        let outbound = Allowlist::parse(&opts.allow_outbound).map_err(anyhow::Error::msg)?;
+        let outbound = Allowlist::parse(&opts.allow_outbound)
+            .map_err(anyhow::Error::msg)?
+            .protecting(&opts.api_listen);
         let shared = Arc::new(Shared {
             db: db.clone(),
             timers: timers.clone(),
@@ -218,6 +226,9 @@ impl Host {
                 path = %path.display(),
                 "created tenant \"default\" and an admin API key; the key is in this file"
             );
+        }
+        for t in self.tenants.list() {
+            self.metrics.tenant(&t.name); // every tenant's series, at zero if it has none
         }
         let runnable = self.recover().await?;
         // After recovery's writes, before any activation or request changes anything.
@@ -345,7 +356,7 @@ impl Host {
                 let bytes = tenants::usage::ExecBytes::measure(&self.db, &rec.tenant, &id)?
                     .map_or(0, |b| b.total());
                 if let Some(status) = self.db.delete_execution(&rec.tenant, &id, at).await? {
-                    self.metrics.removed(status);
+                    self.metrics.removed(&rec.tenant, status);
                     self.tenants.usage.removed(&rec.tenant, &id, bytes);
                     deleted += 1;
                 }
@@ -373,13 +384,15 @@ impl Host {
     /// callback was resolved (its wake may have been lost in the crash).
     async fn recover(&self) -> anyhow::Result<Vec<ExecKey>> {
         self.load_timer_window(0)?;
-        let mut counts = std::collections::HashMap::<Status, i64>::new();
+        let mut counts = std::collections::HashMap::<(Arc<str>, Status), i64>::new();
         let mut runnable = Vec::new();
         let mut batch = Batch::new();
         let now = self.clock.now_ms();
         for rec in self.db.all_executions() {
             let rec = rec?;
-            *counts.entry(rec.status).or_default() += 1;
+            *counts
+                .entry((rec.tenant.as_str().into(), rec.status))
+                .or_default() += 1;
             if rec.status != Status::Running {
                 continue;
             }
@@ -415,10 +428,7 @@ impl Host {
                 id,
             });
         }
-        for status in Status::ALL {
-            self.metrics
-                .set(status, counts.get(&status).copied().unwrap_or(0));
-        }
+        self.metrics.set_counts(&counts);
         // A callback resolved (and fsynced) just before a crash may not have woken its
         // execution: wake suspended executions whose journal still awaits a resolved one.
         let mut woken = std::collections::HashSet::new();

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,7 +27,7 @@ struct Cli {
     command: Command,
 }
 
-// One value per process, parsed once: the size of `serve`'s flags costs nothing.
+// Built once per process: boxing `serve`'s arguments would save nothing worth the noise.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
@@ -48,6 +49,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
+    /// Also serve `GET /metrics`, without authentication, on this address (a loopback
+    /// address only; the API's own /metrics needs an admin key).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Where the database and compiled artifacts live.
     #[arg(long, default_value = "./durable-data")]
     data_dir: PathBuf,
@@ -317,6 +322,31 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             durable_host::api::MAX_JSON_DEPTH_LIMIT
         );
     }
+    if let Some(addr) = a.metrics_listen {
+        if !addr.ip().to_canonical().is_loopback() {
+            anyhow::bail!(
+                "--metrics-listen {addr}: it serves /metrics without authentication, so it \
+                 must be a loopback address (127.0.0.1, ::1)"
+            );
+        }
+    }
+    // Bound before the host opens: guests may not reach these addresses through an
+    // allowlisted name (`Options::api_listen`).
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("--listen {}", a.listen))?;
+    let metrics_listener = match a.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen {addr}"))?,
+        ),
+        None => None,
+    };
+    let mut api_listen = vec![listener.local_addr()?];
+    if let Some(l) = &metrics_listener {
+        api_listen.push(l.local_addr()?);
+    }
     let tenant_quotas = tenant_quotas(&a)?;
     let mut opts = durable_host::Options {
         data_dir: a.data_dir,
@@ -329,6 +359,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs_f64(a.header_read_timeout_secs),
         max_json_depth: a.max_json_depth,
         insecure_no_auth: a.insecure_no_auth,
+        api_listen,
         tenant_quotas,
         ..Default::default()
     };
@@ -352,16 +383,33 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     j.max_error_data_bytes = a.max_error_data_bytes;
     let host = durable_host::Host::open(opts)?;
     host.start().await?;
-    let listener = tokio::net::TcpListener::bind(a.listen).await?;
+    // Ctrl-C stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     tracing::info!(listen = %listener.local_addr()?, "durable-host serving");
     // The line tests and scripts wait for.
     eprintln!(
         "durable-host listening on http://{}",
         listener.local_addr()?
     );
-    durable_host::api::serve(listener, host, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    let metrics = match metrics_listener {
+        Some(l) => {
+            tracing::info!(listen = %l.local_addr()?, "serving /metrics without authentication");
+            eprintln!("durable-host metrics on http://{}/metrics", l.local_addr()?);
+            let serve = durable_host::api::serve_metrics(l, host.clone(), stopped(stop_rx.clone()));
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
+    durable_host::api::serve(listener, host, stopped(stop_rx)).await?;
+    if let Some(m) = metrics {
+        m.await??;
+    }
     Ok(())
 }

@@ -11,5 +11,6 @@ mod support;
 mod api;
 mod artifacts;
 mod limits;
+mod sandbox;
 mod stop_memory;
 mod store;

@@ -44,14 +44,15 @@ pub fn guest_bytes(name: &str) -> Vec<u8> {
     std::fs::read(guest(name)).unwrap()
 }
 
-/// `durable-host serve` on a free loopback port over `data`, with `args`; stderr piped
-/// (the harness reads the "listening on" line from it).
+/// `durable-host serve` over `data`, with `args`, on a free loopback port unless `args`
+/// give `--listen`; stderr piped (the harness reads the "listening on" line from it).
 fn serve_command(data: &Path, args: &[String]) -> Command {
     let mut c = Command::new(BIN);
-    c.arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
+    c.arg("serve");
+    if !args.iter().any(|a| a == "--listen") {
+        c.arg("--listen").arg("127.0.0.1:0");
+    }
+    c.arg("--data-dir")
         .arg(data)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -310,7 +311,10 @@ impl Server {
             .collect()
     }
 
-    /// A gauge or counter from /metrics.
+    /// A gauge or counter from /metrics: `name` is a metric with the labels to match, if
+    /// any (`durable_executions{status="running"}`); the answer is the sum of its series that
+    /// carry those labels, so a per-tenant metric reads as its total over tenants. Panics when
+    /// the metric is not exported at all.
     pub fn metric(&self, name: &str) -> f64 {
         let text = self
             .client
@@ -319,13 +323,7 @@ impl Server {
             .unwrap()
             .text()
             .unwrap();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)
-                    .filter(|rest| rest.starts_with(' '))
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
-            .unwrap_or_else(|| panic!("metric {name} not in:\n{text}"))
+        metric_in(&text, name).unwrap_or_else(|| panic!("metric {name} not in:\n{text}"))
     }
 }
 
@@ -333,6 +331,42 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A metric name and its `label="value"` pairs.
+fn series(s: &str) -> (&str, Vec<&str>) {
+    match s.split_once('{') {
+        Some((name, labels)) => (
+            name,
+            labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .collect(),
+        ),
+        None => (s, Vec::new()),
+    }
+}
+
+/// `Server::metric` over the Prometheus text `text`: `None` when the metric is not there
+/// (neither a `# TYPE` line nor a series).
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    let (metric, want) = series(name);
+    let mut found = text
+        .lines()
+        .any(|l| l.strip_prefix("# TYPE ").and_then(|t| t.split(' ').next()) == Some(metric));
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((s, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (m, labels) = series(s);
+        if m == metric && want.iter().all(|w| labels.contains(w)) {
+            sum += value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+            found = true;
+        }
+    }
+    found.then_some(sum)
 }
 
 /// `(event_type, id, name)` of each event, for compact exact comparisons.

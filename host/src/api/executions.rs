@@ -235,7 +235,7 @@ pub(super) async fn invoke(
         reserved.invoked(id, bytes);
         host.timers
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
-        host.metrics.created();
+        host.metrics.created(&caller.tenant);
         let finished = wait.map(|_| host.scheduler.on_finished(id));
         host.scheduler.wake(ExecKey {
             tenant: caller.tenant.as_ref().into(),

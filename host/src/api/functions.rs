@@ -201,21 +201,11 @@ async fn spool_upload(
     Ok(spool.finish().await?)
 }
 
-/// A settings object with its whole-number floats (`44.0`, an integer in JSON Schema) as
-/// integers, which serde's `u64` would refuse.
+/// A settings object with its whole-number floats as integers (see `integral_fields`).
 fn integral_numbers(text: &str) -> serde_json::Result<Value> {
     let mut v: Value = serde_json::from_str(text)?;
     if let Value::Object(fields) = &mut v {
-        for field in fields.values_mut() {
-            if let Some(f) = field
-                .as_f64()
-                .filter(|f| field.is_f64() && f.fract() == 0.0)
-            {
-                if (0.0..=u64::MAX as f64).contains(&f) {
-                    *field = Value::from(f as u64);
-                }
-            }
-        }
+        super::integral_fields(fields, &[]);
     }
     Ok(v)
 }

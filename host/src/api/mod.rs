@@ -37,7 +37,7 @@ pub use error::ApiError;
 pub use executions::{
     MAX_EXECUTION_PAGE, MAX_HISTORY_PAGE, MAX_LOG_PAGE, MAX_LOG_PAGE_BYTES, MAX_WAIT,
 };
-pub use serve::serve;
+pub use serve::{serve, serve_metrics};
 
 use crate::db::FunctionRecord;
 use crate::{settings, Host};
@@ -73,7 +73,9 @@ pub fn router(host: Arc<Host>) -> Router {
     router
         .route(
             "/v1/openapi.json",
-            get(move || async move { Json(spec.as_ref().clone()) }),
+            // Any valid key, whatever its role: the description holds no tenant's data,
+            // but DESIGN 8 leaves only /healthz open.
+            get(move |_: crate::tenants::Caller| async move { Json(spec.as_ref().clone()) }),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
@@ -87,39 +89,93 @@ pub fn router(host: Arc<Host>) -> Router {
 /// The OpenAPI description of the API (what `GET /v1/openapi.json` serves).
 pub fn openapi(host: &Arc<Host>) -> utoipa::openapi::OpenApi {
     let mut spec = routes(host).split_for_parts().1;
-    settings_bounds(&mut spec, &host.opts.runtime.defaults);
+    settings_bounds(&mut spec, host);
     auth::describe(&mut spec, &["/healthz"]);
     spec
 }
 
-/// The ranges of the settings fields (`settings::Patch`), which depend on the server's
-/// memory limit and so cannot be static attributes.
-fn settings_bounds(spec: &mut utoipa::openapi::OpenApi, d: &settings::Defaults) {
-    use utoipa::openapi::schema::Schema;
-    use utoipa::openapi::RefOr;
+/// The ranges of the settings fields (`settings::Patch`) and of the quotas
+/// (`tenants::Quotas`), some of which depend on the server's own limits and so cannot be
+/// static attributes.
+fn settings_bounds(spec: &mut utoipa::openapi::OpenApi, host: &Host) {
+    let d = &host.opts.runtime.defaults;
     let max_mb = (d.memory_limit_bytes / (1024 * 1024)) as u64;
-    let bounds = [
-        ("memory_limit_mb", max_mb),
-        (
-            "activation_timeout_secs",
-            settings::MAX_ACTIVATION_TIMEOUT_SECS,
-        ),
-        (
-            "execution_timeout_secs",
-            settings::MAX_EXECUTION_TIMEOUT_SECS,
-        ),
-        ("retention_secs", settings::MAX_RETENTION_SECS),
-    ];
-    let Some(RefOr::T(Schema::Object(patch))) = spec
+    set_ranges(
+        spec,
+        "Patch",
+        &[
+            ("memory_limit_mb", 1, max_mb),
+            (
+                "activation_timeout_secs",
+                1,
+                settings::MAX_ACTIVATION_TIMEOUT_SECS,
+            ),
+            (
+                "execution_timeout_secs",
+                1,
+                settings::MAX_EXECUTION_TIMEOUT_SECS,
+            ),
+            ("retention_secs", 1, settings::MAX_RETENTION_SECS),
+        ],
+    );
+    let b = &host.tenants.bounds;
+    set_ranges(
+        spec,
+        "Quotas",
+        &[
+            ("max_component_bytes", 1, b.max_component_bytes),
+            (
+                "max_concurrent_activations",
+                1,
+                b.max_concurrent_activations,
+            ),
+            ("max_functions", 0, MAX_JSON_INTEGER),
+            ("max_stored_bytes", 0, MAX_JSON_INTEGER),
+            ("max_active_executions", 0, MAX_JSON_INTEGER),
+            ("invocation_burst", 1, MAX_JSON_INTEGER),
+            ("memory_limit_mb", 1, b.memory_limit_mb),
+            ("activation_timeout_secs", 1, b.activation_timeout_secs),
+            ("max_history_events", 1, b.max_history_events),
+        ],
+    );
+    use utoipa::openapi::schema::{ArrayItems, Schema};
+    use utoipa::openapi::RefOr;
+    let Some(RefOr::T(Schema::Object(quotas))) = spec
         .components
         .as_mut()
-        .and_then(|c| c.schemas.get_mut("Patch"))
+        .and_then(|c| c.schemas.get_mut("Quotas"))
     else {
         return;
     };
-    for (field, max) in bounds {
-        if let Some(RefOr::T(Schema::Object(o))) = patch.properties.get_mut(field) {
-            o.minimum = Some(1.into());
+    if let Some(RefOr::T(Schema::Object(o))) = quotas.properties.get_mut("invocations_per_second") {
+        o.exclusive_minimum = Some(0.into());
+    }
+    if let Some(RefOr::T(Schema::Array(a))) = quotas.properties.get_mut("outbound_allowlist") {
+        if let ArrayItems::RefOrSchema(item) = &mut a.items {
+            if let RefOr::T(Schema::Object(o)) = item.as_mut() {
+                o.pattern = Some(crate::host_api::outbound::HOST_PORT_PATTERN.into());
+            }
+        }
+    }
+}
+
+/// The largest integer the description allows (`format: int64`).
+const MAX_JSON_INTEGER: u64 = i64::MAX as u64;
+
+/// Set `minimum`/`maximum` of integer fields of the schema `name`.
+fn set_ranges(spec: &mut utoipa::openapi::OpenApi, name: &str, ranges: &[(&str, u64, u64)]) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let Some(RefOr::T(Schema::Object(schema))) = spec
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(name))
+    else {
+        return;
+    };
+    for &(field, min, max) in ranges {
+        if let Some(RefOr::T(Schema::Object(o))) = schema.properties.get_mut(field) {
+            o.minimum = Some(min.into());
             o.maximum = Some(max.into());
         }
     }
@@ -244,6 +300,24 @@ fn json_object(text: &str, what: &str) -> ApiResult<()> {
         Err(ApiError::InvalidJson(format!(
             "the {what} must be a JSON object"
         )))
+    }
+}
+
+/// Whole-number floats (`44.0`, an integer in JSON Schema) among `fields` as integers,
+/// which serde's `u64` would refuse; `except` names fields that are numbers, not integers.
+fn integral_fields(fields: &mut serde_json::Map<String, serde_json::Value>, except: &[&str]) {
+    for (name, field) in fields.iter_mut() {
+        if except.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(f) = field
+            .as_f64()
+            .filter(|f| field.is_f64() && f.fract() == 0.0)
+        {
+            if (0.0..=u64::MAX as f64).contains(&f) {
+                *field = serde_json::Value::from(f as u64);
+            }
+        }
     }
 }
 

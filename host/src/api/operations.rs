@@ -1,16 +1,23 @@
 //! Operations endpoints: `GET /healthz` (up, or degraded/failed storage as a 503) and
-//! `GET /metrics` (Prometheus text). They read the host's state and counters; they change
-//! nothing.
+//! `GET /metrics` (Prometheus text), the latter on the API and, through `metrics_router`,
+//! on the `--metrics-listen` listener; both render with `render`. They read the host's
+//! state and counters; they change nothing.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
 
-use super::{ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState};
 use crate::db::{Status, StorageState};
+use crate::metrics::TenantMetrics;
 use crate::tenants::{Action, Caller};
+use crate::Host;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The host is up: {\"status\": \"ok\"}"),
@@ -46,9 +53,44 @@ pub(super) async fn healthz(State(host): AppState) -> Response {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(super) async fn metrics(State(host): AppState, caller: Caller) -> ApiResult {
     caller.require(Action::Administer)?;
+    Ok(exposition(&host))
+}
+
+/// The router of `--metrics-listen`: `GET /metrics` and nothing else, without
+/// authentication (the listener is refused unless it is a loopback address).
+pub fn metrics_router(host: Arc<Host>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(host): AppState| async move { exposition(&host) }),
+        )
+        .fallback(|| async { ApiError::NotFound("this listener serves GET /metrics only".into()) })
+        .with_state(host)
+}
+
+/// `GET /metrics` as both listeners answer it.
+fn exposition(host: &Host) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        render(host),
+    )
+        .into_response()
+}
+
+/// The Prometheus text of the host's metrics: per-tenant series with a `tenant` label, then
+/// the host-wide ones.
+pub fn render(host: &Host) -> String {
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let m = &host.metrics;
+    let tenants: Vec<(String, _)> = m
+        .tenants()
+        .into_iter()
+        .map(|(name, t)| (crate::metrics::label_value(&name), t))
+        .collect();
     let mut s = String::new();
     let _ = writeln!(s, "# HELP durable_resident_instances Live wasm instances.");
     let _ = writeln!(s, "# TYPE durable_resident_instances gauge");
@@ -57,41 +99,61 @@ pub(super) async fn metrics(State(host): AppState, caller: Caller) -> ApiResult 
         "durable_resident_instances {}",
         host.resident_instances()
     );
-    let _ = writeln!(s, "# HELP durable_executions Executions by status.");
+    let _ = writeln!(
+        s,
+        "# HELP durable_executions Executions by tenant and status."
+    );
     let _ = writeln!(s, "# TYPE durable_executions gauge");
-    for st in Status::ALL {
-        let _ = writeln!(
-            s,
-            "durable_executions{{status=\"{}\"}} {}",
-            st.as_str(),
-            m.count(st)
-        );
+    for (tenant, t) in &tenants {
+        for st in Status::ALL {
+            let _ = writeln!(
+                s,
+                "durable_executions{{tenant=\"{tenant}\",status=\"{}\"}} {}",
+                st.as_str(),
+                t.count(st)
+            );
+        }
     }
-    let counters = [
+    type Counter = fn(&TenantMetrics) -> &AtomicU64;
+    let per_tenant: [(&str, &str, Counter); 5] = [
         (
             "durable_activations_total",
             "Guest activations.",
-            m.activations.load(Relaxed),
+            |t| &t.activations,
         ),
         (
             "durable_suspensions_total",
             "Activations that ended suspended.",
-            m.suspensions.load(Relaxed),
+            |t| &t.suspensions,
         ),
         (
             "durable_traps_total",
             "Activations that ended in a trap or timeout.",
-            m.traps.load(Relaxed),
+            |t| &t.traps,
         ),
         (
-            "durable_compiles_total",
-            "Components compiled: uploads, and loads that found no usable artifact.",
-            m.compiles.load(Relaxed),
+            "durable_steps_replayed_total",
+            "Steps whose recorded result was returned to the guest again (replays).",
+            |t| &t.steps_replayed,
         ),
         (
             "durable_host_failures_total",
             "Activations that failed in the host (storage, loading) and were scheduled to run again.",
-            m.host_failures.load(Relaxed),
+            |t| &t.host_failures,
+        ),
+    ];
+    for (name, help, counter) in per_tenant {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (tenant, t) in &tenants {
+            let v = counter(t).load(Relaxed);
+            let _ = writeln!(s, "{name}{{tenant=\"{tenant}\"}} {v}");
+        }
+    }
+    let counters = [
+        (
+            "durable_compiles_total",
+            "Components compiled: uploads, and loads that found no usable artifact.",
+            m.compiles.load(Relaxed),
         ),
         (
             "durable_fsyncs_total",
@@ -157,12 +219,5 @@ pub(super) async fn metrics(State(host): AppState, caller: Caller) -> ApiResult 
     for (name, help, v) in gauges {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        s,
-    )
-        .into_response())
+    s
 }

@@ -41,7 +41,27 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let header_read_timeout = host.opts.header_read_timeout;
-    let router = super::router(host);
+    serve_router(listener, super::router(host), header_read_timeout, shutdown).await
+}
+
+/// Serve `GET /metrics` alone, without authentication, on `listener` (`--metrics-listen`),
+/// with the same connection handling as the API, until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    host: Arc<Host>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let header_read_timeout = host.opts.header_read_timeout;
+    let router = super::operations::metrics_router(host);
+    serve_router(listener, router, header_read_timeout, shutdown).await
+}
+
+async fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -74,6 +74,7 @@ pub struct WhoAmI {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     name: String,
     /// Quotas to set (others take the server's defaults).
     #[schema(value_type = Option<Quotas>)]
@@ -92,8 +93,11 @@ struct TenantChange {
 #[serde(deny_unknown_fields)]
 struct KeyRequest {
     role: Role,
+    /// For people: 1-128 characters, no control characters.
+    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$")]
     name: String,
-    /// RFC 3339; after it the key is refused.
+    /// RFC 3339, in the future; after it the key is refused.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
 
@@ -126,7 +130,12 @@ fn parse<T: serde::de::DeserializeOwned>(
     let b = body(b)?;
     let text = json_text(host, &b, what)?;
     json_object(&text, what)?;
-    serde_json::from_str(&text).map_err(|e| ApiError::BadRequest(format!("the {what}: {e}")))
+    let mut v: Value = serde_json::from_str(&text)
+        .map_err(|e| ApiError::InvalidJson(format!("the {what} is not valid JSON: {e}")))?;
+    if let Some(Value::Object(q)) = v.get_mut("quotas") {
+        super::integral_fields(q, &["invocations_per_second"]);
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("the {what}: {e}")))
 }
 
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
@@ -143,6 +152,8 @@ pub(super) async fn create_tenant(
         .tenants
         .create(&caller, &req.name, &req.quotas.unwrap_or_default())
         .await?;
+    // Its series exist from now on, at zero.
+    host.metrics.tenant(&t.name);
     Ok((StatusCode::CREATED, Json(tenant_view(&host, &t)?)).into_response())
 }
 
@@ -201,6 +212,7 @@ pub(super) async fn delete_tenant(
 ) -> ApiResult {
     caller.require(Action::Administer)?;
     host.tenants.delete(&caller, &tenant).await?;
+    host.metrics.forget(&tenant);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

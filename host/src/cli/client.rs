@@ -2,6 +2,10 @@
 //! (unreachable server, API error envelope, transport error, unexpected body) to one
 //! [`Error`].
 //!
+//! Every request carries the API key (`Authorization: Bearer`, marked sensitive so that it
+//! never shows in reqwest's debug output) and, when one is chosen, the tenant to act in
+//! (`Durable-Tenant`). A 401 says how to give a key; a 403 how to see the key's role.
+//!
 //! Uses `reqwest::blocking`, which runs its own runtime on a thread of its own: it must
 //! never be called from inside a tokio runtime, so the client commands run without one.
 //! Knows the API's error envelope, not its resources.
@@ -9,10 +13,15 @@
 use std::time::Duration;
 
 use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, Url};
 use serde_json::Value;
 
+use super::auth::Credentials;
 use super::Error;
+
+/// The header that makes an admin key act in another tenant.
+pub const TENANT_HEADER: &str = "durable-tenant";
 
 /// How long an ordinary request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,14 +124,25 @@ impl<'a> Request<'a> {
     }
 }
 
-/// The API at one base URL.
+/// The API at one base URL, as one key (in one tenant).
 pub struct Client {
     http: reqwest::blocking::Client,
     base: Url,
+    credentials: Credentials,
+    /// `Authorization: Bearer <key>`, sensitive; `None` without a key.
+    authorization: Option<HeaderValue>,
+    /// `Durable-Tenant: <name>`, when a tenant is chosen.
+    tenant: Option<HeaderValue>,
 }
 
 impl Client {
-    pub fn new(server: &str) -> Result<Client, Error> {
+    /// The client of the server at `server`, sending `credentials`' key and acting in
+    /// `tenant` (the key's own tenant when `None`).
+    pub fn new(
+        server: &str,
+        credentials: Credentials,
+        tenant: Option<&str>,
+    ) -> Result<Client, Error> {
         let base = Url::parse(server)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
@@ -137,12 +157,44 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| Error::Http(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Client { http, base })
+        let authorization = match &credentials.key {
+            Some((key, source)) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .map_err(|_| {
+                        Error::Usage(format!(
+                            "the API key from {source} cannot be sent in an HTTP header"
+                        ))
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let tenant = match tenant {
+            Some(name) => Some(
+                HeaderValue::from_str(name)
+                    .map_err(|_| Error::Usage(format!("--tenant {name:?} is not a tenant name")))?,
+            ),
+            None => None,
+        };
+        Ok(Client {
+            http,
+            base,
+            credentials,
+            authorization,
+            tenant,
+        })
     }
 
     /// The server's URL without a trailing slash, for messages.
     pub fn server(&self) -> String {
         self.base.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// Where the key this client sends came from (`--api-key`, the variable, a file's
+    /// path), for messages; `None` without a key.
+    pub fn key_source(&self) -> Option<String> {
+        self.credentials.key.as_ref().map(|(_, s)| s.to_string())
     }
 
     /// Send `req`; a 2xx answer is a [`Reply`], anything else an [`Error`].
@@ -182,6 +234,12 @@ impl Client {
             url.query_pairs_mut().extend_pairs(&req.query);
         }
         let mut b = self.http.request(req.method, url);
+        if let Some(auth) = &self.authorization {
+            b = b.header(AUTHORIZATION, auth.clone());
+        }
+        if let Some(tenant) = &self.tenant {
+            b = b.header(TENANT_HEADER, tenant.clone());
+        }
         for (name, value) in req.headers {
             b = b.header(name, value);
         }
@@ -209,9 +267,15 @@ impl Client {
         }
     }
 
-    /// A non-2xx answer: the API's `{"error": {"code", "message"}}`, or whatever came.
+    /// A non-2xx answer: the API's `{"error": {"code", "message"}}`, or whatever came,
+    /// with a hint for the answers the caller's key or tenant explain.
     fn api_error(&self, resp: Response) -> Error {
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = resp.text().unwrap_or_default();
         let envelope = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
             let e = v.get("error")?;
@@ -229,10 +293,17 @@ impl Client {
             };
             (reason.replace(' ', "_"), body)
         });
+        let hint = match status.as_u16() {
+            401 => Some(self.credentials.unauthorized_hint()),
+            403 => Some("`durable-host whoami` shows this key's tenant and role".to_string()),
+            429 => retry_after.map(|s| format!("retry after {s} s")),
+            _ => None,
+        };
         Error::Api {
             status: status.as_u16(),
             code,
             message,
+            hint,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The command-line client: the `durable-host` subcommands other than `serve` (`deploy`,
-//! `invoke`, `executions`, `get`, `history`, `logs`, `callback`, `stop`, ...), each one
-//! or a few HTTP requests to a running server.
+//! `invoke`, `executions`, `get`, `history`, `logs`, `callback`, `stop`, `tenants`, `keys`,
+//! `whoami`, ...), each one or a few HTTP requests to a running server, authenticated by an
+//! API key (`auth`: `--api-key`, `DURABLE_API_KEY` or the server's `admin.key` file).
 //!
 //! Owns argument shapes, exit codes and output formats; knows the API only through its
 //! HTTP contract (no `durable_host` types). Runs without a tokio runtime (`reqwest::blocking`
@@ -10,16 +11,19 @@
 //! Exit codes: 0 done; 1 the execution ended `failed`, `timed_out` or `stopped` (`invoke`,
 //! `history --follow`); 2 an error, reported as one `error: ...` line on stderr.
 
+mod auth;
 mod callbacks;
 mod client;
 mod executions;
 mod functions;
 mod history;
 mod input;
+mod keys;
 mod render;
 mod spinner;
 mod sse;
 mod table;
+mod tenants;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -27,6 +31,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use auth::Credentials;
 use client::Client;
 
 /// Where the server is when neither `--server` nor `DURABLE_SERVER` says.
@@ -48,6 +53,27 @@ pub struct Options {
     /// Print the raw JSON response bodies instead of tables.
     #[arg(long, global = true, help_heading = "Client options")]
     pub json: bool,
+    /// The API key, sent as `Authorization: Bearer KEY`. Default: DURABLE_API_KEY, else
+    /// the admin key the server wrote, $DURABLE_DATA_DIR/admin.key when that variable is
+    /// set, else ./durable-data/admin.key. (Other users can see arguments in the process
+    /// list: prefer the variable or the file.)
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Client options",
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+    /// Act in this tenant (an admin key acting in another tenant): sends
+    /// `Durable-Tenant: NAME`. Also the tenant of the `keys` commands.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Client options",
+        env = "DURABLE_TENANT",
+        value_name = "NAME"
+    )]
+    pub tenant: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +125,14 @@ pub enum Command {
         /// The execution id.
         id: String,
     },
+    /// Create, list, show, change and delete tenants and their quotas (admin keys).
+    #[command(subcommand)]
+    Tenants(tenants::Command),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(keys::Command),
+    /// Show the tenant, role and id of the API key in use, and where it was found.
+    Whoami,
 }
 
 /// A client command's failure. Every one is printed as `error: {self}` and exits with 2.
@@ -106,12 +140,14 @@ pub enum Command {
 pub enum Error {
     #[error("cannot reach the server at {server}: is `durable-host serve` running?")]
     Unreachable { server: String },
-    /// The API's `{"error": {"code", "message"}}` (or what came instead of it).
-    #[error("{status} {code}: {message}")]
+    /// The API's `{"error": {"code", "message"}}` (or what came instead of it), and what
+    /// the client can add (how to give a key after a 401).
+    #[error("{status} {code}: {message}{}", hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
     Api {
         status: u16,
         code: String,
         message: String,
+        hint: Option<String>,
     },
     /// Something wrong with the arguments that only shows once they are read.
     #[error("{0}")]
@@ -133,10 +169,12 @@ pub enum Exit {
     ExecutionFailed,
 }
 
-/// The state of a command: the API client, the output mode and stdout.
+/// The state of a command: the API client, the output mode, the chosen tenant and stdout.
 pub struct Ctx {
     client: Client,
     json: bool,
+    /// `--tenant`: the tenant acted in, when not the key's own.
+    tenant: Option<String>,
     out: io::Stdout,
 }
 
@@ -170,9 +208,11 @@ pub fn run(opts: &Options, command: Command) -> ExitCode {
 }
 
 fn dispatch(opts: &Options, command: Command) -> Result<Exit, Error> {
+    let credentials = Credentials::from_env(opts.api_key.as_deref())?;
     let ctx = Ctx {
-        client: Client::new(&opts.server)?,
+        client: Client::new(&opts.server, credentials, opts.tenant.as_deref())?,
         json: opts.json,
+        tenant: opts.tenant.clone(),
         out: io::stdout(),
     };
     match command {
@@ -188,5 +228,123 @@ fn dispatch(opts: &Options, command: Command) -> Result<Exit, Error> {
         Command::Logs { id } => executions::logs(&ctx, &id),
         Command::Callback(c) => callbacks::run(&ctx, c),
         Command::Stop { id } => executions::stop(&ctx, &id),
+        Command::Tenants(c) => tenants::run(&ctx, c),
+        Command::Keys(c) => keys::run(&ctx, c),
+        Command::Whoami => keys::whoami(&ctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// The client's part of the `durable-host` command line.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: Options,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        let mut argv = vec!["durable-host"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The global --tenant reaches every subcommand, beside the keys commands' own TENANT.
+    #[test]
+    fn the_tenant_is_global_and_the_keys_commands_take_their_own() {
+        type Case<'a> = (&'a [&'a str], Option<&'a str>, Option<&'a str>);
+        let cases: [Case; 6] = [
+            (&["keys", "list"], None, None),
+            (&["keys", "list", "acme"], None, Some("acme")),
+            (&["keys", "list", "--tenant", "beta"], Some("beta"), None),
+            (
+                &["--tenant", "beta", "keys", "list", "acme"],
+                Some("beta"),
+                Some("acme"),
+            ),
+            (
+                &["keys", "revoke", "0123456789ab", "acme"],
+                None,
+                Some("acme"),
+            ),
+            (
+                &["keys", "revoke", "--tenant", "b", "0123456789ab"],
+                Some("b"),
+                None,
+            ),
+        ];
+        for (args, global, own) in cases {
+            let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.opts.tenant.as_deref(), global, "{args:?}");
+            let got = match cli.command {
+                Command::Keys(keys::Command::List { tenant }) => tenant,
+                Command::Keys(keys::Command::Revoke { key_id, tenant }) => {
+                    assert_eq!(key_id, "0123456789ab");
+                    tenant
+                }
+                _ => panic!("{args:?}: not a keys command"),
+            };
+            assert_eq!(got.as_deref(), own, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_api_key_flag_goes_anywhere_on_the_line() {
+        for args in [
+            &["--api-key", "dh_x", "whoami"][..],
+            &["whoami", "--api-key", "dh_x"],
+            &["tenants", "list", "--api-key=dh_x"],
+        ] {
+            let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.opts.api_key.as_deref(), Some("dh_x"), "{args:?}");
+        }
+    }
+
+    /// Bad quotas, roles and durations are clap's usage errors: no request is made.
+    #[test]
+    fn bad_arguments_fail_while_parsing() {
+        for (args, want) in [
+            (
+                &["tenants", "create", "acme", "--quota", "max_functions"][..],
+                "is not KEY=VALUE",
+            ),
+            (&["tenants", "update", "acme"], "--quota <KEY=VALUE>"),
+            (
+                &["tenants", "update", "acme", "--quota", "x="],
+                "no value for x",
+            ),
+            (
+                &["keys", "create", "--role", "god", "--name", "n"],
+                "invalid value 'god'",
+            ),
+            (
+                &[
+                    "keys",
+                    "create",
+                    "--role",
+                    "reader",
+                    "--name",
+                    "n",
+                    "--expires-in",
+                    "3y",
+                ],
+                "is not a duration",
+            ),
+        ] {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Human renderings of the API's JSON: executions, functions, history events, log lines.
+//! Human renderings of the API's JSON: executions, functions, history events, log lines,
+//! tenants, keys and the caller's identity.
 //!
 //! Pure functions from `serde_json::Value` to text, no IO. Missing fields render as empty
 //! cells rather than failing, so a newer server with more or fewer fields still prints.
@@ -218,6 +219,124 @@ pub fn log_line(l: &Value) -> String {
     )
 }
 
+/// The quota whose `null` means the server's own list rather than no limit.
+const ALLOWLIST_QUOTA: &str = "outbound_allowlist";
+
+/// A quota's effective value: `unlimited` when the server sends none (for the allowlist,
+/// the server's own `--allow-outbound`).
+fn quota_value(name: &str, v: Option<&Value>) -> String {
+    match v {
+        None => String::new(),
+        Some(Value::Null) if name == ALLOWLIST_QUOTA => "(the server's --allow-outbound)".into(),
+        Some(Value::Null) => "unlimited".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) if items.is_empty() => "(none)".to_string(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `usage/limit` of one counted quota, `usage` alone when it has no limit.
+fn usage_of(t: &Value, quota: &str) -> String {
+    let usage = field(t.get("usage").unwrap_or(&Value::Null), quota);
+    let limit = t.get("quotas").and_then(|q| q.get(quota));
+    match limit {
+        Some(l) if !l.is_null() && !usage.is_empty() => format!("{usage}/{l}"),
+        _ => usage,
+    }
+}
+
+/// A tenant: its name and creation time, then every quota with its usage beside it where
+/// the server counts one.
+pub fn tenant(t: &Value) -> String {
+    let mut out = key_values(&[
+        ("name", field(t, "name")),
+        ("created_at", field(t, "created_at")),
+    ]);
+    let mut table = Table::new(&["QUOTA", "LIMIT", "USAGE"]);
+    let usage = t.get("usage").unwrap_or(&Value::Null);
+    if let Some(quotas) = t.get("quotas").and_then(Value::as_object) {
+        for (name, value) in quotas {
+            table.push(vec![
+                name.clone(),
+                quota_value(name, Some(value)),
+                field(usage, name),
+            ]);
+        }
+    }
+    out.push('\n');
+    out.push_str(&table.render());
+    out
+}
+
+pub fn tenants_table(tenants: &[Value]) -> String {
+    let mut t = Table::new(&["NAME", "FUNCTIONS", "ACTIVE EXECUTIONS", "CREATED"]);
+    for tenant in tenants {
+        t.push(vec![
+            field(tenant, "name"),
+            usage_of(tenant, "max_functions"),
+            usage_of(tenant, "max_active_executions"),
+            field(tenant, "created_at"),
+        ]);
+    }
+    t.render()
+}
+
+/// The answer to `keys create`: the whole key, with the warning that it is shown once.
+pub fn created_key(tenant: &str, k: &Value) -> String {
+    let expires = match field(k, "expires_at") {
+        e if e.is_empty() => "never".to_string(),
+        e => e,
+    };
+    let mut out = format!(
+        "created {} key {} ({:?}) in tenant {tenant}\n",
+        field(k, "role"),
+        field(k, "key_id"),
+        field(k, "name"),
+    );
+    out.push_str(&key_values(&[
+        ("key", field(k, "key")),
+        ("expires_at", expires),
+    ]));
+    out.push_str(
+        "\nThis is the only time the key is shown: the server keeps only a hash of it. \
+         Store it now (a secret store, or DURABLE_API_KEY for the client).\n",
+    );
+    out
+}
+
+pub fn keys_table(keys: &[Value]) -> String {
+    let mut t = Table::new(&["KEY_ID", "ROLE", "NAME", "CREATED", "EXPIRES"]);
+    for k in keys {
+        let expires = match field(k, "expires_at") {
+            e if e.is_empty() => "never".to_string(),
+            e => e,
+        };
+        t.push(vec![
+            field(k, "key_id"),
+            field(k, "role"),
+            field(k, "name"),
+            field(k, "created_at"),
+            expires,
+        ]);
+    }
+    t.render()
+}
+
+/// `whoami`: the key's tenant, role and id, and where the client found the key.
+pub fn whoami(w: &Value, key_from: Option<&str>) -> String {
+    key_values(&[
+        ("tenant", field(w, "tenant")),
+        ("role", field(w, "role")),
+        ("key_id", field(w, "key_id")),
+        ("key_from", key_from.unwrap_or("(no key sent)").to_string()),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +441,103 @@ mod tests {
             functions_table(&[json!({"name": "f"})]),
             "NAME  LATEST  VERSIONS  CREATED\nf\n"
         );
+    }
+
+    #[test]
+    fn a_tenant_shows_every_quota_with_usage_beside_the_counted_ones() {
+        let t = json!({
+            "name": "acme",
+            "created_at": "2025-01-01T00:00:00Z",
+            "quotas": {
+                "invocations_per_second": 2.5,
+                "max_functions": 10,
+                "memory_limit_mb": null,
+                "outbound_allowlist": ["a:80", "b:443"],
+                "max_stored_bytes": 1000,
+            },
+            "usage": {"max_functions": 3, "max_stored_bytes": 0},
+        });
+        assert_eq!(
+            tenant(&t),
+            "name        acme\n\
+             created_at  2025-01-01T00:00:00Z\n\
+             \n\
+             QUOTA                   LIMIT        USAGE\n\
+             invocations_per_second  2.5\n\
+             max_functions           10           3\n\
+             max_stored_bytes        1000         0\n\
+             memory_limit_mb         unlimited\n\
+             outbound_allowlist      a:80, b:443\n"
+        );
+    }
+
+    #[test]
+    fn the_tenants_table_shows_usage_over_limit() {
+        let tenants = [
+            json!({"name": "acme", "created_at": "T",
+                   "quotas": {"max_functions": 10, "max_active_executions": null},
+                   "usage": {"max_functions": 3, "max_active_executions": 7}}),
+            json!({"name": "empty"}),
+        ];
+        assert_eq!(
+            tenants_table(&tenants),
+            "NAME   FUNCTIONS  ACTIVE EXECUTIONS  CREATED\n\
+             acme   3/10       7                  T\n\
+             empty\n"
+        );
+    }
+
+    #[test]
+    fn a_created_key_is_shown_once_with_a_warning_and_keys_are_listed_without_it() {
+        let k = json!({"key_id": "0123456789ab", "key": "dh_0123456789ab_ff", "role": "invoker",
+                       "name": "ci", "created_at": "T", "expires_at": null});
+        let out = created_key("acme", &k);
+        assert!(
+            out.starts_with(
+                "created invoker key 0123456789ab (\"ci\") in tenant acme\n\
+                 key         dh_0123456789ab_ff\n\
+                 expires_at  never\n\n\
+                 This is the only time the key is shown"
+            ),
+            "{out}"
+        );
+        let listed = json!({"key_id": "0123456789ab", "role": "invoker", "name": "ci",
+                            "created_at": "T", "expires_at": "2026-01-01T00:00:00Z"});
+        assert_eq!(
+            keys_table(&[listed]),
+            "KEY_ID        ROLE     NAME  CREATED  EXPIRES\n\
+             0123456789ab  invoker  ci    T        2026-01-01T00:00:00Z\n"
+        );
+    }
+
+    #[test]
+    fn whoami_names_where_the_key_came_from() {
+        let w = json!({"tenant": "default", "role": "admin", "key_id": "0123456789ab"});
+        assert_eq!(
+            whoami(&w, Some("--api-key")),
+            "tenant    default\n\
+             role      admin\n\
+             key_id    0123456789ab\n\
+             key_from  --api-key\n"
+        );
+        assert!(whoami(&w, None).ends_with("key_from  (no key sent)\n"));
+    }
+
+    #[test]
+    fn a_null_allowlist_is_the_servers_and_an_empty_one_reaches_nothing() {
+        for (list, shown) in [
+            (Value::Null, "(the server's --allow-outbound)"),
+            (json!([]), "(none)"),
+            (json!(["a:80"]), "a:80"),
+        ] {
+            let t = json!({"quotas": {"outbound_allowlist": list, "max_functions": null}});
+            let out = tenant(&t);
+            let row = out
+                .lines()
+                .find(|l| l.starts_with("outbound_allowlist"))
+                .unwrap();
+            assert_eq!(row.split_once("  ").unwrap().1.trim(), shown, "{out}");
+            assert!(out.contains("max_functions       unlimited"), "{out}");
+        }
     }
 }

@@ -233,6 +233,10 @@ fn opening(dir: &Path, e: sled::Error) -> Error {
         ))
     } else if matches!(e, sled::Error::Corruption { .. }) {
         damaged(dir, &e.to_string())
+    } else if matches!(&e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound) {
+        // A file sled's own log points to (a blob, a segment) is missing: what a cut or
+        // damaged file reads as when the bytes left parse but name what is not there.
+        damaged(dir, &format!("{e}: a file they refer to is missing"))
     } else {
         Error::Sled(e)
     }

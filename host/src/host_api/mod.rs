@@ -256,6 +256,9 @@ pub struct HostState {
     pub tenant: Arc<str>,
     pub execution: ExecId,
     pub act: Activation,
+    /// Steps this activation replayed (their recorded result returned again), for the
+    /// tenant's `durable_steps_replayed_total`.
+    pub steps_replayed: u64,
     /// Log lines waiting to be written with the next batch.
     pending_logs: Vec<LogRecord>,
     pending_log_bytes: usize,
@@ -277,6 +280,23 @@ pub struct HostState {
     memory: Option<memory::Reservation>,
 }
 
+/// What `tenant`'s guests may reach: the server's `--allow-outbound` restricted to the
+/// tenant's `outbound_allowlist`. A stored list the host no longer parses allows nothing
+/// (it was checked when it was set; failing closed keeps the sandbox a sandbox).
+fn tenant_allowlist(shared: &Shared, tenant: &str) -> outbound::Allowlist {
+    let quotas = shared.tenants.quotas(tenant);
+    shared
+        .outbound
+        .restricted_to(quotas.outbound_allowlist.as_deref())
+        .unwrap_or_else(|e| {
+            tracing::error!(tenant, error = %e, "the tenant's outbound_allowlist: nothing allowed");
+            shared
+                .outbound
+                .restricted_to(Some(&[]))
+                .expect("an empty list parses")
+        })
+}
+
 impl HostState {
     pub fn new(
         shared: Arc<Shared>,
@@ -296,13 +316,14 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let hooks = outbound::Hooks::new(shared.outbound.clone());
+        let hooks = outbound::Hooks::new(Arc::new(tenant_allowlist(&shared, &tenant)));
         Self {
             _resident: ResidentGuard::new(shared.clone()),
             shared,
             tenant,
             execution,
             act,
+            steps_replayed: 0,
             pending_logs: Vec::new(),
             pending_log_bytes: 0,
             next_log_seq,
@@ -542,7 +563,7 @@ mod tests {
             clock.clone(),
             Default::default(),
             bounds,
-            true,
+            false,
             crate::scheduler::Scheduler::new(),
         )
         .unwrap();

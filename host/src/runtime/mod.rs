@@ -6,6 +6,7 @@
 //! (finished or suspended) the store and its linear memory are dropped, so a suspended
 //! execution holds no wasm resources.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::host_api::{HostFailure, HostState, Shared, Stopped, Suspend};
 use crate::journal::{
     error_types, Activation, ErrorObject, EventKind, Journal, Reply, Resolution, Violation,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TenantMetrics};
 use crate::registry::Registry;
 use crate::scheduler::{ExecKey, Outcome};
 use crate::settings::{self, Defaults, Limits};
@@ -165,7 +166,9 @@ impl Runtime {
     /// leaves the execution as its journal left it and runs it again after a growing delay.
     #[tracing::instrument(skip(self), fields(tenant = %key.tenant, execution_id = %crate::ids::execution_id_to_string(&key.id)))]
     pub async fn activate(&self, key: ExecKey) -> Outcome {
-        let outcome = match self.try_activate(&key).await {
+        // Looked up once: the activation counts into its tenant's atomics from here on.
+        let metrics = self.metrics.tenant(&key.tenant);
+        let outcome = match self.try_activate(&key, &metrics).await {
             Ok(o) => o,
             // The store refused a write for lack of space: nothing of it was written, so
             // the execution runs again (from its journal) once space returns.
@@ -185,9 +188,7 @@ impl Runtime {
                     *n
                 };
                 let delay = host_retry_delay(failures);
-                self.metrics
-                    .host_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.host_failures.fetch_add(1, Relaxed);
                 tracing::error!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "activation failed in the host; it runs again");
                 let due = self
                     .shared
@@ -213,7 +214,11 @@ impl Runtime {
         outcome
     }
 
-    async fn try_activate(&self, key: &ExecKey) -> anyhow::Result<Outcome> {
+    async fn try_activate(
+        &self,
+        key: &ExecKey,
+        metrics: &TenantMetrics,
+    ) -> anyhow::Result<Outcome> {
         let db = &self.shared.db;
         let Some(mut exec) = db.execution(&key.tenant, &key.id)? else {
             return Ok(Outcome::Finished);
@@ -228,10 +233,14 @@ impl Runtime {
         act.set_limits(self.shared.journal_limits(&key.tenant));
         if db.stop_request(&key.id)?.is_some() {
             self.shared.request_stop(key.id);
-            return self.finish(key, exec, &mut act, End::Stopped, None).await;
+            return self
+                .finish(key, metrics, exec, &mut act, End::Stopped, None)
+                .await;
         }
         if exec.deadline_ms.is_some_and(|d| now >= d) {
-            return self.finish(key, exec, &mut act, End::TimedOut, None).await;
+            return self
+                .finish(key, metrics, exec, &mut act, End::TimedOut, None)
+                .await;
         }
         let limits = self.limits(&key.tenant, &exec.function)?;
 
@@ -256,7 +265,7 @@ impl Runtime {
             }
         }
         if exec.status == Status::Suspended {
-            self.metrics.transition(exec.status, Status::Running);
+            metrics.transition(exec.status, Status::Running);
             exec.status = Status::Running;
             exec.updated_ms = now;
             batch.put_execution(&exec);
@@ -284,7 +293,7 @@ impl Runtime {
                     error,
                     invocation_error: true,
                 };
-                return self.finish(key, exec, &mut act, end, None).await;
+                return self.finish(key, metrics, exec, &mut act, end, None).await;
             }
         };
 
@@ -296,7 +305,7 @@ impl Runtime {
             .await
         {
             Ok(memory) => memory,
-            Err(end) => return self.finish(key, exec, &mut act, end, None).await,
+            Err(end) => return self.finish(key, metrics, exec, &mut act, end, None).await,
         };
         // The wait for memory may have taken a while: the deadline counts from now.
         let now = clock.now_ms();
@@ -344,9 +353,7 @@ impl Runtime {
                 Ok(wasmtime::UpdateDeadline::Yield(1))
             }
         });
-        self.metrics
-            .activations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.activations.fetch_add(1, Relaxed);
 
         let input = exec.input.clone();
         let guest = tokio::time::timeout(limit, async {
@@ -366,6 +373,9 @@ impl Runtime {
         };
 
         let state = store.data_mut();
+        metrics
+            .steps_replayed
+            .fetch_add(state.steps_replayed, Relaxed);
         let stdio = state.drain_stdio(true);
         let mut batch = Batch::new();
         state.flush_logs_into(&mut batch);
@@ -377,9 +387,7 @@ impl Runtime {
         let end = match run {
             Err(_elapsed) if deadline_first => Done(End::TimedOut),
             Err(_elapsed) => {
-                self.metrics
-                    .traps
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.traps.fetch_add(1, Relaxed);
                 Trapped(activation_timeout_error(limits.activation_timeout))
             }
             Ok(Ok(Ok(output))) if output.len() > max_payload => Done(End::Failed {
@@ -415,9 +423,7 @@ impl Runtime {
                 } else if err.downcast_ref::<ExecutionTimedOut>().is_some() {
                     Done(End::TimedOut)
                 } else if err.downcast_ref::<ActivationTimedOut>().is_some() {
-                    self.metrics
-                        .traps
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics.traps.fetch_add(1, Relaxed);
                     Trapped(activation_timeout_error(limits.activation_timeout))
                 } else if let Some(v) = err.downcast_ref::<Violation>() {
                     Done(End::Failed {
@@ -430,9 +436,7 @@ impl Runtime {
                     }
                     anyhow::bail!("{h}");
                 } else {
-                    self.metrics
-                        .traps
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics.traps.fetch_add(1, Relaxed);
                     let message = match err.downcast_ref::<wasmtime::Trap>() {
                         Some(trap) => trap.to_string(),
                         None => format!("{}", err.root_cause()),
@@ -500,7 +504,8 @@ impl Runtime {
                 }
             }
         };
-        self.finish(key, exec, &mut act, end, ic_error).await
+        self.finish(key, metrics, exec, &mut act, end, ic_error)
+            .await
     }
 
     /// Reserve `bytes` of the memory budget for this activation's instance, waiting in line
@@ -549,6 +554,7 @@ impl Runtime {
     async fn finish(
         &self,
         key: &ExecKey,
+        metrics: &TenantMetrics,
         mut exec: ExecutionRecord,
         act: &mut Activation,
         end: End,
@@ -594,9 +600,7 @@ impl Runtime {
                 (Status::Failed, Outcome::Finished)
             }
             End::Suspended => {
-                self.metrics
-                    .suspensions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.suspensions.fetch_add(1, Relaxed);
                 (Status::Suspended, Outcome::Suspended)
             }
             End::Again => (Status::Running, Outcome::Again),
@@ -655,7 +659,7 @@ impl Runtime {
                 },
             );
         }
-        self.metrics.transition(exec.status, status);
+        metrics.transition(exec.status, status);
         exec.status = status;
         exec.updated_ms = now;
         batch.put_execution(&exec);

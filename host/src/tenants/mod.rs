@@ -480,7 +480,7 @@ impl Tenants {
                 "only an admin key may create admin keys".into(),
             ));
         }
-        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
             return Err(Error::BadRequest(
                 "a key's name is 1-128 characters, none of them control characters".into(),
             ));

@@ -193,20 +193,22 @@ impl Quotas {
 
     /// Check every value set against its bounds.
     pub fn validate(&self, b: &Bounds) -> Result<(), String> {
+        // Unbounded quotas stop at the largest integer of the API description (int64).
+        const UNBOUNDED: u64 = i64::MAX as u64;
         let ranges = [
-            ("max_functions", self.max_functions, 0, u64::MAX),
+            ("max_functions", self.max_functions, 0, UNBOUNDED),
             (
                 "max_component_bytes",
                 self.max_component_bytes,
                 1,
                 b.max_component_bytes,
             ),
-            ("max_stored_bytes", self.max_stored_bytes, 0, u64::MAX),
+            ("max_stored_bytes", self.max_stored_bytes, 0, UNBOUNDED),
             (
                 "max_active_executions",
                 self.max_active_executions,
                 0,
-                u64::MAX,
+                UNBOUNDED,
             ),
             (
                 "max_concurrent_activations",
@@ -214,7 +216,7 @@ impl Quotas {
                 1,
                 b.max_concurrent_activations,
             ),
-            ("invocation_burst", self.invocation_burst, 1, u64::MAX),
+            ("invocation_burst", self.invocation_burst, 1, UNBOUNDED),
             (
                 "memory_limit_mb",
                 self.memory_limit_mb,
@@ -249,8 +251,7 @@ impl Quotas {
             }
         }
         if let Some(list) = &self.outbound_allowlist {
-            crate::host_api::outbound::Allowlist::parse(list)
-                .map_err(|e| format!("outbound_allowlist: {e}"))?;
+            crate::host_api::outbound::Allowlist::check_entries(list)?;
         }
         Ok(())
     }
