@@ -34,7 +34,7 @@ use crate::journal::{error_types, ErrorObject, EventKind, Journal};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::scheduler::{ExecKey, Scheduler};
+use crate::scheduler::{ExecKey, Outcome, Scheduler};
 use crate::tenants::Tenants;
 use crate::timer::{Clock, SystemClock, Timers};
 
@@ -242,10 +242,13 @@ impl Host {
                     let rt = rt.clone();
                     async move {
                         let outcome = rt.activate(key.clone()).await;
-                        // What the activation wrote and the status it left, counted against
-                        // the tenant's quotas before the next activation of this execution.
+                        // What the activation wrote, counted against the tenant's quotas
+                        // before the next activation of this execution; `Finished` is an
+                        // execution that has ended (or is gone).
                         let usage = &rt.shared.tenants.usage;
-                        if let Err(e) = usage.settle(&rt.shared.db, &key.tenant, &key.id) {
+                        let ended = outcome == Outcome::Finished;
+                        let db = &rt.shared.db;
+                        if let Err(e) = usage.settle(db, &key.tenant, &key.id, ended) {
                             tracing::error!(error = %e, "counting an activation's usage failed");
                         }
                         outcome

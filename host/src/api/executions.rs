@@ -197,6 +197,7 @@ pub(super) async fn invoke(
             kind: TimerKind::Deadline,
         };
         batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
+        let written = batch.written_for(&caller.tenant, &id);
         match (&key, &input_sha256) {
             (Some(key), Some(input_sha256)) => {
                 let claim = IdempotencyRecord {
@@ -224,15 +225,7 @@ pub(super) async fn invoke(
             }
             _ => host.db.commit(batch, Durability::Sync).await?,
         }
-        // Counted from its stored size; were that read to fail, the activation's end counts
-        // it from the start instead.
-        let bytes = ExecBytes::measure(&host.db, &caller.tenant, &id)
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "measuring a new execution failed");
-                None
-            })
-            .unwrap_or_default();
-        reserved.invoked(id, bytes);
+        reserved.invoked(id, ExecBytes::from(written));
         host.timers
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
         host.metrics.created(&caller.tenant);

@@ -46,7 +46,7 @@ use commit::{is_no_space, no_space_message, sled_no_space};
 use commit::{Applied, CommitRequest, Committer, Mode, Work};
 pub use keys::ExecId;
 pub use records::*;
-pub use sizes::Appended;
+pub use sizes::{Appended, Written};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

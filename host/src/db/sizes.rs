@@ -1,12 +1,12 @@
-//! Reads for the tenants' quotas: how many bytes an execution's records take in the store,
-//! and the idempotency claim an invocation would replay. Read-only, like every `Store`
-//! method outside the commit thread.
+//! Reads for the tenants' quotas: how many bytes an execution's records take in the store
+//! (or a batch will write for it), and the idempotency claim an invocation would replay.
+//! Read-only, like every `Store` method outside the commit thread.
 //!
 //! A size is the bytes of the stored values (encoded records: the format byte and
 //! postcard), not of their keys: what a tenant's data takes (inputs, outputs, step results,
 //! errors, log messages), independent of how the store lays out its keys.
 
-use super::{decode, keys, ExecId, ExecutionRecord, IdempotencyRecord, Result, Store};
+use super::{decode, keys, wal, Batch, ExecId, ExecutionRecord, IdempotencyRecord, Result, Store};
 
 /// The execution's entries of one appended table (history or logs) after a sequence
 /// number: the last sequence number seen (or the one given, if none is newer) and the
@@ -17,18 +17,50 @@ pub struct Appended {
     pub bytes: u64,
 }
 
-impl Store {
-    /// An execution record with the bytes its stored value takes.
-    pub fn execution_sized(
-        &self,
-        tenant: &str,
-        id: &ExecId,
-    ) -> Result<Option<(ExecutionRecord, u64)>> {
-        let key = keys::execution(tenant, id);
-        match self.data.get(&key)? {
-            Some(v) => Ok(Some((decode(&key, &v)?, v.len() as u64))),
-            None => Ok(None),
+/// What a batch writes for one execution: the bytes of its record (if it puts one) and of
+/// the history events and log lines it puts, with their last sequence numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub record: u64,
+    pub history: Appended,
+    pub logs: Appended,
+}
+
+impl Batch {
+    /// What this batch writes for execution `id` (of `tenant`), as the store will hold it.
+    pub fn written_for(&self, tenant: &str, id: &ExecId) -> Written {
+        let record = keys::execution(tenant, id);
+        let (history, logs) = (keys::history_of(id), keys::logs_of(id));
+        let seq = |k: &[u8], prefix: &[u8]| {
+            k.get(prefix.len()..)
+                .and_then(|s| <[u8; 4]>::try_from(s).ok())
+                .map(u32::from_be_bytes)
+        };
+        let mut w = Written::default();
+        for op in &self.ops {
+            let wal::Op::Put(k, v) = op else { continue };
+            let len = v.len() as u64;
+            if *k == record {
+                w.record = len;
+            } else if let Some(n) = seq(k, &history).filter(|_| k.starts_with(&history)) {
+                w.history.bytes += len;
+                w.history.last_seq = w.history.last_seq.max(n);
+            } else if let Some(n) = seq(k, &logs).filter(|_| k.starts_with(&logs)) {
+                w.logs.bytes += len;
+                w.logs.last_seq = w.logs.last_seq.max(n);
+            }
         }
+        w
+    }
+}
+
+impl Store {
+    /// The bytes the stored value of an execution record takes (`None`: no such record).
+    pub fn execution_size(&self, tenant: &str, id: &ExecId) -> Result<Option<u64>> {
+        Ok(self
+            .data
+            .get(keys::execution(tenant, id))?
+            .map(|v| v.len() as u64))
     }
 
     /// Every execution record of every tenant with the bytes its value takes (start-up).
@@ -141,12 +173,12 @@ mod tests {
             position: "1".into(),
         };
         batch.put_log(&id, 1, &line);
+        let written = batch.written_for("t", &id);
         store.commit(batch, Durability::Lazy).await.unwrap();
 
-        let (read, bytes) = store.execution_sized("t", &id).unwrap().unwrap();
-        assert_eq!(read, rec);
+        let bytes = store.execution_size("t", &id).unwrap().unwrap();
         assert_eq!(bytes, super::super::encode(&rec).len() as u64);
-        assert_eq!(store.execution_sized("u", &id).unwrap(), None);
+        assert_eq!(store.execution_size("u", &id).unwrap(), None);
         let all: Vec<_> = store.all_executions_sized().collect::<Result<_>>().unwrap();
         assert_eq!(all, vec![(rec, bytes)]);
 
@@ -172,6 +204,14 @@ mod tests {
         let logs = store.log_bytes_after(&id, 0).unwrap();
         assert_eq!(logs.last_seq, 1);
         assert_eq!(logs.bytes, super::super::encode(&line).len() as u64);
+        // What the batch said it would write is what the store holds.
+        let held = Written {
+            record: bytes,
+            history: h,
+            logs,
+        };
+        assert_eq!(written, held);
+        assert_eq!(store.execution_size("t", &other).unwrap(), None);
         assert_eq!(
             store.history_bytes_after(&[1; 16], 0).unwrap(),
             Appended::default()

@@ -16,11 +16,11 @@
 //! Exact across restarts and crashes: `load` derives every count from the stored records
 //! at start (after recovery has written what it writes, before any activation runs), and
 //! after that each change is counted right after the commit that makes it: an upload
-//! (`Reservation::uploaded`), an invocation (`Reservation::invoked`, its record and first
-//! event), each activation's end (`settle`: the record, and the history and log entries
-//! appended since the last settle), a function's deletion and an execution's deletion
-//! (`removed`, measured from the store just before). Between an activation's start and its
-//! end, what it has written so far is not yet counted.
+//! (`Reservation::uploaded`), an invocation (`Reservation::invoked`: its record and first
+//! event, as its batch writes them), each activation's end (`settle`: the record, and the
+//! history and log entries appended since the last settle), a function's deletion and an
+//! execution's deletion (`removed`, measured from the store just before). Between an
+//! activation's start and its end, what it has written so far is not yet counted.
 //!
 //! Concurrent requests cannot overshoot a count: a request reserves what it will add
 //! (`Reservation`) under the same lock that checks it, and gives the reservation back when
@@ -57,6 +57,18 @@ pub struct ExecBytes {
     pub log_seq: u32,
 }
 
+impl From<db::Written> for ExecBytes {
+    fn from(w: db::Written) -> Self {
+        ExecBytes {
+            record: w.record,
+            history: w.history.bytes,
+            history_seq: w.history.last_seq,
+            logs: w.logs.bytes,
+            log_seq: w.logs.last_seq,
+        }
+    }
+}
+
 impl ExecBytes {
     pub fn total(&self) -> u64 {
         self.record + self.history + self.logs
@@ -64,7 +76,7 @@ impl ExecBytes {
 
     /// Everything `id` holds in the store now (`None`: no such execution).
     pub fn measure(db: &Store, tenant: &str, id: &ExecId) -> db::Result<Option<ExecBytes>> {
-        let Some((_, record)) = db.execution_sized(tenant, id)? else {
+        let Some(record) = db.execution_size(tenant, id)? else {
             return Ok(None);
         };
         let h = db.history_bytes_after(id, 0)?;
@@ -278,10 +290,12 @@ impl Counters {
     }
 
     /// Count what an activation of `id` changed: its record now, and what it appended to
-    /// its history and logs. An execution that has ended stops counting as active (its
-    /// bytes stay until it is deleted). Call once the activation has ended, so that no other
-    /// activation of `id` runs meanwhile (the scheduler's guarantee).
-    pub fn settle(&self, db: &Store, tenant: &str, id: &ExecId) -> db::Result<()> {
+    /// its history and logs. An execution that has `ended` (the activation said so, or its
+    /// record is gone) stops counting as active; its bytes stay until it is deleted. Call
+    /// once the activation has ended, so that no other activation of `id` runs meanwhile
+    /// (the scheduler's guarantee). Costs a read of the record's size and two range reads
+    /// of what is new, no decoding.
+    pub fn settle(&self, db: &Store, tenant: &str, id: &ExecId, ended: bool) -> db::Result<()> {
         let Some(before) = self
             .lock()
             .get(tenant)
@@ -289,7 +303,7 @@ impl Counters {
         else {
             return Ok(()); // not active (already ended, or not counted)
         };
-        let rec = db.execution_sized(tenant, id)?;
+        let record = db.execution_size(tenant, id)?;
         let h = db.history_bytes_after(id, before.history_seq)?;
         let l = db.log_bytes_after(id, before.log_seq)?;
         let mut all = self.lock();
@@ -300,10 +314,10 @@ impl Counters {
         if t.live.get(id) != Some(&before) {
             return Ok(());
         }
-        let (ended, after) = match rec {
+        let (ended, after) = match record {
             None => (true, ExecBytes::default()),
-            Some((rec, record)) => (
-                rec.status.is_terminal(),
+            Some(record) => (
+                ended,
                 ExecBytes {
                     record,
                     history: before.history + h.bytes,
@@ -575,8 +589,14 @@ mod tests {
             },
         );
         batch.put_event(&id, &e);
+        let written = batch.written_for("t", &id);
         db.commit(batch, Durability::Lazy).await.unwrap();
-        r.invoked(id, ExecBytes::measure(&db, "t", &id).unwrap().unwrap());
+        assert_eq!(
+            ExecBytes::from(written),
+            ExecBytes::measure(&db, "t", &id).unwrap().unwrap(),
+            "what the batch writes is what the store holds"
+        );
+        r.invoked(id, written.into());
         let u = agree(&c, "an invocation");
         assert_eq!(u.max_active_executions, 1);
         assert!(u.max_stored_bytes > 1000);
@@ -617,7 +637,7 @@ mod tests {
             }
             batch.put_execution(&rec);
             db.commit(batch, Durability::Lazy).await.unwrap();
-            c.settle(&db, "t", &id).unwrap();
+            c.settle(&db, "t", &id, status.is_terminal()).unwrap();
             agree(&c, &format!("activation {n}"));
         }
         let u = c.usage("t");
@@ -625,7 +645,7 @@ mod tests {
         let measured = ExecBytes::measure(&db, "t", &id).unwrap().unwrap();
         assert_eq!(u.max_stored_bytes, 1000 + measured.total());
         // A settle after the end changes nothing.
-        c.settle(&db, "t", &id).unwrap();
+        c.settle(&db, "t", &id, true).unwrap();
         assert_eq!(c.usage("t"), u);
 
         // Its retention ends.
