@@ -34,7 +34,7 @@ use crate::journal::{error_types, ErrorObject, EventKind, Journal};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::scheduler::{ExecKey, Scheduler};
+use crate::scheduler::{ExecKey, Outcome, Scheduler};
 use crate::tenants::Tenants;
 use crate::timer::{Clock, SystemClock, Timers};
 
@@ -164,12 +164,14 @@ impl Host {
         )?);
         let timers = Timers::new(clock.clone());
         let (defaults, bounds) = tenant_defaults(&opts);
+        let scheduler = Scheduler::new();
         let tenants = Arc::new(Tenants::load(
             db.clone(),
             clock.clone(),
             defaults,
             bounds,
             opts.insecure_no_auth,
+            scheduler.clone(),
         )?);
         let outbound = Allowlist::parse(&opts.allow_outbound)
             .map_err(anyhow::Error::msg)?
@@ -199,7 +201,7 @@ impl Host {
             db,
             registry,
             runtime,
-            scheduler: Scheduler::new(),
+            scheduler,
             timers,
             metrics,
             tenants,
@@ -229,6 +231,8 @@ impl Host {
             self.metrics.tenant(&t.name); // every tenant's series, at zero if it has none
         }
         let runnable = self.recover().await?;
+        // After recovery's writes, before any activation or request changes anything.
+        self.tenants.count_usage()?;
 
         let rt = self.runtime.clone();
         tokio::spawn(
@@ -236,7 +240,19 @@ impl Host {
                 .clone()
                 .run(self.opts.max_resident, move |key| {
                     let rt = rt.clone();
-                    async move { rt.activate(key).await }
+                    async move {
+                        let outcome = rt.activate(key.clone()).await;
+                        // What the activation wrote, counted against the tenant's quotas
+                        // before the next activation of this execution; `Finished` is an
+                        // execution that has ended (or is gone).
+                        let usage = &rt.shared.tenants.usage;
+                        let ended = outcome == Outcome::Finished;
+                        let db = &rt.shared.db;
+                        if let Err(e) = usage.settle(db, &key.tenant, &key.id, ended) {
+                            tracing::error!(error = %e, "counting an activation's usage failed");
+                        }
+                        outcome
+                    }
                 }),
         );
 
@@ -339,8 +355,12 @@ impl Host {
                 return Ok(deleted);
             }
             for (at, id, rec) in due {
+                // Measured before: nothing writes to a finished execution.
+                let bytes = tenants::usage::ExecBytes::measure(&self.db, &rec.tenant, &id)?
+                    .map_or(0, |b| b.total());
                 if let Some(status) = self.db.delete_execution(&rec.tenant, &id, at).await? {
                     self.metrics.removed(&rec.tenant, status);
+                    self.tenants.usage.removed(&rec.tenant, &id, bytes);
                     deleted += 1;
                 }
             }
@@ -349,7 +369,9 @@ impl Host {
 
     /// What `tenant` uses of its counted quotas.
     pub fn usage(&self, tenant: &str) -> db::Result<tenants::quota::Usage> {
-        tenants::usage::usage(&self.db, &self.scheduler, tenant)
+        let mut u = self.tenants.usage.usage(tenant);
+        u.max_concurrent_activations = self.scheduler.resident_of(tenant) as u64;
+        Ok(u)
     }
 
     pub fn callbacks(&self) -> callbacks::Callbacks<'_> {

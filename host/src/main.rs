@@ -138,6 +138,29 @@ struct ServeArgs {
     /// --listen is a loopback address.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Functions a tenant may have, for tenants that set no max_functions.
+    #[arg(long, default_value_t = 1000)]
+    tenant_max_functions: u64,
+    /// Bytes a tenant may store (its components' versions, and its executions' records,
+    /// histories and logs), for tenants that set no max_stored_bytes. Default: no limit.
+    #[arg(long)]
+    tenant_max_stored_bytes: Option<u64>,
+    /// Executions running or suspended a tenant may have, for tenants that set no
+    /// max_active_executions.
+    #[arg(long, default_value_t = 1_000_000)]
+    tenant_max_active_executions: u64,
+    /// Activations a tenant may have in progress at once (its share of --max-resident), for
+    /// tenants that set no max_concurrent_activations. Default: all of --max-resident.
+    #[arg(long)]
+    tenant_max_concurrent_activations: Option<u64>,
+    /// Invocations per second a tenant may make (a token bucket), for tenants that set no
+    /// invocations_per_second. Default: no limit.
+    #[arg(long)]
+    tenant_invocations_per_second: Option<f64>,
+    /// Invocations a tenant may make at once after being idle (the bucket's size), for
+    /// tenants that set no invocation_burst. Default: twice the rate, at least 1.
+    #[arg(long)]
+    tenant_invocation_burst: Option<u64>,
     /// TOML file of serve settings: keys are the flags' names (`max_resident = 512`);
     /// flags and DURABLE_* variables override it. Also DURABLE_CONFIG.
     #[arg(long, value_name = "PATH")]
@@ -227,6 +250,36 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The quotas of tenants that set none, from the `--tenant-*` flags (checked here, so that
+/// a bad one is refused at start naming the flag).
+fn tenant_quotas(a: &ServeArgs) -> anyhow::Result<durable_host::tenants::Quotas> {
+    if let Some(n) = a.tenant_max_concurrent_activations {
+        if !(1..=a.max_resident as u64).contains(&n) {
+            anyhow::bail!(
+                "--tenant-max-concurrent-activations {n}: expected 1 to --max-resident ({})",
+                a.max_resident
+            );
+        }
+    }
+    if let Some(r) = a.tenant_invocations_per_second {
+        if !(r.is_finite() && r > 0.0) {
+            anyhow::bail!("--tenant-invocations-per-second {r}: expected a positive number");
+        }
+    }
+    if a.tenant_invocation_burst == Some(0) {
+        anyhow::bail!("--tenant-invocation-burst 0: expected at least 1");
+    }
+    Ok(durable_host::tenants::Quotas {
+        max_functions: Some(a.tenant_max_functions),
+        max_stored_bytes: a.tenant_max_stored_bytes,
+        max_active_executions: Some(a.tenant_max_active_executions),
+        max_concurrent_activations: a.tenant_max_concurrent_activations,
+        invocations_per_second: a.tenant_invocations_per_second,
+        invocation_burst: a.tenant_invocation_burst,
+        ..Default::default()
+    })
+}
+
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.config {
         tracing::info!(config = %path.display(), "serve settings from a config file");
@@ -294,6 +347,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(l) = &metrics_listener {
         api_listen.push(l.local_addr()?);
     }
+    let tenant_quotas = tenant_quotas(&a)?;
     let mut opts = durable_host::Options {
         data_dir: a.data_dir,
         allow_outbound: a.allow_outbound,
@@ -306,6 +360,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_json_depth: a.max_json_depth,
         insecure_no_auth: a.insecure_no_auth,
         api_listen,
+        tenant_quotas,
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {

@@ -83,6 +83,19 @@ pub fn authed_client(key: &str) -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// Send `r` with `body`: the status and the body as JSON (as a string if it is not JSON).
+fn send(r: reqwest::blocking::RequestBuilder, body: Option<Vec<u8>>) -> (u16, Value) {
+    let r = match body {
+        Some(b) => r.body(b),
+        None => r,
+    };
+    let resp = r.send().expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
 /// A running `durable-host serve` with its own data directory.
 pub struct Server {
     child: Option<Child>,
@@ -166,14 +179,7 @@ impl Server {
         if let Some(k) = key {
             r = r.bearer_auth(k);
         }
-        if let Some(b) = body {
-            r = r.body(b);
-        }
-        let resp = r.send().expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().unwrap();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, v)
+        send(r, body)
     }
 
     /// SIGKILL the process (no shutdown of any kind).
@@ -194,15 +200,7 @@ impl Server {
     pub fn req(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
         let url = format!("{}{}", self.url, path);
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = self.client.request(m, url);
-        if let Some(b) = body {
-            r = r.body(b);
-        }
-        let resp = r.send().expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().unwrap();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, v)
+        send(self.client.request(m, url), body)
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {

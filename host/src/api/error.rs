@@ -147,6 +147,21 @@ impl From<tenants::Error> for ApiError {
     }
 }
 
+impl From<tenants::usage::Exceeded> for ApiError {
+    fn from(e: tenants::usage::Exceeded) -> Self {
+        ApiError::QuotaExceeded(e.0)
+    }
+}
+
+impl From<tenants::rate::Limited> for ApiError {
+    fn from(e: tenants::rate::Limited) -> Self {
+        ApiError::RateLimited {
+            message: e.message,
+            retry_after_secs: e.retry_after_secs,
+        }
+    }
+}
+
 impl From<callbacks::Error> for ApiError {
     fn from(e: callbacks::Error) -> Self {
         use callbacks::Error as E;

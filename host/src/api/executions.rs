@@ -1,7 +1,10 @@
 //! The executions resource: invoke (with `Idempotency-Key` and `?wait=`), list, get,
-//! history (pages and the live Server-Sent Events stream), logs and stop. An invoke writes
-//! the execution, its first event and its deadline in one batch and wakes the scheduler;
-//! running it is the scheduler's and the runtime's job, not this file's.
+//! history (pages and the live Server-Sent Events stream), logs and stop. An invoke takes a
+//! token of its tenant's rate (429 `rate_limited`), answers an idempotent replay, reserves
+//! an active execution and its input's bytes within the tenant's quotas (429
+//! `quota_exceeded`), then writes the execution, its first event and its deadline in one
+//! batch and wakes the scheduler; running it is the scheduler's and the runtime's job, not
+//! this file's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,7 @@ use crate::db::{
 };
 use crate::journal::{EventKind, Journal};
 use crate::scheduler::ExecKey;
+use crate::tenants::usage::ExecBytes;
 use crate::tenants::{Action, Caller};
 use crate::{ids, Host};
 
@@ -158,7 +162,8 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     responses(
         (status = 202, description = "Started (or still running after ?wait)", body = views::Execution),
         (status = 200, description = "Ended within ?wait", body = views::Execution),
-        (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody)))]
+        (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody),
+        (status = 429, description = "Over the tenant's invocation rate (code rate_limited, with Retry-After), or its max_active_executions or max_stored_bytes (code quota_exceeded); nothing was written", body = views::ErrorBody)))]
 pub(super) async fn invoke(
     State(host): AppState,
     caller: Caller,
@@ -198,6 +203,33 @@ pub(super) async fn invoke(
             .unwrap_or_else(|_| input.clone());
         crate::registry::sha256_hex(canonical.as_bytes())
     });
+    // A bad ?delay= or ?start_at= is refused before it takes a rate token or a quota.
+    start_time(
+        &q,
+        host.clock.now_ms(),
+        effective(&host, &f).execution_timeout,
+    )?;
+    let quotas = host.tenants.quotas(&caller.tenant);
+    let now = host.clock.now_ms();
+    host.tenants.rates.take(
+        &caller.tenant,
+        quotas.invocations_per_second,
+        quotas.invocation_burst,
+        now,
+    )?;
+    // An idempotent replay starts nothing, so no count quota refuses it.
+    if let (Some(key), Some(sha)) = (&key, &input_sha256) {
+        if let Some(held) = host.db.idempotency(&caller.tenant, &name, key)? {
+            if let Some(resp) = replay(&host, &caller, &name, key, &held, sha, wait).await? {
+                return Ok(resp);
+            }
+        }
+    }
+    // Held until the execution is written (then it counts) or this request fails.
+    let reserved =
+        host.tenants
+            .usage
+            .reserve_execution(&caller.tenant, input.len() as u64, &quotas)?;
     // A second try only if the key's holder was deleted (its retention ended) between our
     // claim and our read of it: the key was released with it.
     let mut stale: Option<IdempotencyRecord> = None;
@@ -255,6 +287,7 @@ pub(super) async fn invoke(
         if let Some(start) = start {
             batch.put_timer(start, &id, crate::runtime::START_OP, &wake);
         }
+        let written = batch.written_for(&caller.tenant, &id);
         match (&key, &input_sha256) {
             (Some(key), Some(input_sha256)) => {
                 let claim = IdempotencyRecord {
@@ -267,13 +300,9 @@ pub(super) async fn invoke(
                     .claim_idempotency(&caller.tenant, &name, key, &claim, batch, stale.as_ref())
                     .await?;
                 if let Some(held) = held {
-                    match host.db.execution(&caller.tenant, &held.execution)? {
-                        Some(_) if held.input_sha256 != claim.input_sha256 => {
-                            return Err(ApiError::Conflict(format!(
-                                "Idempotency-Key {key:?} was used for {name} with a different input"
-                            )));
-                        }
-                        Some(rec) => return respond(&host, &caller, rec, wait).await,
+                    let sha = &claim.input_sha256;
+                    match replay(&host, &caller, &name, key, &held, sha, wait).await? {
+                        Some(resp) => return Ok(resp),
                         // Its execution was deleted by retention just now (which releases
                         // the key), or the claim was left without its execution by an
                         // older release: take the key over, atomically.
@@ -286,6 +315,7 @@ pub(super) async fn invoke(
             }
             _ => host.db.commit(batch, Durability::Sync).await?,
         }
+        reserved.invoked(id, ExecBytes::from(written));
         host.timers
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
         host.metrics.created(&caller.tenant);
@@ -318,6 +348,27 @@ pub(super) async fn invoke(
         "Idempotency-Key {:?} of {name} names an execution that does not exist",
         key.unwrap_or_default()
     )))
+}
+
+/// The answer to an invocation whose `Idempotency-Key` is `held`: its execution (waited
+/// for up to `wait`), or 409 if the key came with another input; `None` if the execution
+/// the key names is gone.
+async fn replay(
+    host: &Host,
+    caller: &Caller,
+    name: &str,
+    key: &str,
+    held: &IdempotencyRecord,
+    input_sha256: &str,
+    wait: Option<Duration>,
+) -> ApiResult<Option<Response>> {
+    match host.db.execution(&caller.tenant, &held.execution)? {
+        Some(_) if held.input_sha256 != input_sha256 => Err(ApiError::Conflict(format!(
+            "Idempotency-Key {key:?} was used for {name} with a different input"
+        ))),
+        Some(rec) => respond(host, caller, rec, wait).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// An execution as the answer to an invoke: 200 once it has ended, else 202.

@@ -1,7 +1,9 @@
 //! The functions resource: upload (`PUT`, with the body spooled to a temporary file as it
-//! arrives), list, get, settings change (`PATCH`) and delete. The name and settings are
-//! checked here; validating, hashing and compiling the component, and storing versions,
-//! belong to the registry.
+//! arrives), list, get, settings change (`PATCH`) and delete. The name, the settings and
+//! the tenant's quotas are checked here (`max_functions`, `max_component_bytes`,
+//! `max_stored_bytes`: 429 before anything is stored; the `memory_limit_mb` and
+//! `activation_timeout_secs` ceilings: 400); validating, hashing and compiling the
+//! component, and storing versions, belong to the registry.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -16,7 +18,8 @@ use utoipa::IntoParams;
 use super::{
     body, check_name, effective, json_object, json_text, views, ApiError, ApiResult, AppState, Path,
 };
-use crate::tenants::{Action, Caller};
+use crate::db::FunctionRecord;
+use crate::tenants::{Action, Caller, Quotas};
 use crate::{settings, Host};
 
 /// Settings as upload query parameters: each a number, or `default`.
@@ -59,11 +62,34 @@ impl SettingsQuery {
     }
 }
 
-fn checked(host: &Host, patch: settings::Patch) -> ApiResult<settings::Patch> {
+/// A settings change within the server's bounds and the tenant's ceilings.
+fn checked(host: &Host, quotas: &Quotas, patch: settings::Patch) -> ApiResult<settings::Patch> {
     patch
         .validate(&host.opts.runtime.defaults)
         .map_err(ApiError::BadRequest)?;
+    quotas
+        .check_settings(&patch)
+        .map_err(ApiError::BadRequest)?;
     Ok(patch)
+}
+
+/// A function's settings in force: its own within its tenant's ceilings (what its next
+/// activation runs with).
+fn in_force(host: &Host, quotas: &Quotas, f: &FunctionRecord) -> settings::Limits {
+    quotas.ceil(effective(host, f))
+}
+
+/// Refused for the tenant's `max_component_bytes` (`size`: the whole upload's, when known).
+fn over_component_quota(size: Option<u64>, limit: u64) -> ApiError {
+    ApiError::QuotaExceeded(match size {
+        Some(n) => format!(
+            "max_component_bytes: the component is {n} bytes, the tenant's limit is {limit}"
+        ),
+        None => format!(
+            "max_component_bytes: the upload is larger than the tenant's limit of {limit} \
+             bytes"
+        ),
+    })
 }
 
 /// Upload a component: a new immutable version, or (same bytes as the latest) the latest.
@@ -74,8 +100,9 @@ fn checked(host: &Host, patch: settings::Patch) -> ApiResult<settings::Patch> {
     responses(
         (status = 201, description = "A new version", body = views::Version),
         (status = 200, description = "The same bytes as the latest version", body = views::Version),
-        (status = 400, description = "Not a valid component (code invalid_component), or a bad setting", body = views::ErrorBody),
-        (status = 413, description = "Too large", body = views::ErrorBody)))]
+        (status = 400, description = "Not a valid component (code invalid_component), a bad setting, or one over the tenant's ceiling", body = views::ErrorBody),
+        (status = 413, description = "Larger than --max-upload-bytes", body = views::ErrorBody),
+        (status = 429, description = "Over a quota of the tenant (code quota_exceeded): max_functions, max_component_bytes or max_stored_bytes; nothing was stored", body = views::ErrorBody)))]
 pub(super) async fn put_function(
     State(host): AppState,
     caller: Result<Caller, ApiError>,
@@ -89,19 +116,35 @@ pub(super) async fn put_function(
         caller.require(Action::WriteFunctions)?;
         check_name(&name)?;
         let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let patch = checked(&host, q.patch()?)?;
-        let spooled = spool_upload(&host, &headers, b).await?;
+        let quotas = host.tenants.quotas(&caller.tenant);
+        let patch = checked(&host, &quotas, q.patch()?)?;
+        // A new name takes one of the tenant's functions from here until the upload ends.
+        let usage = &host.tenants.usage;
+        let mut reserved = usage.reserve_upload(&caller.tenant, &name, None, &quotas)?;
+        let spooled = spool_upload(&host, &headers, &quotas, b).await?;
+        // The same bytes as the latest version add nothing; others add their size.
+        let latest = host
+            .db
+            .function(&caller.tenant, &name)?
+            .filter(|f| !f.deleted)
+            .map(|f| host.db.version(&caller.tenant, &name, f.latest_version))
+            .transpose()?
+            .flatten();
+        if latest.is_none_or(|v| v.sha256 != spooled.sha256) {
+            reserved.add_bytes(spooled.len, &quotas)?;
+        }
         let up = host
             .registry
             .upload_spooled(&caller.tenant, &name, spooled, &patch)
             .await?;
+        reserved.uploaded(up.created, up.version.size_bytes);
         let status = if up.created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
         let mut v = views::version(&name, &up.version);
-        v.settings = Some(effective(&host, &up.function).into());
+        v.settings = Some(in_force(&host, &quotas, &up.function).into());
         v.created = Some(up.created);
         ApiResult::Ok((status, Json(v)).into_response())
     };
@@ -122,26 +165,38 @@ pub(super) async fn put_function(
 }
 
 /// Stream an upload's body into a temporary file (hashed as it arrives): memory stays at a
-/// buffer whatever the body's size, and a body past `--max-upload-bytes` is refused (413)
-/// as soon as it passes the limit, or before it is read when its Content-Length says so.
+/// buffer whatever the body's size, and a body past `--max-upload-bytes` is refused (413),
+/// or past the tenant's smaller `max_component_bytes` (429 `quota_exceeded`), as soon as it
+/// passes the limit, or before it is read when its Content-Length says so.
 async fn spool_upload(
     host: &Host,
     headers: &HeaderMap,
+    quotas: &Quotas,
     b: axum::body::Body,
 ) -> ApiResult<crate::registry::Spooled> {
     use futures::StreamExt;
-    let limit = host.opts.max_upload_bytes as u64;
+    let server = host.opts.max_upload_bytes as u64;
+    // The tenant's limit, where it is the one that bites.
+    let tenant = quotas.max_component_bytes.filter(|l| *l < server);
     let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit) {
-        return Err(crate::registry::Error::TooLarge { limit }.into());
+    if announced.is_some_and(|n| n > server) {
+        return Err(crate::registry::Error::TooLarge { limit: server }.into());
     }
-    let mut spool = host.registry.spool(limit).await?;
+    if let (Some(n), Some(l)) = (announced, tenant) {
+        if n > l {
+            return Err(over_component_quota(Some(n), l));
+        }
+    }
+    let mut spool = host.registry.spool(tenant.unwrap_or(server)).await?;
     let mut stream = b.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
-        spool.write(&chunk).await?;
+        spool.write(&chunk).await.map_err(|e| match (e, tenant) {
+            (crate::registry::Error::TooLarge { .. }, Some(l)) => over_component_quota(None, l),
+            (e, _) => e.into(),
+        })?;
     }
     Ok(spool.finish().await?)
 }
@@ -160,7 +215,7 @@ fn integral_numbers(text: &str) -> serde_json::Result<Value> {
 #[utoipa::path(patch, path = "/v1/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
     request_body(content = settings::Patch, description = "Fields to change; null returns one to the default"),
-    responses((status = 200, description = "The function", body = views::Function), (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
+    responses((status = 200, description = "The function", body = views::Function), (status = 400, description = "Bad input, or a setting over the tenant's ceiling", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody)))]
 pub(super) async fn patch_function(
     State(host): AppState,
     caller: Caller,
@@ -168,6 +223,7 @@ pub(super) async fn patch_function(
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     caller.require(Action::WriteFunctions)?;
+    let quotas = host.tenants.quotas(&caller.tenant);
     let b = body(b)?;
     let text = json_text(&host, &b, "settings")?;
     json_object(&text, "settings")?;
@@ -179,24 +235,25 @@ pub(super) async fn patch_function(
              execution_timeout_secs, retention_secs: {e}"
             ))
         })?;
-    let patch = checked(&host, patch)?;
+    let patch = checked(&host, &quotas, patch)?;
     let f = host
         .registry
         .configure(&caller.tenant, &name, &patch)
         .await?;
     let versions = host.db.versions(&caller.tenant, &name)?;
-    Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
+    Ok(Json(views::function(&f, &versions, in_force(&host, &quotas, &f))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/functions", tag = "functions",
     responses((status = 200, description = "Every function with its versions", body = views::FunctionList)))]
 pub(super) async fn list_functions(State(host): AppState, caller: Caller) -> ApiResult {
     caller.require(Action::ReadFunctions)?;
+    let quotas = host.tenants.quotas(&caller.tenant);
     let mut out = Vec::new();
     for f in host.db.functions(&caller.tenant)? {
         if !f.deleted {
             let versions = host.db.versions(&caller.tenant, &f.name)?;
-            out.push(views::function(&f, &versions, effective(&host, &f)));
+            out.push(views::function(&f, &versions, in_force(&host, &quotas, &f)));
         }
     }
     Ok(Json(views::FunctionList { functions: out }).into_response())
@@ -217,7 +274,8 @@ pub(super) async fn get_function(
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
     let versions = host.db.versions(&caller.tenant, &name)?;
-    Ok(Json(views::function(&f, &versions, effective(&host, &f))).into_response())
+    let quotas = host.tenants.quotas(&caller.tenant);
+    Ok(Json(views::function(&f, &versions, in_force(&host, &quotas, &f))).into_response())
 }
 
 /// Delete a function: new invocations are refused (404); running executions finish on
@@ -232,5 +290,6 @@ pub(super) async fn delete_function(
 ) -> ApiResult {
     caller.require(Action::WriteFunctions)?;
     host.registry.delete(&caller.tenant, &name).await?;
+    host.tenants.usage.function_deleted(&caller.tenant, &name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -44,7 +44,7 @@ pub struct Version {
     pub created: Option<bool>,
 }
 
-/// A function's effective settings: its own, or the server's defaults.
+/// A function's effective settings: its own, or the server's defaults, within its tenant's ceilings.
 #[derive(Serialize, ToSchema)]
 pub struct Settings {
     pub memory_limit_mb: u64,

@@ -16,7 +16,8 @@
 //! Files: this one is the `Store` (opening sled, the read API, the write API that hands work
 //! to the commit thread), `Error`, `Durability`, `Watch` and storage health; `batch`, the
 //! `Batch` of writes and record encoding; `commit`, the commit thread (grouping, log write,
-//! apply, checkpoints, recovery, free-space probing); `keys`, `records`, `wal`, `manifest`.
+//! apply, checkpoints, recovery, free-space probing); `sizes`, the reads of the tenants'
+//! quotas (bytes stored per execution); `keys`, `records`, `wal`, `manifest`.
 //!
 //! Architecture invariant: callers never see sled types; nothing writes to sled except the
 //! commit thread; durability is explicit (`commit` with `Durability::Sync` returns only
@@ -27,6 +28,7 @@ mod commit;
 pub mod keys;
 mod manifest;
 mod records;
+mod sizes;
 mod wal;
 
 use std::collections::HashMap;
@@ -44,6 +46,7 @@ use commit::{is_no_space, no_space_message, sled_no_space};
 use commit::{Applied, CommitRequest, Committer, Mode, Work};
 pub use keys::ExecId;
 pub use records::*;
+pub use sizes::{Appended, Written};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

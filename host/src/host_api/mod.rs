@@ -152,6 +152,12 @@ impl LogTotalsCache {
 }
 
 impl Shared {
+    /// The journal limits of `tenant`'s executions: the server's, with the tenant's
+    /// `max_history_events`.
+    pub fn journal_limits(&self, tenant: &str) -> journal::Limits {
+        self.tenants.quotas(tenant).journal(&self.limits.journal)
+    }
+
     pub fn request_stop(&self, id: ExecId) {
         self.stops.lock().expect("stops").insert(id);
         // After the insert: a watch registered before this sees the signal, one registered
@@ -301,7 +307,7 @@ impl HostState {
         limits: StoreLimits,
     ) -> Self {
         let mut act = act;
-        act.set_limits(shared.limits.journal.clone());
+        act.set_limits(shared.journal_limits(&tenant));
         let stdio = stdio::Capture::default();
         let wasi = WasiCtx::builder()
             .stdout(stdio.stdout())
@@ -558,6 +564,7 @@ mod tests {
             Default::default(),
             bounds,
             false,
+            crate::scheduler::Scheduler::new(),
         )
         .unwrap();
         Arc::new(Shared {

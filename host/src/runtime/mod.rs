@@ -237,7 +237,7 @@ impl Runtime {
         let now = clock.now_ms();
         let history = db.history(&key.id)?;
         let mut act = Activation::new(Journal::from_events(&history), now);
-        act.set_limits(self.shared.limits.journal.clone());
+        act.set_limits(self.shared.journal_limits(&key.tenant));
         if db.stop_request(&key.id)?.is_some() {
             self.shared.request_stop(key.id);
             return self
@@ -575,7 +575,8 @@ impl Runtime {
         }
     }
 
-    /// The limits a function runs with now (its settings may change between activations).
+    /// The limits a function runs with now (its settings and its tenant's ceilings may
+    /// change between activations): its own, within its tenant's ceilings.
     fn limits(&self, tenant: &str, function: &str) -> anyhow::Result<Limits> {
         let settings = self
             .shared
@@ -583,7 +584,8 @@ impl Runtime {
             .function(tenant, function)?
             .map(|f| f.settings)
             .unwrap_or_default();
-        Ok(settings::resolve(&settings, &self.opts.defaults))
+        let own = settings::resolve(&settings, &self.opts.defaults);
+        Ok(self.shared.tenants.quotas(tenant).ceil(own))
     }
 
     /// Record the end of an activation: `InvocationCompleted` (unless already recorded),

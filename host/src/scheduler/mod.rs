@@ -12,8 +12,10 @@
 //! another tenant's next activation by at most one activation per other tenant with work.
 //! The run loop takes a free slot first and only then chooses the execution, so the choice
 //! sees every tenant queued at that moment. A per-tenant concurrency share
-//! (`max_concurrent_activations`) is the one check in `has_share`; tenants without a share
-//! keep their place in the ring. Slots, per-tenant queues and the ring live under one lock.
+//! (`max_concurrent_activations`, given by `set_share`) is the one check in `has_share`: a
+//! tenant at its share keeps its place in the ring and its turn passes to the next tenant,
+//! so the slots it may not use go to the others. Slots, per-tenant queues, shares and the
+//! ring live under one lock.
 //!
 //! Architecture invariant: the scheduler knows nothing of wasm or storage; it runs whatever
 //! activation function it is given.
@@ -73,6 +75,9 @@ struct State {
     /// front tenant, which then goes to the back if it has more. Each tenant is here at most
     /// once, exactly while its queue is non-empty.
     ring: VecDeque<Arc<str>>,
+    /// The most activations a tenant may have in progress at once; a tenant not here may
+    /// use every slot. Kept apart from `tenants`, whose entries come and go with work.
+    shares: HashMap<Arc<str>, usize>,
 }
 
 impl State {
@@ -94,7 +99,7 @@ impl State {
                 .tenants
                 .get_mut(&tenant)
                 .expect("a tenant in the ring has a queue");
-            if !has_share(t) {
+            if !has_share(t, self.shares.get(&tenant).copied()) {
                 self.ring.push_back(tenant);
                 continue;
             }
@@ -126,10 +131,10 @@ impl State {
 }
 
 /// Whether a tenant may start another activation now. The single place for a per-tenant
-/// concurrency share (DESIGN 8, `max_concurrent_activations`): `t.resident < its cap`. There
-/// are no tenant quotas yet, so every tenant may use every free slot.
-fn has_share(_t: &TenantQueue) -> bool {
-    true
+/// concurrency share (DESIGN 8, `max_concurrent_activations`): below its share, or without
+/// one (then every free slot is its to take).
+fn has_share(t: &TenantQueue, share: Option<usize>) -> bool {
+    share.is_none_or(|cap| t.resident < cap)
 }
 
 struct Inner {
@@ -183,6 +188,19 @@ impl Scheduler {
             Some(Slot::Queued) => {}
             Some(Slot::Running { woken }) => *woken = true,
         }
+    }
+
+    /// Let `tenant` have at most `share` activations in progress at once (`None`: no share
+    /// of its own, every free slot). Activations already running are not cut short; a
+    /// larger share takes effect at once (the run loop looks for work again).
+    pub fn set_share(&self, tenant: &str, share: Option<usize>) {
+        let mut state = self.inner.state.lock().expect("scheduler state");
+        match share {
+            Some(cap) => state.shares.insert(tenant.into(), cap),
+            None => state.shares.remove(tenant),
+        };
+        drop(state);
+        self.inner.ready.notify_one();
     }
 
     /// Executions waiting for a free slot.
@@ -472,6 +490,98 @@ mod tests {
             assert_eq!(*order.lock().unwrap(), *expected, "{wakes:?}");
             assert_eq!(s.queued(), 0, "{wakes:?}");
         }
+    }
+
+    /// Tenant a has a share of 2 of 6 slots and b none, both with backlogs: once every slot
+    /// is taken, a holds exactly 2 and b the other 4, and a never has more than 2 in
+    /// progress while everything drains. A larger share takes effect at once, not at the
+    /// next activation's end.
+    #[tokio::test]
+    async fn a_capped_tenant_never_exceeds_its_share_and_others_take_the_free_slots() {
+        const EACH: u32 = 10;
+        let s = Scheduler::new();
+        s.set_share("a", Some(2));
+        let live: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let waits: Vec<_> = ["a", "b"]
+            .iter()
+            .flat_map(|t| (0..EACH).map(move |n| tenant_key(t, n)))
+            .map(|k| {
+                let rx = s.on_finished(k.id);
+                s.wake(k);
+                rx
+            })
+            .collect();
+        let l = live.clone();
+        tokio::spawn(s.clone().run(6, move |k| {
+            let (l, started_tx, mut gate) = (l.clone(), started_tx.clone(), gate.clone());
+            async move {
+                {
+                    let mut l = l.lock().unwrap();
+                    let (now, peak) = l.entry(k.tenant.to_string()).or_default();
+                    *now += 1;
+                    *peak = (*peak).max(*now);
+                }
+                let _ = started_tx.send(());
+                gate.wait_for(|open| *open).await.expect("gate");
+                l.lock().unwrap().get_mut(&*k.tenant).unwrap().0 -= 1;
+                Outcome::Finished
+            }
+        }));
+        for _ in 0..6 {
+            started.recv().await.expect("an activation");
+        }
+        {
+            let l = live.lock().unwrap();
+            assert_eq!(l["a"].0, 2, "a at its share");
+            assert_eq!(l["b"].0, 4, "b took the slots a may not use");
+        }
+        assert_eq!(s.resident_of("a"), 2);
+        open.send(true).expect("gate");
+        for w in waits {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("every activation ran")
+                .unwrap();
+        }
+        {
+            let l = live.lock().unwrap();
+            assert_eq!(l["a"].1, 2, "a's peak");
+            assert!(l["b"].1 >= 4, "b's peak {}", l["b"].1);
+        }
+
+        // A share raised while its tenant waits: the waiting work starts without waiting for
+        // a slot to be given back.
+        let s = Scheduler::new();
+        s.set_share("a", Some(1));
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        let (_open, gate) = tokio::sync::watch::channel(false);
+        for n in 0..3 {
+            s.wake(tenant_key("a", n));
+        }
+        tokio::spawn(s.clone().run(3, move |_| {
+            let (started_tx, mut gate) = (started_tx.clone(), gate.clone());
+            async move {
+                let _ = started_tx.send(());
+                let _ = gate.wait_for(|open| *open).await;
+                Outcome::Finished
+            }
+        }));
+        started.recv().await.expect("the first activation");
+        let more = tokio::time::timeout(Duration::from_millis(100), started.recv()).await;
+        assert!(
+            more.is_err(),
+            "a second activation started past the share of 1"
+        );
+        s.set_share("a", Some(3));
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(2), started.recv())
+                .await
+                .expect("the raised share lets the rest start")
+                .expect("activations");
+        }
+        assert_eq!(s.resident_of("a"), 3);
     }
 
     /// Concurrent wakers on three tenants against activations that suspend or ask to run

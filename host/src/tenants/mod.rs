@@ -8,11 +8,16 @@
 //! SHA-256 of the presented secret, compared in constant time; an unknown key id costs the
 //! same digest and comparison, against a key that cannot match.
 //!
+//! Quotas are enforced with `usage` (the counts, kept in memory and derived from the store
+//! at start), `rate` (the invocation token buckets) and the scheduler's shares
+//! (`max_concurrent_activations`, set here whenever a tenant's quotas change).
+//!
 //! Invariant: every stored key names a stored tenant; deleting a tenant deletes its keys and
 //! everything it owned in one batch.
 
 pub mod key;
 pub mod quota;
+pub mod rate;
 pub mod role;
 pub mod usage;
 
@@ -24,6 +29,7 @@ pub use quota::{Bounds, Quotas};
 pub use role::{Action, Role};
 
 use crate::db::{self, ApiKeyRecord, Batch, Durability, Status, Store, TenantRecord};
+use crate::scheduler::Scheduler;
 use crate::timer::Clock;
 
 /// The tenant created on first start, which owns whatever the host held before tenants.
@@ -101,6 +107,12 @@ pub struct Tenants {
     insecure: bool,
     /// What an unknown key id is compared against, so that it costs what a known one does.
     decoy: [u8; 32],
+    /// What each tenant uses of its counted quotas.
+    pub usage: usage::Counters,
+    /// The invocation rate of each tenant.
+    pub rates: rate::Buckets,
+    /// Told each tenant's `max_concurrent_activations`.
+    scheduler: Scheduler,
 }
 
 /// Tenant names: 1-63 of `[a-z0-9-]`, starting with a letter or digit.
@@ -125,13 +137,14 @@ fn not_found(tenant: &str) -> Error {
 }
 
 impl Tenants {
-    /// Load every tenant and key.
+    /// Load every tenant and key, and give `scheduler` each tenant's share.
     pub fn load(
         db: Store,
         clock: Arc<dyn Clock>,
         defaults: Quotas,
         bounds: Bounds,
         insecure: bool,
+        scheduler: Scheduler,
     ) -> Result<Tenants, Error> {
         let mut cache = Cache::default();
         for t in db.tenants()? {
@@ -140,7 +153,7 @@ impl Tenants {
         for k in db.api_keys()? {
             cache.keys.insert(k.key_id.clone(), k);
         }
-        Ok(Tenants {
+        let tenants = Tenants {
             db,
             clock,
             cache: RwLock::new(cache),
@@ -149,7 +162,32 @@ impl Tenants {
             bounds,
             insecure,
             decoy: key::generate().digest,
-        })
+            usage: usage::Counters::default(),
+            rates: rate::Buckets::default(),
+            scheduler,
+        };
+        for t in tenants.list() {
+            tenants.share(&t.name);
+        }
+        Ok(tenants)
+    }
+
+    /// Give the scheduler `tenant`'s `max_concurrent_activations` as it is now.
+    fn share(&self, tenant: &str) {
+        let share = self
+            .tenant(tenant)
+            .and_then(|_| self.quotas(tenant).max_concurrent_activations)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        self.scheduler.set_share(tenant, share);
+    }
+
+    /// Count every tenant's usage from the store (at start, once recovery is done and
+    /// before any activation or request).
+    pub fn count_usage(&self) -> Result<(), Error> {
+        let names: Vec<String> = self.read().tenants.keys().cloned().collect();
+        self.usage
+            .load(&self.db, names.iter().map(String::as_str))?;
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -198,6 +236,8 @@ impl Tenants {
         let mut c = self.write();
         c.tenants.insert(tenant.name.clone(), tenant);
         c.keys.insert(rec.key_id.clone(), rec);
+        drop(c);
+        self.share(DEFAULT_TENANT);
         Ok(Some(path))
     }
 
@@ -302,7 +342,7 @@ impl Tenants {
     pub fn quotas(&self, tenant: &str) -> Quotas {
         match self.read().tenants.get(tenant) {
             Some(t) => t.quotas.over(&self.defaults),
-            None => self.defaults.clone(),
+            None => Quotas::default().over(&self.defaults),
         }
     }
 
@@ -336,6 +376,7 @@ impl Tenants {
         batch.put_tenant(&rec);
         self.db.commit(batch, Durability::Sync).await?;
         self.write().tenants.insert(rec.name.clone(), rec.clone());
+        self.share(name);
         tracing::info!(tenant = name, by = caller.key_id(), "tenant created");
         Ok(rec)
     }
@@ -357,6 +398,7 @@ impl Tenants {
         batch.put_tenant(&rec);
         self.db.commit(batch, Durability::Sync).await?;
         self.write().tenants.insert(rec.name.clone(), rec.clone());
+        self.share(name);
         tracing::info!(tenant = name, by = caller.key_id(), quotas = %serde_json::Value::Object(quotas.clone()), "tenant quotas changed");
         Ok(rec)
     }
@@ -414,6 +456,9 @@ impl Tenants {
             c.keys.remove(k);
         }
         drop(c);
+        self.usage.forget(name);
+        self.rates.forget(name);
+        self.scheduler.set_share(name, None);
         tracing::info!(tenant = name, by = caller.key_id(), "tenant deleted");
         Ok(())
     }

@@ -3,10 +3,27 @@
 //! the server-wide limits), so changing a default reaches every tenant that did not set it.
 //! A quota that is `None` after that has no limit.
 //!
+//! The ceilings (`memory_limit_mb`, `activation_timeout_secs`) bound what a function's
+//! settings may ask for (`check_settings`, at upload and PATCH) and what an activation runs
+//! with (`ceil`, the smaller of the function's value and the tenant's, read at each
+//! activation, so that lowering a ceiling reaches running executions at their next one);
+//! `max_history_events` is the journal limit of the tenant's executions (`journal`).
+//!
 //! Invariant: a stored `Quotas` was validated against the server's bounds here.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::journal;
+use crate::settings::{self, Limits};
+
+/// The burst of a tenant with a rate and no burst: two seconds' worth, at least one, so
+/// that a client keeping to the rate is never refused for the jitter of its requests.
+pub fn default_burst(rate: f64) -> u64 {
+    ((2.0 * rate).ceil() as u64).max(1)
+}
 
 /// Every quota of DESIGN.md section 8. In a tenant's record: its overrides; from
 /// `over`: the values in force.
@@ -89,6 +106,66 @@ impl Quotas {
             max_history_events: or(&self.max_history_events, &defaults.max_history_events),
             outbound_allowlist: or(&self.outbound_allowlist, &defaults.outbound_allowlist),
         }
+        .with_burst()
+    }
+
+    /// A rate without a burst gets the default burst: two seconds' worth, at least one.
+    fn with_burst(mut self) -> Quotas {
+        if let (Some(rate), None) = (self.invocations_per_second, self.invocation_burst) {
+            self.invocation_burst = Some(default_burst(rate));
+        }
+        self
+    }
+
+    /// `limits` (a function's, resolved) within this tenant's ceilings.
+    pub fn ceil(&self, limits: Limits) -> Limits {
+        let mut l = limits;
+        if let Some(mb) = self.memory_limit_mb {
+            let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+            l.memory_limit_bytes = l.memory_limit_bytes.min(bytes);
+        }
+        if let Some(secs) = self.activation_timeout_secs {
+            l.activation_timeout = l.activation_timeout.min(Duration::from_secs(secs));
+        }
+        l
+    }
+
+    /// The journal limits of this tenant's executions: the server's, with its
+    /// `max_history_events`.
+    pub fn journal(&self, server: &journal::Limits) -> journal::Limits {
+        let mut j = server.clone();
+        if let Some(n) = self.max_history_events {
+            j.max_history_events = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        j
+    }
+
+    /// Refuse a settings change that asks for more than a ceiling; the message names the
+    /// setting and the tenant's ceiling. Settings the change does not name are not checked
+    /// (a lowered ceiling bounds them at activation instead).
+    pub fn check_settings(&self, patch: &settings::Patch) -> Result<(), String> {
+        let checks = [
+            (
+                "memory_limit_mb",
+                patch.memory_limit_mb.flatten(),
+                self.memory_limit_mb,
+            ),
+            (
+                "activation_timeout_secs",
+                patch.activation_timeout_secs.flatten(),
+                self.activation_timeout_secs,
+            ),
+        ];
+        for (name, asked, ceiling) in checks {
+            if let (Some(v), Some(max)) = (asked, ceiling) {
+                if v > max {
+                    return Err(format!(
+                        "{name} = {v}: the tenant's ceiling is {max} (its quota {name})"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Apply a change given as a JSON object: a quota named with a value sets it, with
@@ -223,6 +300,86 @@ mod tests {
             .unwrap();
         assert_eq!(back.over(&defaults).max_functions, Some(100));
         assert_eq!(back.invocations_per_second, Some(2.5), "not named: kept");
+    }
+
+    #[test]
+    fn a_rate_without_a_burst_gets_two_seconds_worth() {
+        let cases = [
+            (Some(2.5), None, None, Some(5)),
+            (Some(0.1), None, None, Some(1)),
+            (Some(10.0), Some(3), None, Some(3)),
+            (Some(10.0), None, Some(7), Some(7)),
+            (None, None, None, None),
+        ];
+        for (rate, own_burst, default_burst, expected) in cases {
+            let own = Quotas {
+                invocations_per_second: rate,
+                invocation_burst: own_burst,
+                ..Default::default()
+            };
+            let defaults = Quotas {
+                invocation_burst: default_burst,
+                ..Default::default()
+            };
+            assert_eq!(
+                own.over(&defaults).invocation_burst,
+                expected,
+                "{rate:?} {own_burst:?} {default_burst:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ceilings_bound_settings_and_activations() {
+        let q = Quotas {
+            memory_limit_mb: Some(64),
+            activation_timeout_secs: Some(10),
+            max_history_events: Some(50),
+            ..Default::default()
+        };
+        let patch = |text: &str| serde_json::from_str::<settings::Patch>(text).unwrap();
+        let cases = [
+            (r#"{"memory_limit_mb": 64}"#, None),
+            (
+                r#"{"memory_limit_mb": 65}"#,
+                Some("memory_limit_mb = 65: the tenant's ceiling is 64"),
+            ),
+            (
+                r#"{"activation_timeout_secs": 11, "memory_limit_mb": 1}"#,
+                Some("activation_timeout_secs = 11: the tenant's ceiling is 10"),
+            ),
+            (
+                r#"{"memory_limit_mb": null, "retention_secs": 99999}"#,
+                None,
+            ),
+        ];
+        for (text, expected) in cases {
+            let got = q.check_settings(&patch(text)).err();
+            match expected {
+                None => assert_eq!(got, None, "{text}"),
+                Some(e) => assert!(got.as_deref().unwrap_or("").contains(e), "{text}: {got:?}"),
+            }
+        }
+        let function = Limits {
+            memory_limit_bytes: 128 << 20,
+            activation_timeout: Duration::from_secs(5),
+            execution_timeout: Duration::from_secs(60),
+            retention: Duration::from_secs(60),
+        };
+        let l = q.ceil(function);
+        assert_eq!(l.memory_limit_bytes, 64 << 20, "the tenant's is smaller");
+        assert_eq!(
+            l.activation_timeout,
+            Duration::from_secs(5),
+            "the function's is"
+        );
+        assert_eq!(l.execution_timeout, function.execution_timeout);
+        let j = q.journal(&journal::Limits::default());
+        assert_eq!(j.max_history_events, 50);
+        assert_eq!(
+            j.max_context_depth,
+            journal::Limits::default().max_context_depth
+        );
     }
 
     #[test]
