@@ -329,7 +329,7 @@ fn invoke_wait_shows_the_output_of_hello_and_logs_show_its_lines_once() {
         .collect();
     assert_eq!(
         rows[0],
-        ["ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED"]
+        ["ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED", "ENDED", "ERROR"]
     );
     assert_eq!(rows[1][..4], [id.as_str(), "hello", "1", "succeeded"]);
     assert_eq!(rows.len(), 2, "{r:?}");
@@ -527,12 +527,102 @@ fn executions_all_follows_the_cursor_through_every_page() {
     )
     .ok();
     assert_eq!(r.json()["executions"].as_array().unwrap().len(), 5);
+    // A status the API does not have is a usage error: no request is made.
     let r = cli(&s, &["executions", "--status", "sleeping"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr.starts_with("error: 400 bad_request: status="),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("invalid value 'sleeping'"), "{r:?}");
+}
+
+#[test]
+fn executions_lists_dead_letters_by_status_error_type_and_end_time() {
+    let s = Server::start();
+    cli(&s, &["deploy", "conf", &path("conformance_guest")]).ok();
+    let run = |input: Value| {
+        let r = cli(
+            &s,
+            &[
+                "--json",
+                "invoke",
+                "conf",
+                &input.to_string(),
+                "--wait",
+                "30",
+            ],
+        );
+        r.json()["execution_id"].as_str().unwrap().to_string()
+    };
+    let fail = |ty: &str| {
+        run(scenario(
+            "fail",
+            json!({"error_type": ty, "message": "down"}),
+        ))
+    };
+    run(scenario("echo", json!({"value": 1})));
+    let before = cli(&s, &["--json", "executions", "--all"]).ok().json();
+    let first_end = before["executions"][0]["ended_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = fail("Api.Unavailable");
+    fail("Api.BadRequest");
+    let b = fail("Api.Unavailable");
+
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--json", "executions", "--all"];
+        all.extend_from_slice(args);
+        let v = cli(&s, &all).ok().json();
+        v["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["execution_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let dead = ids(&["--status", "failed", "--error-type", "Api.Unavailable"]);
+    assert_eq!(dead, [b.clone(), a.clone()]);
+    let after_first = ids(&["--status", "failed", "--ended-after", &first_end]);
+    assert_eq!(after_first.len(), 3, "{after_first:?}");
+    assert!(ids(&["--ended-before", &first_end]).is_empty());
+
+    // The table names how each ended.
+    let r = cli(
+        &s,
+        &[
+            "executions",
+            "--status",
+            "failed",
+            "--error-type",
+            "Api.Unavailable",
+        ],
+    )
+    .ok();
+    let rows: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{r:?}");
+    assert_eq!(rows[1][0], b);
+    assert_eq!(rows[1][3], "failed");
+    assert_eq!(rows[1].last(), Some(&"Api.Unavailable"), "{r:?}");
+    assert_eq!(rows[1].len(), 8, "ended_at is shown: {r:?}");
+
+    let r = cli(&s, &["executions", "--ended-after", "last tuesday"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("is not an RFC 3339 time"), "{r:?}");
+
+    // A delayed invoke: suspended at first, then it runs.
+    let input = scenario("echo", json!({"value": "late"})).to_string();
+    let r = cli(&s, &["invoke", "conf", &input, "--delay", "0.5"]).ok();
+    assert_eq!(kv(&r.stdout, "status"), "suspended", "{r:?}");
+    let r = cli(
+        &s,
+        &[
+            "--json", "invoke", "conf", &input, "--delay", "0.5", "--wait", "30",
+        ],
+    )
+    .ok();
+    assert_eq!(r.json()["output"], "late", "{r:?}");
 }
 
 #[test]

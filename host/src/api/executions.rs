@@ -55,6 +55,70 @@ pub(super) struct InvokeQuery {
     /// Seconds to wait for the end (longer waits are cut to 300): 200 if it ended, else 202.
     #[param(value_type = Option<f64>, minimum = 0)]
     wait: Option<String>,
+    /// Start after this many seconds (at most the function's execution timeout, which
+    /// counts from the invoke): the execution is created at once, `suspended` until then.
+    /// Not with `start_at`.
+    // The maximum is the longest execution timeout a function can have (366 days,
+    // `settings::MAX_EXECUTION_TIMEOUT_SECS`, checked by a test).
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 31_622_400)]
+    delay: Option<String>,
+    /// Start at this time (RFC 3339; one in the past starts at once; at most the execution
+    /// timeout away): the execution is created at once, `suspended` until then. Not with
+    /// `delay`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    start_at: Option<String>,
+}
+
+/// Parse an RFC 3339 time of query parameter `what` into unix milliseconds (a time before
+/// 1970 is 0).
+pub(super) fn rfc3339_ms(what: &str, s: &str) -> ApiResult<u64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{what}={s:?}: expected an RFC 3339 time such as 2026-01-31T09:30:00Z ({e})"
+            ))
+        })?;
+    Ok(u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+}
+
+/// When a delayed invoke starts (unix ms), from `?delay=` or `?start_at=`; `None` to start
+/// at once (neither given, or a time not after `now`). At most `timeout` past `now`.
+fn start_time(q: &InvokeQuery, now: u64, timeout: Duration) -> ApiResult<Option<u64>> {
+    let start = match (q.delay.as_deref(), q.start_at.as_deref()) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "delay and start_at: give one or the other, not both".into(),
+            ))
+        }
+        (Some(d), None) => {
+            let secs: f64 = d
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("delay={d:?}: expected a number of seconds"))
+                })?;
+            if secs > timeout.as_secs_f64() {
+                return Err(ApiError::BadRequest(format!(
+                    "delay={d}: at most the function's execution timeout, {} s",
+                    timeout.as_secs()
+                )));
+            }
+            now.saturating_add((secs * 1000.0).round() as u64)
+        }
+        (None, Some(t)) => {
+            let at = rfc3339_ms("start_at", t)?;
+            if at.saturating_sub(now) > timeout.as_millis() as u64 {
+                return Err(ApiError::BadRequest(format!(
+                    "start_at={t}: at most the function's execution timeout ({} s) from now",
+                    timeout.as_secs()
+                )));
+            }
+            at
+        }
+    };
+    Ok((start > now).then_some(start))
 }
 
 /// The headers `invoke` reads (for the description only: `idempotency_key` reads them).
@@ -139,6 +203,12 @@ pub(super) async fn invoke(
             .unwrap_or_else(|_| input.clone());
         crate::registry::sha256_hex(canonical.as_bytes())
     });
+    // A bad ?delay= or ?start_at= is refused before it takes a rate token or a quota.
+    start_time(
+        &q,
+        host.clock.now_ms(),
+        effective(&host, &f).execution_timeout,
+    )?;
     let quotas = host.tenants.quotas(&caller.tenant);
     let now = host.clock.now_ms();
     host.tenants.rates.take(
@@ -167,13 +237,19 @@ pub(super) async fn invoke(
         let now = host.clock.now_ms();
         let timeout = effective(&host, &f).execution_timeout;
         let deadline = now.saturating_add(timeout.as_millis() as u64);
+        // A delayed start: suspended on a start timer (written with it) until then.
+        let start = start_time(&q, now, timeout)?;
         let id = ids::new_execution_id();
         let rec = ExecutionRecord {
             id,
             tenant: caller.tenant.to_string(),
             function: name.clone(),
             version: f.latest_version,
-            status: Status::Running,
+            status: if start.is_some() {
+                Status::Suspended
+            } else {
+                Status::Running
+            },
             input: input.clone(),
             output: None,
             error: None,
@@ -181,12 +257,19 @@ pub(super) async fn invoke(
             updated_ms: now,
             deadline_ms: Some(deadline),
             idempotency_key: key.clone(),
+            ended_ms: None,
         };
         let mut journal = Journal::from_events(&[]);
         let started = journal.record(
             now,
-            EventKind::ExecutionStarted {
-                input: input.clone(),
+            match start {
+                None => EventKind::ExecutionStarted {
+                    input: input.clone(),
+                },
+                Some(start_ms) => EventKind::ExecutionStartedAt {
+                    input: input.clone(),
+                    start_ms,
+                },
             },
         );
         let mut batch = Batch::new();
@@ -197,6 +280,13 @@ pub(super) async fn invoke(
             kind: TimerKind::Deadline,
         };
         batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
+        let wake = TimerRecord {
+            tenant: caller.tenant.to_string(),
+            kind: TimerKind::Wake,
+        };
+        if let Some(start) = start {
+            batch.put_timer(start, &id, crate::runtime::START_OP, &wake);
+        }
         let written = batch.written_for(&caller.tenant, &id);
         match (&key, &input_sha256) {
             (Some(key), Some(input_sha256)) => {
@@ -230,10 +320,19 @@ pub(super) async fn invoke(
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
         host.metrics.created(&caller.tenant);
         let finished = wait.map(|_| host.scheduler.on_finished(id));
-        host.scheduler.wake(ExecKey {
-            tenant: caller.tenant.as_ref().into(),
-            id,
-        });
+        match start {
+            Some(start) => {
+                host.metrics
+                    .tenant(&caller.tenant)
+                    .transition(Status::Running, Status::Suspended);
+                host.timers
+                    .add(start, id, crate::runtime::START_OP.to_string(), wake);
+            }
+            None => host.scheduler.wake(ExecKey {
+                tenant: caller.tenant.as_ref().into(),
+                id,
+            }),
+        }
         return match (wait, finished) {
             (Some(wait), Some(rx)) => {
                 let _ = tokio::time::timeout(wait, rx).await;
@@ -314,6 +413,16 @@ pub(super) struct ListQuery {
     /// stopped).
     #[param(pattern = "^(running|suspended|succeeded|failed|timed_out|stopped)$")]
     status: Option<String>,
+    /// Only executions whose error has exactly this `error_type` (e.g. `Runtime.LoadError`).
+    error_type: Option<String>,
+    /// Only executions that ended (reached a terminal status) at or after this time
+    /// (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    ended_after: Option<String>,
+    /// Only executions that ended before this time (RFC 3339): with `ended_after`, windows
+    /// that meet never share an execution.
+    #[param(value_type = Option<String>, format = DateTime)]
+    ended_before: Option<String>,
     /// Executions per page (1-1000, default 50).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
@@ -339,6 +448,16 @@ pub(super) async fn list_executions(
             ))
         })?),
     };
+    let ended_after = q
+        .ended_after
+        .as_deref()
+        .map(|t| rfc3339_ms("ended_after", t))
+        .transpose()?;
+    let ended_before = q
+        .ended_before
+        .as_deref()
+        .map(|t| rfc3339_ms("ended_before", t))
+        .transpose()?;
     let limit = page_limit(q.limit, 50, MAX_EXECUTION_PAGE)?;
     let cursor = match q.cursor.as_deref() {
         None => None,
@@ -353,8 +472,14 @@ pub(super) async fn list_executions(
         if cursor.is_some_and(|c| rec.id >= c) {
             continue;
         }
+        let ended = rec.end_ms();
         if q.function.as_deref().is_some_and(|f| f != rec.function)
             || status.is_some_and(|s| s != rec.status)
+            || q.error_type
+                .as_deref()
+                .is_some_and(|t| rec.error.as_ref().map(|e| e.error_type.as_str()) != Some(t))
+            || ended_after.is_some_and(|t| ended.is_none_or(|e| e < t))
+            || ended_before.is_some_and(|t| ended.is_none_or(|e| e >= t))
         {
             continue;
         }
@@ -672,4 +797,67 @@ pub(super) async fn stop(
     let _ = tokio::time::timeout(STOP_WAIT, rx).await;
     let rec = host.db.execution(&caller.tenant, &rec.id)?.unwrap_or(rec);
     Ok(execution_response(&rec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(delay: Option<&str>, start_at: Option<&str>) -> InvokeQuery {
+        InvokeQuery {
+            wait: None,
+            delay: delay.map(str::to_string),
+            start_at: start_at.map(str::to_string),
+        }
+    }
+
+    /// 2026-01-31T09:30:00Z in unix milliseconds.
+    const NOW: u64 = 1_769_851_800_000;
+
+    #[test]
+    fn a_delayed_start_is_parsed_bounded_by_the_timeout_and_refused_naming_the_parameter() {
+        let minute = Duration::from_secs(60);
+        let ok: [(Option<&str>, Option<&str>, Option<u64>); 9] = [
+            (None, None, None),
+            (Some("0"), None, None),
+            (Some("1"), None, Some(NOW + 1000)),
+            (Some("0.25"), None, Some(NOW + 250)),
+            (Some("60"), None, Some(NOW + 60_000)),
+            (None, Some("2026-01-31T09:30:30Z"), Some(NOW + 30_000)),
+            (
+                None,
+                Some("2026-01-31T11:30:30.5+02:00"),
+                Some(NOW + 30_500),
+            ),
+            // In the past, or now: at once.
+            (None, Some("2026-01-31T09:30:00Z"), None),
+            (None, Some("1999-12-31T23:59:59Z"), None),
+        ];
+        for (d, t, want) in ok {
+            let got = start_time(&query(d, t), NOW, minute)
+                .unwrap_or_else(|e| panic!("{d:?} {t:?}: {e:?}"));
+            assert_eq!(got, want, "{d:?} {t:?}");
+        }
+        let bad: [(Option<&str>, Option<&str>, &str); 8] = [
+            (Some("-1"), None, "delay="),
+            (Some("abc"), None, "delay="),
+            (Some("inf"), None, "delay="),
+            (Some("60.001"), None, "execution timeout"),
+            (None, Some("soon"), "start_at="),
+            (None, Some("2026-01-31 09:30:00"), "start_at="),
+            (None, Some("2026-01-31T09:31:00.001Z"), "execution timeout"),
+            (Some("1"), Some("2026-01-31T09:30:01Z"), "not both"),
+        ];
+        for (d, t, want) in bad {
+            match start_time(&query(d, t), NOW, minute) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains(want), "{d:?} {t:?}: {m}"),
+                other => panic!("{d:?} {t:?}: {:?}", other.map_err(|e| e.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_described_maximum_delay_is_the_longest_execution_timeout() {
+        assert_eq!(crate::settings::MAX_EXECUTION_TIMEOUT_SECS, 31_622_400);
+    }
 }

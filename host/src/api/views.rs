@@ -92,6 +92,9 @@ pub struct Execution {
     pub error: Option<Error>,
     pub created_at: String,
     pub updated_at: String,
+    /// When it reached its terminal status (RFC 3339 UTC with milliseconds); null while it
+    /// runs or is suspended.
+    pub ended_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -213,6 +216,7 @@ pub fn execution(r: &ExecutionRecord) -> Execution {
         error: r.error.as_ref().map(error),
         created_at: timestamp(r.created_ms),
         updated_at: timestamp(r.updated_ms),
+        ended_at: r.end_ms().map(timestamp),
     }
 }
 
@@ -223,6 +227,10 @@ pub fn event(e: &Event) -> HistoryEvent {
     };
     match &e.kind {
         EventKind::ExecutionStarted { input } => put("input", payload(input)),
+        EventKind::ExecutionStartedAt { input, start_ms } => {
+            put("input", payload(input));
+            put("start_at", json!(timestamp(*start_ms)));
+        }
         EventKind::StepStarted { attempt, .. } => put("attempt", json!(attempt)),
         EventKind::StepSucceeded {
             result, attempt, ..
@@ -325,5 +333,23 @@ mod tests {
         for (ms, expected) in cases {
             assert_eq!(timestamp(ms), expected, "{ms}");
         }
+    }
+
+    #[test]
+    fn a_delayed_execution_started_event_shows_its_start_time() {
+        let e = Event {
+            seq: 1,
+            at_ms: 0,
+            kind: EventKind::ExecutionStartedAt {
+                input: "{}".into(),
+                start_ms: 1_764_590_400_123,
+            },
+        };
+        let v = serde_json::to_value(event(&e)).unwrap();
+        assert_eq!(v["event_type"], "ExecutionStarted");
+        assert_eq!(
+            v["details"],
+            json!({"input": {}, "start_at": "2025-12-01T12:00:00.123Z"})
+        );
     }
 }

@@ -25,6 +25,12 @@ pub struct InvokeArgs {
     /// The same key with the same input returns the same execution (per function).
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// Start after this many seconds (the execution is `suspended` until then).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, conflicts_with = "start_at")]
+    delay: Option<f64>,
+    /// Start at this time (RFC 3339, e.g. 2026-01-31T09:30:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    start_at: Option<String>,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -42,6 +48,8 @@ pub fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<Exit, Error> {
     let timeout = Duration::from_secs_f64(args.wait.unwrap_or(0.0)) + WAIT_SLACK;
     let request = Request::post(&path)
         .query("wait", args.wait.map(|w| w.to_string()))
+        .query("delay", args.delay.map(|d| d.to_string()))
+        .query("start_at", args.start_at)
         .header("idempotency-key", args.idempotency_key)
         .json(body)
         .timeout(Some(timeout));
@@ -76,14 +84,41 @@ pub struct ListArgs {
     function: Option<String>,
     /// Only executions with this status (running, suspended, succeeded, failed,
     /// timed_out, stopped).
-    #[arg(long)]
+    #[arg(long, value_parser = STATUSES)]
     status: Option<String>,
+    /// Only executions whose error has exactly this type (e.g. Runtime.LoadError).
+    #[arg(long, value_name = "TYPE")]
+    error_type: Option<String>,
+    /// Only executions that ended at or after this time (RFC 3339, e.g.
+    /// 2026-01-31T09:30:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    ended_after: Option<String>,
+    /// Only executions that ended before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    ended_before: Option<String>,
     /// How many per page (the server's default is 50).
     #[arg(long, value_name = "N")]
     limit: Option<u32>,
     /// Follow `next_cursor` through every page.
     #[arg(long)]
     all: bool,
+}
+
+/// What `--status` takes: the API's execution statuses.
+const STATUSES: [&str; 6] = [
+    "running",
+    "suspended",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "stopped",
+];
+
+/// An RFC 3339 time, checked here so that a typo is a usage error, sent as given.
+fn parse_time(s: &str) -> Result<String, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-01-31T09:30:00Z ({e})"))
 }
 
 /// `executions`: one page, or every page with `--all` (then `--json` prints them as one
@@ -96,6 +131,9 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<Exit, Error> {
             Request::get(&["v1", "executions"])
                 .query("function", args.function.clone())
                 .query("status", args.status.clone())
+                .query("error_type", args.error_type.clone())
+                .query("ended_after", args.ended_after.clone())
+                .query("ended_before", args.ended_before.clone())
                 .query("limit", args.limit.map(|n| n.to_string()))
                 .query("cursor", cursor.take()),
         )?;
@@ -177,4 +215,139 @@ pub fn stop(ctx: &Ctx, id: &str) -> Result<Exit, Error> {
         }
     }
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        list: ListArgs,
+    }
+
+    #[derive(Parser)]
+    struct InvokeCli {
+        #[command(flatten)]
+        invoke: InvokeArgs,
+    }
+
+    #[test]
+    fn a_delayed_invoke_takes_a_delay_or_a_start_time_not_both() {
+        let ok: [(&[&str], Option<f64>, Option<&str>); 3] = [
+            (&["f"], None, None),
+            (&["f", "--delay", "1.5"], Some(1.5), None),
+            (
+                &["f", "{}", "--start-at", "2026-01-31T09:30:00Z"],
+                None,
+                Some("2026-01-31T09:30:00Z"),
+            ),
+        ];
+        for (args, delay, start_at) in ok {
+            let a = InvokeCli::try_parse_from([&["invoke"][..], args].concat())
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+                .invoke;
+            assert_eq!(
+                (a.delay, a.start_at.as_deref()),
+                (delay, start_at),
+                "{args:?}"
+            );
+        }
+        let bad: [(&[&str], &str); 3] = [
+            (&["f", "--delay", "-1"], "is not a number of seconds"),
+            (&["f", "--start-at", "noon"], "is not an RFC 3339 time"),
+            (
+                &["f", "--delay", "1", "--start-at", "2026-01-31T09:30:00Z"],
+                "cannot be used with",
+            ),
+        ];
+        for (args, want) in bad {
+            let e = InvokeCli::try_parse_from([&["invoke"][..], args].concat())
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"))
+                .to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    fn parse(args: &[&str]) -> Result<ListArgs, String> {
+        let mut argv = vec!["executions"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map(|c| c.list)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The dead-letter filters: what each line sends, or the usage error it is.
+    #[test]
+    fn the_dead_letter_filters_parse_or_are_refused_while_parsing() {
+        type Sent<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let ok: [(&[&str], Sent); 6] = [
+            (&[], (None, None, None, None)),
+            (&["--status", "failed"], (Some("failed"), None, None, None)),
+            (
+                &["--status", "timed_out", "--error-type", "Runtime.LoadError"],
+                (Some("timed_out"), Some("Runtime.LoadError"), None, None),
+            ),
+            (
+                &["--ended-after", "2026-01-31T09:30:00Z"],
+                (None, None, Some("2026-01-31T09:30:00Z"), None),
+            ),
+            (
+                &["--ended-before=2026-01-31T09:30:00.250+02:00"],
+                (None, None, None, Some("2026-01-31T09:30:00.250+02:00")),
+            ),
+            (
+                &[
+                    "--status",
+                    "failed",
+                    "--error-type",
+                    "X",
+                    "--ended-after",
+                    "2026-01-01T00:00:00Z",
+                    "--ended-before",
+                    "2026-02-01T00:00:00Z",
+                ],
+                (
+                    Some("failed"),
+                    Some("X"),
+                    Some("2026-01-01T00:00:00Z"),
+                    Some("2026-02-01T00:00:00Z"),
+                ),
+            ),
+        ];
+        for (args, want) in ok {
+            let a = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let got = (
+                a.status.as_deref(),
+                a.error_type.as_deref(),
+                a.ended_after.as_deref(),
+                a.ended_before.as_deref(),
+            );
+            assert_eq!(got, want, "{args:?}");
+        }
+        let bad: [(&[&str], &str); 5] = [
+            (&["--status", "dead"], "invalid value 'dead'"),
+            (&["--ended-after", "yesterday"], "is not an RFC 3339 time"),
+            (&["--ended-before", "2026-01-31"], "is not an RFC 3339 time"),
+            (
+                &["--ended-after", "2026-01-31T09:30:00"],
+                "is not an RFC 3339 time",
+            ),
+            (&["--error-type"], "a value is required"),
+        ];
+        for (args, want) in bad {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
 }

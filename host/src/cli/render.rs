@@ -56,6 +56,7 @@ pub fn execution(v: &Value) -> String {
         ("status", field(v, "status")),
         ("created_at", field(v, "created_at")),
         ("updated_at", field(v, "updated_at")),
+        ("ended_at", field(v, "ended_at")),
         ("input", pretty(v.get("input"))),
         ("output", pretty(v.get("output"))),
         ("error", pretty(v.get("error"))),
@@ -89,21 +90,28 @@ pub fn ending(v: &Value) -> String {
 }
 
 pub fn executions_table(executions: &[Value]) -> String {
-    let mut t = Table::new(&["ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED"]);
+    let mut t = Table::new(&[
+        "ID", "FUNCTION", "VERSION", "STATUS", "CREATED", "UPDATED", "ENDED", "ERROR",
+    ]);
     for e in executions {
-        t.push(
-            [
-                "execution_id",
-                "function",
-                "version",
-                "status",
-                "created_at",
-                "updated_at",
-            ]
-            .iter()
-            .map(|k| field(e, k))
-            .collect(),
+        let mut row: Vec<String> = [
+            "execution_id",
+            "function",
+            "version",
+            "status",
+            "created_at",
+            "updated_at",
+            "ended_at",
+        ]
+        .iter()
+        .map(|k| field(e, k))
+        .collect();
+        row.push(
+            e.get("error")
+                .map(|e| field(e, "error_type"))
+                .unwrap_or_default(),
         );
+        t.push(row);
     }
     t.render()
 }
@@ -353,6 +361,7 @@ mod tests {
             "error": null,
             "created_at": "2025-01-01T00:00:00.000Z",
             "updated_at": "2025-01-01T00:00:01.000Z",
+            "ended_at": "2025-01-01T00:00:01.000Z",
         })
     }
 
@@ -366,6 +375,7 @@ mod tests {
              status        succeeded\n\
              created_at    2025-01-01T00:00:00.000Z\n\
              updated_at    2025-01-01T00:00:01.000Z\n\
+             ended_at      2025-01-01T00:00:01.000Z\n\
              input         {}\n\
              output        {\n\
              \x20               \"statusCode\": 200\n\

@@ -74,7 +74,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ExecutionRecord {
     pub id: ExecId,
     pub tenant: String,
@@ -92,6 +92,79 @@ pub struct ExecutionRecord {
     pub deadline_ms: Option<u64>,
     /// The `Idempotency-Key` it was invoked with: released when the execution is deleted.
     pub idempotency_key: Option<String>,
+    /// When it reached its terminal status. `None` while it runs, and on records written
+    /// before this field existed (their `updated_ms` is their end: `ended_or_updated_ms`).
+    /// Last, so that such records still decode (see the `Deserialize` below).
+    pub ended_ms: Option<u64>,
+}
+
+impl ExecutionRecord {
+    /// When a terminal execution ended: `ended_ms`, else (a record written before it
+    /// existed, whose last write was its terminal status) `updated_ms`. `None` while it runs.
+    pub fn end_ms(&self) -> Option<u64> {
+        self.status
+            .is_terminal()
+            .then(|| self.ended_ms.unwrap_or(self.updated_ms))
+    }
+}
+
+/// By hand, for one reason: a record written before `ended_ms` existed ends where that
+/// field would begin. Postcard is not self-describing (a missing trailing field is the end
+/// of the input, not an absent one), so the last field reads as `None` when the input ends
+/// there; every other field is read as the derive would.
+impl<'de> Deserialize<'de> for ExecutionRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, SeqAccess, Visitor};
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = ExecutionRecord;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an execution record")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<ExecutionRecord, A::Error> {
+                let mut n = 0;
+                macro_rules! field {
+                    () => {{
+                        n += 1;
+                        s.next_element()?
+                            .ok_or_else(|| A::Error::invalid_length(n - 1, &self))?
+                    }};
+                }
+                Ok(ExecutionRecord {
+                    id: field!(),
+                    tenant: field!(),
+                    function: field!(),
+                    version: field!(),
+                    status: field!(),
+                    input: field!(),
+                    output: field!(),
+                    error: field!(),
+                    created_ms: field!(),
+                    updated_ms: field!(),
+                    deadline_ms: field!(),
+                    idempotency_key: field!(),
+                    // The end of an older record's input (or a format with no such field).
+                    ended_ms: s.next_element().ok().flatten().flatten(),
+                })
+            }
+        }
+        const FIELDS: &[&str] = &[
+            "id",
+            "tenant",
+            "function",
+            "version",
+            "status",
+            "input",
+            "output",
+            "error",
+            "created_ms",
+            "updated_ms",
+            "deadline_ms",
+            "idempotency_key",
+            "ended_ms",
+        ];
+        d.deserialize_struct("ExecutionRecord", FIELDS, Fields)
+    }
 }
 
 /// What a timer does when due.
@@ -224,4 +297,89 @@ pub struct ApiKeyRecord {
     pub secret_sha256: [u8; 32],
     pub created_ms: u64,
     pub expires_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An execution record as stored before `ended_ms` existed.
+    #[derive(Serialize)]
+    struct Before {
+        id: ExecId,
+        tenant: String,
+        function: String,
+        version: u32,
+        status: Status,
+        input: String,
+        output: Option<String>,
+        error: Option<ErrorObject>,
+        created_ms: u64,
+        updated_ms: u64,
+        deadline_ms: Option<u64>,
+        idempotency_key: Option<String>,
+    }
+
+    fn record(ended_ms: Option<u64>) -> ExecutionRecord {
+        ExecutionRecord {
+            id: [7; 16],
+            tenant: "default".into(),
+            function: "hello".into(),
+            version: 3,
+            status: Status::Failed,
+            input: "{}".into(),
+            output: None,
+            error: Some(ErrorObject::new("E", "m")),
+            created_ms: 10,
+            updated_ms: 20,
+            deadline_ms: Some(30),
+            idempotency_key: Some("k".into()),
+            ended_ms,
+        }
+    }
+
+    #[test]
+    fn an_execution_record_round_trips_with_and_without_its_end() {
+        for ended in [None, Some(0), Some(25), Some(u64::MAX)] {
+            let rec = record(ended);
+            let bytes = postcard::to_stdvec(&rec).unwrap();
+            assert_eq!(
+                postcard::from_bytes::<ExecutionRecord>(&bytes).unwrap(),
+                rec
+            );
+        }
+    }
+
+    #[test]
+    fn an_execution_record_written_before_ended_ms_reads_as_ended_at_its_last_update() {
+        let r = record(None);
+        let before = Before {
+            id: r.id,
+            tenant: r.tenant.clone(),
+            function: r.function.clone(),
+            version: r.version,
+            status: r.status,
+            input: r.input.clone(),
+            output: r.output.clone(),
+            error: r.error.clone(),
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+            deadline_ms: r.deadline_ms,
+            idempotency_key: r.idempotency_key.clone(),
+        };
+        let bytes = postcard::to_stdvec(&before).unwrap();
+        let read = postcard::from_bytes::<ExecutionRecord>(&bytes).unwrap();
+        assert_eq!(read, r);
+        assert_eq!(read.end_ms(), Some(20));
+        // A record cut short elsewhere is still refused.
+        assert!(postcard::from_bytes::<ExecutionRecord>(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn only_a_terminal_execution_has_an_end() {
+        let mut r = record(Some(25));
+        assert_eq!(r.end_ms(), Some(25));
+        r.status = Status::Suspended;
+        assert_eq!(r.end_ms(), None);
+    }
 }

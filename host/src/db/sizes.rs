@@ -147,6 +147,7 @@ mod tests {
             updated_ms: 1,
             deadline_ms: None,
             idempotency_key: None,
+            ended_ms: None,
         };
         let mut journal = Journal::from_events(&[]);
         let mut batch = Batch::new();

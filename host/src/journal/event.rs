@@ -143,13 +143,22 @@ pub enum EventKind {
     ExecutionStopped {
         error: ErrorObject,
     },
+    /// `ExecutionStarted` of an execution invoked with `?delay=` or `?start_at=`: the same
+    /// event type, whose details also carry when it starts (`start_at`). A variant of its
+    /// own, and the last, so that stored events keep their encoding.
+    ExecutionStartedAt {
+        input: String,
+        start_ms: u64,
+    },
 }
 
 impl EventKind {
     /// The AWS-vocabulary event type.
     pub fn event_type(&self) -> &'static str {
         match self {
-            EventKind::ExecutionStarted { .. } => "ExecutionStarted",
+            EventKind::ExecutionStarted { .. } | EventKind::ExecutionStartedAt { .. } => {
+                "ExecutionStarted"
+            }
             EventKind::StepStarted { .. } => "StepStarted",
             EventKind::StepSucceeded { .. } => "StepSucceeded",
             EventKind::StepFailed { .. } => "StepFailed",

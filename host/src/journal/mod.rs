@@ -152,6 +152,8 @@ pub mod error_types {
     pub const CALLBACK_TIMEOUT: &str = "Callback.Timeout";
     pub const CALLBACK_HEARTBEAT_TIMEOUT: &str = "Callback.HeartbeatTimeout";
     pub const TRAP: &str = "Runtime.Trap";
+    /// The host cannot run the execution: its component is gone or no longer loads.
+    pub const LOAD_ERROR: &str = "Runtime.LoadError";
     pub const ACTIVATION_TIMEOUT: &str = "Runtime.ActivationTimeout";
     pub const HOST_RESTARTED: &str = "Runtime.HostRestarted";
     pub const STOPPED: &str = "Execution.Stopped";
@@ -257,6 +259,8 @@ pub struct Journal {
     ops: HashMap<String, Op>,
     next_seq: u32,
     input: String,
+    /// When a delayed execution starts (`EventKind::ExecutionStartedAt`).
+    start_ms: Option<u64>,
     last_kind: Option<&'static str>,
     terminal: bool,
     /// Callbacks started and not yet resolved (kept by `apply`, so no scan is needed).
@@ -295,6 +299,11 @@ impl Journal {
         let state = match &e.kind {
             EventKind::ExecutionStarted { input } => {
                 self.input = input.clone();
+                return;
+            }
+            EventKind::ExecutionStartedAt { input, start_ms } => {
+                self.input = input.clone();
+                self.start_ms = Some(*start_ms);
                 return;
             }
             EventKind::StepStarted { attempt, .. } => {
@@ -396,6 +405,12 @@ impl Journal {
 
     pub fn input(&self) -> &str {
         &self.input
+    }
+
+    /// When a delayed execution starts (`?delay=`, `?start_at=`); `None` if it started at
+    /// once.
+    pub fn start_ms(&self) -> Option<u64> {
+        self.start_ms
     }
 
     pub fn is_terminal(&self) -> bool {

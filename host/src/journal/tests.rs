@@ -620,3 +620,31 @@ fn journaled_operations_replay_under_lower_limits() {
     let m = limit_message(r.wait(3, Some("1"), None, 5_000));
     assert!(m.contains("max_wait_ms = 10"), "a new wait is refused: {m}");
 }
+
+#[test]
+fn a_delayed_start_is_an_execution_started_event_that_carries_its_start_time() {
+    let mut j = Journal::from_events(&[]);
+    let e = j.record(
+        5,
+        EventKind::ExecutionStartedAt {
+            input: "{\"a\":1}".into(),
+            start_ms: 1_005,
+        },
+    );
+    assert_eq!(e.kind.event_type(), "ExecutionStarted");
+    assert_eq!(e.kind.sub_type(), None);
+    assert!(e.kind.op().is_none() && !e.kind.is_terminal());
+    let j = Journal::from_events(&[e]);
+    assert_eq!(j.start_ms(), Some(1_005));
+    assert_eq!(j.input(), "{\"a\":1}");
+    assert_eq!(j.last_event_type(), Some("ExecutionStarted"));
+    // The guest's first operation is still `1`: the delay is no operation.
+    let mut a = Activation::new(j, 1_005);
+    let fx = a
+        .step_start(1_006, None, Some("s"), ALO, no_retry(), 0.0)
+        .unwrap();
+    assert_eq!(fx.reply, Reply::Return(("1".into(), StepStart::Run(1))));
+    // One started at once has none.
+    let (a, _) = fresh();
+    assert_eq!(a.journal().start_ms(), None);
+}

@@ -58,6 +58,10 @@ struct ExecutionTimedOut;
 /// never collides with a journal timer).
 pub const DEADLINE_OP: &str = "deadline";
 
+/// The timer operation id of a delayed start (`?delay=`, `?start_at=`): written by invoke
+/// with the execution, deleted by the activation that starts it (or ends it first).
+pub const START_OP: &str = "start";
+
 /// The in-memory timer op id of a retry after a host failure (op ids are digits and dots).
 const HOST_RETRY_OP: &str = "host-retry";
 
@@ -120,8 +124,10 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
 pub struct Runtime {
     pub engine: Engine,
     /// Host failures in a row per execution (reset by an activation that ends normally),
-    /// for the retry delay.
-    pub host_failures: std::sync::Mutex<std::collections::HashMap<crate::db::ExecId, u32>>,
+    /// for the retry delay, with the last one's message: an execution whose deadline
+    /// passes while they go on times out naming it.
+    pub host_failures:
+        std::sync::Mutex<std::collections::HashMap<crate::db::ExecId, (u32, String)>>,
     pub registry: Arc<Registry>,
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
@@ -183,8 +189,9 @@ impl Runtime {
                 // it and runs again after a growing delay, rather than waiting for a restart.
                 let failures = {
                     let mut map = self.host_failures.lock().expect("host failures");
-                    let n = map.entry(key.id).or_insert(0);
+                    let (n, last) = map.entry(key.id).or_default();
                     *n = n.saturating_add(1);
+                    *last = format!("{e:#}");
                     *n
                 };
                 let delay = host_retry_delay(failures);
@@ -242,10 +249,31 @@ impl Runtime {
                 .finish(key, metrics, exec, &mut act, End::TimedOut, None)
                 .await;
         }
+        // A delayed start not yet due: woken early (a restart's recovery, a stray wake), it
+        // stays suspended on its start timer, which wakes it when due.
+        let start_ms = act.journal().start_ms();
+        if let Some(start) = start_ms.filter(|&t| now < t) {
+            // Indexed again in case this wake was its timer, fired by a clock that has
+            // since stepped back (the index holds one entry per timer, so this adds none).
+            let wake = crate::db::TimerRecord {
+                tenant: key.tenant.to_string(),
+                kind: crate::db::TimerKind::Wake,
+            };
+            self.shared
+                .timers
+                .add(start, key.id, START_OP.to_string(), wake);
+            return Ok(Outcome::Suspended);
+        }
         let limits = self.limits(&key.tenant, &exec.function)?;
 
         // Ingest what happened while the guest was away: due waits, resolved callbacks.
         let mut batch = Batch::new();
+        if let Some(t) =
+            start_ms.filter(|_| act.journal().last_event_type() == Some("ExecutionStarted"))
+        {
+            // Its first activation: the start timer is consumed.
+            batch.del_timer(t, &key.id, START_OP);
+        }
         let (events, consumed) = act.complete_due_waits(now);
         for e in &events {
             batch.put_event(&key.id, e);
@@ -284,10 +312,21 @@ impl Runtime {
             // A storage failure is not the component's: leave the execution as it is, like
             // any other host failure here (`activate` runs it again after a delay).
             Err(e) if e.is_transient() => return Err(e.into()),
+            // For good: the version record or the component's bytes are gone, or the bytes
+            // no longer compile or link against this host. The execution fails with the
+            // reason, like any other failure (a deleted function's executions included).
             Err(e) => {
+                let deleted = match db.function(&key.tenant, &exec.function) {
+                    Ok(Some(f)) if !f.deleted => "",
+                    _ => " (the function was deleted)",
+                };
+                tracing::warn!(error = %e, deleted = !deleted.is_empty(), "the execution fails: its component cannot be loaded");
                 let error = ErrorObject::new(
-                    "Runtime.LoadError",
-                    format!("the function's component could not be loaded: {e}"),
+                    error_types::LOAD_ERROR,
+                    format!(
+                        "version {} of {:?} could not be loaded{deleted}: {e}",
+                        exec.version, exec.function
+                    ),
                 );
                 let end = End::Failed {
                     error,
@@ -624,10 +663,20 @@ impl Runtime {
                     .deadline_ms
                     .unwrap_or(now)
                     .saturating_sub(exec.created_ms);
-                let error = ErrorObject::new(
-                    error_types::EXECUTION_TIMEOUT,
-                    format!("the execution did not finish within its timeout of {limit} ms"),
-                );
+                let mut message =
+                    format!("the execution did not finish within its timeout of {limit} ms");
+                // It could not run for a reason that may pass (a storage failure): say so.
+                if let Some((n, last)) = self
+                    .host_failures
+                    .lock()
+                    .expect("host failures")
+                    .get(&key.id)
+                {
+                    message.push_str(&format!(
+                        "; its last {n} activation(s) failed in the host, the last with: {last}"
+                    ));
+                }
+                let error = ErrorObject::new(error_types::EXECUTION_TIMEOUT, message);
                 let e = act.journal_mut().record(
                     now,
                     EventKind::ExecutionTimedOut {
@@ -649,6 +698,11 @@ impl Runtime {
                 batch.del_timer(due, &key.id, DEADLINE_OP);
                 self.shared.timers.remove(due, key.id, DEADLINE_OP);
             }
+            // A delayed start's timer, if it ended (stopped, timed out) before it was due.
+            if let Some(due) = act.journal().start_ms() {
+                batch.del_timer(due, &key.id, START_OP);
+                self.shared.timers.remove(due, key.id, START_OP);
+            }
             let retention = self.limits(&key.tenant, &exec.function)?.retention;
             let expires = now.saturating_add(retention.as_millis() as u64);
             batch.put_expiry(
@@ -662,6 +716,9 @@ impl Runtime {
         metrics.transition(exec.status, status);
         exec.status = status;
         exec.updated_ms = now;
+        if status.is_terminal() {
+            exec.ended_ms = Some(now);
+        }
         batch.put_execution(&exec);
         self.shared.db.commit(batch, Durability::Sync).await?;
         if status.is_terminal() {

@@ -577,6 +577,7 @@ mod tests {
             updated_ms: 0,
             deadline_ms: None,
             idempotency_key: None,
+            ended_ms: None,
         };
         let mut journal = Journal::from_events(&[]);
         let r = c.reserve_execution("t", 4, &q).unwrap();
