@@ -292,13 +292,16 @@ impl Runtime {
                 batch.put_event(&key.id, &e);
             }
         }
-        if exec.status == Status::Suspended {
-            metrics.transition(exec.status, Status::Running);
+        let resumed = exec.status == Status::Suspended;
+        if resumed {
             exec.status = Status::Running;
             exec.updated_ms = now;
             batch.put_execution(&exec);
         }
         db.commit(batch, Durability::Lazy).await?;
+        if resumed {
+            metrics.transition(Status::Suspended, Status::Running);
+        }
         for t in consumed {
             self.shared.timers.remove(t.due_ms, key.id, &t.op_id);
         }
@@ -713,7 +716,7 @@ impl Runtime {
                 },
             );
         }
-        metrics.transition(exec.status, status);
+        let before = exec.status;
         exec.status = status;
         exec.updated_ms = now;
         if status.is_terminal() {
@@ -721,6 +724,9 @@ impl Runtime {
         }
         batch.put_execution(&exec);
         self.shared.db.commit(batch, Durability::Sync).await?;
+        // Counted once it is on disk: a reader that sees the count sees the record, and a
+        // refused write (a full disk) counts nothing.
+        metrics.transition(before, status);
         if status.is_terminal() {
             self.shared.clear_stop(&key.id);
         }
