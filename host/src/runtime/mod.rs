@@ -118,6 +118,8 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
 
 /// Runs activations.
 pub struct Runtime {
+    /// Where a terminal event's webhook deliveries go (in its batch).
+    pub webhooks: crate::webhooks::Outbox,
     pub engine: Engine,
     /// Host failures in a row per execution (reset by an activation that ends normally),
     /// for the retry delay.
@@ -660,8 +662,17 @@ impl Runtime {
         metrics.transition(exec.status, status);
         exec.status = status;
         exec.updated_ms = now;
+        // The outbox: its webhook deliveries are written with the terminal event.
+        let deliveries = if status.is_terminal() {
+            self.webhooks.add(&self.shared.db, &exec, now, &mut batch)?
+        } else {
+            0
+        };
         batch.put_execution(&exec);
         self.shared.db.commit(batch, Durability::Sync).await?;
+        if deliveries > 0 {
+            self.webhooks.wake();
+        }
         if status.is_terminal() {
             self.shared.clear_stop(&key.id);
         }
