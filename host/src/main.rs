@@ -138,6 +138,13 @@ struct ServeArgs {
     /// --listen is a loopback address.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Delays between the attempts of a failing webhook delivery, comma-separated, with
+    /// units ms, s, m, h; after the last one the delivery is `failed`.
+    #[arg(long, value_name = "DELAYS", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = schedule_arg)]
+    webhook_retry_schedule: String,
+    /// Webhook deliveries in flight at once; more wait until one ends.
+    #[arg(long, default_value_t = durable_host::webhooks::DEFAULT_CONCURRENCY, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=1024), usize::from))]
+    webhook_concurrency: usize,
     /// TOML file of serve settings: keys are the flags' names (`max_resident = 512`);
     /// flags and DURABLE_* variables override it. Also DURABLE_CONFIG.
     #[arg(long, value_name = "PATH")]
@@ -227,6 +234,12 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--webhook-retry-schedule`, checked by clap (and so for the config file and the
+/// environment too).
+fn schedule_arg(s: &str) -> Result<String, String> {
+    durable_host::webhooks::parse_schedule(s).map(|_| s.to_string())
+}
+
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.config {
         tracing::info!(config = %path.display(), "serve settings from a config file");
@@ -306,6 +319,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_json_depth: a.max_json_depth,
         insecure_no_auth: a.insecure_no_auth,
         api_listen,
+        webhooks: durable_host::webhooks::Options {
+            schedule: durable_host::webhooks::parse_schedule(&a.webhook_retry_schedule)
+                .map_err(anyhow::Error::msg)?,
+            concurrency: a.webhook_concurrency,
+            timeout: durable_host::webhooks::ATTEMPT_TIMEOUT,
+        },
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {

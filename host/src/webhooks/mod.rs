@@ -14,6 +14,7 @@
 //! or show a secret after creation.
 
 pub mod deliver;
+pub mod manage;
 pub mod sign;
 
 use std::time::Duration;
@@ -119,6 +120,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Over `MAX_WEBHOOKS_PER_TENANT`.
+    #[error("{0}")]
+    Limit(String),
     #[error(transparent)]
     Storage(#[from] db::Error),
 }
