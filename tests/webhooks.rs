@@ -376,9 +376,8 @@ fn failed_timed_out_and_stopped_executions_each_deliver_one_signed_event() {
     }
     assert_eq!(deliveries(&s, &slack, "?status=delivered").len(), 1);
     assert_eq!(deliveries(&s, &slack, "?status=failed").len(), 0);
-    let metric =
-        format!("durable_webhook_deliveries_total{{tenant=\"default\",result=\"delivered\"}}");
-    assert_eq!(s.metric(&metric), 4.0);
+    let metric = "durable_webhook_deliveries_total{tenant=\"default\",result=\"delivered\"}";
+    assert_eq!(s.metric(metric), 4.0);
 }
 
 #[test]
