@@ -750,3 +750,85 @@ fn delivery_latency_after_the_terminal_event() {
     );
     assert!(p(0.5) < 1000, "{lat:?}");
 }
+
+/// `durable-host webhooks ...` against the server: (exit code, stdout, stderr).
+fn cli(s: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(support::BIN)
+        .args(["--server", &s.url, "--api-key", &s.admin_key])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_creates_lists_tests_and_deletes_webhooks() {
+    let r = Receiver::start();
+    let s = start(&r, &[]);
+    let url = r.url("/cli");
+    let (code, out, err) = cli(
+        &s,
+        &[
+            "--json",
+            "webhooks",
+            "create",
+            "--url",
+            &url,
+            "--event",
+            "execution.failed",
+            "--format",
+            "slack",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(v["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(v["format"], "slack");
+    let (code, out, err) = cli(&s, &["webhooks", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&id) && out.contains("execution.failed") && out.contains("enabled"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&s, &["webhooks", "test", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("webhook.test"), "{out}");
+    let got = r.wait("/cli", 1);
+    assert!(
+        got[0].json()["text"].as_str().unwrap().contains("test"),
+        "{:?}",
+        got[0]
+    );
+    wait_deliveries(&s, &id, |ds| {
+        ds.first().is_some_and(|d| d["status"] == "delivered")
+    });
+    let (code, out, _) = cli(
+        &s,
+        &["webhooks", "deliveries", &id, "--status", "delivered"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("webhook.test") && out.contains("delivered"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&s, &["webhooks", "get", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&url) && !out.contains("whsec_"), "{out}");
+    // Errors: one line, exit 2.
+    let (code, _, err) = cli(&s, &["webhooks", "create", "--url", "http://127.0.0.1:1/"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("error: 400 bad_request") && err.contains("allowlist"),
+        "{err}"
+    );
+    let (code, out, _) = cli(&s, &["webhooks", "delete", &id]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, err) = cli(&s, &["webhooks", "get", &id]);
+    assert_eq!(code, 2);
+    assert!(err.contains("404 not_found"), "{err}");
+}
