@@ -832,3 +832,30 @@ fn the_cli_creates_lists_tests_and_deletes_webhooks() {
     assert_eq!(code, 2);
     assert!(err.contains("404 not_found"), "{err}");
 }
+
+#[test]
+fn deliveries_in_flight_are_bounded_by_the_concurrency_flag() {
+    let r = Receiver::start();
+    let s = start(&r, &["--webhook-concurrency", "2"]);
+    put(&s, "/v1/functions/work");
+    webhook(&s, &r, "/busy", json!({"events": ["execution.failed"]}));
+    r.hold(true);
+    for _ in 0..5 {
+        s.invoke(
+            "work",
+            &scenario("fail", json!({"error_type": "E", "message": "m"})),
+        );
+    }
+    r.wait("/busy", 2);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        r.got("/busy").len(),
+        2,
+        "two in flight while the receiver holds them"
+    );
+    r.hold(false);
+    let got = r.wait("/busy", 5);
+    std::thread::sleep(Duration::from_millis(500));
+    let ids: std::collections::HashSet<&str> = got.iter().map(Received::id).collect();
+    assert_eq!((got.len(), ids.len()), (5, 5), "each delivered once");
+}
