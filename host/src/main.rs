@@ -324,6 +324,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?,
             concurrency: a.webhook_concurrency,
             timeout: durable_host::webhooks::ATTEMPT_TIMEOUT,
+            retention: Duration::from_secs(a.retention_secs.max(1)),
         },
         ..Default::default()
     };

@@ -85,7 +85,14 @@ impl Service {
     /// Deliver until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: Arc<Notify>) {
         let slots = Arc::new(Semaphore::new(self.opts.concurrency.max(1)));
+        let mut pruned = tokio::time::Instant::now();
         loop {
+            if pruned.elapsed() >= super::PRUNE_INTERVAL {
+                pruned = tokio::time::Instant::now();
+                if let Err(e) = self.prune().await {
+                    tracing::error!(error = %e, "pruning webhook deliveries failed");
+                }
+            }
             let (due, next) = match self.scan() {
                 Ok(v) => v,
                 Err(e) => {
@@ -122,6 +129,35 @@ impl Service {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Delete finished deliveries past their retention, and beyond the newest
+    /// `MAX_FINISHED_DELIVERIES` of a webhook. Pending ones are kept whatever their age.
+    pub async fn prune(&self) -> db::Result<usize> {
+        let db = &self.shared.db;
+        let cutoff = self
+            .shared
+            .timers
+            .clock()
+            .now_ms()
+            .saturating_sub(self.opts.retention.as_millis() as u64);
+        let mut deleted = 0;
+        for tenant in self.shared.tenants.list() {
+            for hook in db.webhooks(&tenant.name)? {
+                let all = db
+                    .deliveries(&tenant.name, &hook.id)
+                    .collect::<db::Result<Vec<_>>>()?;
+                let mut batch = Batch::new();
+                for id in super::to_prune(&all, cutoff, super::MAX_FINISHED_DELIVERIES) {
+                    batch.del_delivery(&tenant.name, &hook.id, id);
+                    deleted += 1;
+                }
+                if !batch.is_empty() {
+                    db.commit(batch, Durability::Lazy).await?;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// What is due now and not in flight (marked in flight here; at most `concurrency`),

@@ -61,6 +61,13 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// batch that ends the execution.
 pub const MAX_WEBHOOKS_PER_TENANT: usize = 64;
 
+/// The most finished deliveries one webhook keeps (the newest): a receiver that fails for
+/// days must not fill the disk with its history.
+pub const MAX_FINISHED_DELIVERIES: usize = 1000;
+
+/// How often finished deliveries past their retention are deleted.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The longest URL accepted.
 pub const MAX_URL_BYTES: usize = 2048;
 
@@ -73,6 +80,9 @@ pub struct Options {
     pub schedule: Vec<Duration>,
     pub concurrency: usize,
     pub timeout: Duration,
+    /// How long a finished (delivered or failed) delivery is kept (the server's
+    /// `--retention-secs`); a webhook also keeps at most `MAX_FINISHED_DELIVERIES`.
+    pub retention: Duration,
 }
 
 impl Default for Options {
@@ -81,6 +91,7 @@ impl Default for Options {
             schedule: DEFAULT_SCHEDULE.to_vec(),
             concurrency: DEFAULT_CONCURRENCY,
             timeout: ATTEMPT_TIMEOUT,
+            retention: crate::settings::Defaults::default().retention,
         }
     }
 }
@@ -375,6 +386,24 @@ pub fn after_attempt(
     (d, disable)
 }
 
+/// Of a webhook's deliveries (newest first), the finished ones to delete: those that ended
+/// before `cutoff_ms`, and those beyond the newest `max` finished. Pending ones stay.
+pub fn to_prune(deliveries: &[DeliveryRecord], cutoff_ms: u64, max: usize) -> Vec<&str> {
+    let mut finished = 0;
+    let mut out = Vec::new();
+    for d in deliveries {
+        if d.status == DeliveryStatus::Pending {
+            continue;
+        }
+        finished += 1;
+        let ended = d.delivered_ms.unwrap_or(d.created_ms);
+        if finished > max || ended < cutoff_ms {
+            out.push(d.id.as_str());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +463,34 @@ mod tests {
         let (gone, disable) = after_attempt(d, &AttemptResult::Gone, &DEFAULT_SCHEDULE, 9);
         assert!(disable);
         assert_eq!(gone.status, DeliveryStatus::Failed);
+    }
+
+    #[test]
+    fn pruning_keeps_pending_and_recent_deliveries() {
+        let mk = |id: &str, status, created_ms| {
+            let mut d = new_delivery(
+                &hook(),
+                "execution.failed",
+                None,
+                "{}".into(),
+                7,
+                created_ms,
+            );
+            d.id = id.into();
+            d.status = status;
+            d
+        };
+        use DeliveryStatus::*;
+        // Newest first, as the store lists them.
+        let ds = [
+            mk("new", Delivered, 100),
+            mk("pending-old", Pending, 1),
+            mk("mid", Failed, 60),
+            mk("old", Delivered, 10),
+        ];
+        assert_eq!(to_prune(&ds, 50, 10), ["old"]);
+        assert_eq!(to_prune(&ds, 0, 1), ["mid", "old"]);
+        assert!(to_prune(&ds, 0, 10).is_empty());
     }
 
     #[test]
