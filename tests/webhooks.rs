@@ -187,6 +187,23 @@ impl Receiver {
         }
     }
 
+    /// Like `wait`, with its own bound.
+    fn wait_for(&self, path: &str, n: usize, bound: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let got = self.got(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path}: {} requests, expected {n}",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn hold(&self, on: bool) {
         self.state.lock().unwrap().hold = on;
     }
@@ -276,6 +293,12 @@ fn failed_timed_out_and_stopped_executions_each_deliver_one_signed_event() {
         "/slack",
         json!({"events": ["execution.failed"], "functions": ["work"], "format": "slack"}),
     );
+    let ok_hook = webhook(
+        &s,
+        &r,
+        "/ok",
+        json!({"events": ["execution.succeeded"], "functions": ["work"]}),
+    );
     let failed = s.invoke(
         "work",
         &scenario(
@@ -293,11 +316,28 @@ fn failed_timed_out_and_stopped_executions_each_deliver_one_signed_event() {
         s.wait_done(id);
     }
     let got = r.wait("/std", 3);
+    let ok_got = r.wait("/ok", 1);
+    let ok = ok_got[0].json();
+    assert!(ok_got[0].signed);
+    assert_eq!(
+        (ok["type"].clone(), ok["data"]["status"].clone()),
+        (json!("execution.succeeded"), json!("succeeded")),
+        "{ok}"
+    );
+    assert_eq!(ok["data"]["execution_id"], succeeded.as_str());
+    assert_eq!(
+        ok["data"]["output"],
+        s.execution(&succeeded)["output"],
+        "{ok}"
+    );
+    assert_eq!(ok["data"]["error"], Value::Null);
     let slack_got = r.wait("/slack", 1);
     // Nothing more comes: one delivery per event, none for the success.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(r.got("/std").len(), 3, "{:?}", r.got("/std"));
     assert_eq!(r.got("/slack").len(), 1);
+    assert_eq!(r.got("/ok").len(), 1);
+    assert_eq!(deliveries(&s, &ok_hook, "").len(), 1);
 
     let by_exec: HashMap<String, Received> = got
         .iter()
@@ -377,7 +417,7 @@ fn failed_timed_out_and_stopped_executions_each_deliver_one_signed_event() {
     assert_eq!(deliveries(&s, &slack, "?status=delivered").len(), 1);
     assert_eq!(deliveries(&s, &slack, "?status=failed").len(), 0);
     let metric = "durable_webhook_deliveries_total{tenant=\"default\",result=\"delivered\"}";
-    assert_eq!(s.metric(metric), 4.0);
+    assert_eq!(s.metric(metric), 5.0);
 }
 
 #[test]
@@ -749,6 +789,63 @@ fn delivery_latency_after_the_terminal_event() {
         lat.last().unwrap()
     );
     assert!(p(0.5) < 1000, "{lat:?}");
+
+    // A burst: 50 executions invoked at once (deliveries queue behind the concurrency
+    // bound, 16).
+    for i in 0..N {
+        s.invoke(
+            "work",
+            &scenario(
+                "fail",
+                json!({"error_type": "E", "message": format!("b{i}")}),
+            ),
+        );
+    }
+    let got = r.wait("/lat", 2 * N);
+    let mut lat: Vec<i128> = got[N..]
+        .iter()
+        .map(|g| ms_since_epoch(g.at) - ms_of(g.json()["data"]["ended_at"].as_str().unwrap()))
+        .collect();
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "webhook delivery latency after the terminal event, a burst of {N}: p50 {} ms, p99 {} ms, max {} ms",
+        p(0.5),
+        p(0.99),
+        lat.last().unwrap()
+    );
+}
+
+#[test]
+fn an_attempt_without_an_answer_is_cut_at_15_s_and_retried() {
+    let r = Receiver::start();
+    let s = start(&r, &[]);
+    put(&s, "/v1/functions/work");
+    let hook = webhook(&s, &r, "/mute", json!({"events": ["execution.failed"]}));
+    r.hold(true);
+    s.invoke(
+        "work",
+        &scenario("fail", json!({"error_type": "E", "message": "m"})),
+    );
+    let first = r.wait("/mute", 1);
+    let started = Instant::now();
+    let got = r.wait_for("/mute", 2, Duration::from_secs(30));
+    let gap = got[1].at.duration_since(first[0].at).unwrap();
+    r.hold(false);
+    println!(
+        "an attempt without an answer: the next one {} ms after it began",
+        gap.as_millis()
+    );
+    assert!(gap >= Duration::from_millis(15_000 + 300), "{gap:?}");
+    assert!(gap < Duration::from_millis(15_000 + 3_000), "{gap:?}");
+    assert!(started.elapsed() < Duration::from_secs(25));
+    let ds = deliveries(&s, &hook, "");
+    let err = ds[0]["last_error"].as_str().unwrap_or("");
+    assert!(
+        ds[0]["attempts"].as_u64() >= Some(1) && err.contains("15"),
+        "{:?}",
+        ds[0]
+    );
 }
 
 /// `durable-host webhooks ...` against the server: (exit code, stdout, stderr).

@@ -261,7 +261,11 @@ impl Service {
         let addrs = match allow.destination(&uri, self.opts.timeout).await {
             Ok(a) => a,
             Err(why) => {
-                tracing::warn!(url = %hook.url, "webhook delivery refused: {why}");
+                // The host only: a URL may carry a token (Slack's do).
+                tracing::warn!(
+                    host = uri.host().unwrap_or(""),
+                    "webhook delivery refused: {why}"
+                );
                 return AttemptResult::Error(format!("refused: {why}"));
             }
         };
@@ -298,6 +302,10 @@ impl Service {
             Ok(r) if r.status().is_success() => AttemptResult::Delivered(r.status().as_u16()),
             Ok(r) if r.status().as_u16() == 410 => AttemptResult::Gone,
             Ok(r) => AttemptResult::Status(r.status().as_u16()),
+            Err(e) if e.is_timeout() => AttemptResult::Error(format!(
+                "no answer within {} s",
+                self.opts.timeout.as_secs_f64()
+            )),
             Err(e) => {
                 use std::error::Error as _;
                 let mut msg = e.to_string();

@@ -129,7 +129,10 @@ impl Service {
         let mut batch = Batch::new();
         batch.put_webhook(&rec);
         self.shared.db.commit(batch, Durability::Sync).await?;
-        tracing::info!(tenant, webhook = %rec.id, url = %rec.url, "webhook created");
+        // The host only: a URL may carry a token (Slack's do).
+        let host = rec.url.parse::<http::Uri>().ok();
+        let host = host.as_ref().and_then(|u| u.host()).unwrap_or("");
+        tracing::info!(tenant, webhook = %rec.id, host, "webhook created");
         let secret = sign::secret_string(&rec.secret);
         Ok((rec, secret))
     }

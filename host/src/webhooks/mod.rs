@@ -11,7 +11,8 @@
 //!
 //! Must not: send to a destination outside its tenant's outbound allowlist (checked when a
 //! webhook is created or changed, and again, with name resolution, at every attempt); log
-//! or show a secret after creation.
+//! or show a secret after creation; log a whole URL (a Slack URL holds a token): the host
+//! only.
 
 pub mod deliver;
 pub mod manage;
