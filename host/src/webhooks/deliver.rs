@@ -194,33 +194,38 @@ impl Service {
             // Stale: the delivery moved on (a manual retry) or is gone.
             return db.commit(batch, Durability::Lazy).await;
         };
-        let hook = db.webhook(&entry.tenant, &entry.webhook)?;
-        let Some(hook) = hook.filter(|h| h.enabled) else {
+        let Some(hook) = db.webhook(&entry.tenant, &entry.webhook)? else {
+            // Deleted, with its deliveries: only this entry was left.
+            return db.commit(batch, Durability::Lazy).await;
+        };
+        if !hook.enabled {
             let mut d = d;
             d.status = DeliveryStatus::Failed;
             d.next_attempt_ms = None;
-            d.last_error = Some("the webhook is disabled or deleted".into());
+            d.last_error = Some("the webhook is disabled".into());
             batch.put_delivery(&d);
             self.count(&entry.tenant, false);
             return db.commit(batch, Durability::Sync).await;
-        };
+        }
         let result = self.send(&hook, &d).await;
         let now = self.shared.timers.clock().now_ms();
         tracing::info!(attempt = d.attempts + 1, result = ?result, "webhook attempt");
         let (d, disable) = after_attempt(d, &result, &self.opts.schedule, now);
+        // Deleted meanwhile (with its deliveries): record nothing that would outlive it.
+        let Some(mut h) = db.webhook(&entry.tenant, &entry.webhook)? else {
+            return db.commit(batch, Durability::Lazy).await;
+        };
         batch.put_delivery(&d);
         if disable {
-            if let Some(mut h) = db.webhook(&entry.tenant, &entry.webhook)? {
-                h.enabled = false;
-                h.disabled_reason = Some(format!(
-                    "its destination answered 410 Gone to delivery {} at {}",
-                    d.id,
-                    super::timestamp(now)
-                ));
-                h.updated_ms = now;
-                batch.put_webhook(&h);
-                tracing::warn!("webhook disabled: its destination answered 410 Gone");
-            }
+            h.enabled = false;
+            h.disabled_reason = Some(format!(
+                "its destination answered 410 Gone to delivery {} at {}",
+                d.id,
+                super::timestamp(now)
+            ));
+            h.updated_ms = now;
+            batch.put_webhook(&h);
+            tracing::warn!("webhook disabled: its destination answered 410 Gone");
         }
         db.commit(batch, Durability::Sync).await?;
         match d.status {
