@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod settings;
 pub mod tenants;
 pub mod timer;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicI64;
@@ -73,6 +74,8 @@ pub struct Options {
     /// wildcard address stands for every local address. Empty: nothing is protected (a host
     /// used in-process, without listeners).
     pub api_listen: Vec<std::net::SocketAddr>,
+    /// Webhook deliveries: retry schedule, concurrency, attempt timeout.
+    pub webhooks: webhooks::Options,
 }
 
 impl Default for Options {
@@ -95,6 +98,7 @@ impl Default for Options {
             insecure_no_auth: false,
             tenant_quotas: tenants::Quotas::default(),
             api_listen: Vec::new(),
+            webhooks: webhooks::Options::default(),
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct Host {
     pub timers: Timers,
     pub metrics: Arc<Metrics>,
     pub tenants: Arc<Tenants>,
+    /// The webhook delivery worker (its `outbox` handle is the runtime's too).
+    pub webhooks: Arc<webhooks::Service>,
     pub clock: Arc<dyn Clock>,
     pub shutdown: Arc<Notify>,
     /// Set when the host stops, for its OS threads.
@@ -188,7 +194,15 @@ impl Host {
             log_totals: Default::default(),
             tenants: tenants.clone(),
         });
+        let outbox = webhooks::Outbox::new(&opts.webhooks);
+        let webhooks = Arc::new(webhooks::Service::new(
+            shared.clone(),
+            metrics.clone(),
+            opts.webhooks.clone(),
+            outbox.clone(),
+        ));
         let runtime = Arc::new(Runtime {
+            webhooks: outbox,
             host_failures: Default::default(),
             engine,
             registry: registry.clone(),
@@ -205,6 +219,7 @@ impl Host {
             timers,
             metrics,
             tenants,
+            webhooks,
             clock,
             shutdown: Arc::new(Notify::new()),
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -293,6 +308,9 @@ impl Host {
                 }
             })?;
 
+        // Pending deliveries are on disk: the worker's first scan sends those left by a
+        // crash or a stop.
+        tokio::spawn(self.webhooks.clone().run(self.shutdown.clone()));
         tokio::spawn(self.clone().sweep_expired());
         tokio::spawn(self.clone().reload_timers());
 

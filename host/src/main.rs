@@ -161,6 +161,13 @@ struct ServeArgs {
     /// tenants that set no invocation_burst. Default: twice the rate, at least 1.
     #[arg(long)]
     tenant_invocation_burst: Option<u64>,
+    /// Delays between the attempts of a failing webhook delivery, comma-separated, with
+    /// units ms, s, m, h; after the last one the delivery is `failed`.
+    #[arg(long, value_name = "DELAYS", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = schedule_arg)]
+    webhook_retry_schedule: String,
+    /// Webhook deliveries in flight at once; more wait until one ends.
+    #[arg(long, default_value_t = durable_host::webhooks::DEFAULT_CONCURRENCY, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=1024), usize::from))]
+    webhook_concurrency: usize,
     /// TOML file of serve settings: keys are the flags' names (`max_resident = 512`);
     /// flags and DURABLE_* variables override it. Also DURABLE_CONFIG.
     #[arg(long, value_name = "PATH")]
@@ -280,6 +287,12 @@ fn tenant_quotas(a: &ServeArgs) -> anyhow::Result<durable_host::tenants::Quotas>
     })
 }
 
+/// `--webhook-retry-schedule`, checked by clap (and so for the config file and the
+/// environment too).
+fn schedule_arg(s: &str) -> Result<String, String> {
+    durable_host::webhooks::parse_schedule(s).map(|_| s.to_string())
+}
+
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.config {
         tracing::info!(config = %path.display(), "serve settings from a config file");
@@ -361,6 +374,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         insecure_no_auth: a.insecure_no_auth,
         api_listen,
         tenant_quotas,
+        webhooks: durable_host::webhooks::Options {
+            schedule: durable_host::webhooks::parse_schedule(&a.webhook_retry_schedule)
+                .map_err(anyhow::Error::msg)?,
+            concurrency: a.webhook_concurrency,
+            timeout: durable_host::webhooks::ATTEMPT_TIMEOUT,
+            retention: Duration::from_secs(a.retention_secs.max(1)),
+        },
         ..Default::default()
     };
     opts.runtime.defaults = durable_host::settings::Defaults {

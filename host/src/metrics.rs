@@ -24,6 +24,12 @@ pub struct TenantMetrics {
     pub steps_replayed: AtomicU64,
     /// Activations that failed in the host (not the guest) and were scheduled to run again.
     pub host_failures: AtomicU64,
+    /// Webhook deliveries that a receiver accepted (2xx).
+    pub webhooks_delivered: AtomicU64,
+    /// Webhook deliveries that failed for good (last attempt, 410, disabled webhook).
+    pub webhooks_failed: AtomicU64,
+    /// Webhook attempts that failed and were scheduled again.
+    pub webhook_retries: AtomicU64,
 }
 
 fn idx(s: Status) -> usize {

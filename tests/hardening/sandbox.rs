@@ -198,6 +198,7 @@ fn sandbox_metrics_carry_a_tenant_label() {
             "durable_traps_total{",
             "durable_steps_replayed_total{",
             "durable_host_failures_total{",
+            "durable_webhook_deliveries_total{",
         ]
         .iter()
         .any(|p| line.starts_with(p));

@@ -321,6 +321,9 @@ struct Fixture {
     a_done_cb_exec: String,
     b_finished: String,
     b_suspended: String,
+    /// A's webhook and a delivery of it (the test event).
+    a_webhook: String,
+    a_delivery: String,
 }
 
 impl Fixture {
@@ -334,6 +337,8 @@ impl Fixture {
             self.a_done_cb.clone(),
             self.a_done_cb_exec.clone(),
             self.a.id.clone(),
+            self.a_webhook.clone(),
+            self.a_delivery.clone(),
         ]
     }
 
@@ -416,7 +421,19 @@ impl Fixture {
             .to_string();
         let b_suspended = b.invoke(SHARED_FN, &scenario("wait", json!({"ms": 600_000})));
         b.wait_status(&b_suspended, &["suspended"]);
+        // A webhook (to an allowlisted port nobody listens on) and a delivery of it.
+        let r = a.post(
+            "/v1/webhooks",
+            &json!({"url": format!("http://{WEBHOOK_DEST}/{A_SECRET}-hook"), "events": ["execution.failed"]}),
+        );
+        assert_eq!(r.status, 201, "{r}");
+        let a_webhook = r.json()["id"].as_str().unwrap().to_string();
+        let r = a.post(&format!("/v1/webhooks/{a_webhook}/test"), &json!({}));
+        assert_eq!(r.status, 202, "{r}");
+        let a_delivery = r.json()["id"].as_str().unwrap().to_string();
         Fixture {
+            a_webhook,
+            a_delivery,
             a: a_key,
             b: b_key,
             a_running,
@@ -430,6 +447,14 @@ impl Fixture {
             b_suspended,
         }
     }
+}
+
+/// Where webhooks may go in these tests (`--allow-outbound`): a port nobody listens on.
+pub(crate) const WEBHOOK_DEST: &str = "127.0.0.1:9";
+
+/// A webhook id that never existed.
+fn never_webhook() -> String {
+    format!("wh_{}", ulid::Ulid::new())
 }
 
 /// The input A invoked `SHARED_FN` with under its idempotency key (B sends the same, so
@@ -803,6 +828,82 @@ fn table(f: &Fixture) -> Vec<((&'static str, &'static str), Vec<Case>)> {
                 ),
             ],
         ),
+        // ---- webhooks ----
+        (
+            ("POST", "/v1/webhooks"),
+            vec![own(
+                req("POST", "/v1/webhooks").json(
+                    json!({"url": format!("http://{WEBHOOK_DEST}/b"), "events": ["execution.failed"]}),
+                ),
+                |r| {
+                    (r.status == 201)
+                        .then_some(())
+                        .ok_or(format!("B's own webhook: {r}"))
+                },
+            )],
+        ),
+        (
+            ("GET", "/v1/webhooks"),
+            vec![own(req("GET", "/v1/webhooks"), |r| {
+                let n = r.json()["webhooks"].as_array().map_or(usize::MAX, Vec::len);
+                (r.status == 200 && n <= 1)
+                    .then_some(())
+                    .ok_or(format!("B lists {r}"))
+            })],
+        ),
+        (("GET", "/v1/webhooks/{id}"), {
+            let never = never_webhook();
+            vec![hidden(
+                req("GET", format!("/v1/webhooks/{}", f.a_webhook)),
+                req("GET", format!("/v1/webhooks/{never}")),
+                &[(&f.a_webhook, &never)],
+            )]
+        }),
+        (("PATCH", "/v1/webhooks/{id}"), {
+            let never = never_webhook();
+            let body = json!({"enabled": false});
+            vec![hidden(
+                req("PATCH", format!("/v1/webhooks/{}", f.a_webhook)).json(body.clone()),
+                req("PATCH", format!("/v1/webhooks/{never}")).json(body),
+                &[(&f.a_webhook, &never)],
+            )]
+        }),
+        (("DELETE", "/v1/webhooks/{id}"), {
+            let never = never_webhook();
+            vec![hidden(
+                req("DELETE", format!("/v1/webhooks/{}", f.a_webhook)),
+                req("DELETE", format!("/v1/webhooks/{never}")),
+                &[(&f.a_webhook, &never)],
+            )]
+        }),
+        (("GET", "/v1/webhooks/{id}/deliveries"), {
+            let never = never_webhook();
+            vec![hidden(
+                req("GET", format!("/v1/webhooks/{}/deliveries", f.a_webhook)),
+                req("GET", format!("/v1/webhooks/{never}/deliveries")),
+                &[(&f.a_webhook, &never)],
+            )]
+        }),
+        (("POST", "/v1/webhooks/{id}/deliveries/{delivery}/retry"), {
+            let never = never_webhook();
+            let never_d = format!("msg_{}", ulid::Ulid::new());
+            vec![hidden(
+                req(
+                    "POST",
+                    format!("/v1/webhooks/{}/deliveries/{}/retry", f.a_webhook, f.a_delivery),
+                ),
+                req("POST", format!("/v1/webhooks/{never}/deliveries/{never_d}/retry")),
+                &[(&f.a_webhook, &never), (&f.a_delivery, &never_d)],
+            )]
+        }),
+        (("POST", "/v1/webhooks/{id}/test"), {
+            let never = never_webhook();
+            vec![hidden(
+                req("POST", format!("/v1/webhooks/{}/test", f.a_webhook)),
+                req("POST", format!("/v1/webhooks/{never}/test")),
+                &[(&f.a_webhook, &never)],
+            )]
+        }),
         (
             ("GET", "/v1/whoami"),
             vec![own(req("GET", "/v1/whoami"), move |r| {
@@ -908,7 +1009,7 @@ fn run(s: &Server, f: &Fixture, case: &Case) -> Result<(), String> {
 
 #[test]
 fn another_tenants_key_finds_nothing_on_any_route() {
-    let s = Server::start();
+    let s = Server::start_with(&["--allow-outbound", WEBHOOK_DEST]);
     let f = Fixture::set_up(&s);
     let a = As {
         s: &s,
@@ -961,6 +1062,12 @@ fn another_tenants_key_finds_nothing_on_any_route() {
     assert!(failures.is_empty(), "B reached A:\n{}", failures.join("\n"));
 
     // Nothing of A's changed.
+    let r = a.get(&format!("/v1/webhooks/{}", f.a_webhook));
+    assert_eq!(
+        (r.status, r.json()["enabled"].clone()),
+        (200, json!(true)),
+        "{r}"
+    );
     assert_eq!(a.execution(&f.a_running)["status"], "running");
     assert_eq!(a.execution(&f.a_suspended)["status"], "suspended");
     assert_eq!(a.execution(&f.a_finished)["status"], "succeeded");

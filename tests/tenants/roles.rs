@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::isolation::{call, new_key, spec_operations, tenant_with_owner, As, Key, Resp};
+use crate::isolation::{
+    call, new_key, spec_operations, tenant_with_owner, As, Key, Resp, WEBHOOK_DEST,
+};
 use crate::support::{guest_bytes, scenario, Server};
 
 /// What an operation needs, in the words of DESIGN.md section 8's table.
@@ -31,6 +33,8 @@ enum Needs {
     ControlExecutions,
     /// "complete and heartbeat callbacks".
     Callbacks,
+    /// "webhooks" (developer, owner, admin).
+    Webhooks,
 }
 
 use Needs::*;
@@ -64,6 +68,18 @@ const ROUTES: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/tenants/{tenant}/keys", TenantKeys),
     ("DELETE", "/v1/tenants/{tenant}/keys/{key_id}", TenantKeys),
     ("GET", "/v1/whoami", AnyKey),
+    ("POST", "/v1/webhooks", Webhooks),
+    ("GET", "/v1/webhooks", Webhooks),
+    ("GET", "/v1/webhooks/{id}", Webhooks),
+    ("PATCH", "/v1/webhooks/{id}", Webhooks),
+    ("DELETE", "/v1/webhooks/{id}", Webhooks),
+    ("GET", "/v1/webhooks/{id}/deliveries", Webhooks),
+    (
+        "POST",
+        "/v1/webhooks/{id}/deliveries/{delivery}/retry",
+        Webhooks,
+    ),
+    ("POST", "/v1/webhooks/{id}/test", Webhooks),
 ];
 
 /// DESIGN.md section 8: what each role may use (`Nothing` needs no role).
@@ -80,6 +96,7 @@ const ROLES: &[(&str, &[Needs])] = &[
             ReadExecutions,
             ControlExecutions,
             Callbacks,
+            Webhooks,
         ],
     ),
     (
@@ -93,6 +110,7 @@ const ROLES: &[(&str, &[Needs])] = &[
             ReadExecutions,
             ControlExecutions,
             Callbacks,
+            Webhooks,
         ],
     ),
     (
@@ -105,6 +123,7 @@ const ROLES: &[(&str, &[Needs])] = &[
             ReadExecutions,
             ControlExecutions,
             Callbacks,
+            Webhooks,
         ],
     ),
     ("invoker", &[AnyKey, Invoke, ReadExecutions]),
@@ -122,6 +141,7 @@ struct Fixture<'a> {
     keys: Vec<(&'static str, Key)>,
     finished: String,
     heartbeat_cb: String,
+    webhook: String,
 }
 
 impl Fixture<'_> {
@@ -159,6 +179,43 @@ impl Fixture<'_> {
         let cb = a.callback_id(&id);
         a.wait_status(&id, &["suspended"]);
         cb
+    }
+
+    /// A new webhook of `TEAM` (to a port nobody listens on).
+    fn new_webhook(&self) -> String {
+        let body =
+            json!({"url": format!("http://{WEBHOOK_DEST}/"), "events": ["execution.failed"]});
+        let r = self.setup("POST", "/v1/webhooks", Some(body.to_string().into_bytes()));
+        assert_eq!(r.status, 201, "{r}");
+        r.json()["id"].as_str().unwrap().to_string()
+    }
+
+    /// A failed delivery of the fixture's webhook (a test event whose attempts all failed).
+    fn failed_delivery(&self) -> String {
+        let r = self.setup("POST", &format!("/v1/webhooks/{}/test", self.webhook), None);
+        assert_eq!(r.status, 202, "{r}");
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = self.setup(
+                "GET",
+                &format!("/v1/webhooks/{}/deliveries?status=failed", self.webhook),
+                None,
+            );
+            if r.json()["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["id"] == id.as_str())
+            {
+                return id;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "delivery {id} never failed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// The request `role`'s key makes for the operation, with what it acts on made first.
@@ -247,6 +304,35 @@ impl Fixture<'_> {
                 (format!("/v1/tenants/{TEAM}/keys/{}", k.id), None)
             }
             ("GET", "/v1/whoami") => ("/v1/whoami".into(), None),
+            ("POST", "/v1/webhooks") => (
+                "/v1/webhooks".into(),
+                j(
+                    json!({"url": format!("http://{WEBHOOK_DEST}/{role}"), "events": ["execution.failed"]}),
+                ),
+            ),
+            ("GET", "/v1/webhooks") => ("/v1/webhooks".into(), None),
+            ("GET", "/v1/webhooks/{id}") => (format!("/v1/webhooks/{}", self.webhook), None),
+            ("PATCH", "/v1/webhooks/{id}") => (
+                format!("/v1/webhooks/{}", self.webhook),
+                j(json!({"events": ["execution.failed", "execution.timed_out"]})),
+            ),
+            ("DELETE", "/v1/webhooks/{id}") => {
+                (format!("/v1/webhooks/{}", self.new_webhook()), None)
+            }
+            ("GET", "/v1/webhooks/{id}/deliveries") => {
+                (format!("/v1/webhooks/{}/deliveries", self.webhook), None)
+            }
+            ("POST", "/v1/webhooks/{id}/deliveries/{delivery}/retry") => (
+                format!(
+                    "/v1/webhooks/{}/deliveries/{}/retry",
+                    self.webhook,
+                    self.failed_delivery()
+                ),
+                None,
+            ),
+            ("POST", "/v1/webhooks/{id}/test") => {
+                (format!("/v1/webhooks/{}/test", self.webhook), None)
+            }
             other => panic!("no request for {other:?}: add one to Fixture::request"),
         }
     }
@@ -254,7 +340,13 @@ impl Fixture<'_> {
 
 #[test]
 fn each_role_may_do_what_the_design_table_says_and_nothing_else() {
-    let s = Server::start();
+    // Deliveries to WEBHOOK_DEST fail at once (nobody listens) and give up after 2 attempts.
+    let s = Server::start_with(&[
+        "--allow-outbound",
+        WEBHOOK_DEST,
+        "--webhook-retry-schedule",
+        "1ms",
+    ]);
     let spec = spec_operations(&s);
     let classed: BTreeSet<(String, String)> = ROUTES
         .iter()
@@ -280,6 +372,7 @@ fn each_role_may_do_what_the_design_table_says_and_nothing_else() {
         keys,
         finished: String::new(),
         heartbeat_cb: String::new(),
+        webhook: String::new(),
     };
     let a = fx.admin();
     a.deploy(FUNCTION, "conformance_guest");
@@ -288,6 +381,7 @@ fn each_role_may_do_what_the_design_table_says_and_nothing_else() {
         .unwrap()
         .to_string();
     fx.heartbeat_cb = fx.pending_callback(json!({"heartbeat_timeout_ms": 600_000}));
+    fx.webhook = fx.new_webhook();
 
     let mut failures = Vec::new();
     let mut tally = (0, 0);

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::{callbacks, db, registry, tenants};
+use crate::{callbacks, db, registry, tenants, webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -168,6 +168,19 @@ impl From<callbacks::Error> for ApiError {
         match e {
             E::NotFound(_) => ApiError::NotFound(e.to_string()),
             E::AlreadyCompleted(_) | E::ExecutionFinished(_) => ApiError::Conflict(e.to_string()),
+            E::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<webhooks::Error> for ApiError {
+    fn from(e: webhooks::Error) -> Self {
+        use webhooks::Error as E;
+        match e {
+            E::BadRequest(m) => ApiError::BadRequest(m),
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Limit(m) => ApiError::QuotaExceeded(m),
             E::Storage(e) => e.into(),
         }
     }

@@ -6,7 +6,8 @@
 //! One file per resource holds its handlers, each with its `#[utoipa::path]`:
 //! `functions` (upload, list, get, settings, delete), `executions` (invoke, list, get,
 //! history, the live event stream, logs, stop), `callbacks` (succeed, fail, heartbeat) and
-//! `operations` (health, metrics). This file assembles the router and its OpenAPI
+//! `operations` (health, metrics), `tenants` (tenants, keys, whoami) and `webhooks`
+//! (webhooks, their deliveries, retry, test). This file assembles the router and its OpenAPI
 //! description from them, and holds what more than one of them uses: the extractors, the
 //! body and JSON checks, the name check. `views` renders records, `error` maps every
 //! error to a status, `serve` serves connections.
@@ -20,6 +21,7 @@ mod operations;
 mod serve;
 mod tenants;
 mod views;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -222,6 +224,15 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
         .routes(routes!(tenants::create_key, tenants::list_keys))
         .routes(routes!(tenants::revoke_key))
         .routes(routes!(tenants::whoami))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::patch_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(webhooks::test_webhook))
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(functions)
 }

@@ -149,6 +149,25 @@ pub fn render(host: &Host) -> String {
             let _ = writeln!(s, "{name}{{tenant=\"{tenant}\"}} {v}");
         }
     }
+    let _ = writeln!(
+        s,
+        "# HELP durable_webhook_deliveries_total Webhook deliveries by tenant and result: \
+         delivered (2xx), failed (for good), retried (an attempt failed, another is scheduled).\n\
+         # TYPE durable_webhook_deliveries_total counter"
+    );
+    for (tenant, t) in &tenants {
+        for (result, v) in [
+            ("delivered", &t.webhooks_delivered),
+            ("failed", &t.webhooks_failed),
+            ("retried", &t.webhook_retries),
+        ] {
+            let _ = writeln!(
+                s,
+                "durable_webhook_deliveries_total{{tenant=\"{tenant}\",result=\"{result}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
     let counters = [
         (
             "durable_compiles_total",

@@ -1,6 +1,6 @@
 //! The command-line client: the `durable-host` subcommands other than `serve` (`deploy`,
 //! `invoke`, `executions`, `get`, `history`, `logs`, `callback`, `stop`, `tenants`, `keys`,
-//! `whoami`, ...), each one or a few HTTP requests to a running server, authenticated by an
+//! `whoami`, `webhooks`, ...), each one or a few HTTP requests to a running server, authenticated by an
 //! API key (`auth`: `--api-key`, `DURABLE_API_KEY` or the server's `admin.key` file).
 //!
 //! Owns argument shapes, exit codes and output formats; knows the API only through its
@@ -24,6 +24,7 @@ mod spinner;
 mod sse;
 mod table;
 mod tenants;
+mod webhooks;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -133,6 +134,9 @@ pub enum Command {
     Keys(keys::Command),
     /// Show the tenant, role and id of the API key in use, and where it was found.
     Whoami,
+    /// Create, list, show and delete webhooks; list, retry and test their deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::Command),
 }
 
 /// A client command's failure. Every one is printed as `error: {self}` and exits with 2.
@@ -231,6 +235,7 @@ fn dispatch(opts: &Options, command: Command) -> Result<Exit, Error> {
         Command::Tenants(c) => tenants::run(&ctx, c),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Whoami => keys::whoami(&ctx),
+        Command::Webhooks(c) => webhooks::run(&ctx, c),
     }
 }
 

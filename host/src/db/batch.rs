@@ -11,8 +11,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::records::{
-    ApiKeyRecord, CallbackRecord, ExecutionRecord, ExpiryRecord, FunctionRecord, LogRecord,
-    StopRecord, TenantRecord, TimerRecord, VersionRecord,
+    ApiKeyRecord, CallbackRecord, DeliveryRecord, ExecutionRecord, ExpiryRecord, FunctionRecord,
+    LogRecord, OutboxRecord, StopRecord, TenantRecord, TimerRecord, VersionRecord, WebhookRecord,
 };
 use super::{keys, wal, Error, ExecId, Result};
 use crate::journal::Event;
@@ -141,5 +141,34 @@ impl Batch {
 
     pub fn del_api_key(&mut self, key_id: &str) {
         self.del(keys::api_key(key_id));
+    }
+
+    pub fn put_webhook(&mut self, rec: &WebhookRecord) {
+        self.put(keys::webhook(&rec.tenant, &rec.id), rec);
+    }
+
+    pub fn del_webhook(&mut self, tenant: &str, id: &str) {
+        self.del(keys::webhook(tenant, id));
+    }
+
+    /// A delivery, with its outbox entry when it is pending (`next_attempt_ms`).
+    pub fn put_delivery(&mut self, rec: &DeliveryRecord) {
+        self.put(keys::delivery(&rec.tenant, &rec.webhook, &rec.id), rec);
+        if let (super::DeliveryStatus::Pending, Some(due)) = (rec.status, rec.next_attempt_ms) {
+            let entry = OutboxRecord {
+                tenant: rec.tenant.clone(),
+                webhook: rec.webhook.clone(),
+                delivery: rec.id.clone(),
+            };
+            self.put(keys::outbox(due, &rec.id), &entry);
+        }
+    }
+
+    pub fn del_delivery(&mut self, tenant: &str, webhook: &str, id: &str) {
+        self.del(keys::delivery(tenant, webhook, id));
+    }
+
+    pub fn del_outbox(&mut self, due_ms: u64, delivery: &str) {
+        self.del(keys::outbox(due_ms, delivery));
     }
 }

@@ -939,6 +939,9 @@ fn tag_name(tag: u8) -> String {
         keys::IDEMPOTENCY => "idempotency keys".into(),
         keys::STOP => "stop requests".into(),
         keys::EXPIRY => "retention entries".into(),
+        keys::WEBHOOK => "webhooks".into(),
+        keys::DELIVERY => "webhook deliveries".into(),
+        keys::OUTBOX => "webhook outbox entries".into(),
         t => format!("records tagged {:?}", t as char),
     }
 }

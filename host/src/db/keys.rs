@@ -20,6 +20,9 @@ pub const EXPIRY: u8 = b'R';
 pub const META: u8 = b'M';
 pub const TENANT: u8 = b'N';
 pub const API_KEY: u8 = b'A';
+pub const WEBHOOK: u8 = b'W';
+pub const DELIVERY: u8 = b'D';
+pub const OUTBOX: u8 = b'Q';
 
 /// The sequence number of the last write-ahead log record applied (written with each batch).
 pub const WAL_SEQ: &[u8] = b"Mwal-seq";
@@ -212,6 +215,53 @@ pub fn callbacks() -> Vec<u8> {
     vec![CALLBACK]
 }
 
+/// Prefix `tag`, tenant, NUL: what one tenant owns in a tenant-keyed table.
+fn of_tenant(tag: u8, tenant: &str, cap: usize) -> Vec<u8> {
+    let mut k = tagged(tag, tenant.len() + 1 + cap);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn webhooks_of(tenant: &str) -> Vec<u8> {
+    of_tenant(WEBHOOK, tenant, 0)
+}
+
+pub fn webhook(tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = of_tenant(WEBHOOK, tenant, id.len());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// A webhook's deliveries (ids are ULIDs, so they sort by creation).
+pub fn deliveries_of(tenant: &str, webhook: &str) -> Vec<u8> {
+    let mut k = of_tenant(DELIVERY, tenant, webhook.len() + 1);
+    k.extend_from_slice(webhook.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn delivery(tenant: &str, webhook: &str, id: &str) -> Vec<u8> {
+    let mut k = deliveries_of(tenant, webhook);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// A pending delivery's outbox entry: due time first, so a scan yields them in due order.
+pub fn outbox(due_ms: u64, delivery: &str) -> Vec<u8> {
+    let mut k = tagged(OUTBOX, 8 + delivery.len());
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    k.extend_from_slice(delivery.as_bytes());
+    k
+}
+
+pub fn parse_outbox(key: &[u8]) -> Option<(u64, String)> {
+    let rest = key.strip_prefix(&[OUTBOX])?;
+    let due = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let id = std::str::from_utf8(rest.get(8..)?).ok()?.to_string();
+    Some((due, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +276,18 @@ mod tests {
         assert_eq!(parse_timer(&late), Some((256, b, "1".to_string())));
         assert_eq!(parse_timer(&early), Some((5, a, "9".to_string())));
         assert_eq!(parse_timer(b"Tshort"), None);
+    }
+
+    #[test]
+    fn outbox_sorts_by_due_time_and_round_trips() {
+        let early = outbox(5, "msg_b");
+        let late = outbox(256, "msg_a");
+        assert!(early < late, "due time dominates the order");
+        assert_eq!(parse_outbox(&late), Some((256, "msg_a".to_string())));
+        assert_eq!(parse_outbox(b"Q12"), None);
+        assert!(!webhook("ab", "c").starts_with(&webhooks_of("a")));
+        assert!(delivery("t", "wh_1", "msg_1").starts_with(&deliveries_of("t", "wh_1")));
+        assert!(!delivery("t", "wh_12", "m").starts_with(&deliveries_of("t", "wh_1")));
     }
 
     #[test]

@@ -488,7 +488,13 @@ impl Store {
     /// shared by content; executions are deleted one by one, with `delete_execution`.)
     pub fn tenant_leftovers(&self, tenant: &str) -> Result<Batch> {
         let mut batch = Batch::new();
-        for tag in [keys::FUNCTION, keys::VERSION, keys::IDEMPOTENCY] {
+        for tag in [
+            keys::FUNCTION,
+            keys::VERSION,
+            keys::IDEMPOTENCY,
+            keys::WEBHOOK,
+            keys::DELIVERY,
+        ] {
             let mut prefix = vec![tag];
             prefix.extend_from_slice(tenant.as_bytes());
             prefix.push(0);
@@ -712,6 +718,51 @@ impl Store {
         batch.touch(id);
         self.commit(batch, Durability::Lazy).await?;
         Ok(Some(rec.status))
+    }
+
+    // ---- webhooks (`crate::webhooks`) ----
+
+    pub fn webhook(&self, tenant: &str, id: &str) -> Result<Option<WebhookRecord>> {
+        self.get(&keys::webhook(tenant, id))
+    }
+
+    /// A tenant's webhooks, oldest first.
+    pub fn webhooks(&self, tenant: &str) -> Result<Vec<WebhookRecord>> {
+        self.scan(&keys::webhooks_of(tenant))
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    pub fn delivery(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        id: &str,
+    ) -> Result<Option<DeliveryRecord>> {
+        self.get(&keys::delivery(tenant, webhook, id))
+    }
+
+    /// A webhook's deliveries, newest first.
+    pub fn deliveries(
+        &self,
+        tenant: &str,
+        webhook: &str,
+    ) -> impl Iterator<Item = Result<DeliveryRecord>> + '_ {
+        self.scan(&keys::deliveries_of(tenant, webhook))
+            .rev()
+            .map(|r| r.map(|(_, v)| v))
+    }
+
+    /// Outbox entries in due order (the earliest first), from the start.
+    pub fn outbox(&self) -> impl Iterator<Item = Result<(u64, String, OutboxRecord)>> + '_ {
+        self.data.scan_prefix([keys::OUTBOX]).map(|r| {
+            let (k, v) = r?;
+            let (due, id) = keys::parse_outbox(&k).ok_or_else(|| Error::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "bad outbox key".into(),
+            })?;
+            Ok((due, id, decode(&k, &v)?))
+        })
     }
 
     // ---- stop requests ----

@@ -299,6 +299,106 @@ pub struct ApiKeyRecord {
     pub expires_ms: Option<u64>,
 }
 
+/// What a webhook sends: the Standard Webhooks body, or a Slack incoming-webhook message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WebhookFormat {
+    Standard,
+    Slack,
+}
+
+/// A tenant's webhook (`crate::webhooks`). `secret` signs its deliveries: it is stored
+/// because signing needs it, never logged, and shown only when the webhook is created.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// `wh_<ULID>`.
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    /// Event types it receives (`execution.failed`, ...).
+    pub events: Vec<String>,
+    /// Only executions of these functions; `None`: every function.
+    pub functions: Option<Vec<String>>,
+    pub format: WebhookFormat,
+    pub secret: [u8; 32],
+    pub enabled: bool,
+    /// Why it was disabled (its destination answered 410), if it was.
+    pub disabled_reason: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl std::fmt::Debug for WebhookRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRecord")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (an outbox entry names it).
+    Pending,
+    Delivered,
+    /// Its last attempt failed, or its webhook was disabled.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// One event for one webhook: written in the same batch as the event (the outbox), with an
+/// `OutboxRecord` under its next attempt's time while it is pending.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// `msg_<ULID>`: the `webhook-id` header, the same on every attempt.
+    pub id: String,
+    pub tenant: String,
+    pub webhook: String,
+    pub event: String,
+    pub execution: Option<String>,
+    /// The Standard Webhooks body (JSON text), fixed when the event happened.
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    /// After this many attempts a failing delivery is `Failed`.
+    pub max_attempts: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub next_attempt_ms: Option<u64>,
+    pub delivered_ms: Option<u64>,
+    pub created_ms: u64,
+}
+
+/// A pending delivery's place in the outbox, keyed by its next attempt's time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub tenant: String,
+    pub webhook: String,
+    pub delivery: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,7 +283,7 @@ pub struct HostState {
 /// What `tenant`'s guests may reach: the server's `--allow-outbound` restricted to the
 /// tenant's `outbound_allowlist`. A stored list the host no longer parses allows nothing
 /// (it was checked when it was set; failing closed keeps the sandbox a sandbox).
-fn tenant_allowlist(shared: &Shared, tenant: &str) -> outbound::Allowlist {
+pub fn tenant_allowlist(shared: &Shared, tenant: &str) -> outbound::Allowlist {
     let quotas = shared.tenants.quotas(tenant);
     shared
         .outbound

@@ -142,6 +142,33 @@ impl Allowlist {
         self.allowed.is_empty()
     }
 
+    /// Whether `uri` (http or https) names a `HOST:PORT` this list allows, without
+    /// resolving it (`crate::webhooks`, when a webhook is created or changed).
+    pub fn allows_uri(&self, uri: &http::Uri) -> bool {
+        Target::of(uri).is_some_and(|t| self.allows(&t.host, t.port))
+    }
+
+    /// Where a request to `uri` that is not a guest's (a webhook delivery) may connect,
+    /// under the same two rules as a guest's: the allowlist, and never this host's own
+    /// listeners through a name. The name is resolved here, once; connect only to the
+    /// addresses returned. `Err`: why the request must not go out.
+    pub async fn destination(
+        &self,
+        uri: &http::Uri,
+        timeout: Duration,
+    ) -> Result<Vec<SocketAddr>, String> {
+        let target = Target::of(uri)
+            .filter(|t| self.allows(&t.host, t.port))
+            .ok_or_else(|| format!("{uri} is not in the outbound allowlist"))?;
+        let addrs = resolve(&target, timeout)
+            .await
+            .map_err(|e| format!("resolving {}: {e:?}", target.host))?;
+        match self.refusal(&target, &addrs) {
+            Some(why) => Err(why),
+            None => Ok(addrs),
+        }
+    }
+
     /// Why a request to `target`, resolved to `addrs`, must not go out (rule 2), if it must
     /// not.
     fn refusal(&self, target: &Target, addrs: &[SocketAddr]) -> Option<String> {

@@ -122,6 +122,8 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
 
 /// Runs activations.
 pub struct Runtime {
+    /// Where a terminal event's webhook deliveries go (in its batch).
+    pub webhooks: crate::webhooks::Outbox,
     pub engine: Engine,
     /// Host failures in a row per execution (reset by an activation that ends normally),
     /// for the retry delay, with the last one's message: an execution whose deadline
@@ -722,11 +724,20 @@ impl Runtime {
         if status.is_terminal() {
             exec.ended_ms = Some(now);
         }
+        // The outbox: its webhook deliveries are written with the terminal event.
+        let deliveries = if status.is_terminal() {
+            self.webhooks.add(&self.shared.db, &exec, now, &mut batch)?
+        } else {
+            0
+        };
         batch.put_execution(&exec);
         self.shared.db.commit(batch, Durability::Sync).await?;
         // Counted once it is on disk: a reader that sees the count sees the record, and a
         // refused write (a full disk) counts nothing.
         metrics.transition(before, status);
+        if deliveries > 0 {
+            self.webhooks.wake();
+        }
         if status.is_terminal() {
             self.shared.clear_stop(&key.id);
         }

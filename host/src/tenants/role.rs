@@ -10,7 +10,7 @@ pub enum Role {
     Admin,
     /// Everything inside its own tenant, including its keys (not `admin` keys).
     Owner,
-    /// Functions, invoke, executions (read, stop), callbacks.
+    /// Functions, invoke, executions (read, stop), callbacks, webhooks.
     Developer,
     /// Invoke, read executions.
     Invoker,
@@ -36,6 +36,8 @@ pub enum Action {
     ControlExecutions,
     /// Complete, fail and heartbeat callbacks.
     Callbacks,
+    /// Create, change, delete webhooks; read and retry their deliveries.
+    ManageWebhooks,
 }
 
 impl Role {
@@ -88,6 +90,7 @@ impl Action {
             Action::ReadExecutions => "read executions",
             Action::ControlExecutions => "stop executions",
             Action::Callbacks => "complete callbacks",
+            Action::ManageWebhooks => "manage webhooks",
         }
     }
 }
@@ -109,6 +112,7 @@ mod tests {
             A::ReadExecutions,
             A::ControlExecutions,
             A::Callbacks,
+            A::ManageWebhooks,
         ];
         let table: [(Role, &[Action]); 6] = [
             (Role::Admin, &all),
