@@ -196,7 +196,7 @@ pub fn execution_payload(event: &str, exec: &ExecutionRecord) -> String {
             "error": error,
             "output": exec.output.as_deref().map(parse),
             "created_at": timestamp(exec.created_ms),
-            "ended_at": timestamp(exec.updated_ms),
+            "ended_at": exec.end_ms().map(timestamp),
             "redrive_count": 0,
         }
     })
@@ -540,6 +540,7 @@ mod tests {
             updated_ms: 2,
             deadline_ms: None,
             idempotency_key: None,
+            ended_ms: Some(2),
         };
         let payload = execution_payload("execution.failed", &exec);
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
