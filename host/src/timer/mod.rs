@@ -18,6 +18,19 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::db::{ExecId, TimerRecord};
 
+/// RFC 3339 UTC with milliseconds. A time past the last representable one (year 9999,
+/// e.g. the end of a wait of `u64::MAX` ms) is shown as that last one, not as 1970.
+pub fn rfc3339(ms: u64) -> String {
+    let last = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_or(last, |t| t.min(last));
+    // Always three fractional digits, so timestamps also sort as strings.
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).unwrap_or_default()
+}
+
 /// Wall-clock time in unix milliseconds.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> u64;

@@ -25,6 +25,7 @@ use crate::db::{
     WebhookRecord,
 };
 use crate::ids::execution_id_to_string;
+use crate::timer::rfc3339 as timestamp;
 
 pub use deliver::{Outbox, Service};
 
@@ -160,17 +161,6 @@ pub fn new_delivery_id() -> String {
         "msg_{}",
         execution_id_to_string(&crate::ids::new_execution_id())
     )
-}
-
-/// RFC 3339 UTC with milliseconds (as the API renders times).
-pub fn timestamp(ms: u64) -> String {
-    let last = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_or(last, |t| t.min(last));
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&fmt).unwrap_or_default()
 }
 
 /// The Standard Webhooks body of an execution's terminal event.
