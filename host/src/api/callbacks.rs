@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{body, json_object, json_text, views, ApiError, ApiResult, AppState, Path};
+use super::{body, json_text, object_body, views, ApiError, ApiResult, AppState, Path};
 use crate::callbacks::Completion;
 use crate::journal::ErrorObject;
 use crate::tenants::{Action, Caller};
@@ -58,9 +58,7 @@ pub(super) async fn callback_fail(
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     caller.require(Action::Callbacks)?;
-    let b = body(b)?;
-    let text = json_text(&host, &b, "callback failure")?;
-    json_object(&text, "callback failure")?;
+    let text = object_body(&host, b, "callback failure")?;
     let f: FailBody = serde_json::from_str(&text).map_err(|e| {
         ApiError::InvalidJson(format!(
             "expected {{\"error_type\", \"error_message\", \"error_data\"?}}: {e}"

@@ -15,9 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use super::{
-    body, check_name, effective, json_object, json_text, views, ApiError, ApiResult, AppState, Path,
-};
+use super::{check_name, effective, object_body, views, ApiError, ApiResult, AppState, Path};
 use crate::db::FunctionRecord;
 use crate::tenants::{Action, Caller, Quotas};
 use crate::{settings, Host};
@@ -224,9 +222,7 @@ pub(super) async fn patch_function(
 ) -> ApiResult {
     caller.require(Action::WriteFunctions)?;
     let quotas = host.tenants.quotas(&caller.tenant);
-    let b = body(b)?;
-    let text = json_text(&host, &b, "settings")?;
-    json_object(&text, "settings")?;
+    let text = object_body(&host, b, "settings")?;
     let patch: settings::Patch = integral_numbers(&text)
         .and_then(serde_json::from_value)
         .map_err(|e| {

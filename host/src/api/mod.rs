@@ -302,6 +302,15 @@ fn too_deep(text: &[u8], max: usize) -> Option<usize> {
     None
 }
 
+/// A body that must be a JSON object, as text checked by `json_text` (size, depth,
+/// validity) and `json_object`.
+fn object_body(host: &Host, b: Result<Bytes, BytesRejection>, what: &str) -> ApiResult<String> {
+    let b = body(b)?;
+    let text = json_text(host, &b, what)?;
+    json_object(&text, what)?;
+    Ok(text)
+}
+
 /// A JSON body that must be an object (settings, a callback failure): anything else is
 /// refused before serde, which would also take an array for a struct.
 fn json_object(text: &str, what: &str) -> ApiResult<()> {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::{body, json_object, json_text, views, ApiError, ApiResult, AppState, Path};
+use super::{object_body, views, ApiError, ApiResult, AppState, Path};
 use crate::db::{ApiKeyRecord, TenantRecord};
 use crate::tenants::{key, Action, Caller, Quotas, Role};
 use crate::Host;
@@ -127,9 +127,7 @@ fn parse<T: serde::de::DeserializeOwned>(
     b: Result<Bytes, BytesRejection>,
     what: &str,
 ) -> ApiResult<T> {
-    let b = body(b)?;
-    let text = json_text(host, &b, what)?;
-    json_object(&text, what)?;
+    let text = object_body(host, b, what)?;
     let mut v: Value = serde_json::from_str(&text)
         .map_err(|e| ApiError::InvalidJson(format!("the {what} is not valid JSON: {e}")))?;
     if let Some(Value::Object(q)) = v.get_mut("quotas") {

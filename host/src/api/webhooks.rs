@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{body, json_object, json_text, views, ApiError, ApiQuery, ApiResult, AppState, Path};
+use super::{object_body, views, ApiError, ApiQuery, ApiResult, AppState, Path};
 use crate::db::{DeliveryRecord, DeliveryStatus, WebhookFormat, WebhookRecord};
 use crate::tenants::{Action, Caller};
 use crate::webhooks::manage::{Change, Spec, MAX_DELIVERY_PAGE};
@@ -201,9 +201,7 @@ fn parse<T: serde::de::DeserializeOwned>(
     b: Result<Bytes, BytesRejection>,
     what: &str,
 ) -> ApiResult<T> {
-    let b = body(b)?;
-    let text = json_text(host, &b, what)?;
-    json_object(&text, what)?;
+    let text = object_body(host, b, what)?;
     serde_json::from_str(&text).map_err(|e| ApiError::BadRequest(format!("the {what}: {e}")))
 }
 
