@@ -298,6 +298,8 @@ pub fn tenant_allowlist(shared: &Shared, tenant: &str) -> outbound::Allowlist {
 }
 
 impl HostState {
+    /// `act` comes with its tenant's journal limits set (`Shared::journal_limits`): the
+    /// runtime sets them once, before anything can end the activation early.
     pub fn new(
         shared: Arc<Shared>,
         tenant: Arc<str>,
@@ -306,8 +308,6 @@ impl HostState {
         next_log_seq: u32,
         limits: StoreLimits,
     ) -> Self {
-        let mut act = act;
-        act.set_limits(shared.journal_limits(&tenant));
         let stdio = stdio::Capture::default();
         let wasi = WasiCtx::builder()
             .stdout(stdio.stdout())
