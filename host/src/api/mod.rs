@@ -6,8 +6,9 @@
 //! One file per resource holds its handlers, each with its `#[utoipa::path]`:
 //! `functions` (upload, list, get, settings, delete), `executions` (invoke, list, get,
 //! history, the live event stream, logs, stop), `callbacks` (succeed, fail, heartbeat) and
-//! `operations` (health, metrics), `tenants` (tenants, keys, whoami) and `webhooks`
-//! (webhooks, their deliveries, retry, test). This file assembles the router and its OpenAPI
+//! `operations` (health, metrics), `tenants` (tenants, keys, whoami), `webhooks`
+//! (webhooks, their deliveries, retry, test) and `schedules` (cron schedules, pause,
+//! trigger). This file assembles the router and its OpenAPI
 //! description from them, and holds what more than one of them uses: the extractors, the
 //! body and JSON checks, the name check. `views` renders records, `error` maps every
 //! error to a status, `serve` serves connections.
@@ -18,6 +19,7 @@ mod error;
 mod executions;
 mod functions;
 mod operations;
+mod schedules;
 mod serve;
 mod tenants;
 mod views;
@@ -233,6 +235,14 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::retry_delivery))
         .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(schedules::list_schedules))
+        .routes(routes!(
+            schedules::put_schedule,
+            schedules::get_schedule,
+            schedules::patch_schedule,
+            schedules::delete_schedule
+        ))
+        .routes(routes!(schedules::trigger_schedule))
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(functions)
 }
