@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{object_body, views, ApiError, ApiResult, AppState, Path};
+use super::{is_name, object_body, views, ApiError, ApiResult, AppState, Path};
 use crate::db::{self, FiringOutcome, FiringRecord, ScheduleRecord};
 use crate::ids::execution_id_to_string;
 use crate::schedules::{self, Definition, NEXT_SHOWN};
@@ -266,6 +266,11 @@ pub(super) async fn put_schedule(
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     caller.require(Action::ManageSchedules)?;
+    if !is_name(&name) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid schedule name {name:?}: use 1-64 letters, digits, '_', '-' or '.'"
+        )));
+    }
     let req: ScheduleRequest = parse(&host, b, "schedule")?;
     let def = Definition {
         function: req.function,

@@ -99,21 +99,6 @@ pub fn idempotency_key(name: &str, fire_ms: u64) -> String {
     format!("schedule:{name}:{}", rfc3339(fire_ms))
 }
 
-/// Schedule names: 1-64 of `[A-Za-z0-9_.-]`, not starting with a dot (as function names).
-fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then_some(()).ok_or_else(|| {
-        Error::BadRequest(format!(
-            "invalid schedule name {name:?}: use 1-64 letters, digits, '_', '-' or '.'"
-        ))
-    })
-}
-
 fn not_found(name: &str) -> Error {
     Error::NotFound(format!("schedule {name:?} not found"))
 }
@@ -188,15 +173,15 @@ impl Service {
         }
     }
 
-    /// Create or replace schedule `name`; `true` if it was created. A replaced schedule
-    /// keeps its firings and counts from now (nothing is caught up).
+    /// Create or replace schedule `name` (a valid name: the API checks it); `true` if it
+    /// was created. A replaced schedule keeps its firings and counts from now (nothing is
+    /// caught up).
     pub async fn put(
         &self,
         tenant: &str,
         name: &str,
         def: Definition,
     ) -> Result<(ScheduleRecord, bool), Error> {
-        check_name(name)?;
         let spec = Spec::parse(&def.cron, &def.timezone).map_err(Error::BadRequest)?;
         let _w = self.writes.lock().await;
         if self
