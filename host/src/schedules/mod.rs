@@ -552,6 +552,13 @@ impl Service {
             self.db.commit(batch, Durability::Sync).await?;
             return Ok(());
         };
+        if self.tenants.tenant(tenant).is_none() {
+            // Its tenant was deleted while this look was under way (which rewrote it).
+            let mut batch = Batch::new();
+            batch.del_schedule(&rec);
+            self.db.commit(batch, Durability::Sync).await?;
+            return Ok(());
+        }
         let mut stored = rec.clone();
         let now = self.clock.now_ms();
         if let Some(buffered) = rec.buffered_ms.filter(|_| !rec.paused) {
