@@ -17,7 +17,7 @@ pub struct FunctionRecord {
 
 /// A function's own limits; `None` takes the server's default (see `crate::settings`).
 /// Fields added after the first four are read as absent from records written before them
-/// (see the `Deserialize` below): append new ones at the end, each with a `later!` line.
+/// (see the `Deserialize` below): append new ones at the end, each read with `later`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct FunctionSettings {
     pub memory_limit_mb: Option<u64>,
@@ -49,7 +49,7 @@ pub struct Throttle {
 /// for `ended_ms`).
 impl<'de> Deserialize<'de> for FunctionSettings {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{Error, SeqAccess, Visitor};
+        use serde::de::{SeqAccess, Visitor};
         struct Fields;
         impl<'de> Visitor<'de> for Fields {
             type Value = FunctionSettings;
@@ -57,29 +57,23 @@ impl<'de> Deserialize<'de> for FunctionSettings {
                 f.write_str("function settings")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<FunctionSettings, A::Error> {
-                let mut n = 0;
-                macro_rules! field {
-                    () => {{
-                        n += 1;
-                        s.next_element()?
-                            .ok_or_else(|| A::Error::invalid_length(n - 1, &self))?
-                    }};
-                }
+                let first = |s: &mut A, n| -> Result<Option<u64>, A::Error> {
+                    s.next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(n, &self))
+                };
                 // A field added later: absent where an older record's input ends.
-                macro_rules! later {
-                    () => {
-                        s.next_element().ok().flatten().flatten()
-                    };
+                fn later<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(s: &mut A) -> Option<T> {
+                    s.next_element().ok().flatten().flatten()
                 }
                 Ok(FunctionSettings {
-                    memory_limit_mb: field!(),
-                    activation_timeout_secs: field!(),
-                    execution_timeout_secs: field!(),
-                    retention_secs: field!(),
-                    max_concurrency: later!(),
-                    concurrency_key: later!(),
-                    throttle: later!(),
-                    max_queued: later!(),
+                    memory_limit_mb: first(&mut s, 0)?,
+                    activation_timeout_secs: first(&mut s, 1)?,
+                    execution_timeout_secs: first(&mut s, 2)?,
+                    retention_secs: first(&mut s, 3)?,
+                    max_concurrency: later(&mut s),
+                    concurrency_key: later(&mut s),
+                    throttle: later(&mut s),
+                    max_queued: later(&mut s),
                 })
             }
         }
