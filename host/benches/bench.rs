@@ -52,6 +52,12 @@
 //!    `steps {count: 10}` queued. Baseline: B alone; the added delay is set beside one of
 //!    A's activations (what a fair queue may cost B; first come, first served would cost
 //!    A's whole backlog).
+//! 9. Flow control: what a function's flow control costs when it does not bind. Figure 5's
+//!    hello at 64 clients (executions/s) on a function with `max_concurrency: 100000` (set
+//!    through `PATCH /v1/functions/{name}`: every activation is classified, counted in its
+//!    lane and checked) vs the same component under another name without settings, on one
+//!    host, taking turns for `flow_rounds` rounds. Printed: the median of each, the
+//!    ratio of medians and the spread of the per-round ratios (the noise).
 
 use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
@@ -101,6 +107,7 @@ struct Counts {
     suspended: usize,
     auth_calls: u32,
     backlog: usize,
+    flow_rounds: usize,
 }
 
 impl Counts {
@@ -122,6 +129,7 @@ impl Counts {
             suspended: pick(10_000, 2_000),
             auth_calls: pick(200_000, 20_000) as u32,
             backlog: pick(2_000, 500),
+            flow_rounds: pick(6, 4),
         }
     }
 }
@@ -164,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let bench = Bench::start(Counts::new(settings.quick)).await?;
     let mut report = Report::default();
     let b = &bench;
-    let figures: [(&str, BoxFuture<'_, _>); 8] = [
+    let figures: [(&str, BoxFuture<'_, _>); 9] = [
         ("1", Box::pin(compile_vs_restart(b))),
         ("2", Box::pin(resume(b))),
         ("3", Box::pin(replay(b))),
@@ -173,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         ("6", Box::pin(suspended_memory(b))),
         ("7", Box::pin(auth_cost(b))),
         ("8", Box::pin(fairness(b))),
+        ("9", Box::pin(flow_control(b))),
     ];
     for (id, figure) in figures {
         if settings.runs(id) {
@@ -1552,4 +1561,92 @@ async fn fairness(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             ratio(p_behind.as_secs_f64(), fifo.as_secs_f64()),
         ),
     ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 9: the cost of flow control that does not bind
+
+/// The conformance guest again, under a name whose settings have a `max_concurrency`.
+const FLOW_FUNCTION: &str = "conformance-limited";
+
+/// `bench-hello` invoked (and waited for) on `function` over HTTP.
+fn call_function(b: &Arc<Bench>, function: &'static str) -> Call {
+    let b = b.clone();
+    let input = scenario("bench-hello", json!({}));
+    Arc::new(move || {
+        let (b, input) = (b.clone(), input.clone());
+        Box::pin(async move {
+            let url = format!("{}/v1/functions/{function}/invoke?wait=30", b.url);
+            let resp = b.http.post(url).json(&input).send().await?;
+            let status = resp.status();
+            let body: Value = resp.json().await?;
+            ensure!(
+                status.is_success() && body["status"] == "succeeded",
+                "{function}: {status} {body}"
+            );
+            Ok(())
+        })
+    })
+}
+
+async fn flow_control(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let bytes = std::fs::read(guest("conformance_guest")?)?;
+    b.host
+        .registry
+        .upload(DEFAULT_TENANT, FLOW_FUNCTION, bytes, &Default::default())
+        .await?;
+    let resp = b
+        .http
+        .patch(format!("{}/v1/functions/{FLOW_FUNCTION}", b.url))
+        .json(&json!({"max_concurrency": 100_000}))
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "PATCH: {}", resp.text().await?);
+    let (plain, limited) = (call_function(b, FUNCTION), call_function(b, FLOW_FUNCTION));
+    let total = b.counts.requests_total;
+    drive(CLIENTS, b.counts.warmup, &plain).await?;
+    drive(CLIENTS, b.counts.warmup, &limited).await?;
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..b.counts.flow_rounds {
+        // Taking turns, and the first of each pair alternating, so drift hits both alike.
+        let order = if round % 2 == 0 {
+            [(&plain, false), (&limited, true)]
+        } else {
+            [(&limited, true), (&plain, false)]
+        };
+        for (call, is_limited) in order {
+            let r = per_sec(total as f64, drive(CLIENTS, total, call).await?.elapsed);
+            if is_limited {
+                with.push(r)
+            } else {
+                without.push(r)
+            }
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(w, o)| w / o).collect();
+    ratios.sort_by(f64::total_cmp);
+    let list = |v: &[f64]| v.iter().map(|r| fmt_rate(*r)).collect::<Vec<_>>().join(" ");
+    let (mw, mo) = (median(&with), median(&without));
+    Ok(vec![Row::info(
+        format!(
+            "hello executions/s with a max_concurrency that does not bind, {CLIENTS} clients x {total}, {} rounds: median (each round)",
+            with.len()
+        ),
+        format!("{} ({})", fmt_rate(mw), list(&with)),
+    )
+    .baseline(
+        format!(
+            "no flow control {} ({}); per-round ratio {:.3} to {:.3}",
+            fmt_rate(mo),
+            list(&without),
+            ratios[0],
+            ratios[ratios.len() - 1]
+        ),
+        ratio(mw, mo),
+    )])
 }

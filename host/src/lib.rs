@@ -258,6 +258,7 @@ impl Host {
         for t in self.tenants.list() {
             self.metrics.tenant(&t.name); // every tenant's series, at zero if it has none
         }
+        self.start_flow_control()?;
         let runnable = self.recover().await?;
         // After recovery's writes, before any activation or request changes anything.
         self.tenants.count_usage()?;
@@ -333,6 +334,36 @@ impl Host {
         for key in runnable {
             self.scheduler.wake(key);
         }
+        Ok(())
+    }
+
+    /// Flow control (DESIGN 10) from the stored settings: every function's limits, and the
+    /// classifier for executions woken without a class (after a restart: recovery's wakes,
+    /// timers, callbacks), which reads the execution once; the scheduler keeps the class.
+    fn start_flow_control(&self) -> anyhow::Result<()> {
+        for t in self.tenants.list() {
+            for f in self.db.functions(&t.name)? {
+                let limits = settings::flow_limits(&f.settings);
+                self.scheduler.set_limits(&t.name, &f.name, limits);
+            }
+        }
+        let db = self.db.clone();
+        self.scheduler.set_classifier(Arc::new(move |key: &ExecKey| {
+            let read = || -> db::Result<Option<scheduler::Class>> {
+                let Some(rec) = db.execution(&key.tenant, &key.id)? else {
+                    return Ok(None);
+                };
+                let s = db.function(&key.tenant, &rec.function)?;
+                // Not started: nothing after its `ExecutionStarted` (event 1).
+                let fresh = db.history_after(&key.id, 1, 1)?.is_empty();
+                let s = s.map(|f| f.settings).unwrap_or_default();
+                Ok(Some(settings::class(&rec.function, &s, &rec.input, fresh)))
+            };
+            read().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "classifying an execution for flow control failed; it runs without its function's limits this once");
+                None
+            })
+        }));
         Ok(())
     }
 

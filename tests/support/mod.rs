@@ -409,7 +409,34 @@ pub struct Mock {
     routes: Arc<Mutex<HashMap<String, (u16, String)>>>,
     slow_gate: Arc<tokio::sync::Notify>,
     slow_released: Arc<std::sync::atomic::AtomicBool>,
+    in_flight: Arc<Mutex<InFlight>>,
     _rt: tokio::runtime::Runtime,
+}
+
+/// Requests the mock is answering now, and the most at once: in all, and per request body
+/// (a test tells executions apart by the body their step sends).
+#[derive(Default)]
+pub struct InFlight {
+    now: usize,
+    peak: usize,
+    by_body: HashMap<String, (usize, usize)>,
+}
+
+impl InFlight {
+    fn enter(&mut self, body: &str) {
+        self.now += 1;
+        self.peak = self.peak.max(self.now);
+        let (now, peak) = self.by_body.entry(body.to_string()).or_default();
+        *now += 1;
+        *peak = (*peak).max(*now);
+    }
+
+    fn leave(&mut self, body: &str) {
+        self.now -= 1;
+        if let Some((now, _)) = self.by_body.get_mut(body) {
+            *now -= 1;
+        }
+    }
 }
 
 impl Mock {
@@ -430,9 +457,17 @@ impl Mock {
             Arc<Mutex<HashMap<String, (u16, String)>>>,
             Arc<tokio::sync::Notify>,
             Arc<std::sync::atomic::AtomicBool>,
+            Arc<Mutex<InFlight>>,
         );
+        /// Leaves the in-flight count however the handler ends (a client gone included).
+        struct Leave(Arc<Mutex<InFlight>>, String);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.lock().unwrap().leave(&self.1);
+            }
+        }
         async fn handle(
-            State((hits, routes, gate, released)): State<S>,
+            State((hits, routes, gate, released, in_flight)): State<S>,
             method: Method,
             uri: Uri,
             body: String,
@@ -440,11 +475,20 @@ impl Mock {
             let path = uri.path().to_string();
             hits.lock()
                 .unwrap()
-                .push((method.to_string(), path.clone(), body));
+                .push((method.to_string(), path.clone(), body.clone()));
+            in_flight.lock().unwrap().enter(&body);
+            let _leave = Leave(in_flight.clone(), body);
             if path == "/slow" {
                 while !released.load(std::sync::atomic::Ordering::SeqCst) {
                     let _ = tokio::time::timeout(Duration::from_millis(50), gate.notified()).await;
                 }
+            }
+            // `/delay/<ms>[/...]`: answered after that long.
+            if let Some(ms) = path
+                .strip_prefix("/delay/")
+                .and_then(|rest| rest.split('/').next()?.parse::<u64>().ok())
+            {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             let found = routes.lock().unwrap().get(&path).cloned();
             match found {
@@ -452,11 +496,13 @@ impl Mock {
                 None => (StatusCode::OK, "{}".to_string()),
             }
         }
+        let in_flight: Arc<Mutex<InFlight>> = Arc::default();
         let state: S = (
             hits.clone(),
             routes.clone(),
             slow_gate.clone(),
             slow_released.clone(),
+            in_flight.clone(),
         );
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -470,7 +516,33 @@ impl Mock {
             routes,
             slow_gate,
             slow_released,
+            in_flight,
             _rt: rt,
+        }
+    }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap().now
+    }
+
+    /// The most requests answered at once since the start (or `reset_peaks`): in all, and
+    /// with this request body.
+    pub fn peak(&self) -> usize {
+        self.in_flight.lock().unwrap().peak
+    }
+
+    pub fn peak_of(&self, body: &str) -> usize {
+        let f = self.in_flight.lock().unwrap();
+        f.by_body.get(body).map_or(0, |(_, peak)| *peak)
+    }
+
+    /// Start counting peaks again from what is in flight now.
+    pub fn reset_peaks(&self) {
+        let mut f = self.in_flight.lock().unwrap();
+        f.peak = f.now;
+        for (now, peak) in f.by_body.values_mut() {
+            *peak = *now;
         }
     }
 

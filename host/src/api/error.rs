@@ -46,6 +46,13 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// Over a function's `max_queued` (DESIGN 10): nothing was written; try again after
+    /// `retry_after_secs`.
+    #[error("{message}")]
+    BacklogFull {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -67,6 +74,7 @@ impl ApiError {
             }
             ApiError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::BacklogFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "backlog_full"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -89,6 +97,9 @@ impl IntoResponse for ApiError {
                 );
             }
             ApiError::RateLimited {
+                retry_after_secs, ..
+            }
+            | ApiError::BacklogFull {
                 retry_after_secs, ..
             } => {
                 h.insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
@@ -157,6 +168,15 @@ impl From<tenants::rate::Limited> for ApiError {
     fn from(e: tenants::rate::Limited) -> Self {
         ApiError::RateLimited {
             message: e.message,
+            retry_after_secs: e.retry_after_secs,
+        }
+    }
+}
+
+impl From<crate::scheduler::BacklogFull> for ApiError {
+    fn from(e: crate::scheduler::BacklogFull) -> Self {
+        ApiError::BacklogFull {
+            message: e.to_string(),
             retry_after_secs: e.retry_after_secs,
         }
     }

@@ -1,6 +1,7 @@
 //! The executions resource: invoke (with `Idempotency-Key` and `?wait=`), list, get,
 //! history (pages and the live Server-Sent Events stream), logs and stop. An invoke takes a
-//! token of its tenant's rate (429 `rate_limited`), answers an idempotent replay, reserves
+//! token of its tenant's rate (429 `rate_limited`), answers an idempotent replay, holds a
+//! place in the function's backlog (`max_queued`: 429 `backlog_full`), reserves
 //! an active execution and its input's bytes within the tenant's quotas (429
 //! `quota_exceeded`), then writes the execution, its first event and its deadline in one
 //! batch and wakes the scheduler; running it is the scheduler's and the runtime's job, not
@@ -163,7 +164,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         (status = 202, description = "Started (or still running after ?wait)", body = views::Execution),
         (status = 200, description = "Ended within ?wait", body = views::Execution),
         (status = 400, description = "Bad input", body = views::ErrorBody), (status = 404, description = "Unknown", body = views::ErrorBody), (status = 409, description = "Conflict", body = views::ErrorBody), (status = 413, description = "Too large", body = views::ErrorBody),
-        (status = 429, description = "Over the tenant's invocation rate (code rate_limited, with Retry-After), or its max_active_executions or max_stored_bytes (code quota_exceeded); nothing was written", body = views::ErrorBody)))]
+        (status = 429, description = "Over the tenant's invocation rate (code rate_limited, with Retry-After), or its max_active_executions or max_stored_bytes (code quota_exceeded), or the function's max_queued (code backlog_full, with Retry-After); nothing was written", body = views::ErrorBody)))]
 pub(super) async fn invoke(
     State(host): AppState,
     caller: Caller,
@@ -225,6 +226,14 @@ pub(super) async fn invoke(
             }
         }
     }
+    // A place in the function's backlog (`max_queued`, 429 `backlog_full`), held until the
+    // execution is queued; a delayed start waits on its timer, not in the queue.
+    let backlog = match start_time(&q, now, effective(&host, &f).execution_timeout)? {
+        None => host
+            .scheduler
+            .reserve_backlog(&caller.tenant, &name, f.settings.max_queued)?,
+        Some(_) => None,
+    };
     // Held until the execution is written (then it counts) or this request fails.
     let reserved =
         host.tenants
@@ -320,6 +329,13 @@ pub(super) async fn invoke(
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
         host.metrics.created(&caller.tenant);
         let finished = wait.map(|_| host.scheduler.on_finished(id));
+        let exec = ExecKey {
+            tenant: caller.tenant.as_ref().into(),
+            id,
+        };
+        // The scheduler learns its class now, so that no wake of it reads the store.
+        let class = crate::settings::class(&name, &f.settings, &input, true);
+        host.scheduler.classify(&exec, class);
         match start {
             Some(start) => {
                 host.metrics
@@ -328,11 +344,9 @@ pub(super) async fn invoke(
                 host.timers
                     .add(start, id, crate::runtime::START_OP.to_string(), wake);
             }
-            None => host.scheduler.wake(ExecKey {
-                tenant: caller.tenant.as_ref().into(),
-                id,
-            }),
+            None => host.scheduler.wake(exec),
         }
+        drop(backlog);
         return match (wait, finished) {
             (Some(wait), Some(rx)) => {
                 let _ = tokio::time::timeout(wait, rx).await;

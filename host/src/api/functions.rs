@@ -33,6 +33,18 @@ pub(super) struct SettingsQuery {
     execution_timeout_secs: Option<String>,
     #[param(pattern = "^([0-9]{1,19}|default)$")]
     retention_secs: Option<String>,
+    // Flow control (DESIGN 10).
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
+    max_concurrency: Option<String>,
+    /// A JSON pointer into the input (e.g. `/user_id`), or `default` (none).
+    concurrency_key: Option<String>,
+    /// Starts per second (e.g. `0.5`), or `default` (no throttle).
+    throttle_per_second: Option<String>,
+    /// The throttle's burst (default 1); only with `throttle_per_second`.
+    #[param(pattern = "^[0-9]{1,19}$")]
+    throttle_burst: Option<String>,
+    #[param(pattern = "^([0-9]{1,19}|default)$")]
+    max_queued: Option<String>,
 }
 
 impl SettingsQuery {
@@ -56,7 +68,39 @@ impl SettingsQuery {
             )?,
             execution_timeout_secs: field("execution_timeout_secs", &self.execution_timeout_secs)?,
             retention_secs: field("retention_secs", &self.retention_secs)?,
+            max_concurrency: field("max_concurrency", &self.max_concurrency)?,
+            concurrency_key: self
+                .concurrency_key
+                .as_deref()
+                .map(|k| (k != "default").then(|| k.to_string())),
+            throttle: self.throttle()?,
+            max_queued: field("max_queued", &self.max_queued)?,
         })
+    }
+
+    /// `throttle_per_second` (with `throttle_burst`) as a patch of `throttle`.
+    fn throttle(&self) -> ApiResult<Option<Option<settings::ThrottlePatch>>> {
+        let burst = match self.throttle_burst.as_deref() {
+            None => None,
+            Some(b) => Some(b.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("throttle_burst={b:?}: expected a whole number"))
+            })?),
+        };
+        match (self.throttle_per_second.as_deref(), burst) {
+            (None, None) => Ok(None),
+            (None | Some("default"), Some(_)) => Err(ApiError::BadRequest(
+                "throttle_burst: only with a throttle_per_second".into(),
+            )),
+            (Some("default"), None) => Ok(Some(None)),
+            (Some(r), burst) => {
+                let per_second = r.parse::<f64>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "throttle_per_second={r:?}: expected a number or \"default\""
+                    ))
+                })?;
+                Ok(Some(Some(settings::ThrottlePatch { per_second, burst })))
+            }
+        }
     }
 }
 
@@ -75,6 +119,13 @@ fn checked(host: &Host, quotas: &Quotas, patch: settings::Patch) -> ApiResult<se
 /// activation runs with).
 fn in_force(host: &Host, quotas: &Quotas, f: &FunctionRecord) -> settings::Limits {
     quotas.ceil(effective(host, f))
+}
+
+/// The scheduler enforces a function's flow control from its stored settings: after every
+/// change (and at start, `Host::start`).
+fn push_flow_limits(host: &Host, tenant: &str, f: &FunctionRecord) {
+    host.scheduler
+        .set_limits(tenant, &f.name, settings::flow_limits(&f.settings));
 }
 
 /// Refused for the tenant's `max_component_bytes` (`size`: the whole upload's, when known).
@@ -136,13 +187,17 @@ pub(super) async fn put_function(
             .upload_spooled(&caller.tenant, &name, spooled, &patch)
             .await?;
         reserved.uploaded(up.created, up.version.size_bytes);
+        push_flow_limits(&host, &caller.tenant, &up.function);
         let status = if up.created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
         let mut v = views::version(&name, &up.version);
-        v.settings = Some(in_force(&host, &quotas, &up.function).into());
+        v.settings = Some(
+            views::Settings::from(in_force(&host, &quotas, &up.function))
+                .with_flow(&up.function.settings),
+        );
         v.created = Some(up.created);
         ApiResult::Ok((status, Json(v)).into_response())
     };
@@ -228,7 +283,8 @@ pub(super) async fn patch_function(
         .map_err(|e| {
             ApiError::InvalidJson(format!(
                 "expected an object of memory_limit_mb, activation_timeout_secs, \
-             execution_timeout_secs, retention_secs: {e}"
+             execution_timeout_secs, retention_secs, max_concurrency, concurrency_key, \
+             throttle {{per_second, burst}}, max_queued: {e}"
             ))
         })?;
     let patch = checked(&host, &quotas, patch)?;
@@ -236,6 +292,7 @@ pub(super) async fn patch_function(
         .registry
         .configure(&caller.tenant, &name, &patch)
         .await?;
+    push_flow_limits(&host, &caller.tenant, &f);
     let versions = host.db.versions(&caller.tenant, &name)?;
     Ok(Json(views::function(&f, &versions, in_force(&host, &quotas, &f))).into_response())
 }

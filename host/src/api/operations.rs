@@ -258,5 +258,6 @@ pub fn render(host: &Host) -> String {
     for (name, help, v) in gauges {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
+    crate::metrics::render_flow(&mut s, &host.scheduler.flow_stats());
     s
 }

@@ -29,6 +29,7 @@ impl From<schedules::Error> for ApiError {
             E::Conflict(m) => ApiError::Conflict(m),
             E::Quota(m) => ApiError::QuotaExceeded(m),
             E::RateLimited(l) => l.into(),
+            E::BacklogFull(b) => b.into(),
             E::Storage(e) => e.into(),
         }
     }
@@ -357,7 +358,7 @@ pub(super) async fn delete_schedule(
     responses((status = 202, description = "Fired now (paused or not, whatever the overlap policy)", body = Firing),
         (status = 404, description = "Unknown", body = views::ErrorBody),
         (status = 409, description = "The schedule's function is gone (recorded on the schedule)", body = views::ErrorBody),
-        (status = 429, description = "The tenant's rate or quotas refused the firing (recorded on the schedule)", body = views::ErrorBody)))]
+        (status = 429, description = "The tenant's rate or quotas, or the function's max_queued, refused the firing (recorded on the schedule)", body = views::ErrorBody)))]
 pub(super) async fn trigger_schedule(
     State(host): AppState,
     caller: Caller,

@@ -40,6 +40,22 @@ pub struct Settings {
     pub activation_timeout_secs: f64,
     pub execution_timeout_secs: u64,
     pub retention_secs: u64,
+    // Flow control (DESIGN 10): `null` is no limit.
+    /// Activations at once (per `concurrency_key` value when set).
+    pub max_concurrency: Option<u32>,
+    /// The JSON pointer into the input that `max_concurrency` applies per value of.
+    pub concurrency_key: Option<String>,
+    /// The start rate of new executions.
+    pub throttle: Option<Throttle>,
+    /// Executions waiting in the run queue beyond which invoke answers 429 `backlog_full`.
+    pub max_queued: Option<u32>,
+}
+
+/// A start rate: `per_second` on average, at most `burst` at once.
+#[derive(Serialize, ToSchema)]
+pub struct Throttle {
+    pub per_second: f64,
+    pub burst: u32,
 }
 
 impl From<Limits> for Settings {
@@ -49,7 +65,25 @@ impl From<Limits> for Settings {
             activation_timeout_secs: l.activation_timeout.as_secs_f64(),
             execution_timeout_secs: l.execution_timeout.as_secs(),
             retention_secs: l.retention.as_secs(),
+            max_concurrency: None,
+            concurrency_key: None,
+            throttle: None,
+            max_queued: None,
         }
+    }
+}
+
+impl Settings {
+    /// With the function's flow-control settings (they have no server default).
+    pub fn with_flow(mut self, s: &crate::db::FunctionSettings) -> Self {
+        self.max_concurrency = s.max_concurrency;
+        self.concurrency_key = s.concurrency_key.clone();
+        self.throttle = s.throttle.map(|t| Throttle {
+            per_second: t.per_second,
+            burst: t.burst,
+        });
+        self.max_queued = s.max_queued;
+        self
     }
 }
 
@@ -189,7 +223,7 @@ pub fn function(f: &FunctionRecord, versions: &[VersionRecord], limits: Limits) 
         name: f.name.clone(),
         latest_version: f.latest_version,
         created_at: timestamp(f.created_ms),
-        settings: limits.into(),
+        settings: Settings::from(limits).with_flow(&f.settings),
         versions: versions.iter().map(|v| version(&f.name, v)).collect(),
     }
 }

@@ -4,8 +4,9 @@
 //! API key (`auth`: `--api-key`, `DURABLE_API_KEY` or the server's `admin.key` file).
 //!
 //! Owns argument shapes, exit codes and output formats; knows the API only through its
-//! HTTP contract (no `durable_host` types). Runs without a tokio runtime (`reqwest::blocking`
-//! brings its own). Output: tables and key/value views for people; with `--json`, the
+//! HTTP contract (no `durable_host` types but the pure webhook signature check). Runs
+//! without a tokio runtime (`reqwest::blocking` brings its own), except `webhooks listen`,
+//! the one command that serves (a local receiver, on a runtime of its own). Output: tables and key/value views for people; with `--json`, the
 //! response bodies as they came, one JSON document per command (JSON Lines when following).
 //!
 //! Exit codes: 0 done; 1 the execution ended `failed`, `timed_out` or `stopped` (`invoke`,
@@ -19,6 +20,7 @@ mod functions;
 mod history;
 mod input;
 mod keys;
+mod listen;
 mod render;
 mod schedules;
 mod spinner;
@@ -135,7 +137,8 @@ pub enum Command {
     Keys(keys::Command),
     /// Show the tenant, role and id of the API key in use, and where it was found.
     Whoami,
-    /// Create, list, show and delete webhooks; list, retry and test their deliveries.
+    /// Create, list, show and delete webhooks; list, retry and test their deliveries;
+    /// receive them locally (`listen`).
     #[command(subcommand)]
     Webhooks(webhooks::Command),
     /// Create, list, show, pause, resume, trigger and delete cron schedules.

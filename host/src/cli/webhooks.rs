@@ -1,4 +1,4 @@
-//! `webhooks create|list|get|delete|deliveries|retry|test`: the tenant's webhooks over
+//! `webhooks create|list|get|delete|deliveries|retry|test` (and `listen`, in `listen.rs`): the tenant's webhooks over
 //! HTTP (`/v1/webhooks`), with their renderings. The secret is printed by `create` only,
 //! the one answer that holds it.
 
@@ -58,6 +58,8 @@ pub enum Command {
         /// The webhook's id.
         id: String,
     },
+    /// Receive webhook messages on this machine and check their signatures (development).
+    Listen(super::listen::ListenArgs),
 }
 
 #[derive(Args)]
@@ -95,6 +97,7 @@ fn create_body(args: &CreateArgs) -> Value {
 
 pub fn run(ctx: &Ctx, command: Command) -> Result<Exit, Error> {
     match command {
+        Command::Listen(args) => super::listen::listen(args, ctx.json),
         Command::Create(args) => {
             let reply = ctx
                 .client

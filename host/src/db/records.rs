@@ -16,12 +16,79 @@ pub struct FunctionRecord {
 }
 
 /// A function's own limits; `None` takes the server's default (see `crate::settings`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Fields added after the first four are read as absent from records written before them
+/// (see the `Deserialize` below): append new ones at the end, each read with `later`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct FunctionSettings {
     pub memory_limit_mb: Option<u64>,
     pub activation_timeout_secs: Option<u64>,
     pub execution_timeout_secs: Option<u64>,
     pub retention_secs: Option<u64>,
+    // Flow control (DESIGN 10; `None`: no limit).
+    /// Activations of this function at once (per `concurrency_key` value when set).
+    pub max_concurrency: Option<u32>,
+    /// A JSON pointer into the input: `max_concurrency` applies per value found there.
+    pub concurrency_key: Option<String>,
+    /// New executions start at most at this rate.
+    pub throttle: Option<Throttle>,
+    /// Executions waiting in the run queue beyond which invoke answers 429 `backlog_full`.
+    pub max_queued: Option<u32>,
+}
+
+/// A start rate: `per_second` on average, up to `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Throttle {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// By hand, for one reason: `FunctionSettings` ends its function record, so a record
+/// written before a field existed ends where that field would begin. Postcard is not
+/// self-describing (a missing trailing field is the end of the input), so every field after
+/// the first four reads as `None` when the input ends before it (as `ExecutionRecord` does
+/// for `ended_ms`).
+impl<'de> Deserialize<'de> for FunctionSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{SeqAccess, Visitor};
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = FunctionSettings;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("function settings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<FunctionSettings, A::Error> {
+                let first = |s: &mut A, n| -> Result<Option<u64>, A::Error> {
+                    s.next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(n, &self))
+                };
+                // A field added later: absent where an older record's input ends.
+                fn later<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(s: &mut A) -> Option<T> {
+                    s.next_element().ok().flatten().flatten()
+                }
+                Ok(FunctionSettings {
+                    memory_limit_mb: first(&mut s, 0)?,
+                    activation_timeout_secs: first(&mut s, 1)?,
+                    execution_timeout_secs: first(&mut s, 2)?,
+                    retention_secs: first(&mut s, 3)?,
+                    max_concurrency: later(&mut s),
+                    concurrency_key: later(&mut s),
+                    throttle: later(&mut s),
+                    max_queued: later(&mut s),
+                })
+            }
+        }
+        const FIELDS: &[&str] = &[
+            "memory_limit_mb",
+            "activation_timeout_secs",
+            "execution_timeout_secs",
+            "retention_secs",
+            "max_concurrency",
+            "concurrency_key",
+            "throttle",
+            "max_queued",
+        ];
+        d.deserialize_struct("FunctionSettings", FIELDS, Fields)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -526,6 +593,73 @@ mod tests {
             idempotency_key: Some("k".into()),
             ended_ms,
         }
+    }
+
+    /// Function settings as stored before the flow-control fields existed, at the end of
+    /// their function record.
+    #[derive(Serialize)]
+    struct SettingsBefore {
+        memory_limit_mb: Option<u64>,
+        activation_timeout_secs: Option<u64>,
+        execution_timeout_secs: Option<u64>,
+        retention_secs: Option<u64>,
+    }
+
+    #[derive(Serialize)]
+    struct FunctionBefore {
+        name: String,
+        created_ms: u64,
+        latest_version: u32,
+        deleted: bool,
+        settings: SettingsBefore,
+    }
+
+    #[test]
+    fn function_settings_round_trip_and_older_records_read_without_flow_control() {
+        let full = FunctionRecord {
+            name: "f".into(),
+            created_ms: 1,
+            latest_version: 2,
+            deleted: false,
+            settings: FunctionSettings {
+                memory_limit_mb: Some(64),
+                max_concurrency: Some(2),
+                concurrency_key: Some("/user_id".into()),
+                throttle: Some(Throttle {
+                    per_second: 2.5,
+                    burst: 3,
+                }),
+                max_queued: Some(100),
+                ..Default::default()
+            },
+        };
+        let bytes = postcard::to_stdvec(&full).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<FunctionRecord>(&bytes).unwrap(),
+            full
+        );
+        let before = FunctionBefore {
+            name: "f".into(),
+            created_ms: 1,
+            latest_version: 2,
+            deleted: false,
+            settings: SettingsBefore {
+                memory_limit_mb: Some(64),
+                activation_timeout_secs: None,
+                execution_timeout_secs: Some(9),
+                retention_secs: None,
+            },
+        };
+        let old =
+            postcard::from_bytes::<FunctionRecord>(&postcard::to_stdvec(&before).unwrap()).unwrap();
+        assert_eq!(
+            old.settings,
+            FunctionSettings {
+                memory_limit_mb: Some(64),
+                execution_timeout_secs: Some(9),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -17,6 +17,18 @@
 //! so the slots it may not use go to the others. Slots, per-tenant queues, shares and the
 //! ring live under one lock.
 //!
+//! Flow control per function (DESIGN 10, `flow.rs`): each queued execution has a `Class`
+//! (its function, its concurrency-key value, whether it has started), given with `classify`
+//! by whoever creates it (invoke) or, for an execution the scheduler has not seen since it
+//! started (after a restart: recovery's wakes, timers, callbacks), asked once of the
+//! classifier the host installs (`set_classifier`, which reads the stored execution), then
+//! kept in memory until the execution finishes, so a wake costs no storage read. A tenant's
+//! queue is one lane per (function, key value), served round robin and each in order; a lane
+//! at its `max_concurrency`, or whose next new execution has no throttle token, is skipped
+//! like a tenant at its share, so it holds no slot and blocks no other lane, function or
+//! tenant. When only the throttle holds work back, the run loop sleeps until the next token.
+//! `max_queued` is checked with `reserve_backlog` before an invoke writes anything.
+//!
 //! Architecture invariant: the scheduler knows nothing of wasm or storage; it runs whatever
 //! activation function it is given.
 
@@ -27,8 +39,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::time::Instant;
 
 use crate::db::ExecId;
+
+mod flow;
+
+pub use flow::{BacklogFull, Class, FlowLimits, FunctionStats, Throttle};
+use flow::{Functions, LaneId, TenantQueue};
 
 /// An execution, addressed with its tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,21 +66,27 @@ pub enum Outcome {
     Again,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Slot {
     Queued,
-    Running { woken: bool },
+    /// Resident, charged to `lane`.
+    Running {
+        woken: bool,
+        lane: LaneId,
+    },
 }
 
 type Activate = Arc<dyn Fn(ExecKey) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
 
-/// One tenant's share of the run queue.
-#[derive(Default)]
-struct TenantQueue {
-    /// Its queued executions, oldest first.
-    queue: VecDeque<ExecKey>,
-    /// Its activations in progress (the count a `max_concurrent_activations` share limits).
-    resident: usize,
+/// Finds the class of an execution the scheduler was not told about (see `set_classifier`).
+pub type Classifier = Arc<dyn Fn(&ExecKey) -> Option<Class> + Send + Sync>;
+
+/// A class as the scheduler keeps it: with the generation of its function's
+/// `concurrency_key` it was computed under.
+#[derive(Clone, Debug)]
+struct Known {
+    class: Class,
+    generation: u64,
 }
 
 /// Everything the scheduler decides under one lock, so that a slot's state and its place in
@@ -73,28 +97,80 @@ struct State {
     tenants: HashMap<Arc<str>, TenantQueue>,
     /// Tenants with queued work, in round-robin order: each activation is taken from the
     /// front tenant, which then goes to the back if it has more. Each tenant is here at most
-    /// once, exactly while its queue is non-empty.
+    /// once, exactly while it has queued work.
     ring: VecDeque<Arc<str>>,
     /// The most activations a tenant may have in progress at once; a tenant not here may
     /// use every slot. Kept apart from `tenants`, whose entries come and go with work.
     shares: HashMap<Arc<str>, usize>,
+    /// Each tenant's functions' limits and counters (kept: they are settings and totals).
+    functions: HashMap<Arc<str>, Functions>,
+    /// The class of every live execution the scheduler has seen.
+    classes: HashMap<ExecKey, Known>,
+    /// Stamps queued executions in arrival order.
+    seq: u64,
 }
 
 impl State {
-    /// Queue `key` behind its tenant's other work (the caller has marked its slot `Queued`).
-    fn enqueue(&mut self, key: ExecKey) {
-        let t = self.tenants.entry(key.tenant.clone()).or_default();
-        if t.queue.is_empty() {
-            self.ring.push_back(key.tenant.clone());
-        }
-        t.queue.push_back(key);
+    /// The class of `key` if known and current.
+    fn known(&self, key: &ExecKey) -> Option<Class> {
+        let k = self.classes.get(key)?;
+        let generation = self
+            .functions
+            .get(&key.tenant)
+            .and_then(|f| f.get(&k.class.function))
+            .map_or(0, |f| f.generation);
+        (k.generation == generation).then(|| k.class.clone())
     }
 
-    /// Take the next execution to activate: the oldest of the first tenant in the ring that
-    /// may start one more, which then moves to the back. Marks it running.
-    fn take_next(&mut self) -> Option<ExecKey> {
+    fn remember(&mut self, key: &ExecKey, class: Class) {
+        let generation = self
+            .functions
+            .get(&key.tenant)
+            .and_then(|f| f.get(&class.function))
+            .map_or(0, |f| f.generation);
+        self.classes
+            .insert(key.clone(), Known { class, generation });
+    }
+
+    /// Queue `key` in its class's lane behind its tenant's other work there (the caller has
+    /// marked its slot `Queued`).
+    fn enqueue(&mut self, key: ExecKey, now: Instant) {
+        let class = self
+            .classes
+            .get(&key)
+            .map_or_else(Class::unknown, |k| k.class.clone());
+        let f = self
+            .functions
+            .entry(key.tenant.clone())
+            .or_default()
+            .entry(class.function.clone())
+            .or_default();
+        f.queued += 1;
+        if class.fresh {
+            f.fresh_queued += 1;
+            if f.limits.throttle.is_some() && f.tokens(now) < f.fresh_queued as f64 {
+                f.throttled_total += 1;
+            }
+        }
+        let t = self.tenants.entry(key.tenant.clone()).or_default();
+        if !t.has_work() {
+            self.ring.push_back(key.tenant.clone());
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        t.push((class.function, class.key), class.fresh, (key, seq, now));
+    }
+
+    /// Take the next execution to activate at `now`: from the first tenant in the ring
+    /// that may start one more and has a lane that may, which then moves to the back. Marks
+    /// it running. `Err` with when a throttle token would let something start, if that is
+    /// all that holds work back.
+    fn take_next(&mut self, now: Instant) -> Result<ExecKey, Option<Instant>> {
+        let mut wake_at = None;
         for _ in 0..self.ring.len() {
-            let tenant = self.ring.pop_front()?;
+            let Some(tenant) = self.ring.pop_front() else {
+                break;
+            };
             let t = self
                 .tenants
                 .get_mut(&tenant)
@@ -103,26 +179,35 @@ impl State {
                 self.ring.push_back(tenant);
                 continue;
             }
-            let key = t.queue.pop_front().expect("a tenant in the ring has work");
-            t.resident += 1;
-            if !t.queue.is_empty() {
+            let functions = self.functions.entry(tenant.clone()).or_default();
+            let Some((lane, q, fresh)) = t.take(functions, now, &mut wake_at) else {
+                self.ring.push_back(tenant);
+                continue;
+            };
+            if t.has_work() {
                 self.ring.push_back(tenant);
             }
+            if fresh {
+                // It starts now: its later activations are resumes.
+                if let Some(k) = self.classes.get_mut(&q.key) {
+                    k.class.fresh = false;
+                }
+            }
             self.slots
-                .insert(key.clone(), Slot::Running { woken: false });
-            return Some(key);
+                .insert(q.key.clone(), Slot::Running { woken: false, lane });
+            return Ok(q.key);
         }
-        None
+        Err(wake_at)
     }
 
-    /// `key`'s activation ended; forget its tenant once it has neither work nor residents.
-    /// Returns whether the tenant still has queued work.
-    fn left(&mut self, key: &ExecKey) -> bool {
+    /// `key`'s activation (charged to `lane`) ended; forget its tenant once it has neither
+    /// work nor residents. Returns whether the tenant still has queued work.
+    fn left(&mut self, key: &ExecKey, lane: &LaneId) -> bool {
         let Some(t) = self.tenants.get_mut(&key.tenant) else {
             return false;
         };
-        t.resident -= 1;
-        let waiting = !t.queue.is_empty();
+        t.left(lane);
+        let waiting = t.has_work();
         if !waiting && t.resident == 0 {
             self.tenants.remove(&key.tenant);
         }
@@ -146,6 +231,7 @@ struct Inner {
     finished: Mutex<HashMap<ExecId, Vec<oneshot::Sender<()>>>>,
     queued: AtomicUsize,
     resident: AtomicUsize,
+    classifier: Mutex<Option<Classifier>>,
 }
 
 /// A cheap handle to the scheduler.
@@ -160,6 +246,27 @@ impl Default for Scheduler {
     }
 }
 
+/// A place in a function's backlog, held by an invoke from its `max_queued` check until its
+/// execution is queued (or the invoke fails): concurrent invokes cannot overshoot the limit.
+pub struct Reserved {
+    scheduler: Scheduler,
+    tenant: Arc<str>,
+    function: Arc<str>,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let mut state = self.scheduler.inner.state.lock().expect("scheduler state");
+        if let Some(f) = state
+            .functions
+            .get_mut(&self.tenant)
+            .and_then(|fs| fs.get_mut(&self.function))
+        {
+            f.reserved = f.reserved.saturating_sub(1);
+        }
+    }
+}
+
 impl Scheduler {
     pub fn new() -> Self {
         Self {
@@ -170,23 +277,61 @@ impl Scheduler {
                 finished: Mutex::new(HashMap::new()),
                 queued: AtomicUsize::new(0),
                 resident: AtomicUsize::new(0),
+                classifier: Mutex::new(None),
             }),
         }
     }
 
+    /// Install what classifies an execution woken without a class (after a restart, those
+    /// that recovery, timers and callbacks wake): called once per such execution, outside
+    /// the scheduler's lock; `None` (it is gone) runs it without limits.
+    pub fn set_classifier(&self, c: Classifier) {
+        *self.inner.classifier.lock().expect("classifier") = Some(c);
+    }
+
+    /// Tell the scheduler `key`'s class (before waking it), so that no wake of it needs the
+    /// classifier.
+    pub fn classify(&self, key: &ExecKey, class: Class) {
+        self.inner
+            .state
+            .lock()
+            .expect("scheduler state")
+            .remember(key, class);
+    }
+
+    /// Make sure `key`'s class is known and current, asking the classifier if need be.
+    fn ensure_class(&self, key: &ExecKey) {
+        if self
+            .inner
+            .state
+            .lock()
+            .expect("scheduler state")
+            .known(key)
+            .is_some()
+        {
+            return;
+        }
+        let classifier = self.inner.classifier.lock().expect("classifier").clone();
+        let class = classifier
+            .and_then(|c| c(key))
+            .unwrap_or_else(Class::unknown);
+        self.classify(key, class);
+    }
+
     /// Ask for an activation of `key`.
     pub fn wake(&self, key: ExecKey) {
+        self.ensure_class(&key);
         let mut state = self.inner.state.lock().expect("scheduler state");
         match state.slots.get_mut(&key) {
             None => {
                 state.slots.insert(key.clone(), Slot::Queued);
                 self.inner.queued.fetch_add(1, Ordering::Relaxed);
-                state.enqueue(key);
+                state.enqueue(key, Instant::now());
                 drop(state);
                 self.inner.ready.notify_one();
             }
             Some(Slot::Queued) => {}
-            Some(Slot::Running { woken }) => *woken = true,
+            Some(Slot::Running { woken, .. }) => *woken = true,
         }
     }
 
@@ -201,6 +346,100 @@ impl Scheduler {
         };
         drop(state);
         self.inner.ready.notify_one();
+    }
+
+    /// Set `function`'s flow limits (its settings, at start and after every change).
+    /// Activations already running are not cut short; raised limits take effect at once. A
+    /// changed `concurrency_key` re-classifies each execution at its next wake (those queued
+    /// now run once more under their old key).
+    pub fn set_limits(&self, tenant: &str, function: &str, limits: FlowLimits) {
+        let mut state = self.inner.state.lock().expect("scheduler state");
+        let f = state
+            .functions
+            .entry(tenant.into())
+            .or_default()
+            .entry(function.into())
+            .or_default();
+        if f.limits.concurrency_key != limits.concurrency_key {
+            f.generation += 1;
+        }
+        if f.limits.throttle != limits.throttle {
+            f.bucket = None;
+        }
+        f.limits = limits;
+        drop(state);
+        self.inner.ready.notify_one();
+    }
+
+    /// Hold a place in `function`'s backlog for an invocation, unless it has `max_queued`
+    /// executions waiting already (queued, plus places held): then `BacklogFull`, counted.
+    /// Without a `max_queued`, always.
+    pub fn reserve_backlog(
+        &self,
+        tenant: &str,
+        function: &str,
+        max_queued: Option<u32>,
+    ) -> Result<Option<Reserved>, BacklogFull> {
+        let Some(max) = max_queued else {
+            return Ok(None);
+        };
+        let mut state = self.inner.state.lock().expect("scheduler state");
+        let f = state
+            .functions
+            .entry(tenant.into())
+            .or_default()
+            .entry(function.into())
+            .or_default();
+        let waiting = f.queued + f.reserved;
+        if waiting >= max as usize {
+            f.refused_total += 1;
+            return Err(BacklogFull {
+                queued: f.queued,
+                max_queued: max,
+                retry_after_secs: flow::retry_after(&f.limits),
+            });
+        }
+        f.reserved += 1;
+        Ok(Some(Reserved {
+            scheduler: self.clone(),
+            tenant: tenant.into(),
+            function: function.into(),
+        }))
+    }
+
+    /// The queue metrics of every function that has had work or limits, by tenant and name.
+    pub fn flow_stats(&self) -> Vec<FunctionStats> {
+        let now = Instant::now();
+        let state = self.inner.state.lock().expect("scheduler state");
+        let mut oldest: HashMap<(&str, &str), Instant> = HashMap::new();
+        for (tenant, t) in &state.tenants {
+            for ((function, _), lane) in &t.lanes {
+                if let Some(at) = lane.oldest() {
+                    let o = oldest.entry((tenant, function)).or_insert(at);
+                    *o = (*o).min(at);
+                }
+            }
+        }
+        let mut out: Vec<FunctionStats> = state
+            .functions
+            .iter()
+            .flat_map(|(tenant, fs)| {
+                fs.iter()
+                    .filter(|(name, _)| !name.is_empty())
+                    .map(|(name, f)| FunctionStats {
+                        tenant: tenant.clone(),
+                        function: name.clone(),
+                        queued: f.queued,
+                        oldest: oldest
+                            .get(&(&**tenant, &**name))
+                            .map_or(Default::default(), |at| now.saturating_duration_since(*at)),
+                        throttled_total: f.throttled_total,
+                        refused_total: f.refused_total,
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.tenant, &a.function).cmp(&(&b.tenant, &b.function)));
+        out
     }
 
     /// Executions waiting for a free slot.
@@ -239,21 +478,31 @@ impl Scheduler {
     }
 
     fn done(&self, key: ExecKey, outcome: Outcome) {
+        if outcome != Outcome::Finished {
+            // It may run again: under its current class (a changed key re-classifies).
+            self.ensure_class(&key);
+        }
         let mut state = self.inner.state.lock().expect("scheduler state");
-        let woken = matches!(state.slots.get(&key), Some(Slot::Running { woken: true }));
+        let Some(Slot::Running { woken, lane }) = state.slots.get(&key).cloned() else {
+            unreachable!("an activation that ends was running");
+        };
         let again = match outcome {
             Outcome::Again => true,
             Outcome::Suspended => woken,
             Outcome::Finished => false,
         };
-        let mut waiting = state.left(&key);
+        // Its lane may go again (below its limit now), or its tenant has other work.
+        let mut waiting = state.left(&key, &lane);
         if again {
             state.slots.insert(key.clone(), Slot::Queued);
             self.inner.queued.fetch_add(1, Ordering::Relaxed);
-            state.enqueue(key.clone());
+            state.enqueue(key.clone(), Instant::now());
             waiting = true;
         } else {
             state.slots.remove(&key);
+            if outcome == Outcome::Finished {
+                state.classes.remove(&key);
+            }
         }
         drop(state);
         if waiting {
@@ -273,14 +522,23 @@ impl Scheduler {
                 .state
                 .lock()
                 .expect("scheduler state")
-                .take_next();
-            if let Some(key) = taken {
-                self.inner.queued.fetch_sub(1, Ordering::Relaxed);
-                return key;
+                .take_next(Instant::now());
+            match taken {
+                Ok(key) => {
+                    self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+                    return key;
+                }
+                // `notify_one` stores a permit when nobody waits, so work queued between
+                // the look above and this wait is not missed.
+                Err(None) => self.inner.ready.notified().await,
+                // Only a throttle holds work back: look again when its token is there.
+                Err(Some(at)) => {
+                    tokio::select! {
+                        _ = self.inner.ready.notified() => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
             }
-            // `notify_one` stores a permit when nobody waits, so work queued between the
-            // look above and this wait is not missed.
-            self.inner.ready.notified().await;
         }
     }
 
@@ -672,6 +930,323 @@ mod tests {
                 )
             });
         assert_eq!(violations.load(Ordering::SeqCst), 0);
+    }
+
+    /// One step of a flow-control script, run against `State` with a clock in the test's
+    /// hands: `Wake(n, function, key, fresh)` queues execution n; `Take(Some(n))` expects n
+    /// next, `Take(None)` nothing startable; `Done(n)` ends n's activation; `Advance(ms)`.
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Wake(u32, &'static str, Option<&'static str>, bool),
+        Take(Option<u32>),
+        Done(u32),
+        Advance(u64),
+    }
+    use Op::{Advance, Done, Take, Wake};
+
+    fn limits(max: Option<usize>, throttle: Option<(f64, u32)>) -> FlowLimits {
+        FlowLimits {
+            max_concurrency: max,
+            concurrency_key: None,
+            throttle: throttle.map(|(per_second, burst)| Throttle { per_second, burst }),
+        }
+    }
+
+    #[test]
+    fn flow_control_rules() {
+        type Case = (&'static str, &'static [(&'static str, FlowLimits)], Vec<Op>);
+        let cases: Vec<Case> = vec![
+            (
+                "max_concurrency 2: the third waits for an end",
+                &[],
+                vec![Wake(1, "f", None, true), Wake(2, "f", None, true), Wake(3, "f", None, true),
+                     Take(Some(1)), Take(Some(2)), Take(None), Done(1), Take(Some(3)), Take(None)],
+            ),
+            (
+                "concurrency_key: two keys side by side, one key never twice",
+                &[],
+                vec![Wake(1, "k", Some("a"), true), Wake(2, "k", Some("a"), true), Wake(3, "k", Some("b"), true),
+                     Wake(4, "k", Some("b"), true), Take(Some(1)), Take(Some(3)), Take(None),
+                     Done(3), Take(Some(4)), Take(None), Done(1), Take(Some(2))],
+            ),
+            (
+                "inputs without the key share one key value",
+                &[],
+                vec![Wake(1, "k", None, true), Wake(2, "k", None, true), Wake(3, "k", Some("a"), true),
+                     Take(Some(1)), Take(Some(3)), Take(None), Done(1), Take(Some(2))],
+            ),
+            (
+                "a function at its limit does not block another",
+                &[],
+                vec![Wake(1, "one", None, true), Wake(2, "one", None, true), Wake(3, "g", None, true),
+                     Wake(4, "g", None, true), Take(Some(1)), Take(Some(3)), Take(Some(4)), Take(None)],
+            ),
+            (
+                "lanes with work take turns, each in order",
+                &[],
+                vec![Wake(1, "g", None, true), Wake(2, "g", None, true), Wake(3, "h", None, true),
+                     Wake(4, "g", None, true), Take(Some(1)), Take(Some(3)), Take(Some(2)), Take(Some(4))],
+            ),
+            (
+                "throttle 1/s burst 1: starts a second apart",
+                &[],
+                vec![Wake(1, "t1", None, true), Wake(2, "t1", None, true), Wake(3, "t1", None, true),
+                     Take(Some(1)), Take(None), Advance(999), Take(None), Advance(1), Take(Some(2)),
+                     Advance(500), Take(None), Advance(500), Take(Some(3))],
+            ),
+            (
+                "throttle 2/s burst 2: two at once, then every 500 ms",
+                &[],
+                vec![Wake(1, "t2", None, true), Wake(2, "t2", None, true), Wake(3, "t2", None, true),
+                     Wake(4, "t2", None, true), Take(Some(1)), Take(Some(2)), Take(None),
+                     Advance(500), Take(Some(3)), Take(None), Advance(500), Take(Some(4))],
+            ),
+            (
+                "the throttle delays starts, never a resume",
+                &[],
+                vec![Wake(1, "t1", None, true), Wake(2, "t1", None, true), Wake(3, "t1", None, false),
+                     Take(Some(1)), Take(Some(3)), Take(None)],
+            ),
+            (
+                "an execution that started is not throttled again",
+                &[],
+                vec![Wake(1, "t1", None, true), Take(Some(1)), Done(1), Wake(1, "t1", None, false),
+                     Take(Some(1))],
+            ),
+            (
+                "within a lane, new and resumed executions go in arrival order",
+                &[],
+                vec![Wake(1, "g", None, false), Wake(2, "g", None, true), Wake(3, "g", None, false),
+                     Take(Some(1)), Take(Some(2)), Take(Some(3))],
+            ),
+            (
+                "a function at its limit does not hold back its tenant's other functions behind a throttle",
+                &[],
+                vec![Wake(1, "t1", None, true), Wake(2, "t1", None, true), Wake(3, "one", None, true),
+                     Wake(4, "one", None, true), Wake(5, "g", None, true), Take(Some(1)), Take(Some(3)),
+                     Take(Some(5)), Take(None), Advance(1000), Take(Some(2)), Take(None), Done(3), Take(Some(4))],
+            ),
+        ];
+        let defaults: &[(&str, FlowLimits)] = &[
+            ("f", limits(Some(2), None)),
+            (
+                "k",
+                FlowLimits {
+                    concurrency_key: Some("/u".into()),
+                    ..limits(Some(1), None)
+                },
+            ),
+            ("one", limits(Some(1), None)),
+            ("t1", limits(None, Some((1.0, 1)))),
+            ("t2", limits(None, Some((2.0, 2)))),
+        ];
+        for (name, extra, ops) in cases {
+            let mut st = State::default();
+            let mut now = Instant::now();
+            for (f, l) in defaults.iter().chain(extra.iter()) {
+                st.functions
+                    .entry("t".into())
+                    .or_default()
+                    .entry((*f).into())
+                    .or_default()
+                    .limits = l.clone();
+            }
+            for (i, op) in ops.iter().enumerate() {
+                match *op {
+                    Wake(n, f, key, fresh) => {
+                        let k = tenant_key("t", n);
+                        let class = Class {
+                            function: f.into(),
+                            key: key.map(Into::into),
+                            fresh,
+                        };
+                        st.remember(&k, class);
+                        st.slots.insert(k.clone(), Slot::Queued);
+                        st.enqueue(k, now);
+                    }
+                    Take(expected) => {
+                        let got = st
+                            .take_next(now)
+                            .ok()
+                            .map(|k| u32::from_le_bytes(k.id[..4].try_into().unwrap()));
+                        assert_eq!(got, expected, "{name}: step {i} {op:?}");
+                    }
+                    Done(n) => {
+                        let k = tenant_key("t", n);
+                        let Some(Slot::Running { lane, .. }) = st.slots.remove(&k) else {
+                            panic!("{name}: step {i}: {n} is not running");
+                        };
+                        st.left(&k, &lane);
+                    }
+                    Advance(ms) => now += Duration::from_millis(ms),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_throttled_queue_says_when_its_next_token_is_due() {
+        let mut st = State::default();
+        let now = Instant::now();
+        st.functions
+            .entry("t".into())
+            .or_default()
+            .entry("f".into())
+            .or_default()
+            .limits = limits(None, Some((4.0, 1)));
+        for n in 0..2 {
+            let k = tenant_key("t", n);
+            st.remember(
+                &k,
+                Class {
+                    function: "f".into(),
+                    key: None,
+                    fresh: true,
+                },
+            );
+            st.slots.insert(k.clone(), Slot::Queued);
+            st.enqueue(k, now);
+        }
+        assert!(st.take_next(now).is_ok());
+        let at = st
+            .take_next(now)
+            .expect_err("throttled")
+            .expect("a token time");
+        assert_eq!(at.duration_since(now), Duration::from_millis(250));
+        // Every queued new execution beyond the bucket's tokens counted as throttled.
+        assert_eq!(st.functions["t"]["f"].throttled_total, 1);
+    }
+
+    /// `max_queued`: places held by invokes count with queued executions; a refusal is
+    /// counted; a released place is free again.
+    #[test]
+    fn max_queued_counts_queued_executions_and_held_places() {
+        let s = Scheduler::new();
+        assert!(
+            s.reserve_backlog("t", "f", None).unwrap().is_none(),
+            "no limit: no place held"
+        );
+        let a = s.reserve_backlog("t", "f", Some(2)).unwrap();
+        s.wake(tenant_key("t", 1)); // an unknown class: not f's
+        let k = tenant_key("t", 2);
+        s.classify(
+            &k,
+            Class {
+                function: "f".into(),
+                key: None,
+                fresh: true,
+            },
+        );
+        s.wake(k);
+        let refused = s.reserve_backlog("t", "f", Some(2)).err().expect("full");
+        assert_eq!(
+            (refused.queued, refused.max_queued, refused.retry_after_secs),
+            (1, 2, 1)
+        );
+        assert!(
+            s.reserve_backlog("t", "g", Some(2)).is_ok(),
+            "another function has its own"
+        );
+        drop(a);
+        let _b = s
+            .reserve_backlog("t", "f", Some(2))
+            .expect("a place was released");
+        let stats = s.flow_stats();
+        let f = stats.iter().find(|f| &*f.function == "f").unwrap();
+        assert_eq!((f.queued, f.refused_total), (1, 1));
+        assert!(
+            stats.iter().all(|f| !f.function.is_empty()),
+            "unclassified work is not a function"
+        );
+    }
+
+    /// The classifier is asked once per execution the scheduler does not know, not per wake;
+    /// a changed `concurrency_key` asks again.
+    #[tokio::test]
+    async fn an_unknown_execution_is_classified_once() {
+        let s = Scheduler::new();
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        s.set_classifier(Arc::new(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Some(Class {
+                function: "f".into(),
+                key: None,
+                fresh: false,
+            })
+        }));
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        tokio::spawn(s.clone().run(2, move |_| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                Outcome::Suspended
+            }
+        }));
+        for _ in 0..5 {
+            s.wake(key(1));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(runs.load(Ordering::SeqCst) >= 1);
+        s.set_limits(
+            "t",
+            "f",
+            FlowLimits {
+                concurrency_key: Some("/u".into()),
+                ..Default::default()
+            },
+        );
+        s.wake(key(1));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "re-classified under the new key"
+        );
+    }
+
+    /// The run loop sleeps until the throttle's next token (nothing else wakes it) and
+    /// starts new executions at the rate: never early, and not much later on a busy machine.
+    #[tokio::test]
+    async fn the_run_loop_starts_throttled_work_at_the_rate() {
+        let s = Scheduler::new();
+        s.set_limits("t", "f", limits(None, Some((20.0, 1))));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for n in 0..5 {
+            let k = tenant_key("t", n);
+            s.classify(
+                &k,
+                Class {
+                    function: "f".into(),
+                    key: None,
+                    fresh: true,
+                },
+            );
+            s.wake(k);
+        }
+        let t0 = Instant::now();
+        tokio::spawn(s.clone().run(4, move |_| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(Instant::now());
+                Outcome::Finished
+            }
+        }));
+        let mut starts = Vec::new();
+        for _ in 0..5 {
+            let at = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            starts.push(at.expect("started").unwrap().duration_since(t0));
+        }
+        for (i, w) in starts.windows(2).enumerate() {
+            let gap = w[1] - w[0];
+            assert!(
+                gap >= Duration::from_millis(49),
+                "start {} came {gap:?} after the one before: {starts:?}",
+                i + 1
+            );
+        }
+        assert!(starts[4] < Duration::from_secs(2), "{starts:?}");
     }
 
     /// Scheduler overhead per activation: `BENCH_ACTIVATIONS` no-op activations of distinct

@@ -34,7 +34,7 @@ use crate::db::{
 };
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
-use crate::scheduler::{ExecKey, Scheduler};
+use crate::scheduler::{BacklogFull, ExecKey, Scheduler};
 use crate::tenants::rate::Limited;
 use crate::tenants::usage::ExecBytes;
 use crate::tenants::Tenants;
@@ -77,6 +77,9 @@ pub enum Error {
     /// The tenant's invocation rate (a firing).
     #[error("{}", .0.message)]
     RateLimited(Limited),
+    /// The function's `max_queued` (a firing).
+    #[error("{0}")]
+    BacklogFull(BacklogFull),
     #[error(transparent)]
     Storage(#[from] db::Error),
 }
@@ -399,6 +402,15 @@ impl Service {
             }
             stale = Some(held); // its execution was deleted: take the key over
         }
+        // A place in the function's backlog (`max_queued`), held until it is queued.
+        let backlog =
+            match self
+                .scheduler
+                .reserve_backlog(&tenant, &rec.function, f.settings.max_queued)
+            {
+                Ok(b) => b,
+                Err(e) => return refuse(rec, Error::BacklogFull(e)),
+            };
         let reserved =
             match self
                 .tenants
@@ -464,10 +476,15 @@ impl Service {
             .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
         self.metrics.created(&tenant);
         self.count(&tenant, FiringOutcome::Fired, 1);
-        self.scheduler.wake(ExecKey {
+        let key = ExecKey {
             tenant: tenant.as_str().into(),
             id,
-        });
+        };
+        // Its flow-control class now, so that no wake of it reads the store.
+        let class = settings::class(&rec.function, &f.settings, &rec.input, true);
+        self.scheduler.classify(&key, class);
+        self.scheduler.wake(key);
+        drop(backlog);
         Ok(done)
     }
 
