@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
+pub mod schedules;
 pub mod settings;
 pub mod tenants;
 pub mod timer;
@@ -141,6 +142,8 @@ pub struct Host {
     pub tenants: Arc<Tenants>,
     /// The webhook delivery worker (its `outbox` handle is the runtime's too).
     pub webhooks: Arc<webhooks::Service>,
+    /// Cron schedules and the service that fires them.
+    pub schedules: Arc<schedules::Service>,
     pub clock: Arc<dyn Clock>,
     pub shutdown: Arc<Notify>,
     /// Set when the host stops, for its OS threads.
@@ -201,6 +204,15 @@ impl Host {
             opts.webhooks.clone(),
             outbox.clone(),
         ));
+        let schedules = Arc::new(schedules::Service::new(
+            db.clone(),
+            tenants.clone(),
+            scheduler.clone(),
+            timers.clone(),
+            metrics.clone(),
+            clock.clone(),
+            opts.runtime.defaults.clone(),
+        ));
         let runtime = Arc::new(Runtime {
             webhooks: outbox,
             host_failures: Default::default(),
@@ -220,6 +232,7 @@ impl Host {
             metrics,
             tenants,
             webhooks,
+            schedules,
             clock,
             shutdown: Arc::new(Notify::new()),
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -312,6 +325,9 @@ impl Host {
         // Pending deliveries are on disk: the worker's first scan sends those left by a
         // crash or a stop.
         tokio::spawn(self.webhooks.clone().run(self.shutdown.clone()));
+        // After recovery and the usage count: a firing is an invoke. Fire times from here
+        // on are on time; earlier ones were missed and follow each schedule's catch_up.
+        tokio::spawn(self.schedules.clone().run(self.shutdown.clone()));
         tokio::spawn(self.clone().sweep_expired());
         tokio::spawn(self.clone().reload_timers());
 

@@ -30,6 +30,12 @@ pub struct TenantMetrics {
     pub webhooks_failed: AtomicU64,
     /// Webhook attempts that failed and were scheduled again.
     pub webhook_retries: AtomicU64,
+    /// Schedule firings that created an execution.
+    pub schedule_fired: AtomicU64,
+    /// Schedule firings skipped (overlap, or missed and not caught up).
+    pub schedule_skipped: AtomicU64,
+    /// Schedule firings refused (rate, quotas, function gone).
+    pub schedule_refused: AtomicU64,
 }
 
 fn idx(s: Status) -> usize {

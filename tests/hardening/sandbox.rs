@@ -199,6 +199,11 @@ fn sandbox_metrics_carry_a_tenant_label() {
             "durable_steps_replayed_total{",
             "durable_host_failures_total{",
             "durable_webhook_deliveries_total{",
+            "durable_schedule_firings_total{",
+            "durable_queue_depth{",
+            "durable_queue_oldest_seconds{",
+            "durable_throttled_total{",
+            "durable_backlog_refused_total{",
         ]
         .iter()
         .any(|p| line.starts_with(p));

@@ -324,6 +324,8 @@ struct Fixture {
     /// A's webhook and a delivery of it (the test event).
     a_webhook: String,
     a_delivery: String,
+    /// A's schedule (paused).
+    a_schedule: String,
 }
 
 impl Fixture {
@@ -339,6 +341,7 @@ impl Fixture {
             self.a.id.clone(),
             self.a_webhook.clone(),
             self.a_delivery.clone(),
+            self.a_schedule.clone(),
         ]
     }
 
@@ -431,7 +434,19 @@ impl Fixture {
         let r = a.post(&format!("/v1/webhooks/{a_webhook}/test"), &json!({}));
         assert_eq!(r.status, 202, "{r}");
         let a_delivery = r.json()["id"].as_str().unwrap().to_string();
+        // Schedules, paused: one for the 404s, one whose name B uses for its own.
+        for name in [A_SCHEDULE, SHARED_SCHEDULE] {
+            let body = json!({"function": SHARED_FN, "cron": "0 0 1 1 *", "overlap": "skip",
+                              "catch_up": "none", "paused": true, "input": secret("schedule")});
+            let r = a.call(
+                "PUT",
+                &format!("/v1/schedules/{name}"),
+                Some(body.to_string().into_bytes()),
+            );
+            assert_eq!(r.status, 201, "{r}");
+        }
         Fixture {
+            a_schedule: A_SCHEDULE.to_string(),
             a_webhook,
             a_delivery,
             a: a_key,
@@ -448,6 +463,12 @@ impl Fixture {
         }
     }
 }
+
+/// A's schedule, and the never-existing name of the same length.
+const A_SCHEDULE: &str = "alpha-sched";
+const NEVER_SCHEDULE: &str = "never-sched";
+/// A schedule name both tenants use.
+const SHARED_SCHEDULE: &str = "shared-sched";
 
 /// Where webhooks may go in these tests (`--allow-outbound`): a port nobody listens on.
 pub(crate) const WEBHOOK_DEST: &str = "127.0.0.1:9";
@@ -904,6 +925,59 @@ fn table(f: &Fixture) -> Vec<((&'static str, &'static str), Vec<Case>)> {
                 &[(&f.a_webhook, &never)],
             )]
         }),
+        // ---- schedules ----
+        (
+            ("GET", "/v1/schedules"),
+            vec![own(req("GET", "/v1/schedules"), |r| {
+                let n = r.json()["schedules"].as_array().map_or(usize::MAX, Vec::len);
+                (r.status == 200 && n <= 1)
+                    .then_some(())
+                    .ok_or(format!("B lists {r}"))
+            })],
+        ),
+        (
+            ("PUT", "/v1/schedules/{name}"),
+            // A has one of this name: B's is created (201), not a replacement of A's.
+            vec![own(
+                req("PUT", format!("/v1/schedules/{SHARED_SCHEDULE}")).json(json!({
+                    "function": "beta-fn", "cron": "0 0 1 1 *", "overlap": "skip",
+                    "catch_up": "none", "paused": true})),
+                |r| {
+                    (r.status == 201)
+                        .then_some(())
+                        .ok_or(format!("B's own schedule: {r}"))
+                },
+            )],
+        ),
+        (("GET", "/v1/schedules/{name}"), {
+            vec![hidden(
+                req("GET", format!("/v1/schedules/{}", f.a_schedule)),
+                req("GET", format!("/v1/schedules/{NEVER_SCHEDULE}")),
+                &[(&f.a_schedule, NEVER_SCHEDULE)],
+            )]
+        }),
+        (("PATCH", "/v1/schedules/{name}"), {
+            let body = json!({"paused": false});
+            vec![hidden(
+                req("PATCH", format!("/v1/schedules/{}", f.a_schedule)).json(body.clone()),
+                req("PATCH", format!("/v1/schedules/{NEVER_SCHEDULE}")).json(body),
+                &[(&f.a_schedule, NEVER_SCHEDULE)],
+            )]
+        }),
+        (("DELETE", "/v1/schedules/{name}"), {
+            vec![hidden(
+                req("DELETE", format!("/v1/schedules/{}", f.a_schedule)),
+                req("DELETE", format!("/v1/schedules/{NEVER_SCHEDULE}")),
+                &[(&f.a_schedule, NEVER_SCHEDULE)],
+            )]
+        }),
+        (("POST", "/v1/schedules/{name}/trigger"), {
+            vec![hidden(
+                req("POST", format!("/v1/schedules/{}/trigger", f.a_schedule)),
+                req("POST", format!("/v1/schedules/{NEVER_SCHEDULE}/trigger")),
+                &[(&f.a_schedule, NEVER_SCHEDULE)],
+            )]
+        }),
         (
             ("GET", "/v1/whoami"),
             vec![own(req("GET", "/v1/whoami"), move |r| {
@@ -1068,6 +1142,17 @@ fn another_tenants_key_finds_nothing_on_any_route() {
         (200, json!(true)),
         "{r}"
     );
+    // A's schedules: still there, still paused, never fired, its shared name still A's.
+    for name in [A_SCHEDULE, SHARED_SCHEDULE] {
+        let r = a.get(&format!("/v1/schedules/{name}"));
+        let v = r.json();
+        assert_eq!((r.status, v["paused"].clone()), (200, json!(true)), "{r}");
+        assert_eq!(
+            (v["function"].clone(), v["firings"].clone()),
+            (json!(SHARED_FN), json!([])),
+            "{r}"
+        );
+    }
     assert_eq!(a.execution(&f.a_running)["status"], "running");
     assert_eq!(a.execution(&f.a_suspended)["status"], "suspended");
     assert_eq!(a.execution(&f.a_finished)["status"], "succeeded");

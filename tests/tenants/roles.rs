@@ -35,6 +35,8 @@ enum Needs {
     Callbacks,
     /// "webhooks" (developer, owner, admin).
     Webhooks,
+    /// "schedules" (developer, owner, admin).
+    Schedules,
 }
 
 use Needs::*;
@@ -80,6 +82,12 @@ const ROUTES: &[(&str, &str, Needs)] = &[
         Webhooks,
     ),
     ("POST", "/v1/webhooks/{id}/test", Webhooks),
+    ("GET", "/v1/schedules", Schedules),
+    ("PUT", "/v1/schedules/{name}", Schedules),
+    ("GET", "/v1/schedules/{name}", Schedules),
+    ("PATCH", "/v1/schedules/{name}", Schedules),
+    ("DELETE", "/v1/schedules/{name}", Schedules),
+    ("POST", "/v1/schedules/{name}/trigger", Schedules),
 ];
 
 /// DESIGN.md section 8: what each role may use (`Nothing` needs no role).
@@ -97,6 +105,7 @@ const ROLES: &[(&str, &[Needs])] = &[
             ControlExecutions,
             Callbacks,
             Webhooks,
+            Schedules,
         ],
     ),
     (
@@ -111,6 +120,7 @@ const ROLES: &[(&str, &[Needs])] = &[
             ControlExecutions,
             Callbacks,
             Webhooks,
+            Schedules,
         ],
     ),
     (
@@ -124,6 +134,7 @@ const ROLES: &[(&str, &[Needs])] = &[
             ControlExecutions,
             Callbacks,
             Webhooks,
+            Schedules,
         ],
     ),
     ("invoker", &[AnyKey, Invoke, ReadExecutions]),
@@ -133,6 +144,8 @@ const ROLES: &[(&str, &[Needs])] = &[
 
 const TEAM: &str = "team";
 const FUNCTION: &str = "rfn";
+/// The fixture's schedule (paused: it fires when triggered only).
+const SCHEDULE: &str = "rsched";
 
 /// The tenant, a key of each role in it, and what stays: a function, a finished execution
 /// (with logs), a callback with a heartbeat timeout.
@@ -179,6 +192,17 @@ impl Fixture<'_> {
         let cb = a.callback_id(&id);
         a.wait_status(&id, &["suspended"]);
         cb
+    }
+
+    /// A new schedule of `TEAM`, paused, named `name`.
+    fn new_schedule(&self, name: &str) -> String {
+        let body = json!({"function": FUNCTION, "cron": "0 0 1 1 *", "overlap": "skip",
+                          "catch_up": "none", "paused": true,
+                          "input": scenario("echo", json!({"value": 1}))});
+        let path = format!("/v1/schedules/{name}");
+        let r = self.setup("PUT", &path, Some(body.to_string().into_bytes()));
+        assert_eq!(r.status, 201, "{r}");
+        name.to_string()
     }
 
     /// A new webhook of `TEAM` (to a port nobody listens on).
@@ -333,6 +357,29 @@ impl Fixture<'_> {
             ("POST", "/v1/webhooks/{id}/test") => {
                 (format!("/v1/webhooks/{}/test", self.webhook), None)
             }
+            ("GET", "/v1/schedules") => ("/v1/schedules".into(), None),
+            ("PUT", "/v1/schedules/{name}") => (
+                format!("/v1/schedules/by-{role}"),
+                j(
+                    json!({"function": FUNCTION, "cron": "0 0 1 1 *", "overlap": "skip",
+                         "catch_up": "none", "paused": true}),
+                ),
+            ),
+            ("GET", "/v1/schedules/{name}") => (format!("/v1/schedules/{SCHEDULE}"), None),
+            ("PATCH", "/v1/schedules/{name}") => (
+                format!("/v1/schedules/{SCHEDULE}"),
+                j(json!({"paused": true})),
+            ),
+            ("DELETE", "/v1/schedules/{name}") => (
+                format!(
+                    "/v1/schedules/{}",
+                    self.new_schedule(&format!("doomed-{role}"))
+                ),
+                None,
+            ),
+            ("POST", "/v1/schedules/{name}/trigger") => {
+                (format!("/v1/schedules/{SCHEDULE}/trigger"), None)
+            }
             other => panic!("no request for {other:?}: add one to Fixture::request"),
         }
     }
@@ -382,6 +429,7 @@ fn each_role_may_do_what_the_design_table_says_and_nothing_else() {
         .to_string();
     fx.heartbeat_cb = fx.pending_callback(json!({"heartbeat_timeout_ms": 600_000}));
     fx.webhook = fx.new_webhook();
+    fx.new_schedule(SCHEDULE);
 
     let mut failures = Vec::new();
     let mut tally = (0, 0);

@@ -6,10 +6,11 @@
 //! One file per resource holds its handlers, each with its `#[utoipa::path]`:
 //! `functions` (upload, list, get, settings, delete), `executions` (invoke, list, get,
 //! history, the live event stream, logs, stop), `callbacks` (succeed, fail, heartbeat) and
-//! `operations` (health, metrics), `tenants` (tenants, keys, whoami) and `webhooks`
-//! (webhooks, their deliveries, retry, test). This file assembles the router and its OpenAPI
-//! description from them, and holds what more than one of them uses: the extractors, the
-//! body and JSON checks, the name check. `views` renders records, `error` maps every
+//! `operations` (health, metrics), `tenants` (tenants, keys, whoami), `webhooks`
+//! (webhooks, their deliveries, retry, test) and `schedules` (cron schedules, pause,
+//! trigger). This file assembles the router and its OpenAPI description from them, and
+//! holds what more than one of them uses: the extractors, the body and JSON checks, the
+//! name check. `views` renders records, `error` maps every
 //! error to a status, `serve` serves connections.
 
 mod auth;
@@ -18,6 +19,7 @@ mod error;
 mod executions;
 mod functions;
 mod operations;
+mod schedules;
 mod serve;
 mod tenants;
 mod views;
@@ -233,6 +235,14 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::retry_delivery))
         .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(schedules::list_schedules))
+        .routes(routes!(
+            schedules::put_schedule,
+            schedules::get_schedule,
+            schedules::patch_schedule,
+            schedules::delete_schedule
+        ))
+        .routes(routes!(schedules::trigger_schedule))
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(functions)
 }
@@ -341,15 +351,19 @@ fn integral_fields(fields: &mut serde_json::Map<String, serde_json::Value>, exce
     }
 }
 
-/// Function names: 1-64 of `[A-Za-z0-9_.-]`, not starting with a dot.
-fn check_name(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
+/// Names of functions (and schedules): 1-64 of `[A-Za-z0-9_.-]`, not starting with a dot.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Function names: see `is_name`.
+fn check_name(name: &str) -> ApiResult<()> {
+    if is_name(name) {
         Ok(())
     } else {
         Err(ApiError::BadRequest(format!(

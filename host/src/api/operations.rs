@@ -168,6 +168,26 @@ pub fn render(host: &Host) -> String {
             );
         }
     }
+    let _ = writeln!(
+        s,
+        "# HELP durable_schedule_firings_total Schedule firings by tenant and result: fired \
+         (an execution was created), skipped (overlap, or missed and not caught up), refused \
+         (the tenant's rate or quotas, or the function is gone).\n\
+         # TYPE durable_schedule_firings_total counter"
+    );
+    for (tenant, t) in &tenants {
+        for (result, v) in [
+            ("fired", &t.schedule_fired),
+            ("skipped", &t.schedule_skipped),
+            ("refused", &t.schedule_refused),
+        ] {
+            let _ = writeln!(
+                s,
+                "durable_schedule_firings_total{{tenant=\"{tenant}\",result=\"{result}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
     let counters = [
         (
             "durable_compiles_total",

@@ -1,6 +1,6 @@
 //! The command-line client: the `durable-host` subcommands other than `serve` (`deploy`,
 //! `invoke`, `executions`, `get`, `history`, `logs`, `callback`, `stop`, `tenants`, `keys`,
-//! `whoami`, `webhooks`, ...), each one or a few HTTP requests to a running server, authenticated by an
+//! `whoami`, `webhooks`, `schedules`, ...), each one or a few HTTP requests to a running server, authenticated by an
 //! API key (`auth`: `--api-key`, `DURABLE_API_KEY` or the server's `admin.key` file).
 //!
 //! Owns argument shapes, exit codes and output formats; knows the API only through its
@@ -22,6 +22,7 @@ mod input;
 mod keys;
 mod listen;
 mod render;
+mod schedules;
 mod spinner;
 mod sse;
 mod table;
@@ -140,6 +141,9 @@ pub enum Command {
     /// receive them locally (`listen`).
     #[command(subcommand)]
     Webhooks(webhooks::Command),
+    /// Create, list, show, pause, resume, trigger and delete cron schedules.
+    #[command(subcommand)]
+    Schedules(schedules::Command),
 }
 
 /// A client command's failure. Every one is printed as `error: {self}` and exits with 2.
@@ -239,6 +243,7 @@ fn dispatch(opts: &Options, command: Command) -> Result<Exit, Error> {
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Whoami => keys::whoami(&ctx),
         Command::Webhooks(c) => webhooks::run(&ctx, c),
+        Command::Schedules(c) => schedules::run(&ctx, c),
     }
 }
 

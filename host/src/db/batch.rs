@@ -14,6 +14,7 @@ use super::records::{
     ApiKeyRecord, CallbackRecord, DeliveryRecord, ExecutionRecord, ExpiryRecord, FunctionRecord,
     LogRecord, OutboxRecord, StopRecord, TenantRecord, TimerRecord, VersionRecord, WebhookRecord,
 };
+use super::records::{ScheduleDueRecord, ScheduleRecord};
 use super::{keys, wal, Error, ExecId, Result};
 use crate::journal::Event;
 
@@ -170,5 +171,34 @@ impl Batch {
 
     pub fn del_outbox(&mut self, due_ms: u64, delivery: &str) {
         self.del(keys::outbox(due_ms, delivery));
+    }
+
+    /// A schedule, with its due entry moved from `stored_due` (where the stored version
+    /// had it) to `rec.due_ms`.
+    pub fn put_schedule(&mut self, rec: &ScheduleRecord, stored_due: Option<u64>) {
+        self.put(keys::schedule(&rec.tenant, &rec.name), rec);
+        if let Some(old) = stored_due.filter(|d| Some(*d) != rec.due_ms) {
+            self.del(keys::schedule_due(old, &rec.tenant, &rec.name));
+        }
+        if let Some(due) = rec.due_ms {
+            let entry = ScheduleDueRecord {
+                tenant: rec.tenant.clone(),
+                name: rec.name.clone(),
+            };
+            self.put(keys::schedule_due(due, &rec.tenant, &rec.name), &entry);
+        }
+    }
+
+    /// Delete a schedule and its due entry (`rec` as stored).
+    pub fn del_schedule(&mut self, rec: &ScheduleRecord) {
+        self.del(keys::schedule(&rec.tenant, &rec.name));
+        if let Some(due) = rec.due_ms {
+            self.del(keys::schedule_due(due, &rec.tenant, &rec.name));
+        }
+    }
+
+    /// A due entry alone (one its schedule does not name).
+    pub fn del_schedule_due(&mut self, due_ms: u64, tenant: &str, name: &str) {
+        self.del(keys::schedule_due(due_ms, tenant, name));
     }
 }

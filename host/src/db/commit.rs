@@ -942,6 +942,8 @@ fn tag_name(tag: u8) -> String {
         keys::WEBHOOK => "webhooks".into(),
         keys::DELIVERY => "webhook deliveries".into(),
         keys::OUTBOX => "webhook outbox entries".into(),
+        keys::SCHEDULE => "schedules".into(),
+        keys::SCHEDULE_DUE => "schedule due entries".into(),
         t => format!("records tagged {:?}", t as char),
     }
 }

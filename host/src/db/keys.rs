@@ -23,6 +23,8 @@ pub const API_KEY: u8 = b'A';
 pub const WEBHOOK: u8 = b'W';
 pub const DELIVERY: u8 = b'D';
 pub const OUTBOX: u8 = b'Q';
+pub const SCHEDULE: u8 = b'Y';
+pub const SCHEDULE_DUE: u8 = b'Z';
 
 /// The sequence number of the last write-ahead log record applied (written with each batch).
 pub const WAL_SEQ: &[u8] = b"Mwal-seq";
@@ -262,6 +264,36 @@ pub fn parse_outbox(key: &[u8]) -> Option<(u64, String)> {
     Some((due, id))
 }
 
+pub fn schedules_of(tenant: &str) -> Vec<u8> {
+    of_tenant(SCHEDULE, tenant, 0)
+}
+
+pub fn schedule(tenant: &str, name: &str) -> Vec<u8> {
+    let mut k = of_tenant(SCHEDULE, tenant, name.len());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// When the schedules service next looks at a schedule: due time first, so a scan yields
+/// the schedules in due order.
+pub fn schedule_due(due_ms: u64, tenant: &str, name: &str) -> Vec<u8> {
+    let mut k = tagged(SCHEDULE_DUE, 8 + tenant.len() + 1 + name.len());
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// (due, tenant, name) of a schedule's due key.
+pub fn parse_schedule_due(key: &[u8]) -> Option<(u64, String, String)> {
+    let rest = key.strip_prefix(&[SCHEDULE_DUE])?;
+    let due = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let rest = std::str::from_utf8(rest.get(8..)?).ok()?;
+    let (tenant, name) = rest.split_once('\0')?;
+    Some((due, tenant.to_string(), name.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +320,20 @@ mod tests {
         assert!(!webhook("ab", "c").starts_with(&webhooks_of("a")));
         assert!(delivery("t", "wh_1", "msg_1").starts_with(&deliveries_of("t", "wh_1")));
         assert!(!delivery("t", "wh_12", "m").starts_with(&deliveries_of("t", "wh_1")));
+    }
+
+    #[test]
+    fn schedule_due_keys_sort_by_due_time_and_round_trip() {
+        let early = schedule_due(5, "zz", "b");
+        let late = schedule_due(256, "a", "a");
+        assert!(early < late, "due time dominates the order");
+        assert_eq!(
+            parse_schedule_due(&late),
+            Some((256, "a".to_string(), "a".to_string()))
+        );
+        assert_eq!(parse_schedule_due(b"Z123"), None);
+        assert!(!schedule("ab", "c").starts_with(&schedules_of("a")));
+        assert!(schedule("a", "bc").starts_with(&schedules_of("a")));
     }
 
     #[test]

@@ -484,7 +484,8 @@ impl Store {
     }
 
     /// A batch deleting what a tenant leaves behind once it has no live function or
-    /// execution: its function and version records and idempotency keys. (Components are
+    /// execution: its function and version records and idempotency keys, webhooks and
+    /// their deliveries, schedules and their due entries. (Components are
     /// shared by content; executions are deleted one by one, with `delete_execution`.)
     pub fn tenant_leftovers(&self, tenant: &str) -> Result<Batch> {
         let mut batch = Batch::new();
@@ -501,6 +502,9 @@ impl Store {
             for k in self.data.scan_prefix(&prefix).keys() {
                 batch.del(k?.to_vec());
             }
+        }
+        for s in self.schedules(tenant)? {
+            batch.del_schedule(&s);
         }
         Ok(batch)
     }
@@ -762,6 +766,31 @@ impl Store {
                 reason: "bad outbox key".into(),
             })?;
             Ok((due, id, decode(&k, &v)?))
+        })
+    }
+
+    // ---- schedules (`crate::schedules`) ----
+
+    pub fn schedule(&self, tenant: &str, name: &str) -> Result<Option<ScheduleRecord>> {
+        self.get(&keys::schedule(tenant, name))
+    }
+
+    /// A tenant's schedules, by name.
+    pub fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleRecord>> {
+        self.scan(&keys::schedules_of(tenant))
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    /// Due entries in due order (the earliest first), from the start: (due, entry).
+    pub fn schedules_due(&self) -> impl Iterator<Item = Result<(u64, ScheduleDueRecord)>> + '_ {
+        self.data.scan_prefix([keys::SCHEDULE_DUE]).map(|r| {
+            let (k, v) = r?;
+            let (due, _, _) = keys::parse_schedule_due(&k).ok_or_else(|| Error::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "bad schedule due key".into(),
+            })?;
+            Ok((due, decode(&k, &v)?))
         })
     }
 

@@ -466,6 +466,96 @@ pub struct OutboxRecord {
     pub delivery: String,
 }
 
+/// What a schedule does when a firing comes due while its previous firing's execution
+/// has not ended (`crate::schedules`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Overlap {
+    /// Do not fire (the firing is recorded as skipped).
+    Skip,
+    /// Fire anyway.
+    Allow,
+    /// Keep one firing and fire it once the running execution ends.
+    BufferOne,
+}
+
+/// What a schedule does with the fire times it missed while the host was down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatchUp {
+    /// Skip them: the next firing is the next one in the future.
+    None,
+    /// Fire the most recent one, once.
+    Latest,
+    /// Fire each (at most `schedules::MAX_CATCH_UP`, the most recent ones).
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FiringOutcome {
+    /// An execution was created.
+    Fired,
+    /// Not fired: the overlap policy, or missed firings the catch-up policy skips.
+    Skipped,
+    /// Refused: the tenant's rate or quotas, or the function is gone.
+    Refused,
+}
+
+/// One firing of a schedule (the record keeps the latest `schedules::MAX_FIRINGS`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiringRecord {
+    /// The fire time (cron time, or the time of a manual trigger).
+    pub fire_ms: u64,
+    /// When the host handled it.
+    pub at_ms: u64,
+    pub outcome: FiringOutcome,
+    pub execution: Option<ExecId>,
+    /// `POST /v1/schedules/{name}/trigger`.
+    pub manual: bool,
+    /// Fired (or skipped) by the catch-up policy: the host was down at its fire time.
+    pub missed: bool,
+    /// Why it was skipped or refused.
+    pub note: Option<String>,
+}
+
+/// A tenant's schedule (`crate::schedules`), under its name. While it is not paused and
+/// will fire again, a due entry (`keys::schedule_due`) under `due_ms` names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    pub tenant: String,
+    pub name: String,
+    pub function: String,
+    pub cron: String,
+    /// An IANA time zone name (`UTC` by default).
+    pub timezone: String,
+    /// JSON text: each firing's input.
+    pub input: String,
+    pub overlap: Overlap,
+    pub catch_up: CatchUp,
+    pub paused: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// The earliest cron fire time not handled yet; `None` while paused, or when the cron
+    /// never fires again.
+    pub next_fire_ms: Option<u64>,
+    /// When the service looks at this schedule next (its due entry's time).
+    pub due_ms: Option<u64>,
+    /// `BufferOne`: a fire time held until the running execution ends.
+    pub buffered_ms: Option<u64>,
+    /// The execution of the latest firing (the overlap policy looks at it).
+    pub last_execution: Option<ExecId>,
+    /// The latest refusal, and when it happened.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+    /// The latest firings, oldest first.
+    pub firings: Vec<FiringRecord>,
+}
+
+/// A schedule's due entry: which schedule to look at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleDueRecord {
+    pub tenant: String,
+    pub name: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

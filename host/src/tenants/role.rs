@@ -10,7 +10,7 @@ pub enum Role {
     Admin,
     /// Everything inside its own tenant, including its keys (not `admin` keys).
     Owner,
-    /// Functions, invoke, executions (read, stop), callbacks, webhooks.
+    /// Functions, invoke, executions (read, stop), callbacks, webhooks, schedules.
     Developer,
     /// Invoke, read executions.
     Invoker,
@@ -38,6 +38,8 @@ pub enum Action {
     Callbacks,
     /// Create, change, delete webhooks; read and retry their deliveries.
     ManageWebhooks,
+    /// Create, change, pause, trigger, delete and read schedules.
+    ManageSchedules,
 }
 
 impl Role {
@@ -91,6 +93,7 @@ impl Action {
             Action::ControlExecutions => "stop executions",
             Action::Callbacks => "complete callbacks",
             Action::ManageWebhooks => "manage webhooks",
+            Action::ManageSchedules => "manage schedules",
         }
     }
 }
@@ -113,6 +116,7 @@ mod tests {
             A::ControlExecutions,
             A::Callbacks,
             A::ManageWebhooks,
+            A::ManageSchedules,
         ];
         let table: [(Role, &[Action]); 6] = [
             (Role::Admin, &all),
