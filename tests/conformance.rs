@@ -120,19 +120,59 @@ use serde_json::{json, Value};
 use support::*;
 
 const FUNCTION: &str = "conf";
-const GUEST: &str = "conformance_guest";
+
+/// The conformance guests the kit runs against: (SDK, component). Each test below runs
+/// once per guest, as `<sdk>::<test>` (`rust::step_1_1_...`, `python::step_1_1_...`).
+const GUESTS: [(&str, &str); 2] = [
+    ("rust", "conformance_guest"),
+    ("python", "python/conformance_guest"),
+];
+
+thread_local! {
+    /// The component under test on this test's thread (libtest runs each test on its own).
+    static GUEST: std::cell::Cell<&'static str> = const { std::cell::Cell::new("") };
+}
+
+/// The component the running test deploys.
+fn guest() -> &'static str {
+    let g = GUEST.with(|g| g.get());
+    assert!(!g.is_empty(), "a kit test runs through kit!");
+    g
+}
+
+/// Run `case` against the guest of `sdk`.
+fn against(sdk: &str, case: fn()) {
+    let (_, component) = GUESTS
+        .iter()
+        .find(|(s, _)| *s == sdk)
+        .unwrap_or_else(|| panic!("no conformance guest for {sdk}"));
+    GUEST.with(|g| g.set(component));
+    case();
+}
+
+/// One `#[test]` per (guest, case): `mod rust` and `mod python`, each with every case.
+macro_rules! kit {
+    ($($case:ident),* $(,)?) => {
+        mod rust {
+            $(#[test] fn $case() { super::against("rust", super::$case) })*
+        }
+        mod python {
+            $(#[test] fn $case() { super::against("python", super::$case) })*
+        }
+    };
+}
 
 /// A server with the conformance guest deployed as [`FUNCTION`].
 fn server() -> Server {
     let s = Server::start();
-    s.deploy(FUNCTION, GUEST);
+    s.deploy(FUNCTION, guest());
     s
 }
 
 /// A server that may call `mock`, with the guest deployed.
 fn server_for(mock: &Mock) -> Server {
     let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
-    s.deploy(FUNCTION, GUEST);
+    s.deploy(FUNCTION, guest());
     s
 }
 
@@ -294,7 +334,6 @@ fn error_of(ex: &Value) -> (&str, &str) {
 // Steps (1-x)
 // ---------------------------------------------------------------------------------------
 
-#[test]
 fn step_1_1_basic_step_succeeds_on_first_attempt() {
     let s = server();
     let (ex, h) = run(&s, "step-basic", json!({"name": "World"}));
@@ -314,7 +353,6 @@ fn step_1_1_basic_step_succeeds_on_first_attempt() {
     assert_eq!(h[4]["details"]["result"], "Hello, World!");
 }
 
-#[test]
 fn step_1_2_step_with_name() {
     let s = server();
     let (ex, h) = run(&s, "step-named", json!({"name": "World"}));
@@ -333,7 +371,6 @@ fn step_1_2_step_with_name() {
     assert_eq!(h[2]["details"]["result"], "Hello, World!");
 }
 
-#[test]
 fn step_1_3_sequential_steps() {
     let s = server();
     let (ex, h) = run(&s, "steps", json!({"count": 2}));
@@ -355,7 +392,6 @@ fn step_1_3_sequential_steps() {
     assert_eq!(h[4]["details"]["result"], 1);
 }
 
-#[test]
 fn step_1_4_step_returns_a_complex_object() {
     let s = server();
     let value = json!({"user": {"name": "Alice", "tags": ["admin", "active"]}, "count": 2});
@@ -378,7 +414,6 @@ fn step_1_4_step_returns_a_complex_object() {
     assert_eq!(h[4]["details"]["result"], value);
 }
 
-#[test]
 fn step_1_5_step_returns_null() {
     let s = server();
     let (ex, h) = run(&s, "stdout", json!({"text": unique("out")}));
@@ -401,7 +436,6 @@ fn step_1_5_step_returns_null() {
     assert_eq!(h[2]["details"]["result"], Value::Null);
 }
 
-#[test]
 fn step_1_7_step_logger_logs_once() {
     let s = server();
     let marker = unique("greeting");
@@ -432,7 +466,6 @@ fn step_1_7_step_logger_logs_once() {
     );
 }
 
-#[test]
 fn step_1_8_1_9_steps_then_wait_replay_without_re_running_the_steps() {
     let mock = Mock::start();
     mock.release_slow();
@@ -467,7 +500,6 @@ fn step_1_8_1_9_steps_then_wait_replay_without_re_running_the_steps() {
     assert_eq!(mock.count("/hit/after"), 1);
 }
 
-#[test]
 fn step_1_10_replay_rethrows_the_failed_step() {
     let s = server();
     let (ex, h) = run(&s, "step-fail-then-wait", json!({"wait_ms": 100}));
@@ -490,7 +522,6 @@ fn step_1_10_replay_rethrows_the_failed_step() {
     assert!(!has(&h[2]["details"], "next_attempt_delay_ms"));
 }
 
-#[test]
 fn step_1_11_retry_fails_then_succeeds() {
     let s = server();
     let (ex, h) = run(
@@ -521,7 +552,6 @@ fn step_1_11_retry_fails_then_succeeds() {
     assert_eq!(h[5]["details"]["result"], "Operation succeeded");
 }
 
-#[test]
 fn step_1_12_retry_exhaustion_fails_the_execution() {
     let s = server();
     let (ex, h) = run(
@@ -559,7 +589,6 @@ fn step_1_12_retry_exhaustion_fails_the_execution() {
     );
 }
 
-#[test]
 fn step_1_14_retry_with_custom_backoff() {
     let s = server();
     let (ex, h) = run(
@@ -589,7 +618,6 @@ fn step_1_14_retry_with_custom_backoff() {
     assert!(gap(&h, 5, 7) >= 60, "{}", gap(&h, 5, 7));
 }
 
-#[test]
 fn step_1_15_retry_on_a_specific_error_type() {
     let s = server();
     let (ex, h) = run(
@@ -616,7 +644,6 @@ fn step_1_15_retry_on_a_specific_error_type() {
     assert!(gap(&h, 2, 4) >= 20, "{}", gap(&h, 2, 4));
 }
 
-#[test]
 fn step_1_16_non_retryable_error_fails_without_retry() {
     let s = server();
     // Listed in never_retry_on.
@@ -659,7 +686,6 @@ fn step_1_16_non_retryable_error_fails_without_retry() {
     );
 }
 
-#[test]
 fn step_1_17_at_most_once_interrupted_without_retry() {
     let s = server();
     let marker = unique("amo");
@@ -689,7 +715,6 @@ fn step_1_17_at_most_once_interrupted_without_retry() {
     assert_eq!(hits, 1, "the body ran once: {logs:#?}");
 }
 
-#[test]
 fn step_1_18_at_most_once_interrupted_then_retried() {
     let s = server();
     let marker = unique("amo");
@@ -719,7 +744,6 @@ fn step_1_18_at_most_once_interrupted_then_retried() {
     assert_eq!(hits, 2, "once per attempt: {logs:#?}");
 }
 
-#[test]
 fn step_1_19_step_fails_permanently() {
     let s = server();
     let (ex, h) = run(
@@ -745,7 +769,6 @@ fn step_1_19_step_fails_permanently() {
     );
 }
 
-#[test]
 fn step_1_20_error_caught_and_handled() {
     let s = server();
     let (ex, h) = run(&s, "step-fail-caught", Value::Null);
@@ -779,7 +802,6 @@ fn assert_wait_timing(h: &[Value], started: usize, done: usize, duration: i64) {
     assert!(ts(&h[done]) >= end, "completed early: {}", h[done]);
 }
 
-#[test]
 fn wait_2_1_basic_wait() {
     let s = server();
     let (ex, h) = run(&s, "wait", json!({"ms": 100}));
@@ -799,7 +821,6 @@ fn wait_2_1_basic_wait() {
     assert_wait_timing(&h, 1, 3, 100);
 }
 
-#[test]
 fn wait_2_2_named_wait() {
     let s = server();
     let (ex, h) = run(&s, "wait", json!({"ms": 100, "name": "custom_wait_name"}));
@@ -819,7 +840,6 @@ fn wait_2_2_named_wait() {
     assert_wait_timing(&h, 1, 3, 100);
 }
 
-#[test]
 fn wait_2_3_sequential_waits() {
     let s = server();
     let (ex, h) = run(&s, "waits", json!({"ms": [60, 80]}));
@@ -864,12 +884,10 @@ fn long_wait_suspends(ms: u64) {
     assert_eq!(ex["output"], Value::Null);
 }
 
-#[test]
 fn wait_2_4_one_minute_wait_suspends() {
     long_wait_suspends(60_000);
 }
 
-#[test]
 fn wait_2_5_one_hour_wait_suspends() {
     long_wait_suspends(3_600_000);
 }
@@ -888,7 +906,6 @@ fn start_callback(s: &Server, params: Value) -> (String, String) {
     (id, cb)
 }
 
-#[test]
 fn callback_4_1_success() {
     let s = server();
     let name = unique("cb");
@@ -933,7 +950,6 @@ fn callback_4_1_success() {
     assert_eq!(s.history(&id).len(), h.len(), "nothing more was recorded");
 }
 
-#[test]
 fn callback_4_2_explicit_name() {
     let s = server();
     let payload = json!({"approved": true, "by": unique("user")});
@@ -957,7 +973,6 @@ fn callback_4_2_explicit_name() {
     assert_eq!(h[3]["details"]["result"], payload);
 }
 
-#[test]
 fn callback_4_3_timeout() {
     let s = server();
     let name = unique("cb");
@@ -980,7 +995,6 @@ fn callback_4_3_timeout() {
     refused(&s, cb, "succeed", &json!(1), 409, "conflict");
 }
 
-#[test]
 fn callback_4_4_heartbeat_timeout() {
     let s = server();
     let name = unique("cb");
@@ -1005,7 +1019,6 @@ fn callback_4_4_heartbeat_timeout() {
     assert!(gap(&h, 1, 3) >= 200, "timed out after {} ms", gap(&h, 1, 3));
 }
 
-#[test]
 fn callback_4_5_heartbeats_keep_it_alive_then_success() {
     let s = server();
     let name = unique("cb");
@@ -1043,7 +1056,6 @@ fn callback_4_5_heartbeats_keep_it_alive_then_success() {
     assert_eq!(h[3]["details"]["result"], payload);
 }
 
-#[test]
 fn callback_4_6_failure_fails_the_execution() {
     let s = server();
     let name = unique("cb");
@@ -1080,7 +1092,6 @@ fn callback_during_wait(complete: impl FnOnce(&Server, &str)) -> (Value, Vec<Val
     (ex, h)
 }
 
-#[test]
 fn callback_4_9_completed_during_a_wait_before_it_is_awaited() {
     let payload = json!({"ok": unique("v")});
     let p = payload.clone();
@@ -1105,7 +1116,6 @@ fn callback_4_9_completed_during_a_wait_before_it_is_awaited() {
     assert_wait_timing(&h, 2, 6, 800);
 }
 
-#[test]
 fn callback_4_10_failed_during_a_wait_before_it_is_awaited() {
     let (ex, h) = callback_during_wait(|s, cb| fail(s, cb, "RejectedError", "not approved"));
     assert_eq!(ex["status"], "failed", "{ex}");
@@ -1127,7 +1137,6 @@ fn callback_4_10_failed_during_a_wait_before_it_is_awaited() {
     assert_wait_timing(&h, 2, 6, 800);
 }
 
-#[test]
 fn callback_4_13_failure_caught() {
     let s = server();
     let name = unique("cb");
@@ -1152,7 +1161,6 @@ fn callback_4_13_failure_caught() {
     );
 }
 
-#[test]
 fn callback_4_14_timeout_caught() {
     let s = server();
     let name = unique("cb");
@@ -1228,17 +1236,14 @@ fn two_callbacks(a_first: bool) {
     assert_eq!(h[6]["details"]["result"], *second_value);
 }
 
-#[test]
 fn callback_4_18_two_callbacks_completed_in_order() {
     two_callbacks(true);
 }
 
-#[test]
 fn callback_4_19_two_callbacks_completed_in_reverse_order() {
     two_callbacks(false);
 }
 
-#[test]
 fn callback_api_unknown_ids_are_404() {
     let s = server();
     let unknown = "cb_00000000000000000000000000000000";
@@ -1289,7 +1294,6 @@ fn with(mut base: Vec<String>, more: &[String]) -> Vec<String> {
     base
 }
 
-#[test]
 fn wait_for_callback_7_1_basic() {
     let mock = Mock::start();
     let s = server_for(&mock);
@@ -1323,7 +1327,6 @@ fn wait_for_callback_7_1_basic() {
     assert_eq!(mock.count("/notify"), 1, "the submitter did not run again");
 }
 
-#[test]
 fn wait_for_callback_7_2_static_name() {
     let s = server();
     let payload = json!(unique("payload"));
@@ -1348,7 +1351,6 @@ fn wait_for_callback_7_2_static_name() {
     assert_eq!(h[6]["details"]["result"], payload);
 }
 
-#[test]
 fn wait_for_callback_7_4_failure_uncaught() {
     let s = server();
     let name = unique("wfc");
@@ -1374,7 +1376,6 @@ fn wait_for_callback_7_4_failure_uncaught() {
     assert_eq!(h[7]["details"]["error"]["error_message"], "not approved");
 }
 
-#[test]
 fn wait_for_callback_7_5_timeout_uncaught() {
     let s = server();
     let name = unique("wfc");
@@ -1400,7 +1401,6 @@ fn wait_for_callback_7_5_timeout_uncaught() {
     assert!(gap(&h, 2, 6) >= 200, "timed out after {} ms", gap(&h, 2, 6));
 }
 
-#[test]
 fn wait_for_callback_7_6_failure_caught() {
     let s = server();
     let name = unique("wfc");
@@ -1426,7 +1426,6 @@ fn wait_for_callback_7_6_failure_caught() {
     );
 }
 
-#[test]
 fn wait_for_callback_7_7_submitter_retry_exhaustion() {
     let s = server();
     let (ex, h) = run(
@@ -1461,7 +1460,6 @@ fn wait_for_callback_7_7_submitter_retry_exhaustion() {
     refused(&s, cb, "succeed", &json!(1), 409, "conflict");
 }
 
-#[test]
 fn wait_for_callback_7_11_json_object_result() {
     let s = server();
     let name = unique("wfc");
@@ -1486,7 +1484,6 @@ fn wait_for_callback_7_11_json_object_result() {
     assert_eq!(h[6]["details"]["result"], json!({"status": "approved"}));
 }
 
-#[test]
 fn wait_for_callback_7_12_heartbeat_timeout() {
     let s = server();
     let name = unique("wfc");
@@ -1512,7 +1509,6 @@ fn wait_for_callback_7_12_heartbeat_timeout() {
     assert!(gap(&h, 2, 6) >= 200, "timed out after {} ms", gap(&h, 2, 6));
 }
 
-#[test]
 fn wait_for_callback_7_13_heartbeat_then_success() {
     let s = server();
     let name = unique("wfc");
@@ -1544,7 +1540,6 @@ fn wait_for_callback_7_13_heartbeat_then_success() {
     assert_eq!(st, 409);
 }
 
-#[test]
 fn wait_for_callback_7_14_timeout_caught() {
     let s = server();
     let name = unique("wfc");
@@ -1569,7 +1564,6 @@ fn wait_for_callback_7_14_timeout_caught() {
     );
 }
 
-#[test]
 fn wait_for_callback_7_15_empty_payload_is_null() {
     let s = server();
     let name = unique("wfc");
@@ -1626,17 +1620,14 @@ fn child_with_step(scenario_name: &str, name: &str, value: Value) {
     assert_eq!(h[4]["details"]["result"], value);
 }
 
-#[test]
 fn child_3_1_basic() {
     child_with_step("child-basic", "-", json!(unique("input")));
 }
 
-#[test]
 fn child_3_2_named() {
     child_with_step("child-named", "child", json!(unique("input")));
 }
 
-#[test]
 fn child_3_5_error_caught() {
     let s = server();
     let (ex, h) = run(&s, "child-error-caught", Value::Null);
@@ -1660,7 +1651,6 @@ fn child_3_5_error_caught() {
     );
 }
 
-#[test]
 fn child_3_6_nested() {
     let s = server();
     let (ex, h) = run(&s, "child-nested", Value::Null);
@@ -1685,7 +1675,6 @@ fn child_3_6_nested() {
     }
 }
 
-#[test]
 fn child_3_10_3_18_step_and_wait_inside_then_step_after() {
     let s = server();
     let (ex, h) = run(&s, "child-wait", json!({"wait_ms": 100}));
@@ -1717,7 +1706,6 @@ fn child_3_10_3_18_step_and_wait_inside_then_step_after() {
     assert_eq!(h[11]["details"]["result"], 3);
 }
 
-#[test]
 fn child_3_12_interrupted_step_is_re_executed_after_a_host_crash() {
     let mock = Mock::start(); // `/slow` is held until released
     let mut s = server_for(&mock);
@@ -1766,7 +1754,6 @@ fn child_3_12_interrupted_step_is_re_executed_after_a_host_crash() {
     assert_eq!(mock.count("/hit/after"), 1);
 }
 
-#[test]
 fn child_3_13_3_17_wait_inside_a_child_and_its_log_line_once() {
     let s = server();
     let marker = unique("child-log");
@@ -1798,7 +1785,63 @@ fn child_3_13_3_17_wait_inside_a_child_and_its_log_line_once() {
     assert_eq!(mine[0]["operation_id"], Value::Null);
 }
 
-#[test]
 fn child_3_16_returning_null() {
     child_with_step("child-basic", "-", Value::Null);
+}
+
+kit! {
+    step_1_1_basic_step_succeeds_on_first_attempt,
+    step_1_2_step_with_name,
+    step_1_3_sequential_steps,
+    step_1_4_step_returns_a_complex_object,
+    step_1_5_step_returns_null,
+    step_1_7_step_logger_logs_once,
+    step_1_8_1_9_steps_then_wait_replay_without_re_running_the_steps,
+    step_1_10_replay_rethrows_the_failed_step,
+    step_1_11_retry_fails_then_succeeds,
+    step_1_12_retry_exhaustion_fails_the_execution,
+    step_1_14_retry_with_custom_backoff,
+    step_1_15_retry_on_a_specific_error_type,
+    step_1_16_non_retryable_error_fails_without_retry,
+    step_1_17_at_most_once_interrupted_without_retry,
+    step_1_18_at_most_once_interrupted_then_retried,
+    step_1_19_step_fails_permanently,
+    step_1_20_error_caught_and_handled,
+    wait_2_1_basic_wait,
+    wait_2_2_named_wait,
+    wait_2_3_sequential_waits,
+    wait_2_4_one_minute_wait_suspends,
+    wait_2_5_one_hour_wait_suspends,
+    callback_4_1_success,
+    callback_4_2_explicit_name,
+    callback_4_3_timeout,
+    callback_4_4_heartbeat_timeout,
+    callback_4_5_heartbeats_keep_it_alive_then_success,
+    callback_4_6_failure_fails_the_execution,
+    callback_4_9_completed_during_a_wait_before_it_is_awaited,
+    callback_4_10_failed_during_a_wait_before_it_is_awaited,
+    callback_4_13_failure_caught,
+    callback_4_14_timeout_caught,
+    callback_4_18_two_callbacks_completed_in_order,
+    callback_4_19_two_callbacks_completed_in_reverse_order,
+    callback_api_unknown_ids_are_404,
+    wait_for_callback_7_1_basic,
+    wait_for_callback_7_2_static_name,
+    wait_for_callback_7_4_failure_uncaught,
+    wait_for_callback_7_5_timeout_uncaught,
+    wait_for_callback_7_6_failure_caught,
+    wait_for_callback_7_7_submitter_retry_exhaustion,
+    wait_for_callback_7_11_json_object_result,
+    wait_for_callback_7_12_heartbeat_timeout,
+    wait_for_callback_7_13_heartbeat_then_success,
+    wait_for_callback_7_14_timeout_caught,
+    wait_for_callback_7_15_empty_payload_is_null,
+    child_3_1_basic,
+    child_3_2_named,
+    child_3_5_error_caught,
+    child_3_6_nested,
+    child_3_10_3_18_step_and_wait_inside_then_step_after,
+    child_3_12_interrupted_step_is_re_executed_after_a_host_crash,
+    child_3_13_3_17_wait_inside_a_child_and_its_log_line_once,
+    child_3_16_returning_null,
 }

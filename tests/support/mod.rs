@@ -24,7 +24,8 @@ fn repo_root() -> PathBuf {
 
 /// Build every guest once per test binary (cargo makes repeated builds no-ops) and return
 /// the path of `name`'s component (`hello`, `user_registration`, `approval`,
-/// `conformance_guest`).
+/// `conformance_guest`; the Python ones as `python/hello`, ..., `python/conformance_guest`,
+/// under `target/wasm/python/`).
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -35,7 +36,10 @@ pub fn guest(name: &str) -> PathBuf {
             .expect("run scripts/build-guests.sh");
         assert!(status.success(), "building guests failed");
     });
-    let p = repo_root().join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm"));
+    let p = match name.strip_prefix("python/") {
+        Some(_) => repo_root().join(format!("target/wasm/{name}.wasm")),
+        None => repo_root().join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm")),
+    };
     assert!(p.exists(), "{} missing", p.display());
     p
 }

@@ -1,0 +1,248 @@
+//! The Python examples (`examples/python/`, built with the Python SDK by
+//! `scripts/build-guests.sh` into `target/wasm/python/`) end to end: real server, real HTTP,
+//! a local mock for the external API, `kill -9` of the host in the middle. Each example
+//! must record exactly the history of its Rust twin (same operations, ids, names, event
+//! sequence), which every test checks by running both on the same server.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// The examples: (Rust component, Python component).
+const EXAMPLES: [(&str, &str); 3] = [
+    ("hello", "python/hello"),
+    ("user_registration", "python/user_registration"),
+    ("approval", "python/approval"),
+];
+
+/// Deploy both twins of `example` as `rust` and `python`.
+fn deploy_twins(s: &Server, example: &str) {
+    let (rust, python) = EXAMPLES
+        .iter()
+        .find(|(r, _)| *r == example)
+        .expect("an example");
+    s.deploy("rust", rust);
+    s.deploy("python", python);
+}
+
+fn messages(s: &Server, id: &str) -> Vec<String> {
+    s.logs(id)
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Both executions' histories have the same shape, and the same results recorded in them;
+/// returns the Python one.
+fn same_history(s: &Server, rust: &str, python: &str) -> Vec<Value> {
+    let (hr, hp) = (s.history(rust), s.history(python));
+    assert_eq!(shape(&hp), shape(&hr), "python vs rust history");
+    let results = |h: &[Value]| -> Vec<Value> {
+        h.iter()
+            .map(|e| e["details"]["result"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(results(&hp), results(&hr), "results recorded in history");
+    hp
+}
+
+#[test]
+fn python_hello_records_exactly_the_history_of_the_rust_hello() {
+    let s = Server::start();
+    deploy_twins(&s, "hello");
+    let rust = s.invoke("rust", &json!({}));
+    let python = s.invoke("python", &json!({}));
+
+    // During the 1 s wait: suspended, nothing resident.
+    s.wait_status(&python, &["suspended"], Duration::from_secs(30));
+    let (r, p) = (s.wait_done(&rust), s.wait_done(&python));
+    assert_eq!(p["status"], "succeeded", "{p}");
+    assert_eq!(p["output"], r["output"]);
+    assert_eq!(
+        p["output"],
+        json!({"statusCode": 200, "body": "\"Hello from Durable Lambda!\""})
+    );
+    let h = same_history(&s, &rust, &python);
+    assert_eq!(
+        types(&h),
+        [
+            "ExecutionStarted",
+            "StepStarted",
+            "StepSucceeded",
+            "WaitStarted",
+            "InvocationCompleted",
+            "WaitSucceeded",
+            "StepStarted",
+            "StepSucceeded",
+            "InvocationCompleted",
+            "ExecutionSucceeded",
+        ]
+    );
+    assert_eq!(h[3]["details"]["duration_ms"], 1000);
+    // Replay-aware logging: each line once, as in Rust.
+    assert_eq!(messages(&s, &python), messages(&s, &rust));
+    assert_eq!(
+        messages(&s, &python),
+        ["Hello from step #1", "Waited for 1 second"]
+    );
+    assert_eq!(s.metric("durable_resident_instances"), 0.0);
+}
+
+#[test]
+fn python_hello_survives_kill9_during_its_wait() {
+    let mut s = Server::start();
+    deploy_twins(&s, "hello");
+    let python = s.invoke("python", &json!({}));
+    s.wait_status(&python, &["suspended"], Duration::from_secs(30));
+    s.crash_and_restart();
+    let p = s.wait_done(&python);
+    assert_eq!(p["status"], "succeeded", "{p}");
+    // The same history as an uninterrupted Rust run: the crash cost nothing.
+    let rust = s.invoke("rust", &json!({}));
+    s.wait_done(&rust);
+    same_history(&s, &rust, &python);
+    assert_eq!(
+        messages(&s, &python),
+        ["Hello from step #1", "Waited for 1 second"]
+    );
+}
+
+fn registration_input(mock: &Mock, max_attempts: u32) -> Value {
+    json!({
+        "username": "taro",
+        "email": "taro@example.com",
+        "api_base_url": mock.url(),
+        "poll_interval_seconds": 1,
+        "max_attempts": max_attempts,
+    })
+}
+
+#[test]
+fn python_user_registration_polls_like_the_rust_one_and_survives_kill9() {
+    let mock = Mock::start();
+    mock.respond("/start-job", 200, r#"{"job_id": "job-42"}"#);
+    mock.respond("/check-status/job-42", 202, r#"{"state": "running"}"#);
+    let mut s = Server::start_with(&["--allow-outbound", &mock.allow()]);
+    deploy_twins(&s, "user_registration");
+    let input = registration_input(&mock, 5);
+    let rust = s.invoke("rust", &input);
+    let python = s.invoke("python", &input);
+
+    // Both polled once (202); the host dies while both wait for the next poll.
+    mock.wait_count("/check-status/job-42", 2);
+    s.wait_status(&python, &["suspended"], Duration::from_secs(30));
+    s.crash_and_restart();
+    mock.respond("/check-status/job-42", 200, r#"{"state": "done"}"#);
+    let (r, p) = (s.wait_done(&rust), s.wait_done(&python));
+    assert_eq!(p["status"], "succeeded", "{p}");
+    assert_eq!(p["output"], r["output"]);
+    assert_eq!(p["output"]["status"], "completed");
+    assert_eq!(
+        p["output"]["jobResult"]["data"]["body"],
+        json!({"state": "done"})
+    );
+    assert_eq!(p["output"]["attempts"], 2);
+    // Each external call once per execution: no checkpointed step ran again.
+    assert_eq!(mock.count("/start-job"), 2);
+    assert_eq!(mock.count("/check-status/job-42"), 4);
+    let bodies = mock.bodies("/start-job");
+    assert_eq!(bodies[0], bodies[1], "the same request from both SDKs");
+    same_history(&s, &rust, &python);
+    assert_eq!(messages(&s, &python), messages(&s, &rust));
+}
+
+#[test]
+fn python_user_registration_fails_with_the_same_errors_as_the_rust_one() {
+    let mock = Mock::start();
+    mock.respond("/start-job", 200, r#"{"job_id": "j"}"#);
+    mock.respond("/check-status/j", 503, "busy");
+    let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
+    deploy_twins(&s, "user_registration");
+    let cases = [
+        (
+            json!({"username": "taro", "api_base_url": mock.url()}),
+            "ValidationError",
+        ),
+        (registration_input(&mock, 2), "TimeoutError"),
+    ];
+    for (input, error_type) in cases {
+        let rust = s.invoke("rust", &input);
+        let python = s.invoke("python", &input);
+        let (r, p) = (s.wait_done(&rust), s.wait_done(&python));
+        assert_eq!(p["status"], "failed", "{p}");
+        assert_eq!(p["error"]["error_type"], error_type, "{p}");
+        assert_eq!(p["error"], r["error"]);
+        same_history(&s, &rust, &python);
+    }
+}
+
+#[test]
+fn python_approval_waits_for_the_approver_across_kill9() {
+    let mock = Mock::start();
+    let mut s = Server::start_with(&["--allow-outbound", &mock.allow()]);
+    deploy_twins(&s, "approval");
+    let input = |who: &str| json!({"request": {"amount": 100}, "notify_url": format!("{}/notify/{who}", mock.url())});
+    let rust = s.invoke("rust", &input("rust"));
+    let python = s.invoke("python", &input("python"));
+    mock.wait_count("/notify/python", 1);
+    mock.wait_count("/notify/rust", 1);
+    s.wait_status(&python, &["suspended"], Duration::from_secs(30));
+    s.wait_status(&rust, &["suspended"], Duration::from_secs(30));
+    s.crash_and_restart();
+    for who in ["rust", "python"] {
+        let note = &mock.bodies(&format!("/notify/{who}"))[0];
+        assert_eq!(note["request"], json!({"amount": 100}));
+        let cb = note["callback_id"].as_str().unwrap();
+        let (st, v) = s.post(
+            &format!("/v1/callbacks/{cb}/succeed"),
+            &json!({"approved": true, "by": who}),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let (r, p) = (s.wait_done(&rust), s.wait_done(&python));
+    assert_eq!(p["status"], "succeeded", "{p}");
+    assert_eq!(
+        p["output"],
+        json!({"request": {"amount": 100}, "approval": {"approved": true, "by": "python"}})
+    );
+    assert_eq!(r["output"]["request"], p["output"]["request"]);
+    let (hr, hp) = (s.history(&rust), s.history(&python));
+    assert_eq!(shape(&hp), shape(&hr));
+    assert_eq!(mock.count("/notify/python"), 1, "the submitter ran once");
+}
+
+#[test]
+fn python_approval_fails_when_rejected_or_timed_out_like_the_rust_one() {
+    let s = Server::start();
+    deploy_twins(&s, "approval");
+    // Rejected by the approver.
+    let mut ids = Vec::new();
+    for f in ["rust", "python"] {
+        let id = s.invoke(f, &json!({"request": "r"}));
+        let cb = s.callback_ids(&id, 1).remove(0);
+        // Suspended first, so that both histories have the same activations.
+        s.wait_status(&id, &["suspended"], Duration::from_secs(30));
+        let (st, _) = s.post(
+            &format!("/v1/callbacks/{cb}/fail"),
+            &json!({"error_type": "Rejected", "error_message": "no budget"}),
+        );
+        assert_eq!(st, 200);
+        ids.push(id);
+    }
+    let (r, p) = (s.wait_done(&ids[0]), s.wait_done(&ids[1]));
+    assert_eq!(p["status"], "failed");
+    assert_eq!(p["error"], r["error"]);
+    assert_eq!(p["error"]["error_type"], "Rejected");
+    same_history(&s, &ids[0], &ids[1]);
+
+    // Timed out.
+    let rust = s.invoke("rust", &json!({"request": "r", "timeout_seconds": 1}));
+    let python = s.invoke("python", &json!({"request": "r", "timeout_seconds": 1}));
+    let (r, p) = (s.wait_done(&rust), s.wait_done(&python));
+    assert_eq!(p["error"]["error_type"], "Callback.Timeout", "{p}");
+    assert_eq!(p["error"], r["error"]);
+    same_history(&s, &rust, &python);
+}
