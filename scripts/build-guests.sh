@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every guest component (the examples and the conformance test guest) for
 # wasm32-wasip2 in one cargo invocation, into target/wasm (kept apart from the host's target
-# directory so the two builds do not invalidate each other), and prints the .wasm paths.
+# directory so the two builds do not invalidate each other), then the Python examples and the
+# Python conformance guest into target/wasm/python, and prints the .wasm paths.
 # Idempotent: safe to run again; cargo rebuilds only what changed.
 set -euo pipefail
 
@@ -42,6 +43,9 @@ build_python() { # <output name> <module> <dir> [sources...]
     src="$(newest "$sdk/durable" "$root/wit" "$@")"
     if [[ ! -f "$out" ]] || [[ "$(stat -c %Y "$out")" -lt "${src%.*}" ]]; then
         (cd "$dir" && PYTHONPATH="$sdk" DURABLE_WIT="$root/wit" "$python" -m durable.build "$module" -o "$out")
+        # The tests' shared artifacts (tests/support: deploy_precompiled) of older builds
+        # are 35 MB each and never used again.
+        rm -rf "$root/target/tmp/artifact-cache"
     fi
     echo "$out"
 }

@@ -1,7 +1,10 @@
-//! The AWS durable-functions conformance suites for steps, waits, callbacks,
-//! wait-for-callback and child contexts (`shared/reference/aws-durable-conformance/{step,
-//! wait,callback,wait_for_callback,child}/*.yaml`), ported to this host: real server, real
-//! HTTP, the `conformance_guest` component (scenarios in `tests/guests/README.md`).
+//! The conformance kit: the AWS durable-functions conformance suites for steps, waits,
+//! callbacks, wait-for-callback and child contexts
+//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child}/*.yaml`),
+//! ported to this host: real server, real HTTP, run against every SDK's conformance guest
+//! ([`GUESTS`]: the Rust and the Python one, scenarios in `tests/guests/README.md`). Each
+//! case is a function listed in `kit!` at the end, which makes one test per (guest, case):
+//! `rust::step_1_1_...`, `python::step_1_1_...`.
 //!
 //! Every test asserts the exact event sequence of the history (type, sub type, id, parent
 //! id, name, attempt, error type, retry delay, durations and timeouts; see [`line`]), the
@@ -108,6 +111,13 @@
 //! | 3-17 | logger only, log once | differs: `child_3_13_3_17_wait_inside_a_child_and_its_log_line_once` (the wait is inside the child, so the child body does run again on replay; the replay-aware logger keeps the line once) |
 //! | 3-18 | step and wait inside, step and wait after | differs: `child_3_10_3_18_step_and_wait_inside_then_step_after` (no wait after) |
 //!
+//! The cases as data: `reference_cases` runs the rows of [`CASES`] (1-1, 1-2, 1-10, 1-11,
+//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1) and compares each execution with the
+//! reference YAML itself (`ExpectedResult`, and every event of `ExpectedExecutionHistory`:
+//! type, sub type, id and parent-id placeholders, names, attempts, error types and
+//! messages, results, and the presence of delays and durations), read at run time from
+//! `../shared/`. A new SDK's guest that passes it and the tests above is conformant.
+//!
 //! Besides the YAML: `callback_api_unknown_ids_are_404` (and 409 for second completions in
 //! 4-1 and 4-18).
 
@@ -165,14 +175,14 @@ macro_rules! kit {
 /// A server with the conformance guest deployed as [`FUNCTION`].
 fn server() -> Server {
     let s = Server::start();
-    s.deploy(FUNCTION, guest());
+    s.deploy_precompiled(FUNCTION, guest());
     s
 }
 
 /// A server that may call `mock`, with the guest deployed.
 fn server_for(mock: &Mock) -> Server {
     let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
-    s.deploy(FUNCTION, guest());
+    s.deploy_precompiled(FUNCTION, guest());
     s
 }
 
@@ -1789,7 +1799,332 @@ fn child_3_16_returning_null() {
     child_with_step("child-basic", "-", Value::Null);
 }
 
+// ---------------------------------------------------------------------------------------
+// The reference cases as data: each row runs a scenario and checks the execution against the
+// AWS case's own YAML (its ExpectedResult and ExpectedExecutionHistory), read from
+// `shared/reference/aws-durable-conformance/`.
+// ---------------------------------------------------------------------------------------
+
+/// Where the reference cases are: `shared/` beside the checkout (the CI's layout too).
+fn reference_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/aws-durable-conformance")
+}
+
+/// One reference case: its YAML, the scenario (and params) that implements it here, and
+/// the values its `${INPUT_n}` variables take.
+struct Case {
+    yaml: &'static str,
+    scenario: &'static str,
+    params: &'static str,
+    inputs: &'static [&'static str],
+}
+
+/// The cases whose YAML applies as written (durations aside: the YAML's are seconds, ours
+/// milliseconds, so only their presence is checked). The other cases of the applicability
+/// table are tests of their own above, because they need an external actor (callbacks,
+/// crashes) or differ from the YAML.
+const CASES: &[Case] = &[
+    Case {
+        yaml: "step/1-1.yaml",
+        scenario: "step-basic",
+        params: r#"{"name": "World"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-2.yaml",
+        scenario: "step-named",
+        params: r#"{"name": "World"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-10.yaml",
+        scenario: "step-fail-then-wait",
+        params: r#"{"wait_ms": 100}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-11.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 3, "delay_ms": 50}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-12.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 99, "max_attempts": 4, "delay_ms": 20}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-14.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 2, "max_attempts": 5, "delay_ms": 20, "backoff_rate": 3.0}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-15.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 3, "delay_ms": 20, "retry_on": ["TransientError"]}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-16.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 3, "delay_ms": 20, "never_retry_on": ["TransientError"]}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-19.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 1, "delay_ms": 10, "error_type": "StepError"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-20.yaml",
+        scenario: "step-fail-caught",
+        params: "{}",
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait/2-1.yaml",
+        scenario: "wait",
+        params: r#"{"ms": 100}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait/2-2.yaml",
+        scenario: "wait",
+        params: r#"{"ms": 100, "name": "custom_wait_name"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "child/3-1.yaml",
+        scenario: "child-basic",
+        params: r#"{"value": "k3Lw9x2Q"}"#,
+        inputs: &["k3Lw9x2Q"],
+    },
+];
+
+/// `text` with `${INPUT_n}` replaced by the case's inputs.
+fn substitute(text: &str, inputs: &[&str]) -> String {
+    let mut out = text.to_string();
+    for (i, v) in inputs.iter().enumerate() {
+        out = out.replace(&format!("${{INPUT_{}}}", i + 1), v);
+    }
+    out
+}
+
+/// Whether our `value` matches the YAML's `want`: `*` is anything present; `${/.*X$/}` a
+/// suffix; `${NAME}` a placeholder bound to the first value it meets (and no two
+/// placeholders to one value); anything else equal, after substitution.
+fn matches(
+    want: &str,
+    value: Option<String>,
+    binds: &mut std::collections::HashMap<String, String>,
+    inputs: &[&str],
+) -> Result<(), String> {
+    let want = substitute(want, inputs);
+    let Some(value) = value else {
+        return Err(format!("missing, expected {want:?}"));
+    };
+    if want == "*" {
+        return Ok(());
+    }
+    if let Some(re) = want.strip_prefix("${/").and_then(|w| w.strip_suffix("/}")) {
+        let suffix = re.trim_start_matches(".*").trim_end_matches('$');
+        return if value.ends_with(suffix) {
+            Ok(())
+        } else {
+            Err(format!("{value:?} does not match /{re}/"))
+        };
+    }
+    if let Some(name) = want.strip_prefix("${").and_then(|w| w.strip_suffix('}')) {
+        if let Some(bound) = binds.get(name) {
+            return if *bound == value {
+                Ok(())
+            } else {
+                Err(format!("{value:?}, but {name} is {bound:?}"))
+            };
+        }
+        if let Some((other, _)) = binds.iter().find(|(_, v)| **v == value) {
+            return Err(format!("{value:?} is already {other}, not {name}"));
+        }
+        binds.insert(name.to_string(), value);
+        return Ok(());
+    }
+    if want == value {
+        Ok(())
+    } else {
+        Err(format!("{value:?}, expected {want:?}"))
+    }
+}
+
+/// A YAML scalar as text.
+fn scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Our JSON value as the YAML would write it: strings bare, the rest as JSON.
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The differences between one of our events and the YAML's.
+fn event_diff(
+    want: &serde_yaml::Value,
+    got: &Value,
+    binds: &mut std::collections::HashMap<String, String>,
+    inputs: &[&str],
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut check = |what: &str, want: Option<String>, got: Option<String>| {
+        if let Some(w) = want {
+            if let Err(e) = matches(&w, got, binds, inputs) {
+                diffs.push(format!("{what}: {e}"));
+            }
+        }
+    };
+    let field = |k: &str| want.get(k).and_then(scalar);
+    let ours = |k: &str| got[k].as_str().map(str::to_string);
+    check("EventType", field("EventType"), ours("event_type"));
+    check("SubType", field("SubType"), ours("sub_type"));
+    check("Id", field("Id"), ours("id"));
+    check("ParentId", field("ParentId"), ours("parent_id"));
+    check("Name", field("Name"), ours("name"));
+    let event_type = field("EventType").unwrap_or_default();
+    let details = want.get(format!("{event_type}Details").as_str());
+    let d = &got["details"];
+    let at = |path: &[&str]| -> Option<String> {
+        let mut v = details?;
+        for k in path {
+            v = v.get(*k)?;
+        }
+        scalar(v)
+    };
+    check(
+        "ErrorType",
+        at(&["Error", "Payload", "ErrorType"]),
+        d["error"]["error_type"].as_str().map(str::to_string),
+    );
+    check(
+        "ErrorMessage",
+        at(&["Error", "Payload", "ErrorMessage"]),
+        d["error"]["error_message"].as_str().map(str::to_string),
+    );
+    check(
+        "CurrentAttempt",
+        at(&["RetryDetails", "CurrentAttempt"]),
+        d["attempt"].as_u64().map(|n| n.to_string()),
+    );
+    // Seconds there, milliseconds here: present or not.
+    let present = |b: bool| Some(if b { "yes" } else { "no" }.to_string());
+    if at(&["RetryDetails", "NextAttemptDelaySeconds"]).is_some() {
+        check(
+            "NextAttemptDelay",
+            Some("yes".into()),
+            present(has(d, "next_attempt_delay_ms")),
+        );
+    }
+    if at(&["Duration"]).is_some() {
+        check(
+            "Duration",
+            Some("yes".into()),
+            present(has(d, "duration_ms")),
+        );
+    }
+    if let Some(payload) = at(&["Result", "Payload"]) {
+        let expected: Value =
+            serde_json::from_str(&substitute(&payload, inputs)).unwrap_or(Value::String(payload));
+        if d["result"] != expected {
+            diffs.push(format!("Result: {}, expected {expected}", d["result"]));
+        }
+    }
+    diffs
+}
+
+/// Run every case of [`CASES`] on one server (concurrently) and compare each with its YAML.
+fn reference_cases() {
+    let dir = reference_dir();
+    let s = server();
+    let started: Vec<(&Case, String)> = CASES
+        .iter()
+        .map(|c| {
+            let params: Value = serde_json::from_str(c.params).expect("params are JSON");
+            (c, start(&s, c.scenario, params))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (case, id) in started {
+        let text = std::fs::read_to_string(dir.join(case.yaml))
+            .unwrap_or_else(|e| panic!("{}: {e} (shared/ must be beside the checkout)", case.yaml));
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&text).expect("the reference YAML parses");
+        let ex = s.wait_done(&id);
+        let h = s.history(&id);
+        let mut diffs = Vec::new();
+        let expected = &yaml["ExpectedResult"];
+        let status = scalar(&expected["ExecutionStatus"])
+            .unwrap_or_default()
+            .to_lowercase();
+        if ex["status"] != status.as_str() {
+            diffs.push(format!("status {}, expected {status}", ex["status"]));
+        }
+        if let Some(result) = scalar(&expected["Result"]) {
+            let want = substitute(&result, case.inputs);
+            if text_of(&ex["output"]).as_deref() != Some(want.as_str()) {
+                diffs.push(format!("output {}, expected {want:?}", ex["output"]));
+            }
+        }
+        // The YAML's history starts after ExecutionStarted and ends before the terminal event.
+        let ours = &h[1..h.len().saturating_sub(1)];
+        let theirs = yaml["ExpectedExecutionHistory"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        if ours.len() != theirs.len() {
+            diffs.push(format!(
+                "{} events, expected {}: {:#?}",
+                ours.len(),
+                theirs.len(),
+                lines(&h)
+            ));
+        } else {
+            let mut binds = std::collections::HashMap::new();
+            for (i, (want, got)) in theirs.iter().zip(ours).enumerate() {
+                for d in event_diff(want, got, &mut binds, case.inputs) {
+                    diffs.push(format!("event {}: {d}", i + 2));
+                }
+            }
+        }
+        if !diffs.is_empty() {
+            failures.push(format!(
+                "{} ({}): {}",
+                case.yaml,
+                case.scenario,
+                diffs.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} reference cases differ:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
+
 kit! {
+    reference_cases,
     step_1_1_basic_step_succeeds_on_first_attempt,
     step_1_2_step_with_name,
     step_1_3_sequential_steps,

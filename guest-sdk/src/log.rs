@@ -13,7 +13,8 @@ use crate::wit::LogLevel;
 /// step body are recorded once per attempt (a replayed step does not run its body).
 ///
 /// Plain `println!` / `eprintln!` also reach the execution's logs (the host captures stdout
-/// and stderr) but are not deduplicated on replay.
+/// and stderr, as lines of stream `stdout` / `stderr` without a level) and are recorded once
+/// too: the host keys each printed line by the replay position, as it keys these lines.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Logger {
     _private: (),

@@ -16,19 +16,17 @@ outcome, so completed steps are not re-run. Hence the one rule: **the sequence o
 operations must be the same on every run**; anything non-deterministic (clocks, random
 numbers, `durable.http`) goes inside a step.
 
-Example (`hello.py`)::
+Example (`greet.py`)::
 
     import durable
 
     @durable.handler
     def main(ctx: durable.Context, event):
-        ctx.step("Step #1", lambda step: step.logger.info("Hello from step #1"))
-        ctx.wait(seconds=1)
-        ctx.logger.info("Waited for 1 second")
-        message = ctx.step("Step #2", lambda _: "Hello from Durable Lambda!")
-        return {"statusCode": 200, "body": json.dumps(message)}
+        name = ctx.step("validate", lambda _: event["name"].strip())
+        ctx.wait("cool-down", seconds=5)      # unloaded meanwhile, replayed afterwards
+        return ctx.step("greet", lambda step: f"Hello, {name}! (attempt {step.attempt})")
 
-Build it with `python -m durable.build hello -o hello.wasm` (componentize-py, pinned).
+Build it with `python -m durable.build greet -o greet.wasm` (componentize-py, pinned).
 """
 
 from .context import Callback, Context, StepContext
