@@ -56,8 +56,9 @@
 //!    (`target/wasm/python/conformance_guest.wasm`) beside the Rust one, each over the same
 //!    journal of one finished step: figure 2's resume (cached pre) with its per-phase split,
 //!    and whole activations end to end (`waits` with 20 one-millisecond waits: 21
-//!    activations, each a wake, an instantiation, a replay and a commit), per activation.
-//!    Baseline: the Rust figure of the same run.
+//!    activations, each a wake, an instantiation, a replay and a commit), per activation;
+//!    and the minor page faults per resume (`getrusage`: the pages of the memory image an
+//!    activation touches). Baseline: the Rust figure of the same run.
 
 use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
@@ -1634,6 +1635,15 @@ async fn python_activations(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         )
     };
     let (rust, python) = (median_of(&phases[0], 3), median_of(&phases[1], 3));
+    // Minor page faults per resume: the pages of the memory image an activation touches.
+    let mut faults = [0.0; 2];
+    for (exec, out) in resumes.iter().zip(&mut faults) {
+        let before = minor_faults();
+        for _ in 0..n {
+            exec.resume(host, Phase::Call).await?;
+        }
+        *out = (minor_faults() - before) as f64 / n as f64;
+    }
 
     // End to end: whole activations, woken by timers, committed.
     let waits = json!(vec![1; PYTHON_WAITS]);
@@ -1672,6 +1682,10 @@ async fn python_activations(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             split(&phases[0]),
         ),
         Row::info(
+            "minor page faults per resume, Python / Rust",
+            format!("{:.0} / {:.0}", faults[1], faults[0]),
+        ),
+        Row::info(
             format!("Python activation end to end ({PYTHON_WAITS} 1 ms waits), p50 (p10-p90)"),
             format!("{} ({})", fmt_dur(python_e2e.median()), spread(&python_e2e)),
         )
@@ -1687,4 +1701,13 @@ async fn python_activations(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             ),
         ),
     ])
+}
+
+/// The process's minor page faults so far (`getrusage`).
+fn minor_faults() -> i64 {
+    // SAFETY: `getrusage` writes the struct it is given; all zeroes is a valid `rusage`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `rusage` owned by this frame.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt
 }
