@@ -2123,8 +2123,195 @@ fn reference_cases() {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// What every SDK must get right beyond the reference cases, as data: replay-aware output
+// (prints and log lines recorded once although the code before a wait runs twice),
+// non-determinism caught, errors kept verbatim, traps, limits and bad input.
+// ---------------------------------------------------------------------------------------
+
+/// One behaviour: a scenario, its params, the status it ends in, then the output (when it
+/// succeeds) or the error type (when it fails), and the log lines `(stream, message)` it
+/// must leave, each once.
+struct Behaviour {
+    scenario: &'static str,
+    params: &'static str,
+    status: &'static str,
+    outcome: &'static str,
+    logs: &'static [(&'static str, &'static str)],
+}
+
+const BEHAVIOURS: &[Behaviour] = &[
+    Behaviour {
+        scenario: "echo",
+        params: r#"{"value": {"a": [1, 2.5, "é", null]}}"#,
+        status: "succeeded",
+        outcome: r#"{"a": [1, 2.5, "é", null]}"#,
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "stdout",
+        params: r#"{"text": "printed-line"}"#,
+        status: "succeeded",
+        outcome: r#""printed""#,
+        logs: &[("stdout", "printed-line"), ("stderr", "err:printed-line")],
+    },
+    Behaviour {
+        scenario: "log-replay",
+        params: r#"{"marker": "mk", "wait_ms": 50}"#,
+        status: "succeeded",
+        outcome: r#""logged""#,
+        logs: &[("log", "mk-before"), ("log", "mk-after")],
+    },
+    Behaviour {
+        scenario: "child-log",
+        params: r#"{"marker": "ck"}"#,
+        status: "succeeded",
+        outcome: r#""ok""#,
+        logs: &[("log", "ck")],
+    },
+    Behaviour {
+        scenario: "nondeterministic",
+        params: "{}",
+        status: "failed",
+        outcome: "NonDeterministicExecution",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "fail",
+        params: r#"{"error_type": "Custom.Thing", "message": "it broke"}"#,
+        status: "failed",
+        outcome: "Custom.Thing",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "panic",
+        params: "{}",
+        status: "failed",
+        outcome: "Runtime.Trap",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "big-output",
+        params: r#"{"bytes": 10000}"#,
+        status: "failed",
+        outcome: "PayloadTooLarge",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "big-step-result",
+        params: r#"{"bytes": 10000}"#,
+        status: "succeeded",
+        outcome: r#"{"caught": {"error_type": "PayloadTooLarge"}}"#,
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "loop-in-step",
+        params: "{}",
+        status: "failed",
+        outcome: "Runtime.ActivationTimeout",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "no-such-scenario",
+        params: "{}",
+        status: "failed",
+        outcome: "UnknownScenario",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "step-basic",
+        params: r#"{"nom": "World"}"#,
+        status: "failed",
+        outcome: "InvalidInput",
+        logs: &[],
+    },
+];
+
+/// Whether `got` has everything `want` has (objects: these keys, recursively).
+fn contains(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| contains(gv, v))),
+        _ => got == want,
+    }
+}
+
+/// Run every [`BEHAVIOURS`] row on one server (payloads over 4 KiB refused, activations cut
+/// at 2 s) and check each.
+fn behaviours() {
+    let s = Server::start_with(&[
+        "--activation-timeout-secs",
+        "2",
+        "--max-payload-bytes",
+        "4096",
+    ]);
+    s.deploy_precompiled(FUNCTION, guest());
+    let started: Vec<(&Behaviour, String)> = BEHAVIOURS
+        .iter()
+        .map(|b| {
+            (
+                b,
+                start(
+                    &s,
+                    b.scenario,
+                    serde_json::from_str(b.params).expect("JSON"),
+                ),
+            )
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (b, id) in started {
+        let ex = s.wait_done(&id);
+        let mut diffs = Vec::new();
+        if ex["status"] != b.status {
+            diffs.push(format!(
+                "status {}, expected {}: {ex}",
+                ex["status"], b.status
+            ));
+        } else if b.status == "succeeded" {
+            let want: Value = serde_json::from_str(b.outcome).expect("JSON");
+            if !contains(&ex["output"], &want) {
+                diffs.push(format!("output {}, expected {want}", ex["output"]));
+            }
+        } else if ex["error"]["error_type"] != b.outcome {
+            diffs.push(format!("error {}, expected {}", ex["error"], b.outcome));
+        }
+        let logs: Vec<(String, String)> = s
+            .logs(&id)
+            .iter()
+            .map(|l| {
+                (
+                    l["stream"].as_str().unwrap_or("").to_string(),
+                    l["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = b
+            .logs
+            .iter()
+            .map(|(a, m)| (a.to_string(), m.to_string()))
+            .collect();
+        if b.status == "succeeded" && logs != want {
+            diffs.push(format!("logs {logs:?}, expected {want:?}"));
+        }
+        if !diffs.is_empty() {
+            failures.push(format!("{} {}: {}", b.scenario, b.params, diffs.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} behaviours differ:\n{}",
+        failures.len(),
+        BEHAVIOURS.len(),
+        failures.join("\n")
+    );
+    assert_eq!(s.metric("durable_resident_instances"), 0.0);
+}
+
 kit! {
     reference_cases,
+    behaviours,
     step_1_1_basic_step_succeeds_on_first_attempt,
     step_1_2_step_with_name,
     step_1_3_sequential_steps,

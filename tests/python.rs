@@ -65,22 +65,9 @@ fn python_hello_records_exactly_the_history_of_the_rust_hello() {
         p["output"],
         json!({"statusCode": 200, "body": "\"Hello from Durable Lambda!\""})
     );
+    // The Rust hello's history is pinned event by event in tests/examples.rs.
     let h = same_history(&s, &rust, &python);
-    assert_eq!(
-        types(&h),
-        [
-            "ExecutionStarted",
-            "StepStarted",
-            "StepSucceeded",
-            "WaitStarted",
-            "InvocationCompleted",
-            "WaitSucceeded",
-            "StepStarted",
-            "StepSucceeded",
-            "InvocationCompleted",
-            "ExecutionSucceeded",
-        ]
-    );
+    assert_eq!(h.len(), 10, "{h:#?}");
     assert_eq!(h[3]["details"]["duration_ms"], 1000);
     // Replay-aware logging: each line once, as in Rust.
     assert_eq!(messages(&s, &python), messages(&s, &rust));

@@ -365,6 +365,34 @@ SCENARIOS = {
 }
 
 
+# The params each scenario cannot do without: checked before anything durable runs, so a
+# missing one fails with InvalidInput (as the Rust guest's typed params do), not later inside
+# a step.
+REQUIRED = {
+    "step-basic": ["name"],
+    "step-named": ["name"],
+    "step-retry": ["fail_times", "max_attempts", "delay_ms"],
+    "step-fail-then-wait": ["wait_ms"],
+    "at-most-once": ["marker", "crash_attempts", "max_attempts", "delay_ms"],
+    "steps": ["count"],
+    "step-http": ["url", "method"],
+    "crash-probe": ["url"],
+    "at-most-once-probe": ["url", "max_attempts", "delay_ms"],
+    "wait": ["ms"],
+    "waits": ["ms"],
+    "log-replay": ["marker", "wait_ms"],
+    "stdout": ["text"],
+    "callback-two": ["a", "b"],
+    "callback-then-wait": ["wait_ms"],
+    "wait-for-callback-submitter-fails": ["max_attempts", "delay_ms"],
+    "child-wait": ["wait_ms"],
+    "child-log": ["marker"],
+    "big-output": ["bytes"],
+    "big-step-result": ["bytes"],
+    "fail": ["error_type", "message"],
+}
+
+
 @durable.handler
 def main(ctx, event):
     if not isinstance(event, dict) or not isinstance(event.get("scenario"), str):
@@ -373,6 +401,9 @@ def main(ctx, event):
     run = SCENARIOS.get(name)
     if run is None:
         raise fails("UnknownScenario", f"unknown scenario {name!r}")
+    missing = [k for k in REQUIRED.get(name, []) if k not in event]
+    if missing:
+        raise fails("InvalidInput", f"bad parameters for scenario {name!r}: missing {', '.join(missing)}")
     try:
         return run(ctx, event)
     except (KeyError, TypeError) as e:
