@@ -309,8 +309,7 @@ def big_step_result(ctx, p):
 
 
 def nondeterministic(ctx, p):
-    # Drawn from wasi:random at each call (the `random` module's state would be part of
-    # the build-time snapshot).
+    # Drawn from wasi:random at each call.
     first = int.from_bytes(os.urandom(8), "little")
     ctx.step(f"random-{first}", lambda _: first)
     ctx.wait(seconds=ms(10))
