@@ -250,3 +250,63 @@ fn the_same_bytes_uploaded_again_reuse_their_artifact_instead_of_compiling() {
     s.deploy("other", "python/approval");
     assert_eq!(s.metric("durable_compiles_total"), 2.0);
 }
+
+/// The README's Python example, as written: extracted from README.md, built with
+/// `python -m durable.build` (the venv `scripts/build-guests.sh` made), deployed, and run
+/// to both of the ends the README names.
+#[test]
+fn the_readme_python_example_builds_and_runs_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let code = readme
+        .split("### In Python")
+        .nth(1)
+        .and_then(|s| s.split("```python\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README's Python example");
+    guest("python/hello"); // the Python toolchain is in place
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.py"), code).unwrap();
+    let wasm = dir.path().join("app.wasm");
+    let out = std::process::Command::new(root.join("target/python-venv/bin/python"))
+        .args(["-m", "durable.build", "app", "-o"])
+        .arg(&wasm)
+        .current_dir(dir.path())
+        .env("PYTHONPATH", root.join("guest-sdk/python/src"))
+        .env("DURABLE_WIT", root.join("wit"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mock = Mock::start();
+    let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
+    let (st, v) = s.req(
+        "PUT",
+        "/v1/functions/app",
+        Some(std::fs::read(&wasm).unwrap()),
+    );
+    assert_eq!(st, 201, "{v}");
+    let url = format!("{}/ask", mock.url());
+    let id = s.invoke("app", &json!({"name": "ann", "approvals_url": url}));
+    mock.wait_count("/ask", 1);
+    let callback = mock.bodies("/ask")[0]["id"].as_str().unwrap().to_string();
+    s.wait_status(&id, &["suspended"], Duration::from_secs(30));
+    let (st, v) = s.post(&format!("/v1/callbacks/{callback}/succeed"), &json!(true));
+    assert_eq!(st, 200, "{v}");
+    let ex = s.wait_done(&id);
+    assert_eq!(
+        ex["output"],
+        json!({"user": "ann", "approved": true}),
+        "{ex}"
+    );
+    let logs: Vec<Value> = s.logs(&id).iter().map(|l| l["message"].clone()).collect();
+    assert_eq!(logs, [json!("ann: True")], "recorded once");
+
+    let bad = s.invoke("app", &json!({"name": ""}));
+    let ex = s.wait_done(&bad);
+    assert_eq!(ex["error"]["error_type"], "ValidationError", "{ex}");
+}
