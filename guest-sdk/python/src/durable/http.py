@@ -115,11 +115,9 @@ def request(
     body: bytes | str | None = None,
     json: Any = None,
     headers: Optional[Mapping[str, str]] = None,
-    timeout: Optional[float] = None,
 ) -> Response:
     """Send one request and read the whole response. `json` sends a JSON body with
-    `content-type: application/json`; `timeout` (seconds) bounds the connect and the wait
-    for the first byte."""
+    `content-type: application/json`."""
     if not _AVAILABLE:  # pragma: no cover
         raise HttpError("outbound HTTP is only available inside a component")
     try:
@@ -150,13 +148,6 @@ def request(
         req.set_path_with_query(path)
     except Err:
         raise fail("invalid request line") from None
-    options = None
-    if timeout is not None:
-        options = h.RequestOptions()
-        ns = int(timeout * 1e9)
-        options.set_connect_timeout(ns)
-        options.set_first_byte_timeout(ns)
-
     out_body = req.body()
     stream = out_body.write()
     try:
@@ -165,10 +156,10 @@ def request(
             # The usual case: the whole body is with the host; finish it, then send.
             stream.__exit__(None, None, None)
             h.OutgoingBody.finish(out_body, None)
-            future = outgoing_handler.handle(req, options)
+            future = outgoing_handler.handle(req, None)
         else:
             # A body larger than the host buffers: send, then stream the rest.
-            future = outgoing_handler.handle(req, options)
+            future = outgoing_handler.handle(req, None)
             view = memoryview(data)[written:]
             while view:
                 n = _write_some(stream, view)
@@ -223,11 +214,11 @@ def _write_some(stream: Any, data) -> int:
     return written
 
 
-def get(url: str, *, headers: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> Response:
+def get(url: str, *, headers: Optional[Mapping[str, str]] = None) -> Response:
     """GET `url`."""
-    return request("GET", url, headers=headers, timeout=timeout)
+    return request("GET", url, headers=headers)
 
 
-def post_json(url: str, value: Any, *, headers: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> Response:
+def post_json(url: str, value: Any, *, headers: Optional[Mapping[str, str]] = None) -> Response:
     """POST `value` as JSON to `url`."""
-    return request("POST", url, json=value, headers=headers, timeout=timeout)
+    return request("POST", url, json=value, headers=headers)

@@ -2,8 +2,9 @@
 each line once and drops it when the same code runs again during replay, so guest code logs
 freely without duplicates. Owns no state.
 
-`print()` also reaches the execution's logs: the host captures stdout and stderr line by
-line and keys each line by the replay position exactly as it keys `log` lines, so a print
+`print()` also reaches the execution's logs: the host captures stdout (level info) and
+stderr (level warn) line by line and keys each line by the replay position exactly as it
+keys `log` lines, so a print
 is recorded once too (the SDK makes both streams line-buffered, so a line is written
 before the next durable operation). `LogHandler` routes the standard `logging` module here.
 """
