@@ -131,6 +131,32 @@ class Json(unittest.TestCase):
             _entry._HANDLER = None
 
 
+class Waits(unittest.TestCase):
+    def test_a_wait_takes_a_name_and_seconds_or_only_seconds(self):
+        calls = []
+
+        class Host:
+            def wait(self, parent, name, ms):
+                calls.append((parent, name, ms))
+
+        from durable import _bindings
+
+        _bindings.host = Host()
+        try:
+            ctx = durable.Context()
+            ctx.wait(seconds=1)
+            ctx.wait("cool-down", seconds=0.25)
+            ctx.wait(5)
+            ctx.wait(datetime.timedelta(milliseconds=3))
+            durable.Context("3").wait("inner", seconds=0)
+        finally:
+            del _bindings.host
+        self.assertEqual(
+            calls,
+            [(None, None, 1000), (None, "cool-down", 250), (None, None, 5000), (None, None, 3), ("3", "inner", 0)],
+        )
+
+
 class Urls(unittest.TestCase):
     def test_host_port_path_and_query(self):
         cases = [

@@ -188,13 +188,16 @@ class Context:
 
     def wait(
         self,
-        name: Optional[str] = None,
+        name: Optional[str] | Duration = None,
         *,
         seconds: Duration = 0,
     ) -> None:
         """Pause the execution for `seconds` (a number or a `timedelta`, in whole
-        milliseconds, rounded up). The guest is unloaded while it waits; a zero wait is
-        recorded and returns at once."""
+        milliseconds, rounded up): `ctx.wait(seconds=5)`, `ctx.wait("cool-down",
+        seconds=5)`, or `ctx.wait(5)` for an unnamed one. The guest is unloaded while it
+        waits; a zero wait is recorded and returns at once."""
+        if not isinstance(name, (str, type(None))):
+            name, seconds = None, name  # ctx.wait(5): the duration, unnamed
         b.host.wait(self._parent, name, millis(seconds))
 
     def create_callback(
