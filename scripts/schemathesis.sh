@@ -34,17 +34,7 @@ cd "$root"
 version=4.32.5
 venv="$root/target/schemathesis-venv"
 st="$venv/bin/schemathesis"
-
-if ! "$st" --version 2>/dev/null | grep -qF "$version"; then
-    if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-        echo "schemathesis: installing python3 and python3-venv" >&2
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-    fi
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
-fi
+bash "$root/scripts/python-venv.sh" schemathesis-venv "schemathesis==$version" >/dev/null
 
 cargo build -q -p durable-host
 bash scripts/build-guests.sh >/dev/null

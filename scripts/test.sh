@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Run every test: unit tests of the host, then the end-to-end suites in tests/ (real server
-# process, real sled directories, guests built from examples/ and tests/guests/, real HTTP),
-# then schemathesis against the server's OpenAPI description (scripts/schemathesis.sh).
-# Installs what a fresh machine lacks (the wasm32-wasip2 target; python3 and schemathesis).
-# Arguments go to `cargo test`; with any, schemathesis is skipped (a filtered run).
+# process, real sled directories, guests built from examples/ and tests/guests/, in Rust and
+# in Python, real HTTP), the Python SDK's unit tests, then schemathesis against the server's
+# OpenAPI description (scripts/schemathesis.sh).
+# Installs what a fresh machine lacks (the wasm32-wasip2 target; python3, componentize-py
+# and schemathesis).
+# Arguments go to `cargo test`; with any, the Python unit tests and schemathesis are skipped
+# (a filtered run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/build-guests.sh >/dev/null
 cargo test -p durable-host "$@"
 if [ "$#" -eq 0 ]; then
+    "$(bash scripts/python-venv.sh)" -m unittest discover -s guest-sdk/python/tests
     bash scripts/schemathesis.sh
 fi

@@ -1,7 +1,10 @@
-//! The AWS durable-functions conformance suites for steps, waits, callbacks,
-//! wait-for-callback and child contexts (`shared/reference/aws-durable-conformance/{step,
-//! wait,callback,wait_for_callback,child}/*.yaml`), ported to this host: real server, real
-//! HTTP, the `conformance_guest` component (scenarios in `tests/guests/README.md`).
+//! The conformance kit: the AWS durable-functions conformance suites for steps, waits,
+//! callbacks, wait-for-callback and child contexts
+//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child}/*.yaml`),
+//! ported to this host: real server, real HTTP, run against every SDK's conformance guest
+//! ([`GUESTS`]: the Rust and the Python one, scenarios in `tests/guests/README.md`). Each
+//! case is a function listed in `kit!` at the end, which makes one test per (guest, case):
+//! `rust::step_1_1_...`, `python::step_1_1_...`.
 //!
 //! Every test asserts the exact event sequence of the history (type, sub type, id, parent
 //! id, name, attempt, error type, retry delay, durations and timeouts; see [`line`]), the
@@ -108,6 +111,13 @@
 //! | 3-17 | logger only, log once | differs: `child_3_13_3_17_wait_inside_a_child_and_its_log_line_once` (the wait is inside the child, so the child body does run again on replay; the replay-aware logger keeps the line once) |
 //! | 3-18 | step and wait inside, step and wait after | differs: `child_3_10_3_18_step_and_wait_inside_then_step_after` (no wait after) |
 //!
+//! The cases as data: `reference_cases` runs the rows of [`CASES`] (1-1, 1-2, 1-10, 1-11,
+//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1) and compares each execution with the
+//! reference YAML itself (`ExpectedResult`, and every event of `ExpectedExecutionHistory`:
+//! type, sub type, id and parent-id placeholders, names, attempts, error types and
+//! messages, results, and the presence of delays and durations), read at run time from
+//! `../shared/`. A new SDK's guest that passes it and the tests above is conformant.
+//!
 //! Besides the YAML: `callback_api_unknown_ids_are_404` (and 409 for second completions in
 //! 4-1 and 4-18).
 
@@ -120,19 +130,59 @@ use serde_json::{json, Value};
 use support::*;
 
 const FUNCTION: &str = "conf";
-const GUEST: &str = "conformance_guest";
+
+/// The conformance guests the kit runs against: (SDK, component). Each test below runs
+/// once per guest, as `<sdk>::<test>` (`rust::step_1_1_...`, `python::step_1_1_...`).
+const GUESTS: [(&str, &str); 2] = [
+    ("rust", "conformance_guest"),
+    ("python", "python/conformance_guest"),
+];
+
+thread_local! {
+    /// The component under test on this test's thread (libtest runs each test on its own).
+    static GUEST: std::cell::Cell<&'static str> = const { std::cell::Cell::new("") };
+}
+
+/// The component the running test deploys.
+fn guest() -> &'static str {
+    let g = GUEST.with(|g| g.get());
+    assert!(!g.is_empty(), "a kit test runs through kit!");
+    g
+}
+
+/// Run `case` against the guest of `sdk`.
+fn against(sdk: &str, case: fn()) {
+    let (_, component) = GUESTS
+        .iter()
+        .find(|(s, _)| *s == sdk)
+        .unwrap_or_else(|| panic!("no conformance guest for {sdk}"));
+    GUEST.with(|g| g.set(component));
+    case();
+}
+
+/// One `#[test]` per (guest, case): `mod rust` and `mod python`, each with every case.
+macro_rules! kit {
+    ($($case:ident),* $(,)?) => {
+        mod rust {
+            $(#[test] fn $case() { super::against("rust", super::$case) })*
+        }
+        mod python {
+            $(#[test] fn $case() { super::against("python", super::$case) })*
+        }
+    };
+}
 
 /// A server with the conformance guest deployed as [`FUNCTION`].
 fn server() -> Server {
     let s = Server::start();
-    s.deploy(FUNCTION, GUEST);
+    s.deploy_precompiled(FUNCTION, guest());
     s
 }
 
 /// A server that may call `mock`, with the guest deployed.
 fn server_for(mock: &Mock) -> Server {
     let s = Server::start_with(&["--allow-outbound", &mock.allow()]);
-    s.deploy(FUNCTION, GUEST);
+    s.deploy_precompiled(FUNCTION, guest());
     s
 }
 
@@ -294,7 +344,6 @@ fn error_of(ex: &Value) -> (&str, &str) {
 // Steps (1-x)
 // ---------------------------------------------------------------------------------------
 
-#[test]
 fn step_1_1_basic_step_succeeds_on_first_attempt() {
     let s = server();
     let (ex, h) = run(&s, "step-basic", json!({"name": "World"}));
@@ -314,7 +363,6 @@ fn step_1_1_basic_step_succeeds_on_first_attempt() {
     assert_eq!(h[4]["details"]["result"], "Hello, World!");
 }
 
-#[test]
 fn step_1_2_step_with_name() {
     let s = server();
     let (ex, h) = run(&s, "step-named", json!({"name": "World"}));
@@ -333,7 +381,6 @@ fn step_1_2_step_with_name() {
     assert_eq!(h[2]["details"]["result"], "Hello, World!");
 }
 
-#[test]
 fn step_1_3_sequential_steps() {
     let s = server();
     let (ex, h) = run(&s, "steps", json!({"count": 2}));
@@ -355,7 +402,6 @@ fn step_1_3_sequential_steps() {
     assert_eq!(h[4]["details"]["result"], 1);
 }
 
-#[test]
 fn step_1_4_step_returns_a_complex_object() {
     let s = server();
     let value = json!({"user": {"name": "Alice", "tags": ["admin", "active"]}, "count": 2});
@@ -378,7 +424,6 @@ fn step_1_4_step_returns_a_complex_object() {
     assert_eq!(h[4]["details"]["result"], value);
 }
 
-#[test]
 fn step_1_5_step_returns_null() {
     let s = server();
     let (ex, h) = run(&s, "stdout", json!({"text": unique("out")}));
@@ -401,7 +446,6 @@ fn step_1_5_step_returns_null() {
     assert_eq!(h[2]["details"]["result"], Value::Null);
 }
 
-#[test]
 fn step_1_7_step_logger_logs_once() {
     let s = server();
     let marker = unique("greeting");
@@ -432,7 +476,6 @@ fn step_1_7_step_logger_logs_once() {
     );
 }
 
-#[test]
 fn step_1_8_1_9_steps_then_wait_replay_without_re_running_the_steps() {
     let mock = Mock::start();
     mock.release_slow();
@@ -467,7 +510,6 @@ fn step_1_8_1_9_steps_then_wait_replay_without_re_running_the_steps() {
     assert_eq!(mock.count("/hit/after"), 1);
 }
 
-#[test]
 fn step_1_10_replay_rethrows_the_failed_step() {
     let s = server();
     let (ex, h) = run(&s, "step-fail-then-wait", json!({"wait_ms": 100}));
@@ -490,7 +532,6 @@ fn step_1_10_replay_rethrows_the_failed_step() {
     assert!(!has(&h[2]["details"], "next_attempt_delay_ms"));
 }
 
-#[test]
 fn step_1_11_retry_fails_then_succeeds() {
     let s = server();
     let (ex, h) = run(
@@ -521,7 +562,6 @@ fn step_1_11_retry_fails_then_succeeds() {
     assert_eq!(h[5]["details"]["result"], "Operation succeeded");
 }
 
-#[test]
 fn step_1_12_retry_exhaustion_fails_the_execution() {
     let s = server();
     let (ex, h) = run(
@@ -559,7 +599,6 @@ fn step_1_12_retry_exhaustion_fails_the_execution() {
     );
 }
 
-#[test]
 fn step_1_14_retry_with_custom_backoff() {
     let s = server();
     let (ex, h) = run(
@@ -589,7 +628,6 @@ fn step_1_14_retry_with_custom_backoff() {
     assert!(gap(&h, 5, 7) >= 60, "{}", gap(&h, 5, 7));
 }
 
-#[test]
 fn step_1_15_retry_on_a_specific_error_type() {
     let s = server();
     let (ex, h) = run(
@@ -616,7 +654,6 @@ fn step_1_15_retry_on_a_specific_error_type() {
     assert!(gap(&h, 2, 4) >= 20, "{}", gap(&h, 2, 4));
 }
 
-#[test]
 fn step_1_16_non_retryable_error_fails_without_retry() {
     let s = server();
     // Listed in never_retry_on.
@@ -659,7 +696,6 @@ fn step_1_16_non_retryable_error_fails_without_retry() {
     );
 }
 
-#[test]
 fn step_1_17_at_most_once_interrupted_without_retry() {
     let s = server();
     let marker = unique("amo");
@@ -689,7 +725,6 @@ fn step_1_17_at_most_once_interrupted_without_retry() {
     assert_eq!(hits, 1, "the body ran once: {logs:#?}");
 }
 
-#[test]
 fn step_1_18_at_most_once_interrupted_then_retried() {
     let s = server();
     let marker = unique("amo");
@@ -719,7 +754,6 @@ fn step_1_18_at_most_once_interrupted_then_retried() {
     assert_eq!(hits, 2, "once per attempt: {logs:#?}");
 }
 
-#[test]
 fn step_1_19_step_fails_permanently() {
     let s = server();
     let (ex, h) = run(
@@ -745,7 +779,6 @@ fn step_1_19_step_fails_permanently() {
     );
 }
 
-#[test]
 fn step_1_20_error_caught_and_handled() {
     let s = server();
     let (ex, h) = run(&s, "step-fail-caught", Value::Null);
@@ -779,7 +812,6 @@ fn assert_wait_timing(h: &[Value], started: usize, done: usize, duration: i64) {
     assert!(ts(&h[done]) >= end, "completed early: {}", h[done]);
 }
 
-#[test]
 fn wait_2_1_basic_wait() {
     let s = server();
     let (ex, h) = run(&s, "wait", json!({"ms": 100}));
@@ -799,7 +831,6 @@ fn wait_2_1_basic_wait() {
     assert_wait_timing(&h, 1, 3, 100);
 }
 
-#[test]
 fn wait_2_2_named_wait() {
     let s = server();
     let (ex, h) = run(&s, "wait", json!({"ms": 100, "name": "custom_wait_name"}));
@@ -819,7 +850,6 @@ fn wait_2_2_named_wait() {
     assert_wait_timing(&h, 1, 3, 100);
 }
 
-#[test]
 fn wait_2_3_sequential_waits() {
     let s = server();
     let (ex, h) = run(&s, "waits", json!({"ms": [60, 80]}));
@@ -864,12 +894,10 @@ fn long_wait_suspends(ms: u64) {
     assert_eq!(ex["output"], Value::Null);
 }
 
-#[test]
 fn wait_2_4_one_minute_wait_suspends() {
     long_wait_suspends(60_000);
 }
 
-#[test]
 fn wait_2_5_one_hour_wait_suspends() {
     long_wait_suspends(3_600_000);
 }
@@ -888,7 +916,6 @@ fn start_callback(s: &Server, params: Value) -> (String, String) {
     (id, cb)
 }
 
-#[test]
 fn callback_4_1_success() {
     let s = server();
     let name = unique("cb");
@@ -933,7 +960,6 @@ fn callback_4_1_success() {
     assert_eq!(s.history(&id).len(), h.len(), "nothing more was recorded");
 }
 
-#[test]
 fn callback_4_2_explicit_name() {
     let s = server();
     let payload = json!({"approved": true, "by": unique("user")});
@@ -957,7 +983,6 @@ fn callback_4_2_explicit_name() {
     assert_eq!(h[3]["details"]["result"], payload);
 }
 
-#[test]
 fn callback_4_3_timeout() {
     let s = server();
     let name = unique("cb");
@@ -980,7 +1005,6 @@ fn callback_4_3_timeout() {
     refused(&s, cb, "succeed", &json!(1), 409, "conflict");
 }
 
-#[test]
 fn callback_4_4_heartbeat_timeout() {
     let s = server();
     let name = unique("cb");
@@ -1005,7 +1029,6 @@ fn callback_4_4_heartbeat_timeout() {
     assert!(gap(&h, 1, 3) >= 200, "timed out after {} ms", gap(&h, 1, 3));
 }
 
-#[test]
 fn callback_4_5_heartbeats_keep_it_alive_then_success() {
     let s = server();
     let name = unique("cb");
@@ -1043,7 +1066,6 @@ fn callback_4_5_heartbeats_keep_it_alive_then_success() {
     assert_eq!(h[3]["details"]["result"], payload);
 }
 
-#[test]
 fn callback_4_6_failure_fails_the_execution() {
     let s = server();
     let name = unique("cb");
@@ -1080,7 +1102,6 @@ fn callback_during_wait(complete: impl FnOnce(&Server, &str)) -> (Value, Vec<Val
     (ex, h)
 }
 
-#[test]
 fn callback_4_9_completed_during_a_wait_before_it_is_awaited() {
     let payload = json!({"ok": unique("v")});
     let p = payload.clone();
@@ -1105,7 +1126,6 @@ fn callback_4_9_completed_during_a_wait_before_it_is_awaited() {
     assert_wait_timing(&h, 2, 6, 800);
 }
 
-#[test]
 fn callback_4_10_failed_during_a_wait_before_it_is_awaited() {
     let (ex, h) = callback_during_wait(|s, cb| fail(s, cb, "RejectedError", "not approved"));
     assert_eq!(ex["status"], "failed", "{ex}");
@@ -1127,7 +1147,6 @@ fn callback_4_10_failed_during_a_wait_before_it_is_awaited() {
     assert_wait_timing(&h, 2, 6, 800);
 }
 
-#[test]
 fn callback_4_13_failure_caught() {
     let s = server();
     let name = unique("cb");
@@ -1152,7 +1171,6 @@ fn callback_4_13_failure_caught() {
     );
 }
 
-#[test]
 fn callback_4_14_timeout_caught() {
     let s = server();
     let name = unique("cb");
@@ -1228,17 +1246,14 @@ fn two_callbacks(a_first: bool) {
     assert_eq!(h[6]["details"]["result"], *second_value);
 }
 
-#[test]
 fn callback_4_18_two_callbacks_completed_in_order() {
     two_callbacks(true);
 }
 
-#[test]
 fn callback_4_19_two_callbacks_completed_in_reverse_order() {
     two_callbacks(false);
 }
 
-#[test]
 fn callback_api_unknown_ids_are_404() {
     let s = server();
     let unknown = "cb_00000000000000000000000000000000";
@@ -1289,7 +1304,6 @@ fn with(mut base: Vec<String>, more: &[String]) -> Vec<String> {
     base
 }
 
-#[test]
 fn wait_for_callback_7_1_basic() {
     let mock = Mock::start();
     let s = server_for(&mock);
@@ -1323,7 +1337,6 @@ fn wait_for_callback_7_1_basic() {
     assert_eq!(mock.count("/notify"), 1, "the submitter did not run again");
 }
 
-#[test]
 fn wait_for_callback_7_2_static_name() {
     let s = server();
     let payload = json!(unique("payload"));
@@ -1348,7 +1361,6 @@ fn wait_for_callback_7_2_static_name() {
     assert_eq!(h[6]["details"]["result"], payload);
 }
 
-#[test]
 fn wait_for_callback_7_4_failure_uncaught() {
     let s = server();
     let name = unique("wfc");
@@ -1374,7 +1386,6 @@ fn wait_for_callback_7_4_failure_uncaught() {
     assert_eq!(h[7]["details"]["error"]["error_message"], "not approved");
 }
 
-#[test]
 fn wait_for_callback_7_5_timeout_uncaught() {
     let s = server();
     let name = unique("wfc");
@@ -1400,7 +1411,6 @@ fn wait_for_callback_7_5_timeout_uncaught() {
     assert!(gap(&h, 2, 6) >= 200, "timed out after {} ms", gap(&h, 2, 6));
 }
 
-#[test]
 fn wait_for_callback_7_6_failure_caught() {
     let s = server();
     let name = unique("wfc");
@@ -1426,7 +1436,6 @@ fn wait_for_callback_7_6_failure_caught() {
     );
 }
 
-#[test]
 fn wait_for_callback_7_7_submitter_retry_exhaustion() {
     let s = server();
     let (ex, h) = run(
@@ -1461,7 +1470,6 @@ fn wait_for_callback_7_7_submitter_retry_exhaustion() {
     refused(&s, cb, "succeed", &json!(1), 409, "conflict");
 }
 
-#[test]
 fn wait_for_callback_7_11_json_object_result() {
     let s = server();
     let name = unique("wfc");
@@ -1486,7 +1494,6 @@ fn wait_for_callback_7_11_json_object_result() {
     assert_eq!(h[6]["details"]["result"], json!({"status": "approved"}));
 }
 
-#[test]
 fn wait_for_callback_7_12_heartbeat_timeout() {
     let s = server();
     let name = unique("wfc");
@@ -1512,7 +1519,6 @@ fn wait_for_callback_7_12_heartbeat_timeout() {
     assert!(gap(&h, 2, 6) >= 200, "timed out after {} ms", gap(&h, 2, 6));
 }
 
-#[test]
 fn wait_for_callback_7_13_heartbeat_then_success() {
     let s = server();
     let name = unique("wfc");
@@ -1544,7 +1550,6 @@ fn wait_for_callback_7_13_heartbeat_then_success() {
     assert_eq!(st, 409);
 }
 
-#[test]
 fn wait_for_callback_7_14_timeout_caught() {
     let s = server();
     let name = unique("wfc");
@@ -1569,7 +1574,6 @@ fn wait_for_callback_7_14_timeout_caught() {
     );
 }
 
-#[test]
 fn wait_for_callback_7_15_empty_payload_is_null() {
     let s = server();
     let name = unique("wfc");
@@ -1626,17 +1630,14 @@ fn child_with_step(scenario_name: &str, name: &str, value: Value) {
     assert_eq!(h[4]["details"]["result"], value);
 }
 
-#[test]
 fn child_3_1_basic() {
     child_with_step("child-basic", "-", json!(unique("input")));
 }
 
-#[test]
 fn child_3_2_named() {
     child_with_step("child-named", "child", json!(unique("input")));
 }
 
-#[test]
 fn child_3_5_error_caught() {
     let s = server();
     let (ex, h) = run(&s, "child-error-caught", Value::Null);
@@ -1660,7 +1661,6 @@ fn child_3_5_error_caught() {
     );
 }
 
-#[test]
 fn child_3_6_nested() {
     let s = server();
     let (ex, h) = run(&s, "child-nested", Value::Null);
@@ -1685,7 +1685,6 @@ fn child_3_6_nested() {
     }
 }
 
-#[test]
 fn child_3_10_3_18_step_and_wait_inside_then_step_after() {
     let s = server();
     let (ex, h) = run(&s, "child-wait", json!({"wait_ms": 100}));
@@ -1717,7 +1716,6 @@ fn child_3_10_3_18_step_and_wait_inside_then_step_after() {
     assert_eq!(h[11]["details"]["result"], 3);
 }
 
-#[test]
 fn child_3_12_interrupted_step_is_re_executed_after_a_host_crash() {
     let mock = Mock::start(); // `/slow` is held until released
     let mut s = server_for(&mock);
@@ -1766,7 +1764,6 @@ fn child_3_12_interrupted_step_is_re_executed_after_a_host_crash() {
     assert_eq!(mock.count("/hit/after"), 1);
 }
 
-#[test]
 fn child_3_13_3_17_wait_inside_a_child_and_its_log_line_once() {
     let s = server();
     let marker = unique("child-log");
@@ -1798,7 +1795,575 @@ fn child_3_13_3_17_wait_inside_a_child_and_its_log_line_once() {
     assert_eq!(mine[0]["operation_id"], Value::Null);
 }
 
-#[test]
 fn child_3_16_returning_null() {
     child_with_step("child-basic", "-", Value::Null);
+}
+
+// ---------------------------------------------------------------------------------------
+// The reference cases as data: each row runs a scenario and checks the execution against the
+// AWS case's own YAML (its ExpectedResult and ExpectedExecutionHistory), read from
+// `shared/reference/aws-durable-conformance/`.
+// ---------------------------------------------------------------------------------------
+
+/// Where the reference cases are: `shared/` beside the checkout (the CI's layout too).
+fn reference_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/aws-durable-conformance")
+}
+
+/// One reference case: its YAML, the scenario (and params) that implements it here, and
+/// the values its `${INPUT_n}` variables take.
+struct Case {
+    yaml: &'static str,
+    scenario: &'static str,
+    params: &'static str,
+    inputs: &'static [&'static str],
+}
+
+/// The cases whose YAML applies as written (durations aside: the YAML's are seconds, ours
+/// milliseconds, so only their presence is checked). The other cases of the applicability
+/// table are tests of their own above, because they need an external actor (callbacks,
+/// crashes) or differ from the YAML.
+const CASES: &[Case] = &[
+    Case {
+        yaml: "step/1-1.yaml",
+        scenario: "step-basic",
+        params: r#"{"name": "World"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-2.yaml",
+        scenario: "step-named",
+        params: r#"{"name": "World"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-10.yaml",
+        scenario: "step-fail-then-wait",
+        params: r#"{"wait_ms": 100}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-11.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 3, "delay_ms": 50}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-12.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 99, "max_attempts": 4, "delay_ms": 20}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-14.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 2, "max_attempts": 5, "delay_ms": 20, "backoff_rate": 3.0}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-15.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 3, "delay_ms": 20, "retry_on": ["TransientError"]}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-16.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 3, "delay_ms": 20, "never_retry_on": ["TransientError"]}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-19.yaml",
+        scenario: "step-retry",
+        params: r#"{"fail_times": 1, "max_attempts": 1, "delay_ms": 10, "error_type": "StepError"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "step/1-20.yaml",
+        scenario: "step-fail-caught",
+        params: "{}",
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait/2-1.yaml",
+        scenario: "wait",
+        params: r#"{"ms": 100}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait/2-2.yaml",
+        scenario: "wait",
+        params: r#"{"ms": 100, "name": "custom_wait_name"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "child/3-1.yaml",
+        scenario: "child-basic",
+        params: r#"{"value": "k3Lw9x2Q"}"#,
+        inputs: &["k3Lw9x2Q"],
+    },
+];
+
+/// `text` with `${INPUT_n}` replaced by the case's inputs.
+fn substitute(text: &str, inputs: &[&str]) -> String {
+    let mut out = text.to_string();
+    for (i, v) in inputs.iter().enumerate() {
+        out = out.replace(&format!("${{INPUT_{}}}", i + 1), v);
+    }
+    out
+}
+
+/// Whether our `value` matches the YAML's `want`: `*` is anything present; `${/.*X$/}` a
+/// suffix; `${NAME}` a placeholder bound to the first value it meets (and no two
+/// placeholders to one value); anything else equal, after substitution.
+fn matches(
+    want: &str,
+    value: Option<String>,
+    binds: &mut std::collections::HashMap<String, String>,
+    inputs: &[&str],
+) -> Result<(), String> {
+    let want = substitute(want, inputs);
+    let Some(value) = value else {
+        return Err(format!("missing, expected {want:?}"));
+    };
+    if want == "*" {
+        return Ok(());
+    }
+    if let Some(re) = want.strip_prefix("${/").and_then(|w| w.strip_suffix("/}")) {
+        let suffix = re.trim_start_matches(".*").trim_end_matches('$');
+        return if value.ends_with(suffix) {
+            Ok(())
+        } else {
+            Err(format!("{value:?} does not match /{re}/"))
+        };
+    }
+    if let Some(name) = want.strip_prefix("${").and_then(|w| w.strip_suffix('}')) {
+        if let Some(bound) = binds.get(name) {
+            return if *bound == value {
+                Ok(())
+            } else {
+                Err(format!("{value:?}, but {name} is {bound:?}"))
+            };
+        }
+        if let Some((other, _)) = binds.iter().find(|(_, v)| **v == value) {
+            return Err(format!("{value:?} is already {other}, not {name}"));
+        }
+        binds.insert(name.to_string(), value);
+        return Ok(());
+    }
+    if want == value {
+        Ok(())
+    } else {
+        Err(format!("{value:?}, expected {want:?}"))
+    }
+}
+
+/// A YAML scalar as text.
+fn scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Our JSON value as the YAML would write it: strings bare, the rest as JSON.
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The differences between one of our events and the YAML's.
+fn event_diff(
+    want: &serde_yaml::Value,
+    got: &Value,
+    binds: &mut std::collections::HashMap<String, String>,
+    inputs: &[&str],
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut check = |what: &str, want: Option<String>, got: Option<String>| {
+        if let Some(w) = want {
+            if let Err(e) = matches(&w, got, binds, inputs) {
+                diffs.push(format!("{what}: {e}"));
+            }
+        }
+    };
+    let field = |k: &str| want.get(k).and_then(scalar);
+    let ours = |k: &str| got[k].as_str().map(str::to_string);
+    check("EventType", field("EventType"), ours("event_type"));
+    check("SubType", field("SubType"), ours("sub_type"));
+    check("Id", field("Id"), ours("id"));
+    check("ParentId", field("ParentId"), ours("parent_id"));
+    check("Name", field("Name"), ours("name"));
+    let event_type = field("EventType").unwrap_or_default();
+    let details = want.get(format!("{event_type}Details").as_str());
+    let d = &got["details"];
+    let at = |path: &[&str]| -> Option<String> {
+        let mut v = details?;
+        for k in path {
+            v = v.get(*k)?;
+        }
+        scalar(v)
+    };
+    check(
+        "ErrorType",
+        at(&["Error", "Payload", "ErrorType"]),
+        d["error"]["error_type"].as_str().map(str::to_string),
+    );
+    check(
+        "ErrorMessage",
+        at(&["Error", "Payload", "ErrorMessage"]),
+        d["error"]["error_message"].as_str().map(str::to_string),
+    );
+    check(
+        "CurrentAttempt",
+        at(&["RetryDetails", "CurrentAttempt"]),
+        d["attempt"].as_u64().map(|n| n.to_string()),
+    );
+    // Seconds there, milliseconds here: present or not.
+    let present = |b: bool| Some(if b { "yes" } else { "no" }.to_string());
+    if at(&["RetryDetails", "NextAttemptDelaySeconds"]).is_some() {
+        check(
+            "NextAttemptDelay",
+            Some("yes".into()),
+            present(has(d, "next_attempt_delay_ms")),
+        );
+    }
+    if at(&["Duration"]).is_some() {
+        check(
+            "Duration",
+            Some("yes".into()),
+            present(has(d, "duration_ms")),
+        );
+    }
+    if let Some(payload) = at(&["Result", "Payload"]) {
+        let expected: Value =
+            serde_json::from_str(&substitute(&payload, inputs)).unwrap_or(Value::String(payload));
+        if d["result"] != expected {
+            diffs.push(format!("Result: {}, expected {expected}", d["result"]));
+        }
+    }
+    diffs
+}
+
+/// Run every case of [`CASES`] on one server (concurrently) and compare each with its YAML.
+fn reference_cases() {
+    let dir = reference_dir();
+    let s = server();
+    let started: Vec<(&Case, String)> = CASES
+        .iter()
+        .map(|c| {
+            let params: Value = serde_json::from_str(c.params).expect("params are JSON");
+            (c, start(&s, c.scenario, params))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (case, id) in started {
+        let text = std::fs::read_to_string(dir.join(case.yaml))
+            .unwrap_or_else(|e| panic!("{}: {e} (shared/ must be beside the checkout)", case.yaml));
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&text).expect("the reference YAML parses");
+        let ex = s.wait_done(&id);
+        let h = s.history(&id);
+        let mut diffs = Vec::new();
+        let expected = &yaml["ExpectedResult"];
+        let status = scalar(&expected["ExecutionStatus"])
+            .unwrap_or_default()
+            .to_lowercase();
+        if ex["status"] != status.as_str() {
+            diffs.push(format!("status {}, expected {status}", ex["status"]));
+        }
+        if let Some(result) = scalar(&expected["Result"]) {
+            let want = substitute(&result, case.inputs);
+            if text_of(&ex["output"]).as_deref() != Some(want.as_str()) {
+                diffs.push(format!("output {}, expected {want:?}", ex["output"]));
+            }
+        }
+        // The YAML's history starts after ExecutionStarted and ends before the terminal event.
+        let ours = &h[1..h.len().saturating_sub(1)];
+        let theirs = yaml["ExpectedExecutionHistory"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        if ours.len() != theirs.len() {
+            diffs.push(format!(
+                "{} events, expected {}: {:#?}",
+                ours.len(),
+                theirs.len(),
+                lines(&h)
+            ));
+        } else {
+            let mut binds = std::collections::HashMap::new();
+            for (i, (want, got)) in theirs.iter().zip(ours).enumerate() {
+                for d in event_diff(want, got, &mut binds, case.inputs) {
+                    diffs.push(format!("event {}: {d}", i + 2));
+                }
+            }
+        }
+        if !diffs.is_empty() {
+            failures.push(format!(
+                "{} ({}): {}",
+                case.yaml,
+                case.scenario,
+                diffs.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} reference cases differ:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// What every SDK must get right beyond the reference cases, as data: replay-aware output
+// (prints and log lines recorded once although the code before a wait runs twice),
+// non-determinism caught, errors kept verbatim, traps, limits and bad input.
+// ---------------------------------------------------------------------------------------
+
+/// One behaviour: a scenario, its params, the status it ends in, then the output (when it
+/// succeeds) or the error type (when it fails), and the log lines `(stream, message)` it
+/// must leave, each once.
+struct Behaviour {
+    scenario: &'static str,
+    params: &'static str,
+    status: &'static str,
+    outcome: &'static str,
+    logs: &'static [(&'static str, &'static str)],
+}
+
+const BEHAVIOURS: &[Behaviour] = &[
+    Behaviour {
+        scenario: "echo",
+        params: r#"{"value": {"a": [1, 2.5, "é", null]}}"#,
+        status: "succeeded",
+        outcome: r#"{"a": [1, 2.5, "é", null]}"#,
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "stdout",
+        params: r#"{"text": "printed-line"}"#,
+        status: "succeeded",
+        outcome: r#""printed""#,
+        logs: &[("stdout", "printed-line"), ("stderr", "err:printed-line")],
+    },
+    Behaviour {
+        scenario: "log-replay",
+        params: r#"{"marker": "mk", "wait_ms": 50}"#,
+        status: "succeeded",
+        outcome: r#""logged""#,
+        logs: &[("log", "mk-before"), ("log", "mk-after")],
+    },
+    Behaviour {
+        scenario: "child-log",
+        params: r#"{"marker": "ck"}"#,
+        status: "succeeded",
+        outcome: r#""ok""#,
+        logs: &[("log", "ck")],
+    },
+    Behaviour {
+        scenario: "nondeterministic",
+        params: "{}",
+        status: "failed",
+        outcome: "NonDeterministicExecution",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "fail",
+        params: r#"{"error_type": "Custom.Thing", "message": "it broke"}"#,
+        status: "failed",
+        outcome: "Custom.Thing",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "panic",
+        params: "{}",
+        status: "failed",
+        outcome: "Runtime.Trap",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "big-output",
+        params: r#"{"bytes": 10000}"#,
+        status: "failed",
+        outcome: "PayloadTooLarge",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "big-step-result",
+        params: r#"{"bytes": 10000}"#,
+        status: "succeeded",
+        outcome: r#"{"caught": {"error_type": "PayloadTooLarge"}}"#,
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "loop-in-step",
+        params: "{}",
+        status: "failed",
+        outcome: "Runtime.ActivationTimeout",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "no-such-scenario",
+        params: "{}",
+        status: "failed",
+        outcome: "UnknownScenario",
+        logs: &[],
+    },
+    Behaviour {
+        scenario: "step-basic",
+        params: r#"{"nom": "World"}"#,
+        status: "failed",
+        outcome: "InvalidInput",
+        logs: &[],
+    },
+];
+
+/// Whether `got` has everything `want` has (objects: these keys, recursively).
+fn contains(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| contains(gv, v))),
+        _ => got == want,
+    }
+}
+
+/// Run every [`BEHAVIOURS`] row on one server (payloads over 4 KiB refused, activations cut
+/// at 2 s) and check each.
+fn behaviours() {
+    let s = Server::start_with(&[
+        "--activation-timeout-secs",
+        "2",
+        "--max-payload-bytes",
+        "4096",
+    ]);
+    s.deploy_precompiled(FUNCTION, guest());
+    let started: Vec<(&Behaviour, String)> = BEHAVIOURS
+        .iter()
+        .map(|b| {
+            (
+                b,
+                start(
+                    &s,
+                    b.scenario,
+                    serde_json::from_str(b.params).expect("JSON"),
+                ),
+            )
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (b, id) in started {
+        let ex = s.wait_done(&id);
+        let mut diffs = Vec::new();
+        if ex["status"] != b.status {
+            diffs.push(format!(
+                "status {}, expected {}: {ex}",
+                ex["status"], b.status
+            ));
+        } else if b.status == "succeeded" {
+            let want: Value = serde_json::from_str(b.outcome).expect("JSON");
+            if !contains(&ex["output"], &want) {
+                diffs.push(format!("output {}, expected {want}", ex["output"]));
+            }
+        } else if ex["error"]["error_type"] != b.outcome {
+            diffs.push(format!("error {}, expected {}", ex["error"], b.outcome));
+        }
+        let logs: Vec<(String, String)> = s
+            .logs(&id)
+            .iter()
+            .map(|l| {
+                (
+                    l["stream"].as_str().unwrap_or("").to_string(),
+                    l["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = b
+            .logs
+            .iter()
+            .map(|(a, m)| (a.to_string(), m.to_string()))
+            .collect();
+        if b.status == "succeeded" && logs != want {
+            diffs.push(format!("logs {logs:?}, expected {want:?}"));
+        }
+        if !diffs.is_empty() {
+            failures.push(format!("{} {}: {}", b.scenario, b.params, diffs.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} behaviours differ:\n{}",
+        failures.len(),
+        BEHAVIOURS.len(),
+        failures.join("\n")
+    );
+    assert_eq!(s.metric("durable_resident_instances"), 0.0);
+}
+
+kit! {
+    reference_cases,
+    behaviours,
+    step_1_1_basic_step_succeeds_on_first_attempt,
+    step_1_2_step_with_name,
+    step_1_3_sequential_steps,
+    step_1_4_step_returns_a_complex_object,
+    step_1_5_step_returns_null,
+    step_1_7_step_logger_logs_once,
+    step_1_8_1_9_steps_then_wait_replay_without_re_running_the_steps,
+    step_1_10_replay_rethrows_the_failed_step,
+    step_1_11_retry_fails_then_succeeds,
+    step_1_12_retry_exhaustion_fails_the_execution,
+    step_1_14_retry_with_custom_backoff,
+    step_1_15_retry_on_a_specific_error_type,
+    step_1_16_non_retryable_error_fails_without_retry,
+    step_1_17_at_most_once_interrupted_without_retry,
+    step_1_18_at_most_once_interrupted_then_retried,
+    step_1_19_step_fails_permanently,
+    step_1_20_error_caught_and_handled,
+    wait_2_1_basic_wait,
+    wait_2_2_named_wait,
+    wait_2_3_sequential_waits,
+    wait_2_4_one_minute_wait_suspends,
+    wait_2_5_one_hour_wait_suspends,
+    callback_4_1_success,
+    callback_4_2_explicit_name,
+    callback_4_3_timeout,
+    callback_4_4_heartbeat_timeout,
+    callback_4_5_heartbeats_keep_it_alive_then_success,
+    callback_4_6_failure_fails_the_execution,
+    callback_4_9_completed_during_a_wait_before_it_is_awaited,
+    callback_4_10_failed_during_a_wait_before_it_is_awaited,
+    callback_4_13_failure_caught,
+    callback_4_14_timeout_caught,
+    callback_4_18_two_callbacks_completed_in_order,
+    callback_4_19_two_callbacks_completed_in_reverse_order,
+    callback_api_unknown_ids_are_404,
+    wait_for_callback_7_1_basic,
+    wait_for_callback_7_2_static_name,
+    wait_for_callback_7_4_failure_uncaught,
+    wait_for_callback_7_5_timeout_uncaught,
+    wait_for_callback_7_6_failure_caught,
+    wait_for_callback_7_7_submitter_retry_exhaustion,
+    wait_for_callback_7_11_json_object_result,
+    wait_for_callback_7_12_heartbeat_timeout,
+    wait_for_callback_7_13_heartbeat_then_success,
+    wait_for_callback_7_14_timeout_caught,
+    wait_for_callback_7_15_empty_payload_is_null,
+    child_3_1_basic,
+    child_3_2_named,
+    child_3_5_error_caught,
+    child_3_6_nested,
+    child_3_10_3_18_step_and_wait_inside_then_step_after,
+    child_3_12_interrupted_step_is_re_executed_after_a_host_crash,
+    child_3_13_3_17_wait_inside_a_child_and_its_log_line_once,
+    child_3_16_returning_null,
 }

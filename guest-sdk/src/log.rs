@@ -12,8 +12,9 @@ use crate::wit::LogLevel;
 /// recorded once even though that code runs again on every replay; lines logged inside a
 /// step body are recorded once per attempt (a replayed step does not run its body).
 ///
-/// Plain `println!` / `eprintln!` also reach the execution's logs (the host captures stdout
-/// and stderr) but are not deduplicated on replay.
+/// Plain `println!` / `eprintln!` also reach the execution's logs (the host captures them as
+/// lines of stream `stdout`, level info, and `stderr`, level warn) and are recorded once too:
+/// the host keys each printed line by the replay position, as it keys these lines.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Logger {
     _private: (),

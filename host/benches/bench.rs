@@ -58,6 +58,13 @@
 //!    lane and checked) vs the same component under another name without settings, on one
 //!    host, taking turns for `flow_rounds` rounds. Printed: the median of each, the
 //!    ratio of medians and the spread of the per-round ratios (the noise).
+//! 10. Python vs Rust activations: the Python conformance guest
+//!     (`target/wasm/python/conformance_guest.wasm`) beside the Rust one, each over the same
+//!     journal of one finished step: figure 2's resume (cached pre) with its per-phase split,
+//!     and whole activations end to end (`waits` with 20 one-millisecond waits: 21
+//!     activations, each a wake, an instantiation, a replay and a commit), per activation;
+//!     and the minor page faults per resume (`getrusage`: the pages of the memory image an
+//!     activation touches). Baseline: the Rust figure of the same run.
 
 use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
@@ -172,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
     let bench = Bench::start(Counts::new(settings.quick)).await?;
     let mut report = Report::default();
     let b = &bench;
-    let figures: [(&str, BoxFuture<'_, _>); 9] = [
+    let figures: [(&str, BoxFuture<'_, _>); 10] = [
         ("1", Box::pin(compile_vs_restart(b))),
         ("2", Box::pin(resume(b))),
         ("3", Box::pin(replay(b))),
@@ -182,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         ("7", Box::pin(auth_cost(b))),
         ("8", Box::pin(fairness(b))),
         ("9", Box::pin(flow_control(b))),
+        ("10", Box::pin(python_activations(b))),
     ];
     for (id, figure) in figures {
         if settings.runs(id) {
@@ -309,20 +317,28 @@ impl Bench {
         Ok(Arc::new(bench))
     }
 
-    /// `POST /v1/functions/conformance/invoke` (with `?wait=` when given); the response body.
-    async fn invoke(&self, input: &Value, wait_secs: Option<u32>) -> anyhow::Result<Value> {
-        self.invoke_in(None, input, wait_secs).await
-    }
-
-    /// `invoke` in `tenant` (the admin key acting there with `Durable-Tenant`), or in the
-    /// admin key's own.
+    /// `POST /v1/functions/conformance/invoke` (with `?wait=` when given) in `tenant` (the
+    /// admin key acting there with `Durable-Tenant`), or in the admin key's own; the
+    /// response body.
     async fn invoke_in(
         &self,
         tenant: Option<&str>,
         input: &Value,
         wait_secs: Option<u32>,
     ) -> anyhow::Result<Value> {
-        let mut url = format!("{}/v1/functions/{FUNCTION}/invoke", self.url);
+        self.invoke_function(FUNCTION, tenant, input, wait_secs)
+            .await
+    }
+
+    /// `invoke_in` of another function.
+    async fn invoke_function(
+        &self,
+        function: &str,
+        tenant: Option<&str>,
+        input: &Value,
+        wait_secs: Option<u32>,
+    ) -> anyhow::Result<Value> {
+        let mut url = format!("{}/v1/functions/{function}/invoke", self.url);
         if let Some(w) = wait_secs {
             write!(url, "?wait={w}")?;
         }
@@ -339,7 +355,19 @@ impl Bench {
 
     /// Invoke and wait until the execution succeeded; its id.
     async fn run(&self, input: &Value, wait_secs: u32) -> anyhow::Result<ExecKey> {
-        let body = self.invoke(input, Some(wait_secs)).await?;
+        self.run_function(FUNCTION, input, wait_secs).await
+    }
+
+    /// `run` of another function.
+    async fn run_function(
+        &self,
+        function: &str,
+        input: &Value,
+        wait_secs: u32,
+    ) -> anyhow::Result<ExecKey> {
+        let body = self
+            .invoke_function(function, None, input, Some(wait_secs))
+            .await?;
         ensure!(
             body["status"] == "succeeded",
             "{input} did not succeed: {body}"
@@ -372,7 +400,10 @@ fn guest(name: &str) -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("repository root")?;
-    let path = root.join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm"));
+    let path = match name.strip_prefix("python/") {
+        Some(_) => root.join(format!("target/wasm/{name}.wasm")),
+        None => root.join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm")),
+    };
     if !path.exists() {
         eprintln!("building the guests (scripts/build-guests.sh)...");
         let status = std::process::Command::new("bash")
@@ -1649,4 +1680,131 @@ async fn flow_control(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         ),
         ratio(mw, mo),
     )])
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 10: Python vs Rust activations
+
+/// The Python conformance guest is deployed under this name (figure 10).
+const PYTHON_FUNCTION: &str = "conformance-python";
+/// One-millisecond waits per end-to-end run: 21 activations.
+const PYTHON_WAITS: usize = 20;
+
+async fn python_activations(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let bytes = std::fs::read(guest("python/conformance_guest")?)?;
+    let size = bytes.len();
+    let t = Instant::now();
+    b.host
+        .registry
+        .upload(DEFAULT_TENANT, PYTHON_FUNCTION, bytes, &Default::default())
+        .await?;
+    let compile = t.elapsed();
+    let host = &b.host;
+    let n = (b.counts.resumes / 4).max(50);
+    let mut resumes = Vec::new();
+    for function in [FUNCTION, PYTHON_FUNCTION] {
+        let key = b.run_function(function, &steps_input(1), 300).await?;
+        let exec = Unfinished::load(b, &key)?;
+        sample(b.counts.warmup, || exec.resume(host, Phase::Call)).await?;
+        resumes.push(exec);
+    }
+    // Interleaved, so that the machine's load weighs on both alike.
+    let mut phases = [Vec::new(), Vec::new()];
+    for _ in 0..n {
+        for (exec, out) in resumes.iter().zip(&mut phases) {
+            out.push(sample_phases(1, |p| exec.resume(host, p)).await?);
+        }
+    }
+    let median_of = |runs: &[Vec<Samples>], phase: usize| -> Duration {
+        Samples::new(runs.iter().map(|r| r[phase].median()).collect()).median()
+    };
+    let split = |runs: &[Vec<Samples>]| -> String {
+        let step = |i: usize| match i {
+            0 => median_of(runs, 0),
+            _ => median_of(runs, i).saturating_sub(median_of(runs, i - 1)),
+        };
+        format!(
+            "{} / {} / {} / {}",
+            fmt_dur(step(0)),
+            fmt_dur(step(1)),
+            fmt_dur(step(2)),
+            fmt_dur(step(3))
+        )
+    };
+    let (rust, python) = (median_of(&phases[0], 3), median_of(&phases[1], 3));
+    // Minor page faults per resume: the pages of the memory image an activation touches.
+    let mut faults = [0.0; 2];
+    for (exec, out) in resumes.iter().zip(&mut faults) {
+        let before = minor_faults();
+        for _ in 0..n {
+            exec.resume(host, Phase::Call).await?;
+        }
+        *out = (minor_faults() - before) as f64 / n as f64;
+    }
+
+    // End to end: whole activations, woken by timers, committed.
+    let waits = json!(vec![1; PYTHON_WAITS]);
+    let runs = b.counts.replay_runs.max(5);
+    let mut per_activation = [Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        for (function, out) in [FUNCTION, PYTHON_FUNCTION].iter().zip(&mut per_activation) {
+            let t = Instant::now();
+            b.run_function(function, &scenario("waits", json!({ "ms": waits })), 300)
+                .await?;
+            out.push(t.elapsed() / (PYTHON_WAITS as u32 + 1));
+        }
+    }
+    let [rust_e2e, python_e2e] = per_activation.map(Samples::new);
+    let spread = |s: &Samples| format!("{}-{}", fmt_dur(s.pct(10.0)), fmt_dur(s.pct(90.0)));
+    Ok(vec![
+        Row::info(
+            "Python component: size, upload (compile, link, artifact)",
+            format!("{:.1} MB, {}", size as f64 / 1e6, fmt_dur(compile)),
+        ),
+        Row::info(
+            "Python resume: cached pre, instantiate + 1st host call, p50",
+            fmt_dur(python),
+        )
+        .target("<= 1.5 ms", python <= Duration::from_micros(1500))
+        .baseline(
+            format!("Rust, same run: {}", fmt_dur(rust)),
+            ratio(python.as_secs_f64(), rust.as_secs_f64()),
+        ),
+        Row::info(
+            "of which (Python): lookup / store + contexts / instantiate / call",
+            split(&phases[1]),
+        ),
+        Row::info(
+            "of which (Rust): lookup / store + contexts / instantiate / call",
+            split(&phases[0]),
+        ),
+        Row::info(
+            "minor page faults per resume, Python / Rust",
+            format!("{:.0} / {:.0}", faults[1], faults[0]),
+        ),
+        Row::info(
+            format!("Python activation end to end ({PYTHON_WAITS} 1 ms waits), p50 (p10-p90)"),
+            format!("{} ({})", fmt_dur(python_e2e.median()), spread(&python_e2e)),
+        )
+        .baseline(
+            format!(
+                "Rust, same run: {} ({})",
+                fmt_dur(rust_e2e.median()),
+                spread(&rust_e2e)
+            ),
+            ratio(
+                python_e2e.median().as_secs_f64(),
+                rust_e2e.median().as_secs_f64(),
+            ),
+        ),
+    ])
+}
+
+/// The process's minor page faults so far (`getrusage`).
+fn minor_faults() -> i64 {
+    // SAFETY: `getrusage` writes the struct it is given; all zeroes is a valid `rusage`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `rusage` owned by this frame.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt
 }

@@ -24,7 +24,8 @@ fn repo_root() -> PathBuf {
 
 /// Build every guest once per test binary (cargo makes repeated builds no-ops) and return
 /// the path of `name`'s component (`hello`, `user_registration`, `approval`,
-/// `conformance_guest`).
+/// `conformance_guest`; the Python ones as `python/hello`, ..., `python/conformance_guest`,
+/// under `target/wasm/python/`).
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -35,7 +36,10 @@ pub fn guest(name: &str) -> PathBuf {
             .expect("run scripts/build-guests.sh");
         assert!(status.success(), "building guests failed");
     });
-    let p = repo_root().join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm"));
+    let p = match name.strip_prefix("python/") {
+        Some(_) => repo_root().join(format!("target/wasm/{name}.wasm")),
+        None => repo_root().join(format!("target/wasm/wasm32-wasip2/release/{name}.wasm")),
+    };
     assert!(p.exists(), "{} missing", p.display());
     p
 }
@@ -218,6 +222,23 @@ impl Server {
             Some(guest_bytes(guest_name)),
         );
         assert!(s == 201 || s == 200, "deploy {name}: {s} {v}");
+        v
+    }
+
+    /// `deploy`, reusing the artifact an earlier server (of any test binary or run) compiled
+    /// for the same bytes: the cache `target/tmp/artifact-cache/` is linked into this
+    /// server's `artifacts/` before the upload and gets what it compiled after. A Python
+    /// component takes seconds to compile; a suite that starts a server per test would
+    /// spend most of its time compiling the same bytes again. The artifact's name carries
+    /// the sha256 of the bytes and the engine's hash, and the host verifies it.
+    pub fn deploy_precompiled(&self, name: &str, guest_name: &str) -> Value {
+        let cache = repo_root().join("target/tmp/artifact-cache");
+        let mine = self.data.path().join("artifacts");
+        let _ = std::fs::create_dir_all(&cache);
+        let _ = std::fs::create_dir_all(&mine);
+        share_artifacts(&cache, &mine);
+        let v = self.deploy(name, guest_name);
+        share_artifacts(&mine, &cache);
         v
     }
 
@@ -825,4 +846,30 @@ pub fn padded_component(bytes: &[u8], padding: usize, tag: u8) -> Vec<u8> {
     leb128(section.len(), &mut out);
     out.extend_from_slice(&section);
     out
+}
+
+/// Every `*.cwasm` of `from` that `to` lacks, hard-linked (or copied, then renamed into
+/// place, across filesystems) into `to`. Best effort: a file that cannot be shared is
+/// compiled again.
+fn share_artifacts(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        if !name.to_string_lossy().ends_with(".cwasm") || to.join(&name).exists() {
+            continue;
+        }
+        if std::fs::hard_link(e.path(), to.join(&name)).is_err() {
+            let tmp = to.join(format!(
+                ".{}.{}.part",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            if std::fs::copy(e.path(), &tmp).is_ok() {
+                let _ = std::fs::rename(&tmp, to.join(&name));
+            }
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }

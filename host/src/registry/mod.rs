@@ -352,8 +352,20 @@ impl Registry {
             }
         }
         let size_bytes = bytes.len() as u64;
-        let (component, pre, bytes) = self.compile(bytes).await?;
-        self.save_artifact(&sha, &component).await;
+        // These very bytes compiled before by this engine (another name, another tenant,
+        // a deleted function): the verified artifact saves the compile (seconds for a
+        // component that bundles an interpreter).
+        let (component, pre, bytes) = match self.load_artifact(&sha).await {
+            Some(component) => {
+                let pre = self.link(&component)?;
+                (component, pre, bytes)
+            }
+            None => {
+                let compiled = self.compile(bytes).await?;
+                self.save_artifact(&sha, &compiled.0).await;
+                compiled
+            }
+        };
         drop(component);
         let now = self.clock.now_ms();
         let version = existing.as_ref().map_or(1, |f| f.latest_version + 1);

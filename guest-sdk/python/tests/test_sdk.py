@@ -1,0 +1,178 @@
+"""Unit tests of the SDK's pure parts on plain CPython (no component, no host): retry
+strategies and their defaults (mirroring the Rust SDK's), durations, typed errors, the URL
+split of the HTTP helper and the handler's JSON round trip. The SDK against the real host is
+tests/python.rs and the conformance kit (tests/conformance.rs)."""
+
+import datetime
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+import durable  # noqa: E402
+from durable import _entry, http  # noqa: E402
+from durable.context import round_trip  # noqa: E402
+from durable.errors import DurableError  # noqa: E402
+from durable.retry import Jitter, RetryStrategy, _Policy, millis  # noqa: E402
+
+
+class Durations(unittest.TestCase):
+    def test_millis_rounds_sub_millisecond_remainders_up(self):
+        cases = [
+            (0, 0),
+            (0.000001, 1),
+            (1.5, 1500),
+            (0.0015, 2),
+            (1.1, 1100),
+            (datetime.timedelta(minutes=1, microseconds=1), 60_001),
+            (24 * 3600, 86_400_000),
+        ]
+        for seconds, ms in cases:
+            self.assertEqual(millis(seconds), ms, seconds)
+
+    def test_negative_durations_are_refused(self):
+        with self.assertRaises(ValueError):
+            millis(-1)
+
+
+class Retry(unittest.TestCase):
+    def test_default_is_the_hosts_and_modifiers_spell_it_out(self):
+        self.assertIsNone(RetryStrategy.default()._policy)
+        p = RetryStrategy.default().retry_on(["TransientError"])._policy
+        self.assertEqual((p.max_attempts, p.initial_delay_ms, p.max_delay_ms), (6, 5000, 60000))
+        self.assertEqual((p.backoff, p.jitter, p.retry_on), (("exponential", 2.0), Jitter.FULL, ("TransientError",)))
+
+    def test_constructors_match_the_rust_sdk(self):
+        cases = [
+            (RetryStrategy.none(), _Policy(1, 0, 0, ("exponential", 1.0), Jitter.NONE)),
+            (RetryStrategy.exponential(5, 1, 2, 30), _Policy(5, 1000, 30000, ("exponential", 2.0), Jitter.FULL)),
+            (RetryStrategy.linear(4, 0.5, 0.25, 10), _Policy(4, 500, 10000, ("linear", 250), Jitter.FULL)),
+            (RetryStrategy.fixed(3, 1), _Policy(3, 1000, 1000, ("exponential", 1.0), Jitter.NONE)),
+        ]
+        for strategy, policy in cases:
+            self.assertEqual(strategy._policy, policy)
+
+    def test_modifiers_return_copies_and_take_error_classes(self):
+        class Boom(DurableError):
+            pass
+
+        base = RetryStrategy.fixed(3, 1)
+        changed = base.never_retry_on([Boom, "Other", ValueError]).jitter(Jitter.HALF)
+        self.assertEqual(base._policy.never_retry_on, ())
+        self.assertEqual(changed._policy.never_retry_on, ("Boom", "Other", "ValueError"))
+        self.assertEqual(changed._policy.jitter, Jitter.HALF)
+
+
+class Errors(unittest.TestCase):
+    def test_a_subclass_is_its_own_error_type_and_comes_back_as_itself(self):
+        class ValidationError(DurableError):
+            pass
+
+        e = ValidationError("username is required", data={"field": "username"})
+        self.assertEqual((e.error_type, e.error_message), ("ValidationError", "username is required"))
+        self.assertEqual(e.data, {"field": "username"})
+        again = DurableError.of("ValidationError", "username is required", e.error_data)
+        self.assertIsInstance(again, ValidationError)
+        self.assertIsInstance(DurableError.of("Callback.Timeout", "late"), durable.CallbackTimeout)
+        self.assertIs(type(DurableError.of("Unknown.Type", "x")), DurableError)
+
+    def test_any_exception_becomes_an_error_named_after_its_class_with_its_traceback(self):
+        try:
+            {}["missing"]
+        except KeyError as k:
+            e = DurableError.from_exception(k)
+        self.assertEqual(e.error_type, "KeyError")
+        self.assertIn("Traceback", e.data["traceback"])
+
+    def test_data_that_is_not_json_is_dropped(self):
+        self.assertIsNone(DurableError("x", data=object()).error_data)
+
+
+class Json(unittest.TestCase):
+    def test_a_value_is_what_a_replay_will_read(self):
+        text, value = round_trip({"t": (1, 2), 3: "x"}, "step result")
+        self.assertEqual(text, '{"t":[1,2],"3":"x"}')
+        self.assertEqual(value, {"t": [1, 2], "3": "x"})
+
+    def test_values_that_are_not_json_are_serialization_errors(self):
+        for bad in (float("nan"), object(), {1, 2}):
+            with self.assertRaises(durable.SerializationError):
+                round_trip(bad, "step result")
+
+    def test_the_handler_parses_the_event_and_serializes_the_output(self):
+        seen = []
+
+        def fn(ctx, event):
+            seen.append(event)
+            return {"ok": True, "text": "é"}
+
+        _entry._HANDLER = fn
+        try:
+            self.assertEqual(_entry.run('{"a": 1}'), '{"ok":true,"text":"é"}')
+            self.assertEqual(_entry.run("  "), '{"ok":true,"text":"é"}')
+            self.assertEqual(seen, [{"a": 1}, None])
+            with self.assertRaises(durable.InvalidInput):
+                _entry.run("{not json")
+        finally:
+            _entry._HANDLER = None
+
+    def test_an_exception_in_the_handler_fails_with_its_type(self):
+        def fn(ctx, event):
+            raise ValueError("bad value")
+
+        _entry._HANDLER = fn
+        try:
+            with self.assertRaises(DurableError) as caught:
+                _entry.run("{}")
+            self.assertEqual((caught.exception.error_type, caught.exception.error_message), ("ValueError", "bad value"))
+        finally:
+            _entry._HANDLER = None
+
+
+class Waits(unittest.TestCase):
+    def test_a_wait_takes_a_name_and_seconds_or_only_seconds(self):
+        calls = []
+
+        class Host:
+            def wait(self, parent, name, ms):
+                calls.append((parent, name, ms))
+
+        from durable import _bindings
+
+        _bindings.host = Host()
+        try:
+            ctx = durable.Context()
+            ctx.wait(seconds=1)
+            ctx.wait("cool-down", seconds=0.25)
+            ctx.wait(5)
+            ctx.wait(datetime.timedelta(milliseconds=3))
+            durable.Context("3").wait("inner", seconds=0)
+        finally:
+            del _bindings.host
+        self.assertEqual(
+            calls,
+            [(None, None, 1000), (None, "cool-down", 250), (None, None, 5000), (None, None, 3), ("3", "inner", 0)],
+        )
+
+
+class Urls(unittest.TestCase):
+    def test_host_port_path_and_query(self):
+        cases = [
+            ("http://127.0.0.1:8080/check-status/job-1?x=1", ("http", "127.0.0.1:8080", "/check-status/job-1?x=1")),
+            ("HTTPS://example.com", ("https", "example.com", "/")),
+            ("http://example.com?q=1#frag", ("http", "example.com", "/?q=1")),
+            ("http://example.com/a#frag", ("http", "example.com", "/a")),
+        ]
+        for url, parts in cases:
+            self.assertEqual(http._split(url), parts, url)
+
+    def test_bad_urls_are_refused(self):
+        for url in ["example.com/x", "ftp://example.com/", "http:///path", "http://user:pw@example.com/", "http://exa mple.com/"]:
+            with self.assertRaises(ValueError, msg=url):
+                http._split(url)
+
+
+if __name__ == "__main__":
+    unittest.main()
