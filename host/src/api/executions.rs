@@ -258,6 +258,9 @@ pub(super) async fn invoke(
             deadline_ms: Some(deadline),
             idempotency_key: key.clone(),
             ended_ms: None,
+            redrive_count: 0,
+            forked_from: None,
+            expires_ms: None,
         };
         let mut journal = Journal::from_events(&[]);
         let started = journal.record(

@@ -56,6 +56,7 @@ impl SettingsQuery {
             )?,
             execution_timeout_secs: field("execution_timeout_secs", &self.execution_timeout_secs)?,
             retention_secs: field("retention_secs", &self.retention_secs)?,
+            redrive_policy: None,
         })
     }
 }
@@ -228,7 +229,7 @@ pub(super) async fn patch_function(
         .map_err(|e| {
             ApiError::InvalidJson(format!(
                 "expected an object of memory_limit_mb, activation_timeout_secs, \
-             execution_timeout_secs, retention_secs: {e}"
+             execution_timeout_secs, retention_secs, redrive_policy: {e}"
             ))
         })?;
     let patch = checked(&host, &quotas, patch)?;

@@ -18,6 +18,7 @@ mod error;
 mod executions;
 mod functions;
 mod operations;
+mod recovery;
 mod serve;
 mod tenants;
 mod views;
@@ -233,6 +234,7 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::retry_delivery))
         .routes(routes!(webhooks::test_webhook))
+        .merge(recovery::routes())
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(functions)
 }

@@ -942,6 +942,7 @@ fn tag_name(tag: u8) -> String {
         keys::WEBHOOK => "webhooks".into(),
         keys::DELIVERY => "webhook deliveries".into(),
         keys::OUTBOX => "webhook outbox entries".into(),
+        keys::JOB => "jobs".into(),
         t => format!("records tagged {:?}", t as char),
     }
 }

@@ -15,7 +15,7 @@ pub mod retry;
 
 use std::collections::HashMap;
 
-pub use event::{ContextKind, ErrorObject, Event, EventKind, OpRef};
+pub use event::{ContextKind, ErrorObject, Event, EventKind, OpRef, RedriveTrigger};
 pub use retry::{Backoff, Jitter, RetryPolicy};
 
 /// A guest may record at most this many operations in one execution, so a runaway loop of
@@ -362,6 +362,10 @@ impl Journal {
             EventKind::ContextFailed { error, .. } => OpState::Context {
                 outcome: Some(Err(error.clone())),
             },
+            EventKind::ExecutionRedriven { .. } => {
+                self.redriven();
+                return;
+            }
             EventKind::InvocationCompleted { .. }
             | EventKind::ExecutionSucceeded { .. }
             | EventKind::ExecutionFailed { .. }
@@ -371,6 +375,66 @@ impl Journal {
         let op = e.kind.op().expect("operation event").clone();
         let kind = kind_of(&e.kind);
         self.ops.insert(op.id.clone(), Op { kind, op, state });
+    }
+
+    /// `ExecutionRedriven`: the execution runs again. What failed is forgotten, so that it
+    /// runs again as if new (attempts counted from 1, a fresh retry budget); what succeeded
+    /// stays and replays; what was under way stays as it was (a wait keeps its end, an
+    /// interrupted attempt is handled as after a crash, a pending callback may still be
+    /// resolved). In detail:
+    /// - a step that failed for good, or was waiting for a retry, is forgotten;
+    /// - a callback that failed or timed out is forgotten: the guest creates a new one
+    ///   (a new callback id);
+    /// - a failed `WaitForCallback` context is forgotten with everything inside it, so the
+    ///   callback is created again and its submitter runs again with the new id (the AWS
+    ///   behaviour: a failed callback is recreated on redrive);
+    /// - a failed child context (`RunInChildContext`) is open again: its operations that
+    ///   succeeded replay, its failed ones follow these rules;
+    /// - a delayed start that never came starts at once.
+    fn redriven(&mut self) {
+        self.terminal = false;
+        self.start_ms = None;
+        let mut forget: Vec<String> = Vec::new();
+        let mut forgotten_contexts: Vec<String> = Vec::new();
+        for (id, op) in self.ops.iter_mut() {
+            match &mut op.state {
+                OpState::Step(StepProgress::Failed { .. })
+                | OpState::Step(StepProgress::RetryScheduled { .. })
+                | OpState::Callback {
+                    outcome: Some(Err(_)),
+                    ..
+                } => forget.push(id.clone()),
+                OpState::Context {
+                    outcome: outcome @ Some(Err(_)),
+                } => match op.kind {
+                    OpKind::Context(ContextKind::WaitForCallback) => {
+                        forgotten_contexts.push(id.clone())
+                    }
+                    _ => *outcome = None,
+                },
+                _ => {}
+            }
+        }
+        if !forgotten_contexts.is_empty() {
+            let prefixes: Vec<String> =
+                forgotten_contexts.iter().map(|c| format!("{c}.")).collect();
+            forget.extend(
+                self.ops
+                    .keys()
+                    .filter(|id| prefixes.iter().any(|p| id.starts_with(p.as_str())))
+                    .cloned(),
+            );
+            forget.extend(forgotten_contexts);
+        }
+        for id in forget {
+            if let Some(Op {
+                state: OpState::Callback { outcome: None, .. },
+                ..
+            }) = self.ops.remove(&id)
+            {
+                self.pending_callbacks = self.pending_callbacks.saturating_sub(1);
+            }
+        }
     }
 
     fn set_callback_outcome(&mut self, id: &str, outcome: Result<String, ErrorObject>) {

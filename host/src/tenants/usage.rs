@@ -406,6 +406,18 @@ impl Reservation<'_> {
     }
 }
 
+impl Reservation<'_> {
+    /// The finished execution `id` was redriven (`recovery`): it counts as active again,
+    /// and what the redrive wrote (its bytes `before` and `after` it) is counted.
+    pub fn redriven(self, id: ExecId, before: ExecBytes, after: ExecBytes) {
+        self.counters.with(&self.tenant, |t| {
+            t.active += 1;
+            t.stored_bytes = (t.stored_bytes + after.total()).saturating_sub(before.total());
+            t.live.insert(id, after);
+        });
+    }
+}
+
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let (name, new_name, bytes, active) =
@@ -578,6 +590,9 @@ mod tests {
             deadline_ms: None,
             idempotency_key: None,
             ended_ms: None,
+            redrive_count: 0,
+            forked_from: None,
+            expires_ms: None,
         };
         let mut journal = Journal::from_events(&[]);
         let r = c.reserve_execution("t", 4, &q).unwrap();
