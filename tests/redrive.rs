@@ -539,3 +539,203 @@ fn a_bulk_redrive_of_200_failed_executions_survives_kill_9_and_redrives_each_onc
         elapsed.as_secs_f64()
     );
 }
+
+#[test]
+fn a_redrive_and_a_fork_count_against_max_active_executions_and_usage_stays_exact() {
+    let mock = Mock::start();
+    let s = start(&mock, &[]);
+    let (st, v) = s.post(
+        "/v1/tenants",
+        &json!({"name": "acme", "quotas": {"max_active_executions": 1}}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = s.post(
+        "/v1/tenants/acme/keys",
+        &json!({"role": "owner", "name": "redrive test"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let key = v["key"].as_str().unwrap().to_string();
+    let call = |method: &str, path: &str, body: Value| {
+        s.req_as(
+            Some(&key),
+            method,
+            path,
+            Some(body.to_string().into_bytes()),
+        )
+    };
+    let (st, v) = s.req_as(
+        Some(&key),
+        "PUT",
+        "/v1/functions/q",
+        Some(support::guest_bytes("conformance_guest")),
+    );
+    assert_eq!(st, 201, "{v}");
+    let active = || {
+        let (st, v) = s.get("/v1/tenants/acme");
+        assert_eq!(st, 200, "{v}");
+        v["usage"]["max_active_executions"].clone()
+    };
+    let get = |id: &str| call("GET", &format!("/v1/executions/{id}"), Value::Null).1;
+    let ended = |id: &str| {
+        wait_for(
+            "its end",
+            || get(id),
+            |v| ["succeeded", "failed"].contains(&v["status"].as_str().unwrap_or("")),
+        )
+    };
+    mock.respond("/q-b", 500, "down");
+    let (st, v) = call(
+        "POST",
+        "/v1/functions/q/invoke",
+        chain(&mock, "q-", &["a", "b"]),
+    );
+    assert_eq!(st, 202, "{v}");
+    let failed_id = v["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(ended(&failed_id)["status"], "failed");
+    wait_for("no active execution", active, |v| *v == json!(0));
+
+    // The one active execution holds a slow request: no room for a redrive or a fork.
+    let (st, v) = call(
+        "POST",
+        "/v1/functions/q/invoke",
+        scenario("crash-probe", json!({"url": mock.url()})),
+    );
+    assert_eq!(st, 202, "{v}");
+    let busy = v["execution_id"].as_str().unwrap().to_string();
+    mock.wait_count("/slow", 1);
+    for what in ["redrive", "fork"] {
+        let (st, v) = call(
+            "POST",
+            &format!("/v1/executions/{failed_id}/{what}"),
+            json!({}),
+        );
+        assert_eq!(st, 429, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "quota_exceeded", "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_active_executions"));
+    }
+    assert_eq!(get(&failed_id)["redrive_count"], 0, "nothing written");
+    mock.release_slow();
+    ended(&busy);
+    wait_for("no active execution", active, |v| *v == json!(0));
+
+    let (st, v) = call(
+        "POST",
+        &format!("/v1/executions/{failed_id}/redrive"),
+        json!({}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(active(), json!(1), "counted at once");
+    assert_eq!(ended(&failed_id)["status"], "failed");
+    wait_for("no active execution", active, |v| *v == json!(0));
+    assert_eq!(mock.count("/q-a"), 1);
+}
+
+/// `durable-host ARGS` against `s` with its admin key: (exit code, stdout, stderr).
+fn cli(s: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(support::BIN)
+        .args(["--server", &s.url])
+        .args(args)
+        .env("DURABLE_API_KEY", &s.admin_key)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// The value of `key` in a key/value view.
+fn kv(stdout: &str, key: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key).filter(|r| r.starts_with(' ')))
+        .map(|r| r.trim().to_string())
+        .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+}
+
+#[test]
+fn the_cli_redrives_forks_and_follows_a_bulk_job() {
+    let mock = Mock::start();
+    let s = start(&mock, &[]);
+    s.deploy("cli", "conformance_guest");
+    mock.respond("/c-b", 500, "down");
+    let ids: Vec<String> = (0..3)
+        .map(|_| s.invoke("cli", &chain(&mock, "c-", &["a", "b"])))
+        .collect();
+    for id in &ids {
+        failed(&s, id);
+    }
+    mock.respond("/c-b", 200, "{}");
+
+    let (code, out, err) = cli(&s, &["redrive", &ids[0], "--version", "pinned"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        (kv(&out, "status"), kv(&out, "redrive_count")),
+        ("running".into(), "1".into())
+    );
+    assert_eq!(s.wait_done(&ids[0])["status"], "succeeded");
+    let (code, _, err) = cli(&s, &["redrive", &ids[0]]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("error: 409 conflict: execution") && err.contains("is succeeded"),
+        "{err}"
+    );
+
+    let (code, out, err) = cli(
+        &s,
+        &["fork", &ids[1], "--from", "2", "--input", "@/nonexistent"],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    let (code, out, err) = cli(&s, &["fork", &ids[1], "--from", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(kv(&out, "forked_from"), ids[1]);
+    assert_eq!(
+        s.wait_done(&kv(&out, "execution_id"))["status"],
+        "succeeded"
+    );
+
+    let (code, out, err) = cli(
+        &s,
+        &[
+            "redrive",
+            "--function",
+            "cli",
+            "--status",
+            "failed",
+            "--error-type",
+            "HttpError",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        (kv(&out, "status"), kv(&out, "matched"), kv(&out, "done")),
+        ("succeeded".into(), "2".into(), "2".into())
+    );
+    assert!(
+        err.contains("2 of 2 redriven, 0 failed"),
+        "progress on stderr: {err}"
+    );
+    let job = kv(&out, "job_id");
+    let (code, out, _) = cli(&s, &["jobs", "get", &job]);
+    assert_eq!((code, kv(&out, "failed")), (0, "0".into()));
+    let (code, out, _) = cli(&s, &["jobs", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("JOB") && out.contains(&job), "{out}");
+    let (code, out, _) = cli(&s, &["--json", "jobs", "get", &job]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, &v["done"]), (0, &json!(2)));
+    for id in &ids[1..] {
+        assert_eq!(s.wait_done(id)["status"], "succeeded");
+    }
+    assert_eq!(
+        mock.count("/c-a"),
+        3,
+        "no step that had succeeded ran again"
+    );
+}
