@@ -6,8 +6,9 @@
 //! One file per resource holds its handlers, each with its `#[utoipa::path]`:
 //! `functions` (upload, list, get, settings, delete), `executions` (invoke, list, get,
 //! history, the live event stream, logs, stop), `callbacks` (succeed, fail, heartbeat) and
-//! `operations` (health, metrics), `tenants` (tenants, keys, whoami) and `webhooks`
-//! (webhooks, their deliveries, retry, test). This file assembles the router and its OpenAPI
+//! `operations` (health, metrics), `tenants` (tenants, keys, whoami), `webhooks`
+//! (webhooks, their deliveries, retry, test) and `recovery` (redrive, fork, bulk redrive
+//! jobs). This file assembles the router and its OpenAPI
 //! description from them, and holds what more than one of them uses: the extractors, the
 //! body and JSON checks, the name check. `views` renders records, `error` maps every
 //! error to a status, `serve` serves connections.
