@@ -412,6 +412,27 @@ fn an_automatic_redrive_happens_max_redrives_times_then_one_failed_delivery() {
         triggers,
         [&json!("redrive_policy"), &json!("redrive_policy")]
     );
+
+    // A failure whose redrive cannot happen (its function was deleted meanwhile) is
+    // notified when the redrive is refused: it is not silent.
+    s.deploy("gone", "conformance_guest");
+    let (st, v) = s.req(
+        "PATCH",
+        "/v1/functions/gone",
+        Some(policy.to_string().into_bytes()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let id = s.invoke("gone", &chain(&mock, "auto-", &["b"]));
+    failed(&s, &id);
+    let (st, v) = s.req("DELETE", "/v1/functions/gone", None);
+    assert_eq!(st, 204, "{v}");
+    mock.wait_count("/hook", 4);
+    let last = mock.bodies("/hook").pop().unwrap();
+    assert_eq!(
+        (&last["type"], &last["data"]["execution_id"]),
+        (&json!("execution.failed"), &json!(id))
+    );
+    assert_eq!(s.execution(&id)["redrive_count"], 0);
 }
 
 fn job(s: &Server, id: &str) -> Value {

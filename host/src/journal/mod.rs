@@ -265,6 +265,8 @@ pub struct Journal {
     terminal: bool,
     /// Callbacks started and not yet resolved (kept by `apply`, so no scan is needed).
     pending_callbacks: usize,
+    /// Operations a redrive forgot, with how many times (their log positions differ).
+    reruns: HashMap<String, u32>,
 }
 
 impl Journal {
@@ -427,6 +429,7 @@ impl Journal {
             forget.extend(forgotten_contexts);
         }
         for id in forget {
+            *self.reruns.entry(id.clone()).or_default() += 1;
             if let Some(Op {
                 state: OpState::Callback { outcome: None, .. },
                 ..
@@ -715,7 +718,12 @@ impl Activation {
     /// A key that names this log line's position in the guest's deterministic run.
     pub fn next_log_key(&mut self) -> String {
         let (op, attempt, n) = &mut self.cursor;
-        let key = format!("{op}#{attempt}#{n}");
+        // An operation a redrive made run again logs at new positions (its attempts count
+        // from 1 again): its lines are not taken for those of its first run.
+        let key = match self.journal.reruns.get(op.as_str()) {
+            Some(g) => format!("{op}~{g}#{attempt}#{n}"),
+            None => format!("{op}#{attempt}#{n}"),
+        };
         *n += 1;
         key
     }

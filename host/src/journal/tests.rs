@@ -839,3 +839,39 @@ fn a_redrive_forgets_each_kind_of_failure_and_keeps_what_is_under_way() {
         assert_eq!(j.pending_callback_count(), pending, "{what}");
     }
 }
+
+#[test]
+fn an_operation_a_redrive_runs_again_logs_at_new_positions_and_the_rest_at_the_same() {
+    let (mut a, mut log) = fresh();
+    log.extend(
+        a.step_start(1, None, None, ALO, no_retry(), 0.0)
+            .unwrap()
+            .events,
+    );
+    log.extend(a.step_succeed(2, "1", "1".into()).unwrap().events);
+    log.extend(
+        a.step_start(3, None, None, ALO, no_retry(), 0.0)
+            .unwrap()
+            .events,
+    );
+    let first = a.next_log_key();
+    log.extend(
+        a.step_fail(4, "2", ErrorObject::new("E", "m"), 0.0)
+            .unwrap()
+            .events,
+    );
+    let after_first = a.next_log_key();
+    let error = ErrorObject::new("E", "m");
+    let mut again = Activation::new(redriven(log, EventKind::ExecutionFailed { error }), 9);
+    again
+        .step_start(10, None, None, ALO, no_retry(), 0.0)
+        .unwrap();
+    let replayed = again.next_log_key();
+    assert_eq!(replayed, "1#0#0", "a replayed operation logs where it did");
+    again
+        .step_start(11, None, None, ALO, no_retry(), 0.0)
+        .unwrap();
+    let rerun = again.next_log_key();
+    assert_eq!((first.as_str(), rerun.as_str()), ("2#1#0", "2~1#1#0"));
+    assert_ne!(after_first, again.next_log_key());
+}

@@ -34,6 +34,10 @@ use crate::Host;
 /// The timer op id of an automatic redrive (op ids are digits and dots).
 pub const REDRIVE_OP: &str = "redrive";
 
+/// A finished execution within this long of the end of its retention is not redriven:
+/// the sweep that deletes it (every second) could be under way.
+const RETENTION_MARGIN_MS: u64 = 5_000;
+
 /// The most failures a job keeps the reasons of (it counts them all).
 pub const MAX_JOB_ERRORS: usize = 20;
 
@@ -230,6 +234,12 @@ pub async fn redrive(
         None => host.db.expiry_of(id)?,
     };
     if let Some(at) = expiry {
+        // The retention sweep may be deleting it right now (it reads, then deletes).
+        if at <= now.saturating_add(RETENTION_MARGIN_MS) {
+            return Err(Error::Conflict(format!(
+                "execution {name}'s retention has ended: it is being deleted"
+            )));
+        }
         batch.del_expiry(at, id);
     }
     // A stop request that came after it ended must not stop it again.
@@ -361,7 +371,19 @@ pub async fn automatic_redrive_fired(
             Ok(())
         }
         Err(e) => {
-            host.db.commit(done, Durability::Lazy).await?;
+            // It cannot be redriven after all (its function was deleted, ...): its failure,
+            // held back for the redrive, is notified now, so that it is not silent.
+            let mut deliveries = 0;
+            if let Some(exec) = host.db.execution(tenant, &id)? {
+                if exec.status == Status::Failed && exec.redrive_count == after {
+                    let now = host.clock.now_ms();
+                    deliveries = host.runtime.webhooks.add(&host.db, &exec, now, &mut done)?;
+                }
+            }
+            host.db.commit(done, Durability::Sync).await?;
+            if deliveries > 0 {
+                host.runtime.webhooks.wake();
+            }
             Err(e)
         }
     }
