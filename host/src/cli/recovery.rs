@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
-use super::client::Request;
+use super::client::{Reply, Request};
 use super::input::json_arg;
 use super::render::field;
 use super::table::{key_values, Table};
@@ -91,6 +91,16 @@ fn body(fields: Vec<(&str, Option<Value>)>) -> String {
     Value::Object(map).to_string()
 }
 
+/// The reply as it came (`--json`) or rendered by `view`.
+fn show(ctx: &Ctx, reply: &Reply, view: fn(&Value) -> String) -> Result<Exit, Error> {
+    if ctx.json {
+        ctx.print_json(&reply.text)?;
+    } else {
+        ctx.print(&view(&reply.body))?;
+    }
+    Ok(Exit::Success)
+}
+
 fn redriven(v: &Value) -> String {
     key_values(&[
         ("execution_id", field(v, "execution_id")),
@@ -109,12 +119,7 @@ pub fn redrive(ctx: &Ctx, a: RedriveArgs) -> Result<Exit, Error> {
     let reply = ctx
         .client
         .send(Request::post(&["v1", "executions", id, "redrive"]).json(text))?;
-    if ctx.json {
-        ctx.print_json(&reply.text)?;
-    } else {
-        ctx.print(&redriven(&reply.body))?;
-    }
-    Ok(Exit::Success)
+    show(ctx, &reply, redriven)
 }
 
 fn bulk(ctx: &Ctx, a: RedriveArgs) -> Result<Exit, Error> {
@@ -132,12 +137,7 @@ fn bulk(ctx: &Ctx, a: RedriveArgs) -> Result<Exit, Error> {
         .send(Request::post(&["v1", "executions", "redrive"]).json(text))?;
     let id = field(&reply.body, "job_id");
     if !a.wait {
-        if ctx.json {
-            ctx.print_json(&reply.text)?;
-        } else {
-            ctx.print(&job(&reply.body))?;
-        }
-        return Ok(Exit::Success);
+        return show(ctx, &reply, job);
     }
     follow(ctx, &id)
 }
@@ -160,12 +160,7 @@ fn follow(ctx: &Ctx, id: &str) -> Result<Exit, Error> {
             last = progress;
         }
         if j["status"] != "running" {
-            if ctx.json {
-                ctx.print_json(&reply.text)?;
-            } else {
-                ctx.print(&job(j))?;
-            }
-            return Ok(Exit::Success);
+            return show(ctx, &reply, job);
         }
         std::thread::sleep(POLL);
     }
@@ -218,12 +213,7 @@ pub fn fork(ctx: &Ctx, a: ForkArgs) -> Result<Exit, Error> {
     let reply = ctx
         .client
         .send(Request::post(&["v1", "executions", &a.id, "fork"]).json(text))?;
-    if ctx.json {
-        ctx.print_json(&reply.text)?;
-    } else {
-        ctx.print(&redriven(&reply.body))?;
-    }
-    Ok(Exit::Success)
+    show(ctx, &reply, redriven)
 }
 
 pub fn jobs(ctx: &Ctx, c: JobsCommand) -> Result<Exit, Error> {
@@ -231,12 +221,7 @@ pub fn jobs(ctx: &Ctx, c: JobsCommand) -> Result<Exit, Error> {
         JobsCommand::Get { id, wait: true } => follow(ctx, &id),
         JobsCommand::Get { id, wait: false } => {
             let reply = ctx.client.send(Request::get(&["v1", "jobs", &id]))?;
-            if ctx.json {
-                ctx.print_json(&reply.text)?;
-            } else {
-                ctx.print(&job(&reply.body))?;
-            }
-            Ok(Exit::Success)
+            show(ctx, &reply, job)
         }
         JobsCommand::List => {
             let reply = ctx.client.send(Request::get(&["v1", "jobs"]))?;

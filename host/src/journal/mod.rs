@@ -267,6 +267,8 @@ pub struct Journal {
     pending_callbacks: usize,
     /// Operations a redrive forgot, with how many times (their log positions differ).
     reruns: HashMap<String, u32>,
+    /// When it was last redriven.
+    redriven_ms: Option<u64>,
 }
 
 impl Journal {
@@ -365,6 +367,7 @@ impl Journal {
                 outcome: Some(Err(error.clone())),
             },
             EventKind::ExecutionRedriven { .. } => {
+                self.redriven_ms = Some(e.at_ms);
                 self.redriven();
                 return;
             }
@@ -482,6 +485,11 @@ impl Journal {
 
     pub fn is_terminal(&self) -> bool {
         self.terminal
+    }
+
+    /// When the execution was last redriven (its `ExecutionRedriven`), if ever.
+    pub fn redriven_ms(&self) -> Option<u64> {
+        self.redriven_ms
     }
 
     /// The type of the last event, if any.

@@ -664,10 +664,9 @@ impl Runtime {
                 (Status::Stopped, Outcome::Finished)
             }
             End::TimedOut => {
-                let limit = exec
-                    .deadline_ms
-                    .unwrap_or(now)
-                    .saturating_sub(exec.created_ms);
+                // Counted from its invocation, or from its last redrive (a fresh timeout).
+                let start = act.journal().redriven_ms().unwrap_or(exec.created_ms);
+                let limit = exec.deadline_ms.unwrap_or(now).saturating_sub(start);
                 let mut message =
                     format!("the execution did not finish within its timeout of {limit} ms");
                 // It could not run for a reason that may pass (a storage failure): say so.
