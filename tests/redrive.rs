@@ -480,7 +480,7 @@ fn a_bulk_redrive_of_200_failed_executions_survives_kill_9_and_redrives_each_onc
         (
             json!({"function": "bulk", "status": "failed", "per_second": 0}),
             400,
-            "above 0",
+            "expected 0.01 to 100000",
         ),
         (json!({"status": "failed"}), 400, "missing field `function`"),
     ];

@@ -89,9 +89,9 @@ pub struct BulkRedriveRequest {
     /// Only executions that ended before this time (RFC 3339).
     ended_before: Option<String>,
     version: Option<Version>,
-    /// Redrives per second at most (default: as fast as they go), to spare what the
-    /// executions call.
-    #[schema(exclusive_minimum = 0)]
+    /// Redrives per second at most (0.01-100000; default: as fast as they go), to spare
+    /// what the executions call.
+    #[schema(minimum = 0.01, maximum = 100000)]
     per_second: Option<f64>,
 }
 
@@ -287,9 +287,14 @@ pub(super) async fn bulk_redrive(
             req.status
         ))
     })?;
-    if let Some(r) = req.per_second.filter(|r| !(r.is_finite() && *r > 0.0)) {
+    if let Some(r) = req
+        .per_second
+        .filter(|r| !(jobs::MIN_PER_SECOND..=jobs::MAX_PER_SECOND).contains(r))
+    {
         return Err(ApiError::BadRequest(format!(
-            "per_second = {r}: expected a number above 0"
+            "per_second = {r}: expected {} to {}",
+            jobs::MIN_PER_SECOND,
+            jobs::MAX_PER_SECOND
         )));
     }
     let spec = jobs::Spec {

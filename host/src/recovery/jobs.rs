@@ -23,6 +23,11 @@ use crate::Host;
 /// it (about 50 bytes each). A wider filter is refused: narrow it (e.g. by `ended_before`).
 pub const MAX_JOB_MATCHES: usize = 100_000;
 
+/// The slowest and fastest pace a job may be given (`per_second`): one redrive every 100 s
+/// at the slowest; faster than the fastest is no limit at all.
+pub const MIN_PER_SECOND: f64 = 0.01;
+pub const MAX_PER_SECOND: f64 = 100_000.0;
+
 /// How long a job waits before trying again when its tenant is at its
 /// `max_active_executions`, or the store refused a write.
 const HOLD: Duration = Duration::from_secs(1);
@@ -188,7 +193,7 @@ async fn work(host: &Host, tenant: &str, id: &str) -> Result<(), Error> {
             tracing::info!(job_id = %id, done = job.done, failed = job.failed, "bulk redrive job finished");
             return Ok(());
         }
-        if let Some(rate) = job.per_second.filter(|r| *r > 0.0) {
+        if let Some(rate) = job.per_second.filter(|r| *r >= MIN_PER_SECOND) {
             tokio::time::sleep(Duration::from_secs_f64(1.0 / rate)).await;
         }
         let target = Target::parse(&job.version)?;
