@@ -26,6 +26,9 @@ use crate::tenants::{Action, Caller};
 use crate::timer::rfc3339 as timestamp;
 use crate::Host;
 
+/// The most jobs `GET /v1/jobs` lists (the newest).
+pub const MAX_JOB_LIST: usize = 1000;
+
 pub(super) fn routes() -> OpenApiRouter<Arc<Host>> {
     OpenApiRouter::new()
         .routes(routes!(redrive))
@@ -70,8 +73,7 @@ pub struct ForkRequest {
     /// whole operations before it. Default: the operation that failed.
     from_operation: Option<String>,
     version: Option<Version>,
-    /// The fork's input (any JSON); default: the original's.
-    #[schema(value_type = Option<Object>)]
+    /// The fork's input (any JSON); default (absent or null): the original's.
     input: Option<Value>,
 }
 
@@ -319,11 +321,11 @@ pub(super) async fn bulk_redrive(
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "recovery",
-    responses((status = 200, description = "The tenant's bulk redrive jobs, newest first", body = JobList)))]
+    responses((status = 200, description = "The tenant's bulk redrive jobs, newest first (the newest 1000)", body = JobList)))]
 pub(super) async fn list_jobs(State(host): AppState, caller: Caller) -> ApiResult {
     caller.require(Action::ReadExecutions)?;
     let mut out = Vec::new();
-    for j in host.db.jobs(&caller.tenant).rev() {
+    for j in host.db.jobs(&caller.tenant).rev().take(MAX_JOB_LIST) {
         out.push(job_view(&j?));
     }
     Ok(Json(JobList { jobs: out }).into_response())
