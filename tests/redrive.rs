@@ -823,3 +823,43 @@ fn redrive_latency_and_bulk_rate() {
         BULK as f64 / took.as_secs_f64()
     );
 }
+
+#[test]
+fn a_redrive_recreates_a_callback_that_timed_out_and_its_submitter_sends_the_new_id() {
+    let mock = Mock::start();
+    let s = start(&mock, &[]);
+    s.deploy("wfc", "conformance_guest");
+    let input = scenario(
+        "wait-for-callback",
+        json!({"notify_url": format!("{}/notify", mock.url()), "timeout_ms": 300}),
+    );
+    let id = s.invoke("wfc", &input);
+    let v = failed(&s, &id);
+    assert_eq!(v["error"]["error_type"], "Callback.Timeout", "{v}");
+    let first = mock.bodies("/notify")[0]["callback_id"].clone();
+
+    let (st, v) = redrive(&s, &id, json!({}));
+    assert_eq!(st, 200, "{v}");
+    mock.wait_count("/notify", 2);
+    let second = mock.bodies("/notify")[1]["callback_id"].clone();
+    assert_ne!(first, second, "a new callback");
+    // The old callback is dead; the new one completes the execution.
+    let (st, v) = s.post(
+        &format!("/v1/callbacks/{}/succeed", second.as_str().unwrap()),
+        &json!("ok"),
+    );
+    assert_eq!(st, 200, "{v}");
+    let v = s.wait_done(&id);
+    assert_eq!(
+        (v["status"].as_str(), &v["output"]),
+        (Some("succeeded"), &json!({"result": "ok"})),
+        "{v}"
+    );
+    let started: Vec<Value> = s
+        .history(&id)
+        .iter()
+        .filter(|e| e["event_type"] == "CallbackStarted")
+        .map(|e| e["details"]["callback_id"].clone())
+        .collect();
+    assert_eq!(started, [first, second]);
+}
