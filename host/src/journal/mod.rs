@@ -269,6 +269,11 @@ pub struct Journal {
     reruns: HashMap<String, u32>,
     /// When it was last redriven.
     redriven_ms: Option<u64>,
+    /// The event that failed each failed operation for good (its `seq`).
+    failed_at: HashMap<String, u32>,
+    /// Per parent context (`None`: the top level), the first event of the latest operation
+    /// started in it: an operation failed before that was handled by the guest.
+    latest_start: HashMap<Option<String>, u32>,
 }
 
 impl Journal {
@@ -300,6 +305,19 @@ impl Journal {
             | EventKind::ContextFailed { kind, .. } => OpKind::Context(*kind),
             _ => OpKind::Callback,
         };
+        match &e.kind {
+            EventKind::StepFailed {
+                op,
+                next_attempt_delay_ms: None,
+                ..
+            }
+            | EventKind::CallbackFailed { op, .. }
+            | EventKind::CallbackTimedOut { op, .. }
+            | EventKind::ContextFailed { op, .. } => {
+                self.failed_at.insert(op.id.clone(), e.seq);
+            }
+            _ => {}
+        }
         let state = match &e.kind {
             EventKind::ExecutionStarted { input } => {
                 self.input = input.clone();
@@ -379,6 +397,9 @@ impl Journal {
         };
         let op = e.kind.op().expect("operation event").clone();
         let kind = kind_of(&e.kind);
+        if !self.ops.contains_key(&op.id) {
+            self.latest_start.insert(op.parent.clone(), e.seq);
+        }
         self.ops.insert(op.id.clone(), Op { kind, op, state });
     }
 
@@ -396,12 +417,25 @@ impl Journal {
     /// - a failed child context (`RunInChildContext`) is open again: its operations that
     ///   succeeded replay, its failed ones follow these rules;
     /// - a delayed start that never came starts at once.
+    ///
+    /// A failure the guest handled (it went on to start another operation in the same
+    /// context after it, e.g. a caught error and a fallback) is not what failed the
+    /// execution: it stays, and replays as the failure the guest handled, so that the
+    /// guest takes the same path again.
     fn redriven(&mut self) {
         self.terminal = false;
         self.start_ms = None;
         let mut forget: Vec<String> = Vec::new();
         let mut forgotten_contexts: Vec<String> = Vec::new();
         for (id, op) in self.ops.iter_mut() {
+            let handled = self.failed_at.get(id).is_some_and(|failed| {
+                self.latest_start
+                    .get(&op.op.parent)
+                    .is_some_and(|started| started > failed)
+            });
+            if handled {
+                continue;
+            }
             match &mut op.state {
                 OpState::Step(StepProgress::Failed { .. })
                 | OpState::Step(StepProgress::RetryScheduled { .. })

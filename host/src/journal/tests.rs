@@ -724,7 +724,7 @@ fn a_redrive_forgets_each_kind_of_failure_and_keeps_what_is_under_way() {
     let failed = |e: &str| EventKind::ExecutionFailed {
         error: ErrorObject::new(e, "m"),
     };
-    let cases: Vec<(&str, Build, EventKind, &str, Option<&str>)> = vec![
+    let mut cases: Vec<(&str, Build, EventKind, &str, Option<&str>)> = vec![
         (
             "a step waiting for its retry when the execution timed out",
             |a, log| {
@@ -818,6 +818,34 @@ fn a_redrive_forgets_each_kind_of_failure_and_keeps_what_is_under_way() {
             None,
         ),
     ];
+    cases.push((
+        "a step failure the guest caught and went on from: it replays as that failure",
+        |a, log| {
+            log.extend(
+                a.step_start(1, None, None, ALO, no_retry(), 0.0)
+                    .unwrap()
+                    .events,
+            );
+            log.extend(
+                a.step_fail(2, "1", ErrorObject::new("E", "m"), 0.0)
+                    .unwrap()
+                    .events,
+            );
+            log.extend(
+                a.step_start(3, None, None, ALO, no_retry(), 0.0)
+                    .unwrap()
+                    .events,
+            );
+            log.extend(
+                a.step_fail(4, "2", ErrorObject::new("E", "m"), 0.0)
+                    .unwrap()
+                    .events,
+            );
+        },
+        failed("E"),
+        "1",
+        Some("failed step"),
+    ));
     for (what, build, end, id, after) in cases {
         let (mut a, mut log) = fresh();
         build(&mut a, &mut log);
@@ -826,6 +854,7 @@ fn a_redrive_forgets_each_kind_of_failure_and_keeps_what_is_under_way() {
             OpState::Wait { done: false, .. } => "wait",
             OpState::Callback { outcome: None, .. } => "callback",
             OpState::Context { outcome: None } => "open context",
+            OpState::Step(StepProgress::Failed { .. }) => "failed step",
             other => panic!("{what}: unexpected {other:?}"),
         });
         assert_eq!(state, after, "{what}");
@@ -833,6 +862,12 @@ fn a_redrive_forgets_each_kind_of_failure_and_keeps_what_is_under_way() {
             assert!(
                 j.op("1.1").is_none(),
                 "{what}: its callback is forgotten too"
+            );
+        }
+        if what.starts_with("a step failure the guest caught") {
+            assert!(
+                j.op("2").is_none(),
+                "{what}: the failure after it runs again"
             );
         }
         let pending = usize::from(after == Some("callback"));
