@@ -863,3 +863,44 @@ fn a_redrive_recreates_a_callback_that_timed_out_and_its_submitter_sends_the_new
         .collect();
     assert_eq!(started, [first, second]);
 }
+
+#[test]
+fn a_failure_the_function_caught_replays_as_caught_after_a_redrive() {
+    let mock = Mock::start();
+    let s = start(&mock, &[]);
+    s.deploy("caught", "conformance_guest");
+    // Step "failing" fails and is caught, then a long wait: stopped during the wait.
+    let id = s.invoke(
+        "caught",
+        &scenario("step-fail-then-wait", json!({"wait_ms": 1500})),
+    );
+    s.wait_status(&id, &["suspended"], Duration::from_secs(30));
+    let (st, v) = s.post(&format!("/v1/executions/{id}/stop"), &json!({}));
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = redrive(&s, &id, json!({}));
+    assert_eq!(st, 200, "{v}");
+    let v = s.wait_done(&id);
+    assert_eq!(
+        (v["status"].as_str(), &v["output"]),
+        (Some("succeeded"), &json!("done")),
+        "{v}"
+    );
+    // The caught step did not run again: its one log line, one StepFailed.
+    let lines: Vec<Value> = s
+        .logs(&id)
+        .into_iter()
+        .filter(|l| l["message"] == "step executed")
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let h = s.history(&id);
+    assert_eq!(
+        h.iter().filter(|e| e["event_type"] == "StepFailed").count(),
+        1
+    );
+    assert_eq!(
+        h.iter()
+            .filter(|e| e["event_type"] == "WaitSucceeded")
+            .count(),
+        1
+    );
+}
