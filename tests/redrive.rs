@@ -904,3 +904,28 @@ fn a_failure_the_function_caught_replays_as_caught_after_a_redrive() {
         1
     );
 }
+
+#[test]
+fn a_callback_a_redrive_replaced_while_pending_is_refused() {
+    let mock = Mock::start();
+    let s = start(&mock, &[]);
+    s.deploy("sub", "conformance_guest");
+    let input = scenario(
+        "wait-for-callback-submitter-fails",
+        json!({"max_attempts": 1, "delay_ms": 0}),
+    );
+    let id = s.invoke("sub", &input);
+    let v = failed(&s, &id);
+    assert_eq!(v["error"]["error_type"], "SubmitterError", "{v}");
+    let old = s.callback_ids(&id, 1).remove(0);
+    let (st, v) = redrive(&s, &id, json!({}));
+    assert_eq!(st, 200, "{v}");
+    failed(&s, &id);
+    let ids = s.callback_ids(&id, 2);
+    assert_ne!(ids[1], old, "a new callback");
+    let (st, v) = s.post(&format!("/v1/callbacks/{old}/succeed"), &json!(1));
+    assert_eq!(st, 409, "the replaced callback: {v}");
+    // Refused as completed (the redrive replaced it), not only because the execution ended.
+    let m = v["error"]["message"].as_str().unwrap_or("");
+    assert!(m.contains("already completed"), "{v}");
+}

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use crate::db::{self, Batch, Durability, ExecId, ExecutionRecord, Status, TimerKind, TimerRecord};
 use crate::ids::execution_id_to_string;
-use crate::journal::{error_types, EventKind, Journal, RedriveTrigger};
+use crate::journal::{error_types, ErrorObject, EventKind, Journal, RedriveTrigger};
 use crate::scheduler::ExecKey;
 use crate::tenants::usage::ExecBytes;
 use crate::Host;
@@ -37,6 +37,9 @@ pub const REDRIVE_OP: &str = "redrive";
 /// A finished execution within this long of the end of its retention is not redriven:
 /// the sweep that deletes it (every second) could be under way.
 const RETENTION_MARGIN_MS: u64 = 5_000;
+
+/// The state of a pending callback a redrive replaced (completing it is then 409).
+pub const CALLBACK_SUPERSEDED: &str = "Callback.Superseded";
 
 /// The most failures a job keeps the reasons of (it counts them all).
 pub const MAX_JOB_ERRORS: usize = 20;
@@ -216,6 +219,7 @@ pub async fn redrive(
     let deadline = fresh_deadline(host, &f, &quotas, now);
 
     let mut journal = Journal::from_events(&host.db.history(id)?);
+    let pending_before = journal.pending_callbacks();
     let from = exec.status;
     let redriven = journal.record(
         now,
@@ -229,6 +233,20 @@ pub async fn redrive(
     );
     let mut batch = Batch::new();
     batch.put_event(id, &redriven);
+    // Callbacks the fold forgot while they were pending (inside a failed wait-for-callback)
+    // are replaced by new ones: the old ids are refused from now on, not silently ignored.
+    let pending_after = journal.pending_callbacks();
+    for (_, cb) in pending_before.iter().filter(|p| !pending_after.contains(p)) {
+        if let Some(mut rec) = host.db.callback(cb)? {
+            if rec.state == db::CallbackState::Pending {
+                rec.state = db::CallbackState::Failed(ErrorObject::new(
+                    CALLBACK_SUPERSEDED,
+                    "the execution was redriven and created a new callback instead of this one",
+                ));
+                batch.put_callback(cb, &rec);
+            }
+        }
+    }
     let expiry = match exec.expires_ms {
         Some(at) => Some(at),
         None => host.db.expiry_of(id)?,
