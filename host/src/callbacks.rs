@@ -136,7 +136,7 @@ impl Callbacks<'_> {
         let (callback_id, heartbeat) = match &record.kind {
             TimerKind::CallbackTimeout { callback_id } => (callback_id, false),
             TimerKind::HeartbeatTimeout { callback_id } => (callback_id, true),
-            TimerKind::Wake | TimerKind::Deadline => return Ok(()),
+            TimerKind::Wake | TimerKind::Deadline | TimerKind::Redrive { .. } => return Ok(()),
         };
         if let Some(rec) = self.db.callback(callback_id)? {
             let deadline = if heartbeat {

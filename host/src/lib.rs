@@ -15,6 +15,7 @@ pub mod host_api;
 pub mod ids;
 pub mod journal;
 pub mod metrics;
+pub mod recovery;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
@@ -148,6 +149,8 @@ pub struct Host {
     pub shutdown: Arc<Notify>,
     /// Set when the host stops, for its OS threads.
     pub stopped: Arc<std::sync::atomic::AtomicBool>,
+    /// Redrives under way and bulk redrive workers (`recovery`).
+    pub recovery: recovery::Recovery,
 }
 
 impl Host {
@@ -236,6 +239,7 @@ impl Host {
             clock,
             shutdown: Arc::new(Notify::new()),
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            recovery: Default::default(),
         }))
     }
 
@@ -296,6 +300,21 @@ impl Host {
                 };
                 match &fired.record.kind {
                     db::TimerKind::Wake | db::TimerKind::Deadline => host.scheduler.wake(key),
+                    db::TimerKind::Redrive { .. } => {
+                        let host = host.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = recovery::automatic_redrive_fired(
+                                &host,
+                                fired.due_ms,
+                                fired.execution,
+                                &fired.record,
+                            )
+                            .await
+                            {
+                                tracing::warn!(error = %e, "automatic redrive refused");
+                            }
+                        });
+                    }
                     _ => {
                         let cbs = host.callbacks();
                         if let Err(e) = cbs
@@ -333,6 +352,10 @@ impl Host {
 
         for key in runnable {
             self.scheduler.wake(key);
+        }
+        let jobs = recovery::jobs::resume(self)?;
+        if jobs > 0 {
+            tracing::info!(jobs, "bulk redrive jobs resumed");
         }
         Ok(())
     }
@@ -468,7 +491,9 @@ impl Host {
             let mut journal = Journal::from_events(&history);
             let cut_short = !matches!(
                 journal.last_event_type(),
-                None | Some("ExecutionStarted") | Some("InvocationCompleted")
+                None | Some("ExecutionStarted")
+                    | Some("InvocationCompleted")
+                    | Some("ExecutionRedriven")
             );
             if cut_short {
                 let e = journal.record(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::db::{FunctionSettings, Throttle};
+use crate::db::{FunctionSettings, RedrivePolicy, Throttle};
 use crate::scheduler;
 
 /// The longest execution timeout: 366 days, as AWS durable functions allow one year.
@@ -31,6 +31,12 @@ pub const MAX_THROTTLE_RATE: f64 = 100_000.0;
 pub const MAX_THROTTLE_BURST: u64 = 100_000;
 /// The longest `concurrency_key` pointer, in bytes.
 pub const MAX_CONCURRENCY_KEY_BYTES: usize = 256;
+/// The most automatic redrives a `redrive_policy` may ask for: each replays the whole
+/// journal, and a function that fails this often in a row needs a person, not a retry.
+pub const MAX_REDRIVES: u32 = 100;
+/// The longest delay before an automatic redrive: one day (a longer outage is better
+/// recovered by a bulk redrive once it is over).
+pub const MAX_REDRIVE_DELAY_SECS: u64 = 24 * 3600;
 
 /// The server-wide defaults, which also bound what a function may ask for (memory).
 #[derive(Clone, Debug)]
@@ -61,6 +67,8 @@ pub struct Limits {
     pub activation_timeout: Duration,
     pub execution_timeout: Duration,
     pub retention: Duration,
+    /// Automatic redrive of failed executions (no server default: off).
+    pub redrive_policy: Option<RedrivePolicy>,
 }
 
 pub fn resolve(s: &FunctionSettings, d: &Defaults) -> Limits {
@@ -75,7 +83,20 @@ pub fn resolve(s: &FunctionSettings, d: &Defaults) -> Limits {
             .execution_timeout_secs
             .map_or(d.execution_timeout, Duration::from_secs),
         retention: s.retention_secs.map_or(d.retention, Duration::from_secs),
+        redrive_policy: s.redrive_policy,
     }
+}
+
+/// `redrive_policy` as the API takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedrivePolicyPatch {
+    /// Redrives of one execution at most (1-100), counting every redrive it had.
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_redrives: u32,
+    /// Seconds after the failure (0-86400).
+    #[schema(minimum = 0, maximum = 86400)]
+    pub delay_secs: u64,
 }
 
 /// A change to settings: an absent field stays as it is, `null` returns it to the default.
@@ -109,6 +130,11 @@ pub struct Patch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 10_000_000)]
     pub max_queued: Option<Option<u64>>,
+    /// Redrive a failed execution automatically, `delay_secs` after it failed, up to
+    /// `max_redrives` times; only its last failure is notified as `execution.failed`.
+    /// `null`: never (the default).
+    #[serde(default, deserialize_with = "present_policy")]
+    pub redrive_policy: Option<Option<RedrivePolicyPatch>>,
 }
 
 /// A start rate as a patch gives it.
@@ -121,6 +147,12 @@ pub struct ThrottlePatch {
     /// Starts at once after an idle spell (default 1: evenly spaced).
     #[schema(minimum = 1, maximum = 100_000)]
     pub burst: Option<u64>,
+}
+
+fn present_policy<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<RedrivePolicyPatch>>, D::Error> {
+    Option::<RedrivePolicyPatch>::deserialize(d).map(Some)
 }
 
 /// A field that is present (even as `null`) is `Some`.
@@ -151,6 +183,7 @@ impl Patch {
             && self.concurrency_key.is_none()
             && self.throttle.is_none()
             && self.max_queued.is_none()
+            && self.redrive_policy.is_none()
     }
 
     /// Check every value against its bounds; the message names the field and the range.
@@ -204,6 +237,20 @@ impl Patch {
                 ));
             }
         }
+        if let Some(Some(p)) = self.redrive_policy {
+            if !(1..=MAX_REDRIVES).contains(&p.max_redrives) {
+                return Err(format!(
+                    "redrive_policy.max_redrives = {}: expected 1 to {MAX_REDRIVES}",
+                    p.max_redrives
+                ));
+            }
+            if p.delay_secs > MAX_REDRIVE_DELAY_SECS {
+                return Err(format!(
+                    "redrive_policy.delay_secs = {}: expected 0 to {MAX_REDRIVE_DELAY_SECS}",
+                    p.delay_secs
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -234,6 +281,12 @@ impl Patch {
         }
         if let Some(v) = self.max_queued {
             s.max_queued = v.map(|n| n as u32);
+        }
+        if let Some(p) = self.redrive_policy {
+            s.redrive_policy = p.map(|p| RedrivePolicy {
+                max_redrives: p.max_redrives,
+                delay_secs: p.delay_secs,
+            });
         }
     }
 }
@@ -414,5 +467,49 @@ mod tests {
         // Without a key the input is not looked at.
         let c = class("f", &FunctionSettings::default(), "not json", false);
         assert_eq!((c.key, c.fresh), (None, false));
+    }
+
+    #[test]
+    fn a_redrive_policy_is_set_bounded_and_reset() {
+        let d = Defaults::default();
+        let cases = [
+            (r#"{"max_redrives": 2, "delay_secs": 0}"#, None),
+            (
+                r#"{"max_redrives": 0, "delay_secs": 1}"#,
+                Some("max_redrives = 0"),
+            ),
+            (
+                r#"{"max_redrives": 101, "delay_secs": 1}"#,
+                Some("max_redrives = 101"),
+            ),
+            (
+                r#"{"max_redrives": 1, "delay_secs": 86401}"#,
+                Some("delay_secs = 86401"),
+            ),
+        ];
+        for (policy, refused) in cases {
+            let p: Patch =
+                serde_json::from_str(&format!(r#"{{"redrive_policy": {policy}}}"#)).unwrap();
+            match (p.validate(&d), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(part)) => assert!(e.contains(part), "{policy}: {e}"),
+                (got, _) => panic!("{policy}: {got:?}"),
+            }
+        }
+        let mut s = FunctionSettings::default();
+        let set: Patch =
+            serde_json::from_str(r#"{"redrive_policy": {"max_redrives": 3, "delay_secs": 5}}"#)
+                .unwrap();
+        set.apply(&mut s);
+        let policy = RedrivePolicy {
+            max_redrives: 3,
+            delay_secs: 5,
+        };
+        assert_eq!(resolve(&s, &d).redrive_policy, Some(policy));
+        let bad = r#"{"redrive_policy": {"max_redrives": 1, "delay_secs": 1, "x": 1}}"#;
+        assert!(serde_json::from_str::<Patch>(bad).is_err());
+        let reset: Patch = serde_json::from_str(r#"{"redrive_policy": null}"#).unwrap();
+        reset.apply(&mut s);
+        assert_eq!(s.redrive_policy, None);
     }
 }

@@ -326,6 +326,8 @@ struct Fixture {
     a_delivery: String,
     /// A's schedule (paused).
     a_schedule: String,
+    /// A's bulk redrive job.
+    a_job: String,
 }
 
 impl Fixture {
@@ -342,6 +344,7 @@ impl Fixture {
             self.a_webhook.clone(),
             self.a_delivery.clone(),
             self.a_schedule.clone(),
+            self.a_job.clone(),
         ]
     }
 
@@ -445,8 +448,15 @@ impl Fixture {
             );
             assert_eq!(r.status, 201, "{r}");
         }
+        let r = a.post(
+            "/v1/executions/redrive",
+            &json!({"function": A_FN, "status": "timed_out"}),
+        );
+        assert_eq!(r.status, 202, "{r}");
+        let a_job = r.json()["job_id"].as_str().unwrap().to_string();
         Fixture {
             a_schedule: A_SCHEDULE.to_string(),
+            a_job,
             a_webhook,
             a_delivery,
             a: a_key,
@@ -776,6 +786,37 @@ fn table(f: &Fixture) -> Vec<((&'static str, &'static str), Vec<Case>)> {
             ("POST", "/v1/executions/{id}/stop"),
             each_exec("POST", "/stop"),
         ),
+        (
+            ("POST", "/v1/executions/{id}/redrive"),
+            each_exec("POST", "/redrive"),
+        ),
+        (
+            ("POST", "/v1/executions/{id}/fork"),
+            each_exec("POST", "/fork"),
+        ),
+        (("POST", "/v1/executions/redrive"), {
+            let mk = |name: &str| {
+                req("POST", "/v1/executions/redrive")
+                    .json(json!({"function": name, "status": "failed"}))
+            };
+            vec![hidden(mk(A_FN), mk(NEVER_FN), &[(A_FN, NEVER_FN)])]
+        }),
+        (("GET", "/v1/jobs"), {
+            let a_job = f.a_job.clone();
+            vec![own(req("GET", "/v1/jobs"), move |r| {
+                let jobs = r.json()["jobs"].as_array().cloned().ok_or("no jobs array")?;
+                let leaked = jobs.iter().any(|j| j["job_id"] == a_job.as_str());
+                (!leaked).then_some(()).ok_or(format!("B lists A's job: {r}"))
+            })]
+        }),
+        (("GET", "/v1/jobs/{job_id}"), {
+            let never = format!("job_{}", ulid::Ulid::new());
+            vec![hidden(
+                req("GET", format!("/v1/jobs/{}", f.a_job)),
+                req("GET", format!("/v1/jobs/{never}")),
+                &[(&f.a_job, &never)],
+            )]
+        }),
         // ---- callbacks ----
         (
             ("POST", "/v1/callbacks/{id}/succeed"),

@@ -29,7 +29,7 @@ enum Needs {
     WriteFunctions,
     Invoke,
     ReadExecutions,
-    /// "executions (read, stop, ...)": stop.
+    /// "executions (read, stop, redrive, fork)": stop, redrive, fork, bulk redrive.
     ControlExecutions,
     /// "complete and heartbeat callbacks".
     Callbacks,
@@ -58,6 +58,11 @@ const ROUTES: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/executions/{id}/logs", ReadExecutions),
     ("GET", "/v1/executions/{id}/events", ReadExecutions),
     ("POST", "/v1/executions/{id}/stop", ControlExecutions),
+    ("POST", "/v1/executions/{id}/redrive", ControlExecutions),
+    ("POST", "/v1/executions/{id}/fork", ControlExecutions),
+    ("POST", "/v1/executions/redrive", ControlExecutions),
+    ("GET", "/v1/jobs", ReadExecutions),
+    ("GET", "/v1/jobs/{job_id}", ReadExecutions),
     ("POST", "/v1/callbacks/{id}/succeed", Callbacks),
     ("POST", "/v1/callbacks/{id}/fail", Callbacks),
     ("POST", "/v1/callbacks/{id}/heartbeat", Callbacks),
@@ -286,6 +291,29 @@ impl Fixture<'_> {
             ("POST", "/v1/executions/{id}/stop") => {
                 let id = self.suspended(scenario("wait", json!({"ms": 600_000})));
                 (format!("/v1/executions/{id}/stop"), None)
+            }
+            ("POST", "/v1/executions/{id}/redrive") => {
+                let id = self.suspended(scenario("wait", json!({"ms": 600_000})));
+                let r = self.setup("POST", &format!("/v1/executions/{id}/stop"), None);
+                assert_eq!(r.status, 200, "{r}");
+                (format!("/v1/executions/{id}/redrive"), None)
+            }
+            ("POST", "/v1/executions/{id}/fork") => {
+                (format!("/v1/executions/{}/fork", self.finished), None)
+            }
+            ("POST", "/v1/executions/redrive") => (
+                "/v1/executions/redrive".into(),
+                j(json!({"function": FUNCTION, "status": "timed_out"})),
+            ),
+            ("GET", "/v1/jobs") => ("/v1/jobs".into(), None),
+            ("GET", "/v1/jobs/{job_id}") => {
+                let body = json!({"function": FUNCTION, "status": "timed_out"});
+                let r = self.setup("POST", "/v1/executions/redrive", j(body));
+                assert_eq!(r.status, 202, "{r}");
+                (
+                    format!("/v1/jobs/{}", r.json()["job_id"].as_str().unwrap()),
+                    None,
+                )
             }
             ("POST", "/v1/callbacks/{id}/succeed") => {
                 let cb = self.pending_callback(json!({}));

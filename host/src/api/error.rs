@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::{callbacks, db, registry, tenants, webhooks};
+use crate::{callbacks, db, recovery, registry, tenants, webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -153,6 +153,19 @@ impl From<tenants::Error> for ApiError {
             E::BadRequest(m) => ApiError::BadRequest(m),
             E::NotFound(m) => ApiError::NotFound(m),
             E::Conflict(m) => ApiError::Conflict(m),
+            E::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<recovery::Error> for ApiError {
+    fn from(e: recovery::Error) -> Self {
+        use recovery::Error as E;
+        match e {
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::BadRequest(m) => ApiError::BadRequest(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Quota(m) => ApiError::QuotaExceeded(m),
             E::Storage(e) => e.into(),
         }
     }

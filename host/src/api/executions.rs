@@ -25,10 +25,9 @@ use super::{
     body, check_name, effective, json_text, views, ApiError, ApiQuery, ApiResult, AppState, Path,
 };
 use crate::db::{
-    Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status, StopRecord, TimerKind,
-    TimerRecord,
+    Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status, StopRecord,
 };
-use crate::journal::{EventKind, Journal};
+use crate::runtime::create::NewExecution;
 use crate::scheduler::ExecKey;
 use crate::tenants::usage::ExecBytes;
 use crate::tenants::{Action, Caller};
@@ -249,53 +248,20 @@ pub(super) async fn invoke(
         // A delayed start: suspended on a start timer (written with it) until then.
         let start = start_time(&q, now, timeout)?;
         let id = ids::new_execution_id();
-        let rec = ExecutionRecord {
+        let created = NewExecution {
             id,
             tenant: caller.tenant.to_string(),
             function: name.clone(),
             version: f.latest_version,
-            status: if start.is_some() {
-                Status::Suspended
-            } else {
-                Status::Running
-            },
             input: input.clone(),
-            output: None,
-            error: None,
-            created_ms: now,
-            updated_ms: now,
-            deadline_ms: Some(deadline),
+            now_ms: now,
+            deadline_ms: deadline,
             idempotency_key: key.clone(),
-            ended_ms: None,
-        };
-        let mut journal = Journal::from_events(&[]);
-        let started = journal.record(
-            now,
-            match start {
-                None => EventKind::ExecutionStarted {
-                    input: input.clone(),
-                },
-                Some(start_ms) => EventKind::ExecutionStartedAt {
-                    input: input.clone(),
-                    start_ms,
-                },
-            },
-        );
-        let mut batch = Batch::new();
-        batch.put_execution(&rec);
-        batch.put_event(&id, &started);
-        let timer = TimerRecord {
-            tenant: caller.tenant.to_string(),
-            kind: TimerKind::Deadline,
-        };
-        batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
-        let wake = TimerRecord {
-            tenant: caller.tenant.to_string(),
-            kind: TimerKind::Wake,
-        };
-        if let Some(start) = start {
-            batch.put_timer(start, &id, crate::runtime::START_OP, &wake);
+            start_ms: start,
+            fork: None,
         }
+        .write();
+        let (rec, batch, timers) = (created.record, created.batch, created.timers);
         let written = batch.written_for(&caller.tenant, &id);
         match (&key, &input_sha256) {
             (Some(key), Some(input_sha256)) => {
@@ -325,8 +291,7 @@ pub(super) async fn invoke(
             _ => host.db.commit(batch, Durability::Sync).await?,
         }
         reserved.invoked(id, ExecBytes::from(written));
-        host.timers
-            .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
+        timers.add(&host.timers);
         host.metrics.created(&caller.tenant);
         let finished = wait.map(|_| host.scheduler.on_finished(id));
         let exec = ExecKey {
@@ -337,13 +302,10 @@ pub(super) async fn invoke(
         let class = crate::settings::class(&name, &f.settings, &input, true);
         host.scheduler.classify(&exec, class);
         match start {
-            Some(start) => {
-                host.metrics
-                    .tenant(&caller.tenant)
-                    .transition(Status::Running, Status::Suspended);
-                host.timers
-                    .add(start, id, crate::runtime::START_OP.to_string(), wake);
-            }
+            Some(_) => host
+                .metrics
+                .tenant(&caller.tenant)
+                .transition(Status::Running, Status::Suspended),
             None => host.scheduler.wake(exec),
         }
         drop(backlog);

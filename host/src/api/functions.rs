@@ -75,6 +75,7 @@ impl SettingsQuery {
                 .map(|k| (k != "default").then(|| k.to_string())),
             throttle: self.throttle()?,
             max_queued: field("max_queued", &self.max_queued)?,
+            redrive_policy: None,
         })
     }
 
@@ -284,7 +285,7 @@ pub(super) async fn patch_function(
             ApiError::InvalidJson(format!(
                 "expected an object of memory_limit_mb, activation_timeout_secs, \
              execution_timeout_secs, retention_secs, max_concurrency, concurrency_key, \
-             throttle {{per_second, burst}}, max_queued: {e}"
+             throttle {{per_second, burst}}, max_queued, redrive_policy: {e}"
             ))
         })?;
     let patch = checked(&host, &quotas, patch)?;

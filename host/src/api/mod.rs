@@ -7,10 +7,10 @@
 //! `functions` (upload, list, get, settings, delete), `executions` (invoke, list, get,
 //! history, the live event stream, logs, stop), `callbacks` (succeed, fail, heartbeat) and
 //! `operations` (health, metrics), `tenants` (tenants, keys, whoami), `webhooks`
-//! (webhooks, their deliveries, retry, test) and `schedules` (cron schedules, pause,
-//! trigger). This file assembles the router and its OpenAPI description from them, and
-//! holds what more than one of them uses: the extractors, the body and JSON checks, the
-//! name check. `views` renders records, `error` maps every
+//! (webhooks, their deliveries, retry, test), `schedules` (cron schedules, pause,
+//! trigger) and `recovery` (redrive, fork, bulk redrive jobs). This file assembles the
+//! router and its OpenAPI description from them, and holds what more than one of them
+//! uses: the extractors, the body and JSON checks, the name check. `views` renders records, `error` maps every
 //! error to a status, `serve` serves connections.
 
 mod auth;
@@ -19,6 +19,7 @@ mod error;
 mod executions;
 mod functions;
 mod operations;
+mod recovery;
 mod schedules;
 mod serve;
 mod tenants;
@@ -243,6 +244,7 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
             schedules::delete_schedule
         ))
         .routes(routes!(schedules::trigger_schedule))
+        .merge(recovery::routes())
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(functions)
 }

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::db::{ExecutionRecord, FunctionRecord, LogRecord, VersionRecord};
 use crate::ids;
-use crate::journal::{ErrorObject, Event, EventKind};
+use crate::journal::{ErrorObject, Event, EventKind, RedriveTrigger};
 use crate::settings::Limits;
 
 pub use crate::timer::rfc3339 as timestamp;
@@ -49,6 +49,8 @@ pub struct Settings {
     pub throttle: Option<Throttle>,
     /// Executions waiting in the run queue beyond which invoke answers 429 `backlog_full`.
     pub max_queued: Option<u32>,
+    /// Automatic redrive of failed executions; null: off.
+    pub redrive_policy: Option<RedrivePolicy>,
 }
 
 /// A start rate: `per_second` on average, at most `burst` at once.
@@ -56,6 +58,13 @@ pub struct Settings {
 pub struct Throttle {
     pub per_second: f64,
     pub burst: u32,
+}
+
+/// A function's automatic redrive of failed executions.
+#[derive(Serialize, ToSchema)]
+pub struct RedrivePolicy {
+    pub max_redrives: u32,
+    pub delay_secs: u64,
 }
 
 impl From<Limits> for Settings {
@@ -69,6 +78,10 @@ impl From<Limits> for Settings {
             concurrency_key: None,
             throttle: None,
             max_queued: None,
+            redrive_policy: l.redrive_policy.map(|p| RedrivePolicy {
+                max_redrives: p.max_redrives,
+                delay_secs: p.delay_secs,
+            }),
         }
     }
 }
@@ -118,6 +131,10 @@ pub struct Execution {
     /// When it reached its terminal status (RFC 3339 UTC with milliseconds); null while it
     /// runs or is suspended.
     pub ended_at: Option<String>,
+    /// How many times it was redriven.
+    pub redrive_count: u32,
+    /// The execution it was forked from, if any.
+    pub forked_from: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -240,6 +257,8 @@ pub fn execution(r: &ExecutionRecord) -> Execution {
         created_at: timestamp(r.created_ms),
         updated_at: timestamp(r.updated_ms),
         ended_at: r.end_ms().map(timestamp),
+        redrive_count: r.redrive_count,
+        forked_from: r.forked_from.as_ref().map(ids::execution_id_to_string),
     }
 }
 
@@ -316,6 +335,22 @@ pub fn event(e: &Event) -> HistoryEvent {
             }
         }
         EventKind::ExecutionSucceeded { output } => put("result", payload(output)),
+        EventKind::ExecutionRedriven {
+            key_id,
+            trigger,
+            from_version,
+            to_version,
+            redrive_count,
+        } => {
+            put("key_id", json!(key_id));
+            put("trigger", json!(trigger.as_str()));
+            if let RedriveTrigger::Job(job) = trigger {
+                put("job_id", json!(job));
+            }
+            put("from_version", json!(from_version));
+            put("to_version", json!(to_version));
+            put("redrive_count", json!(redrive_count));
+        }
     }
     let op = e.kind.op();
     HistoryEvent {

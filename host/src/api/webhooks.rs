@@ -57,6 +57,8 @@ pub enum Event {
     TimedOut,
     #[serde(rename = "execution.stopped")]
     Stopped,
+    #[serde(rename = "execution.redriven")]
+    Redriven,
 }
 
 impl Event {
@@ -66,6 +68,7 @@ impl Event {
             Event::Failed => "execution.failed",
             Event::TimedOut => "execution.timed_out",
             Event::Stopped => "execution.stopped",
+            Event::Redriven => "execution.redriven",
         }
     }
 }

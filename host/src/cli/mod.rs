@@ -1,6 +1,6 @@
 //! The command-line client: the `durable-host` subcommands other than `serve` (`deploy`,
 //! `invoke`, `executions`, `get`, `history`, `logs`, `callback`, `stop`, `tenants`, `keys`,
-//! `whoami`, `webhooks`, `schedules`, ...), each one or a few HTTP requests to a running server, authenticated by an
+//! `whoami`, `webhooks`, `schedules`, `redrive`, `fork`, `jobs`, ...), each one or a few HTTP requests to a running server, authenticated by an
 //! API key (`auth`: `--api-key`, `DURABLE_API_KEY` or the server's `admin.key` file).
 //!
 //! Owns argument shapes, exit codes and output formats; knows the API only through its
@@ -21,6 +21,7 @@ mod history;
 mod input;
 mod keys;
 mod listen;
+mod recovery;
 mod render;
 mod schedules;
 mod spinner;
@@ -144,6 +145,15 @@ pub enum Command {
     /// Create, list, show, pause, resume, trigger and delete cron schedules.
     #[command(subcommand)]
     Schedules(schedules::Command),
+    /// Send a failed, timed-out or stopped execution back to running (what succeeded
+    /// replays); with --function and --status instead of an id, every one that matches
+    /// (a bulk job).
+    Redrive(recovery::RedriveArgs),
+    /// Start a new execution from a checkpoint of one: its operations before --from replay.
+    Fork(recovery::ForkArgs),
+    /// List bulk redrive jobs, or show one and its progress.
+    #[command(subcommand)]
+    Jobs(recovery::JobsCommand),
 }
 
 /// A client command's failure. Every one is printed as `error: {self}` and exits with 2.
@@ -244,6 +254,9 @@ fn dispatch(opts: &Options, command: Command) -> Result<Exit, Error> {
         Command::Whoami => keys::whoami(&ctx),
         Command::Webhooks(c) => webhooks::run(&ctx, c),
         Command::Schedules(c) => schedules::run(&ctx, c),
+        Command::Redrive(a) => recovery::redrive(&ctx, a),
+        Command::Fork(a) => recovery::fork(&ctx, a),
+        Command::Jobs(c) => recovery::jobs(&ctx, c),
     }
 }
 

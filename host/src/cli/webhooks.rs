@@ -12,11 +12,12 @@ use super::table::{key_values, truncate, Table};
 use super::{Ctx, Error, Exit};
 
 /// The events a webhook may receive (DESIGN.md section 9).
-pub const EVENTS: [&str; 4] = [
+pub const EVENTS: [&str; 5] = [
     "execution.succeeded",
     "execution.failed",
     "execution.timed_out",
     "execution.stopped",
+    "execution.redriven",
 ];
 
 #[derive(Subcommand)]

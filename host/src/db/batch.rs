@@ -12,7 +12,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::records::{
     ApiKeyRecord, CallbackRecord, DeliveryRecord, ExecutionRecord, ExpiryRecord, FunctionRecord,
-    LogRecord, OutboxRecord, StopRecord, TenantRecord, TimerRecord, VersionRecord, WebhookRecord,
+    JobRecord, LogRecord, OutboxRecord, StopRecord, TenantRecord, TimerRecord, VersionRecord,
+    WebhookRecord,
 };
 use super::records::{ScheduleDueRecord, ScheduleRecord};
 use super::{keys, wal, Error, ExecId, Result};
@@ -120,6 +121,19 @@ impl Batch {
     /// Delete the finished execution `id` at `at_ms` (its retention).
     pub fn put_expiry(&mut self, at_ms: u64, id: &ExecId, rec: &ExpiryRecord) {
         self.put(keys::expiry(at_ms, id), rec);
+    }
+
+    /// Delete a finished execution's expiry entry (it runs again: `recovery::redrive`).
+    pub fn del_expiry(&mut self, at_ms: u64, id: &ExecId) {
+        self.del(keys::expiry(at_ms, id));
+    }
+
+    pub fn put_job(&mut self, rec: &JobRecord) {
+        self.put(keys::job(&rec.tenant, &rec.id), rec);
+    }
+
+    pub fn put_job_item(&mut self, tenant: &str, job: &str, n: u32, id: &ExecId) {
+        self.put(keys::job_item(tenant, job, n), id);
     }
 
     pub fn put_log(&mut self, id: &ExecId, seq: u32, rec: &LogRecord) {

@@ -944,6 +944,7 @@ fn tag_name(tag: u8) -> String {
         keys::OUTBOX => "webhook outbox entries".into(),
         keys::SCHEDULE => "schedules".into(),
         keys::SCHEDULE_DUE => "schedule due entries".into(),
+        keys::JOB => "jobs".into(),
         t => format!("records tagged {:?}", t as char),
     }
 }

@@ -25,6 +25,7 @@ pub const DELIVERY: u8 = b'D';
 pub const OUTBOX: u8 = b'Q';
 pub const SCHEDULE: u8 = b'Y';
 pub const SCHEDULE_DUE: u8 = b'Z';
+pub const JOB: u8 = b'J';
 
 /// The sequence number of the last write-ahead log record applied (written with each batch).
 pub const WAL_SEQ: &[u8] = b"Mwal-seq";
@@ -294,9 +295,47 @@ pub fn parse_schedule_due(key: &[u8]) -> Option<(u64, String, String)> {
     Some((due, tenant.to_string(), name.to_string()))
 }
 
+/// A tenant's job records (`J`, tenant, NUL, `r`, job id), apart from their items.
+pub fn jobs_of(tenant: &str) -> Vec<u8> {
+    let mut k = of_tenant(JOB, tenant, 1);
+    k.push(b'r');
+    k
+}
+
+pub fn job(tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = jobs_of(tenant);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The executions a job matched (`J`, tenant, NUL, `i`, job id, NUL, position u32 BE).
+pub fn job_items(tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = of_tenant(JOB, tenant, id.len() + 6);
+    k.push(b'i');
+    k.extend_from_slice(id.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn job_item(tenant: &str, id: &str, n: u32) -> Vec<u8> {
+    let mut k = job_items(tenant, id);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_records_and_items_do_not_overlap_and_items_sort_by_position() {
+        assert!(job("t", "job_1").starts_with(&jobs_of("t")));
+        assert!(!job_item("t", "job_1", 0).starts_with(&jobs_of("t")));
+        assert!(!job("ta", "j").starts_with(&jobs_of("t")));
+        assert!(job_item("t", "j", 255) < job_item("t", "j", 256));
+        assert!(job_item("t", "j", 7).starts_with(&job_items("t", "j")));
+        assert!(!job_item("t", "j1", 7).starts_with(&job_items("t", "j")));
+    }
 
     #[test]
     fn timers_sort_by_due_time_and_round_trip() {

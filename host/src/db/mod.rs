@@ -495,6 +495,7 @@ impl Store {
             keys::IDEMPOTENCY,
             keys::WEBHOOK,
             keys::DELIVERY,
+            keys::JOB,
         ] {
             let mut prefix = vec![tag];
             prefix.extend_from_slice(tenant.as_bytes());
@@ -722,6 +723,44 @@ impl Store {
         batch.touch(id);
         self.commit(batch, Durability::Lazy).await?;
         Ok(Some(rec.status))
+    }
+
+    /// The expiry entry of finished execution `id` whose record does not say when it
+    /// expires (written before `expires_ms`): found by a scan of the retention index.
+    pub fn expiry_of(&self, id: &ExecId) -> Result<Option<u64>> {
+        for k in self.data.scan_prefix([keys::EXPIRY]).keys() {
+            let k = k?;
+            if let Some((at, of)) = keys::parse_expiry(&k) {
+                if of == *id {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    // ---- jobs (`crate::recovery::jobs`) ----
+
+    pub fn job(&self, tenant: &str, id: &str) -> Result<Option<JobRecord>> {
+        self.get(&keys::job(tenant, id))
+    }
+
+    /// A tenant's jobs, oldest first (ids are ULIDs).
+    pub fn jobs(&self, tenant: &str) -> impl DoubleEndedIterator<Item = Result<JobRecord>> + '_ {
+        self.scan(&keys::jobs_of(tenant)).map(|r| r.map(|(_, v)| v))
+    }
+
+    /// Add the deletion of a job's items (the executions it matched) to `batch`.
+    pub fn del_job_items(&self, tenant: &str, id: &str, batch: &mut Batch) -> Result<()> {
+        for k in self.data.scan_prefix(keys::job_items(tenant, id)).keys() {
+            batch.del(k?.to_vec());
+        }
+        Ok(())
+    }
+
+    /// The execution at position `n` of a job's matches.
+    pub fn job_item(&self, tenant: &str, id: &str, n: u32) -> Result<Option<ExecId>> {
+        self.get(&keys::job_item(tenant, id, n))
     }
 
     // ---- webhooks (`crate::webhooks`) ----

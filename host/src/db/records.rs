@@ -33,6 +33,16 @@ pub struct FunctionSettings {
     pub throttle: Option<Throttle>,
     /// Executions waiting in the run queue beyond which invoke answers 429 `backlog_full`.
     pub max_queued: Option<u32>,
+    /// Redrive a failed execution automatically (`recovery`); `None`: never.
+    pub redrive_policy: Option<RedrivePolicy>,
+}
+
+/// A function's automatic recovery: a failed execution is redriven `delay_secs` after it
+/// failed, at most `max_redrives` times (counting every redrive it had).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedrivePolicy {
+    pub max_redrives: u32,
+    pub delay_secs: u64,
 }
 
 /// A start rate: `per_second` on average, up to `burst` at once.
@@ -74,6 +84,7 @@ impl<'de> Deserialize<'de> for FunctionSettings {
                     concurrency_key: later(&mut s),
                     throttle: later(&mut s),
                     max_queued: later(&mut s),
+                    redrive_policy: later(&mut s),
                 })
             }
         }
@@ -86,6 +97,7 @@ impl<'de> Deserialize<'de> for FunctionSettings {
             "concurrency_key",
             "throttle",
             "max_queued",
+            "redrive_policy",
         ];
         d.deserialize_struct("FunctionSettings", FIELDS, Fields)
     }
@@ -163,6 +175,13 @@ pub struct ExecutionRecord {
     /// before this field existed (their `updated_ms` is their end: `ended_or_updated_ms`).
     /// Last, so that such records still decode (see the `Deserialize` below).
     pub ended_ms: Option<u64>,
+    /// How many times it was redriven (`recovery`); 0 on records written before.
+    pub redrive_count: u32,
+    /// The execution it was forked from (`recovery::fork`), if any.
+    pub forked_from: Option<ExecId>,
+    /// When its retention ends, while it is finished: the time of its expiry entry, which a
+    /// redrive deletes. `None` on records written before (a redrive then looks for it).
+    pub expires_ms: Option<u64>,
 }
 
 impl ExecutionRecord {
@@ -212,6 +231,10 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
                     idempotency_key: field!(),
                     // The end of an older record's input (or a format with no such field).
                     ended_ms: s.next_element().ok().flatten().flatten(),
+                    // Fields added later: absent (the input ended) on older records.
+                    redrive_count: s.next_element().ok().flatten().unwrap_or_default(),
+                    forked_from: s.next_element().ok().flatten().flatten(),
+                    expires_ms: s.next_element().ok().flatten().flatten(),
                 })
             }
         }
@@ -229,6 +252,9 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
             "deadline_ms",
             "idempotency_key",
             "ended_ms",
+            "redrive_count",
+            "forked_from",
+            "expires_ms",
         ];
         d.deserialize_struct("ExecutionRecord", FIELDS, Fields)
     }
@@ -245,6 +271,9 @@ pub enum TimerKind {
     HeartbeatTimeout { callback_id: String },
     /// The execution's timeout: wake it so that its owner records `timed_out`.
     Deadline,
+    /// Redrive the failed execution (its function's `redrive_policy`), if it has had
+    /// `after` redrives and still failed (a redrive meanwhile makes this one moot).
+    Redrive { after: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -556,6 +585,54 @@ pub struct ScheduleDueRecord {
     pub name: String,
 }
 
+/// A bulk redrive (`recovery::jobs`): the executions it matched are stored beside it, one
+/// key each, in order; `next` is the position of the first not yet handled. Each redrive
+/// writes the record with `next` moved on in its own batch, so that a crash neither skips
+/// nor repeats one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// `job_<ULID>`.
+    pub id: String,
+    pub tenant: String,
+    /// What it matched (the request, for the view).
+    pub function: String,
+    pub status_filter: Status,
+    pub error_type: Option<String>,
+    pub ended_after_ms: Option<u64>,
+    pub ended_before_ms: Option<u64>,
+    /// `pinned`, `latest` or a version number (`recovery::Target`'s text).
+    pub version: String,
+    /// The API key that created it.
+    pub key_id: Option<String>,
+    /// Redrives per second at most (`None`: as fast as they go).
+    pub per_second: Option<f64>,
+    pub state: JobState,
+    pub matched: u32,
+    pub next: u32,
+    pub done: u32,
+    pub failed: u32,
+    /// The first failures: (execution id, why), at most `recovery::MAX_JOB_ERRORS`.
+    pub errors: Vec<(String, String)>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub finished_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    Running,
+    Succeeded,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,6 +669,9 @@ mod tests {
             deadline_ms: Some(30),
             idempotency_key: Some("k".into()),
             ended_ms,
+            redrive_count: 0,
+            forked_from: None,
+            expires_ms: None,
         }
     }
 

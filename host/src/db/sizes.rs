@@ -148,6 +148,9 @@ mod tests {
             deadline_ms: None,
             idempotency_key: None,
             ended_ms: None,
+            redrive_count: 0,
+            forked_from: None,
+            expires_ms: None,
         };
         let mut journal = Journal::from_events(&[]);
         let mut batch = Batch::new();

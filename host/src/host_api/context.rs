@@ -72,7 +72,7 @@ const HEARTBEAT_SUFFIX: &str = "#heartbeat";
 /// The timer key suffix of a callback timer kind.
 pub fn callback_timer_op(op_id: &str, kind: &TimerKind) -> String {
     match kind {
-        TimerKind::Wake | TimerKind::Deadline => op_id.to_string(),
+        TimerKind::Wake | TimerKind::Deadline | TimerKind::Redrive { .. } => op_id.to_string(),
         TimerKind::CallbackTimeout { .. } => format!("{op_id}{TIMEOUT_SUFFIX}"),
         TimerKind::HeartbeatTimeout { .. } => format!("{op_id}{HEARTBEAT_SUFFIX}"),
     }

@@ -150,6 +150,42 @@ pub enum EventKind {
         input: String,
         start_ms: u64,
     },
+    /// A failed, timed-out or stopped execution was sent back to `running`
+    /// (`recovery::redrive`). The fold forgets what failed before it (see
+    /// `Journal::apply`), so those operations run again with a fresh attempt budget; what
+    /// succeeded replays. Last, so that stored events keep their encoding.
+    ExecutionRedriven {
+        /// The API key that asked; `None` for an automatic redrive (`redrive_policy`) or
+        /// with authentication off.
+        key_id: Option<String>,
+        /// What asked: a request, a bulk job, the function's `redrive_policy`.
+        trigger: RedriveTrigger,
+        from_version: u32,
+        to_version: u32,
+        /// This is the execution's n-th redrive (1 for the first).
+        redrive_count: u32,
+    },
+}
+
+/// What asked for a redrive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RedriveTrigger {
+    /// `POST /v1/executions/{id}/redrive`.
+    Request,
+    /// A bulk redrive job (`POST /v1/executions/redrive`), by its id.
+    Job(String),
+    /// The function's `redrive_policy`, after the execution failed.
+    Policy,
+}
+
+impl RedriveTrigger {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RedriveTrigger::Request => "request",
+            RedriveTrigger::Job(_) => "job",
+            RedriveTrigger::Policy => "redrive_policy",
+        }
+    }
 }
 
 impl EventKind {
@@ -176,6 +212,7 @@ impl EventKind {
             EventKind::ExecutionFailed { .. } => "ExecutionFailed",
             EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut",
             EventKind::ExecutionStopped { .. } => "ExecutionStopped",
+            EventKind::ExecutionRedriven { .. } => "ExecutionRedriven",
         }
     }
 

@@ -15,7 +15,7 @@ pub mod retry;
 
 use std::collections::HashMap;
 
-pub use event::{ContextKind, ErrorObject, Event, EventKind, OpRef};
+pub use event::{ContextKind, ErrorObject, Event, EventKind, OpRef, RedriveTrigger};
 pub use retry::{Backoff, Jitter, RetryPolicy};
 
 /// A guest may record at most this many operations in one execution, so a runaway loop of
@@ -265,6 +265,15 @@ pub struct Journal {
     terminal: bool,
     /// Callbacks started and not yet resolved (kept by `apply`, so no scan is needed).
     pending_callbacks: usize,
+    /// Operations a redrive forgot, with how many times (their log positions differ).
+    reruns: HashMap<String, u32>,
+    /// When it was last redriven.
+    redriven_ms: Option<u64>,
+    /// The event that failed each failed operation for good (its `seq`).
+    failed_at: HashMap<String, u32>,
+    /// Per parent context (`None`: the top level), the first event of the latest operation
+    /// started in it: an operation failed before that was handled by the guest.
+    latest_start: HashMap<Option<String>, u32>,
 }
 
 impl Journal {
@@ -296,6 +305,19 @@ impl Journal {
             | EventKind::ContextFailed { kind, .. } => OpKind::Context(*kind),
             _ => OpKind::Callback,
         };
+        match &e.kind {
+            EventKind::StepFailed {
+                op,
+                next_attempt_delay_ms: None,
+                ..
+            }
+            | EventKind::CallbackFailed { op, .. }
+            | EventKind::CallbackTimedOut { op, .. }
+            | EventKind::ContextFailed { op, .. } => {
+                self.failed_at.insert(op.id.clone(), e.seq);
+            }
+            _ => {}
+        }
         let state = match &e.kind {
             EventKind::ExecutionStarted { input } => {
                 self.input = input.clone();
@@ -362,6 +384,11 @@ impl Journal {
             EventKind::ContextFailed { error, .. } => OpState::Context {
                 outcome: Some(Err(error.clone())),
             },
+            EventKind::ExecutionRedriven { .. } => {
+                self.redriven_ms = Some(e.at_ms);
+                self.redriven();
+                return;
+            }
             EventKind::InvocationCompleted { .. }
             | EventKind::ExecutionSucceeded { .. }
             | EventKind::ExecutionFailed { .. }
@@ -370,7 +397,84 @@ impl Journal {
         };
         let op = e.kind.op().expect("operation event").clone();
         let kind = kind_of(&e.kind);
+        if !self.ops.contains_key(&op.id) {
+            self.latest_start.insert(op.parent.clone(), e.seq);
+        }
         self.ops.insert(op.id.clone(), Op { kind, op, state });
+    }
+
+    /// `ExecutionRedriven`: the execution runs again. What failed is forgotten, so that it
+    /// runs again as if new (attempts counted from 1, a fresh retry budget); what succeeded
+    /// stays and replays; what was under way stays as it was (a wait keeps its end, an
+    /// interrupted attempt is handled as after a crash, a pending callback may still be
+    /// resolved). In detail:
+    /// - a step that failed for good, or was waiting for a retry, is forgotten;
+    /// - a callback that failed or timed out is forgotten: the guest creates a new one
+    ///   (a new callback id);
+    /// - a failed `WaitForCallback` context is forgotten with everything inside it, so the
+    ///   callback is created again and its submitter runs again with the new id (the AWS
+    ///   behaviour: a failed callback is recreated on redrive);
+    /// - a failed child context (`RunInChildContext`) is open again: its operations that
+    ///   succeeded replay, its failed ones follow these rules;
+    /// - a delayed start that never came starts at once.
+    ///
+    /// A failure the guest handled (it went on to start another operation in the same
+    /// context after it, e.g. a caught error and a fallback) is not what failed the
+    /// execution: it stays, and replays as the failure the guest handled, so that the
+    /// guest takes the same path again.
+    fn redriven(&mut self) {
+        self.terminal = false;
+        self.start_ms = None;
+        let mut forget: Vec<String> = Vec::new();
+        let mut forgotten_contexts: Vec<String> = Vec::new();
+        for (id, op) in self.ops.iter_mut() {
+            let handled = self.failed_at.get(id).is_some_and(|failed| {
+                self.latest_start
+                    .get(&op.op.parent)
+                    .is_some_and(|started| started > failed)
+            });
+            if handled {
+                continue;
+            }
+            match &mut op.state {
+                OpState::Step(StepProgress::Failed { .. })
+                | OpState::Step(StepProgress::RetryScheduled { .. })
+                | OpState::Callback {
+                    outcome: Some(Err(_)),
+                    ..
+                } => forget.push(id.clone()),
+                OpState::Context {
+                    outcome: outcome @ Some(Err(_)),
+                } => match op.kind {
+                    OpKind::Context(ContextKind::WaitForCallback) => {
+                        forgotten_contexts.push(id.clone())
+                    }
+                    _ => *outcome = None,
+                },
+                _ => {}
+            }
+        }
+        if !forgotten_contexts.is_empty() {
+            let prefixes: Vec<String> =
+                forgotten_contexts.iter().map(|c| format!("{c}.")).collect();
+            forget.extend(
+                self.ops
+                    .keys()
+                    .filter(|id| prefixes.iter().any(|p| id.starts_with(p.as_str())))
+                    .cloned(),
+            );
+            forget.extend(forgotten_contexts);
+        }
+        for id in forget {
+            *self.reruns.entry(id.clone()).or_default() += 1;
+            if let Some(Op {
+                state: OpState::Callback { outcome: None, .. },
+                ..
+            }) = self.ops.remove(&id)
+            {
+                self.pending_callbacks = self.pending_callbacks.saturating_sub(1);
+            }
+        }
     }
 
     fn set_callback_outcome(&mut self, id: &str, outcome: Result<String, ErrorObject>) {
@@ -415,6 +519,11 @@ impl Journal {
 
     pub fn is_terminal(&self) -> bool {
         self.terminal
+    }
+
+    /// When the execution was last redriven (its `ExecutionRedriven`), if ever.
+    pub fn redriven_ms(&self) -> Option<u64> {
+        self.redriven_ms
     }
 
     /// The type of the last event, if any.
@@ -651,7 +760,12 @@ impl Activation {
     /// A key that names this log line's position in the guest's deterministic run.
     pub fn next_log_key(&mut self) -> String {
         let (op, attempt, n) = &mut self.cursor;
-        let key = format!("{op}#{attempt}#{n}");
+        // An operation a redrive made run again logs at new positions (its attempts count
+        // from 1 again): its lines are not taken for those of its first run.
+        let key = match self.journal.reruns.get(op.as_str()) {
+            Some(g) => format!("{op}~{g}#{attempt}#{n}"),
+            None => format!("{op}#{attempt}#{n}"),
+        };
         *n += 1;
         key
     }

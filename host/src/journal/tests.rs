@@ -648,3 +648,265 @@ fn a_delayed_start_is_an_execution_started_event_that_carries_its_start_time() {
     let (a, _) = fresh();
     assert_eq!(a.journal().start_ms(), None);
 }
+
+/// The events of an execution that ended, then `ExecutionRedriven`, folded.
+fn redriven(mut log: Vec<Event>, terminal: EventKind) -> Journal {
+    let mut j = Journal::from_events(&log);
+    log.push(j.record(100, terminal));
+    assert!(j.is_terminal());
+    log.push(j.record(
+        101,
+        EventKind::ExecutionRedriven {
+            key_id: Some("key_1".into()),
+            trigger: RedriveTrigger::Request,
+            from_version: 1,
+            to_version: 1,
+            redrive_count: 1,
+        },
+    ));
+    let j = Journal::from_events(&log);
+    assert!(!j.is_terminal(), "a redriven execution runs again");
+    assert_eq!(j.last_event_type(), Some("ExecutionRedriven"));
+    j
+}
+
+#[test]
+fn a_redrive_replays_what_succeeded_and_runs_what_failed_again_from_attempt_one() {
+    // Step "ok" succeeded, step "bad" failed for good after 2 attempts: after the redrive
+    // "ok" replays and "bad" starts again at attempt 1 with its whole budget.
+    let (mut a, mut log) = fresh();
+    let fx = a
+        .step_start(1, None, Some("ok"), ALO, no_retry(), 0.0)
+        .unwrap();
+    log.extend(fx.events);
+    log.extend(a.step_succeed(2, "1", "1".into()).unwrap().events);
+    let fx = a
+        .step_start(3, None, Some("bad"), ALO, fixed(2, 0), 0.0)
+        .unwrap();
+    log.extend(fx.events);
+    let fx = a
+        .step_fail(4, "2", ErrorObject::new("E", "1st"), 0.0)
+        .unwrap();
+    assert_eq!(fx.reply, Reply::Return(Some(2)));
+    log.extend(fx.events);
+    let fx = a
+        .step_fail(5, "2", ErrorObject::new("E", "2nd"), 0.0)
+        .unwrap();
+    assert_eq!(fx.reply, Reply::Return(None));
+    log.extend(fx.events);
+    let error = ErrorObject::new("E", "2nd");
+    let j = redriven(log, EventKind::ExecutionFailed { error });
+
+    let mut again = Activation::new(j, 200);
+    let fx = again
+        .step_start(201, None, Some("ok"), ALO, no_retry(), 0.0)
+        .unwrap();
+    assert_eq!(
+        fx.reply,
+        Reply::Return(("1".into(), StepStart::Succeeded("1".into())))
+    );
+    let fx = again
+        .step_start(202, None, Some("bad"), ALO, fixed(2, 0), 0.0)
+        .unwrap();
+    assert_eq!(fx.reply, Reply::Return(("2".into(), StepStart::Run(1))));
+    assert_eq!(types(&fx.events), ["StepStarted"]);
+    // Its budget is whole again: the first failure retries.
+    let fx = again
+        .step_fail(203, "2", ErrorObject::new("E", "again"), 0.0)
+        .unwrap();
+    assert_eq!(fx.reply, Reply::Return(Some(2)));
+}
+
+#[test]
+fn a_redrive_forgets_each_kind_of_failure_and_keeps_what_is_under_way() {
+    // (what the journal holds before the end, the end, the operation, what it is after)
+    type Build = fn(&mut Activation, &mut Vec<Event>);
+    let failed = |e: &str| EventKind::ExecutionFailed {
+        error: ErrorObject::new(e, "m"),
+    };
+    let mut cases: Vec<(&str, Build, EventKind, &str, Option<&str>)> = vec![
+        (
+            "a step waiting for its retry when the execution timed out",
+            |a, log| {
+                log.extend(
+                    a.step_start(1, None, None, ALO, fixed(3, 10_000), 0.0)
+                        .unwrap()
+                        .events,
+                );
+                log.extend(
+                    a.step_fail(2, "1", ErrorObject::new("E", "m"), 0.0)
+                        .unwrap()
+                        .events,
+                );
+            },
+            EventKind::ExecutionTimedOut {
+                error: ErrorObject::new("Execution.Timeout", "m"),
+            },
+            "1",
+            None,
+        ),
+        (
+            "a wait not over when the execution was stopped",
+            |a, log| log.extend(a.wait(1, None, None, 60_000).unwrap().events),
+            EventKind::ExecutionStopped {
+                error: ErrorObject::new("Execution.Stopped", "m"),
+            },
+            "1",
+            Some("wait"),
+        ),
+        (
+            "a callback that failed",
+            |a, log| {
+                log.extend(
+                    a.create_callback(1, None, None, None, None, || "cb1".into())
+                        .unwrap()
+                        .events,
+                );
+                let failed = Resolution::Failed(ErrorObject::new("E", "m"));
+                log.push(a.resolve_callback(2, "1", failed).unwrap());
+            },
+            failed("E"),
+            "1",
+            None,
+        ),
+        (
+            "a pending callback when the execution was stopped",
+            |a, log| {
+                log.extend(
+                    a.create_callback(1, None, None, None, None, || "cb1".into())
+                        .unwrap()
+                        .events,
+                );
+            },
+            EventKind::ExecutionStopped {
+                error: ErrorObject::new("Execution.Stopped", "m"),
+            },
+            "1",
+            Some("callback"),
+        ),
+        (
+            "a child context that failed: open again",
+            |a, log| {
+                let kind = ContextKind::RunInChildContext;
+                log.extend(a.context_start(1, None, None, kind).unwrap().events);
+                let e = ErrorObject::new("E", "m");
+                log.extend(a.context_end(2, "1", Err(e)).unwrap().events);
+            },
+            failed("E"),
+            "1",
+            Some("open context"),
+        ),
+        (
+            "a wait-for-callback that failed: forgotten with its callback",
+            |a, log| {
+                let kind = ContextKind::WaitForCallback;
+                log.extend(a.context_start(1, None, None, kind).unwrap().events);
+                log.extend(
+                    a.create_callback(2, Some("1"), None, None, None, || "cb1".into())
+                        .unwrap()
+                        .events,
+                );
+                let e = ErrorObject::new("E", "m");
+                log.push(
+                    a.resolve_callback(3, "1.1", Resolution::TimedOut(e.clone()))
+                        .unwrap(),
+                );
+                log.extend(a.context_end(4, "1", Err(e)).unwrap().events);
+            },
+            failed("E"),
+            "1",
+            None,
+        ),
+    ];
+    cases.push((
+        "a step failure the guest caught and went on from: it replays as that failure",
+        |a, log| {
+            log.extend(
+                a.step_start(1, None, None, ALO, no_retry(), 0.0)
+                    .unwrap()
+                    .events,
+            );
+            log.extend(
+                a.step_fail(2, "1", ErrorObject::new("E", "m"), 0.0)
+                    .unwrap()
+                    .events,
+            );
+            log.extend(
+                a.step_start(3, None, None, ALO, no_retry(), 0.0)
+                    .unwrap()
+                    .events,
+            );
+            log.extend(
+                a.step_fail(4, "2", ErrorObject::new("E", "m"), 0.0)
+                    .unwrap()
+                    .events,
+            );
+        },
+        failed("E"),
+        "1",
+        Some("failed step"),
+    ));
+    for (what, build, end, id, after) in cases {
+        let (mut a, mut log) = fresh();
+        build(&mut a, &mut log);
+        let j = redriven(log, end);
+        let state = j.op(id).map(|op| match &op.state {
+            OpState::Wait { done: false, .. } => "wait",
+            OpState::Callback { outcome: None, .. } => "callback",
+            OpState::Context { outcome: None } => "open context",
+            OpState::Step(StepProgress::Failed { .. }) => "failed step",
+            other => panic!("{what}: unexpected {other:?}"),
+        });
+        assert_eq!(state, after, "{what}");
+        if what.starts_with("a wait-for-callback") {
+            assert!(
+                j.op("1.1").is_none(),
+                "{what}: its callback is forgotten too"
+            );
+        }
+        if what.starts_with("a step failure the guest caught") {
+            assert!(
+                j.op("2").is_none(),
+                "{what}: the failure after it runs again"
+            );
+        }
+        let pending = usize::from(after == Some("callback"));
+        assert_eq!(j.pending_callback_count(), pending, "{what}");
+    }
+}
+
+#[test]
+fn an_operation_a_redrive_runs_again_logs_at_new_positions_and_the_rest_at_the_same() {
+    let (mut a, mut log) = fresh();
+    log.extend(
+        a.step_start(1, None, None, ALO, no_retry(), 0.0)
+            .unwrap()
+            .events,
+    );
+    log.extend(a.step_succeed(2, "1", "1".into()).unwrap().events);
+    log.extend(
+        a.step_start(3, None, None, ALO, no_retry(), 0.0)
+            .unwrap()
+            .events,
+    );
+    let first = a.next_log_key();
+    log.extend(
+        a.step_fail(4, "2", ErrorObject::new("E", "m"), 0.0)
+            .unwrap()
+            .events,
+    );
+    let after_first = a.next_log_key();
+    let error = ErrorObject::new("E", "m");
+    let mut again = Activation::new(redriven(log, EventKind::ExecutionFailed { error }), 9);
+    again
+        .step_start(10, None, None, ALO, no_retry(), 0.0)
+        .unwrap();
+    let replayed = again.next_log_key();
+    assert_eq!(replayed, "1#0#0", "a replayed operation logs where it did");
+    again
+        .step_start(11, None, None, ALO, no_retry(), 0.0)
+        .unwrap();
+    let rerun = again.next_log_key();
+    assert_eq!((first.as_str(), rerun.as_str()), ("2#1#0", "2~1#1#0"));
+    assert_ne!(after_first, again.next_log_key());
+}

@@ -6,6 +6,8 @@
 //! (finished or suspended) the store and its linear memory are dropped, so a suspended
 //! execution holds no wasm resources.
 
+pub mod create;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -664,10 +666,9 @@ impl Runtime {
                 (Status::Stopped, Outcome::Finished)
             }
             End::TimedOut => {
-                let limit = exec
-                    .deadline_ms
-                    .unwrap_or(now)
-                    .saturating_sub(exec.created_ms);
+                // Counted from its invocation, or from its last redrive (a fresh timeout).
+                let start = act.journal().redriven_ms().unwrap_or(exec.created_ms);
+                let limit = exec.deadline_ms.unwrap_or(now).saturating_sub(start);
                 let mut message =
                     format!("the execution did not finish within its timeout of {limit} ms");
                 // It could not run for a reason that may pass (a storage failure): say so.
@@ -693,6 +694,7 @@ impl Runtime {
                 (Status::TimedOut, Outcome::Finished)
             }
         };
+        let mut redrive_policy = None;
         if status.is_terminal() {
             batch.del_stop(&key.id);
             for (due, op) in act.journal().live_timers() {
@@ -708,8 +710,10 @@ impl Runtime {
                 batch.del_timer(due, &key.id, START_OP);
                 self.shared.timers.remove(due, key.id, START_OP);
             }
-            let retention = self.limits(&key.tenant, &exec.function)?.retention;
-            let expires = now.saturating_add(retention.as_millis() as u64);
+            let limits = self.limits(&key.tenant, &exec.function)?;
+            redrive_policy = limits.redrive_policy;
+            let expires = now.saturating_add(limits.retention.as_millis() as u64);
+            exec.expires_ms = Some(expires);
             batch.put_expiry(
                 expires,
                 &key.id,
@@ -724,8 +728,15 @@ impl Runtime {
         if status.is_terminal() {
             exec.ended_ms = Some(now);
         }
+        // A failure its function's redrive_policy redrives: a durable timer in this batch,
+        // and no `execution.failed` (its redrive is notified instead, when it happens).
+        let auto_redrive = crate::recovery::automatic_redrive_due(redrive_policy, &exec, now);
+        if let Some(due) = auto_redrive {
+            let timer = crate::recovery::automatic_redrive_timer(&exec);
+            batch.put_timer(due, &key.id, crate::recovery::REDRIVE_OP, &timer);
+        }
         // The outbox: its webhook deliveries are written with the terminal event.
-        let deliveries = if status.is_terminal() {
+        let deliveries = if status.is_terminal() && auto_redrive.is_none() {
             self.webhooks.add(&self.shared.db, &exec, now, &mut batch)?
         } else {
             0
@@ -740,6 +751,11 @@ impl Runtime {
         }
         if status.is_terminal() {
             self.shared.clear_stop(&key.id);
+        }
+        if let Some(due) = auto_redrive {
+            let timer = crate::recovery::automatic_redrive_timer(&exec);
+            let op = crate::recovery::REDRIVE_OP.to_string();
+            self.shared.timers.add(due, key.id, op, timer);
         }
         Ok(outcome)
     }

@@ -488,8 +488,9 @@ impl Scheduler {
         };
         let again = match outcome {
             Outcome::Again => true,
-            Outcome::Suspended => woken,
-            Outcome::Finished => false,
+            // A wake while it finished: it may have been sent back to running meanwhile
+            // (a redrive); the next activation sees (and ends at once if it is not).
+            Outcome::Suspended | Outcome::Finished => woken,
         };
         // Its lane may go again (below its limit now), or its tenant has other work.
         let mut waiting = state.left(&key, &lane);
@@ -615,6 +616,38 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "exactly one more activation"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wake_during_an_activation_that_finishes_runs_it_again() {
+        let s = Scheduler::new();
+        let runs = Arc::new(AtomicU32::new(0));
+        let (r, s2) = (runs.clone(), s.clone());
+        tokio::spawn(s.clone().run(4, move |k| {
+            let (r, s2) = (r.clone(), s2.clone());
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    s2.wake(k); // redriven just after it ended
+                }
+                Outcome::Finished
+            }
+        }));
+        let first = s.on_finished(key(1).id);
+        s.wake(key(1));
+        tokio::time::timeout(Duration::from_secs(2), first)
+            .await
+            .unwrap()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while runs.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
             runs.load(Ordering::SeqCst),
             2,

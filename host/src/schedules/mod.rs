@@ -28,12 +28,11 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 
 use crate::db::{
-    self, Batch, CatchUp, Durability, ExecId, ExecutionRecord, FiringOutcome, FiringRecord,
-    IdempotencyRecord, Overlap, ScheduleDueRecord, ScheduleRecord, Status, Store, TimerKind,
-    TimerRecord,
+    self, Batch, CatchUp, Durability, ExecId, FiringOutcome, FiringRecord, IdempotencyRecord,
+    Overlap, ScheduleDueRecord, ScheduleRecord, Store,
 };
-use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
+use crate::runtime::create::NewExecution;
 use crate::scheduler::{BacklogFull, ExecKey, Scheduler};
 use crate::tenants::rate::Limited;
 use crate::tenants::usage::ExecBytes;
@@ -423,35 +422,20 @@ impl Service {
         let timeout = settings::resolve(&f.settings, &self.defaults).execution_timeout;
         let deadline = now.saturating_add(timeout.as_millis() as u64);
         let id = ids::new_execution_id();
-        let exec = ExecutionRecord {
+        let created = NewExecution {
             id,
             tenant: tenant.clone(),
             function: rec.function.clone(),
             version: f.latest_version,
-            status: Status::Running,
             input: rec.input.clone(),
-            output: None,
-            error: None,
-            created_ms: now,
-            updated_ms: now,
-            deadline_ms: Some(deadline),
+            now_ms: now,
+            deadline_ms: deadline,
             idempotency_key: Some(key.clone()),
-            ended_ms: None,
-        };
-        let started = Journal::from_events(&[]).record(
-            now,
-            EventKind::ExecutionStarted {
-                input: rec.input.clone(),
-            },
-        );
-        let timer = TimerRecord {
-            tenant: tenant.clone(),
-            kind: TimerKind::Deadline,
-        };
-        let mut batch = Batch::new();
-        batch.put_execution(&exec);
-        batch.put_event(&id, &started);
-        batch.put_timer(deadline, &id, crate::runtime::DEADLINE_OP, &timer);
+            start_ms: None,
+            fork: None,
+        }
+        .write();
+        let (mut batch, timers) = (created.batch, created.timers);
         let written = batch.written_for(&tenant, &id);
         let mut next = rec.clone();
         let done = firing(FiringOutcome::Fired, Some(id), None);
@@ -472,8 +456,7 @@ impl Service {
         *rec = next;
         *stored = rec.clone();
         reserved.invoked(id, ExecBytes::from(written));
-        self.timers
-            .add(deadline, id, crate::runtime::DEADLINE_OP.to_string(), timer);
+        timers.add(&self.timers);
         self.metrics.created(&tenant);
         self.count(&tenant, FiringOutcome::Fired, 1);
         let key = ExecKey {

@@ -365,6 +365,7 @@ mod tests {
             activation_timeout: Duration::from_secs(5),
             execution_timeout: Duration::from_secs(60),
             retention: Duration::from_secs(60),
+            redrive_policy: None,
         };
         let l = q.ceil(function);
         assert_eq!(l.memory_limit_bytes, 64 << 20, "the tenant's is smaller");

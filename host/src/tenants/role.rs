@@ -32,7 +32,7 @@ pub enum Action {
     WriteFunctions,
     Invoke,
     ReadExecutions,
-    /// Stop (later: redrive, fork) executions.
+    /// Stop, redrive and fork executions (and start bulk redrive jobs).
     ControlExecutions,
     /// Complete, fail and heartbeat callbacks.
     Callbacks,
@@ -90,7 +90,7 @@ impl Action {
             Action::WriteFunctions => "change functions",
             Action::Invoke => "invoke functions",
             Action::ReadExecutions => "read executions",
-            Action::ControlExecutions => "stop executions",
+            Action::ControlExecutions => "stop, redrive or fork executions",
             Action::Callbacks => "complete callbacks",
             Action::ManageWebhooks => "manage webhooks",
             Action::ManageSchedules => "manage schedules",

@@ -304,6 +304,11 @@ impl Counters {
             return Ok(()); // not active (already ended, or not counted)
         };
         let record = db.execution_size(tenant, id)?;
+        // Ended, unless it was redriven since (`recovery`): then it is active still.
+        let ended = ended
+            && db
+                .execution(tenant, id)?
+                .is_none_or(|r| r.status.is_terminal());
         let h = db.history_bytes_after(id, before.history_seq)?;
         let l = db.log_bytes_after(id, before.log_seq)?;
         let mut all = self.lock();
@@ -406,6 +411,25 @@ impl Reservation<'_> {
     }
 }
 
+impl Reservation<'_> {
+    /// The finished execution `id` was redriven (`recovery`): it counts as active again,
+    /// and what the redrive wrote (its bytes `before` and `after` it) is counted.
+    /// If the activation that ended it has not been settled yet, it still counts as active
+    /// (and that settle, finding it running, keeps it so).
+    pub fn redriven(self, id: ExecId, before: ExecBytes, after: ExecBytes) {
+        self.counters.with(&self.tenant, |t| {
+            let counted = match t.live.insert(id, after) {
+                Some(live) => live,
+                None => {
+                    t.active += 1;
+                    before
+                }
+            };
+            t.stored_bytes = (t.stored_bytes + after.total()).saturating_sub(counted.total());
+        });
+    }
+}
+
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let (name, new_name, bytes, active) =
@@ -477,6 +501,47 @@ mod tests {
         drop(more);
         // Another tenant counts on its own.
         assert!(c.reserve_execution("u", 10, &q).is_ok());
+    }
+
+    #[test]
+    fn a_redriven_execution_counts_as_active_once_whether_or_not_its_end_was_settled() {
+        let q = quotas(|q| q.max_active_executions = Some(1));
+        let bytes = |history: u64| ExecBytes {
+            record: 10,
+            history,
+            ..Default::default()
+        };
+        // (its end settled before the redrive, usage after the redrive)
+        for settled in [true, false] {
+            let c = Counters::default();
+            c.reserve_execution("t", 0, &q)
+                .unwrap()
+                .invoked([1; 16], bytes(5));
+            if settled {
+                c.with("t", |t| {
+                    t.live.remove(&[1; 16]);
+                    t.active -= 1;
+                    t.stored_bytes += 3; // its last activation's events
+                });
+                c.reserve_execution("t", 0, &q)
+                    .expect("room: it has ended")
+                    .redriven([1; 16], bytes(8), bytes(12));
+            } else {
+                // Still counted: no room for another, but a redrive's write is counted.
+                let r = Reservation {
+                    counters: &c,
+                    tenant: "t".into(),
+                    name: None,
+                    new_name: false,
+                    bytes: 0,
+                    active: 0,
+                };
+                r.redriven([1; 16], bytes(8), bytes(12));
+            }
+            let u = c.usage("t");
+            let got = (u.max_active_executions, u.max_stored_bytes);
+            assert_eq!(got, (1, 22), "settled first: {settled}");
+        }
     }
 
     #[test]
@@ -578,6 +643,9 @@ mod tests {
             deadline_ms: None,
             idempotency_key: None,
             ended_ms: None,
+            redrive_count: 0,
+            forked_from: None,
+            expires_ms: None,
         };
         let mut journal = Journal::from_events(&[]);
         let r = c.reserve_execution("t", 4, &q).unwrap();

@@ -43,6 +43,18 @@ impl Outbox {
         super::outbox(db, exec, self.schedule_len, now_ms, batch)
     }
 
+    /// Add the deliveries of `event` of `exec` (`webhooks::outbox_event`) to `batch`.
+    pub fn add_event(
+        &self,
+        db: &db::Store,
+        exec: &db::ExecutionRecord,
+        event: &str,
+        now_ms: u64,
+        batch: &mut Batch,
+    ) -> db::Result<usize> {
+        super::outbox_event(db, exec, event, self.schedule_len, now_ms, batch)
+    }
+
     /// A new delivery for `hook` (the test event), due now.
     pub fn delivery(
         &self,

@@ -30,12 +30,16 @@ use crate::timer::rfc3339 as timestamp;
 pub use deliver::{Outbox, Service};
 
 /// The events a webhook may ask for.
-pub const EVENTS: [&str; 4] = [
+pub const EVENTS: [&str; 5] = [
     "execution.succeeded",
     "execution.failed",
     "execution.timed_out",
     "execution.stopped",
+    REDRIVEN_EVENT,
 ];
+
+/// The event of a redrive (`recovery`): written with its `ExecutionRedriven` event.
+pub const REDRIVEN_EVENT: &str = "execution.redriven";
 
 /// The event type of `POST /v1/webhooks/{id}/test`.
 pub const TEST_EVENT: &str = "webhook.test";
@@ -187,7 +191,7 @@ pub fn execution_payload(event: &str, exec: &ExecutionRecord) -> String {
             "output": exec.output.as_deref().map(parse),
             "created_at": timestamp(exec.created_ms),
             "ended_at": exec.end_ms().map(timestamp),
-            "redrive_count": 0,
+            "redrive_count": exec.redrive_count,
         }
     })
     .to_string()
@@ -242,6 +246,19 @@ pub fn outbox(
     let Some(event) = event_of(exec.status) else {
         return Ok(0);
     };
+    outbox_event(db, exec, event, schedule_len, now_ms, batch)
+}
+
+/// The outbox for `event` of `exec` (a terminal event, or `REDRIVEN_EVENT`), added to the
+/// batch that records it. Returns how many deliveries it added.
+pub fn outbox_event(
+    db: &Store,
+    exec: &ExecutionRecord,
+    event: &str,
+    schedule_len: usize,
+    now_ms: u64,
+    batch: &mut Batch,
+) -> db::Result<usize> {
     let mut n = 0;
     for hook in db.webhooks(&exec.tenant)? {
         if !wants(&hook, event, &exec.function) {
@@ -271,6 +288,14 @@ pub fn slack_message(payload: &str) -> String {
         format!(
             "durable-host: a test event for webhook {}",
             s(&d["webhook_id"])
+        )
+    } else if v["type"] == REDRIVEN_EVENT {
+        format!(
+            ":repeat: durable-host: execution `{}` of function `{}` was redriven (version {}, redrive {})",
+            s(&d["execution_id"]),
+            s(&d["function"]),
+            d["version"],
+            d["redrive_count"],
         )
     } else {
         let status = s(&d["status"]);
@@ -531,6 +556,9 @@ mod tests {
             deadline_ms: None,
             idempotency_key: None,
             ended_ms: Some(2),
+            redrive_count: 0,
+            forked_from: None,
+            expires_ms: None,
         };
         let payload = execution_payload("execution.failed", &exec);
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();

@@ -38,6 +38,7 @@ fn handler(ctx: &mut Context, input: Value) -> Result<Value, Error> {
         "step-http" => probes::step_http(ctx, params(&input)?),
         "crash-probe" => probes::crash_probe(ctx, params(&input)?),
         "at-most-once-probe" => probes::at_most_once_probe(ctx, params(&input)?),
+        "http-chain" => probes::http_chain(ctx, params(&input)?),
         "wait" => waits::wait(ctx, params(&input)?),
         "waits" => waits::waits(ctx, params(&input)?),
         "log-replay" => waits::log_replay(ctx, params(&input)?),

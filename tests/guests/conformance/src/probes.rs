@@ -75,3 +75,39 @@ pub fn at_most_once_probe(ctx: &mut Context, p: AtMostOnceProbe) -> Result<Value
     let status: u16 = ctx.step_with("guarded", config, |_| post(&format!("{base}/slow")))?;
     Ok(status.into())
 }
+
+#[derive(Deserialize)]
+pub struct HttpChain {
+    url: String,
+    steps: Vec<String>,
+    #[serde(default = "one")]
+    max_attempts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `http-chain`: for each name in `steps`, step `name` POSTs `{url}/{name}` and fails with
+/// `HttpError` when the answer is not 2xx (`max_attempts` attempts, no delay); returns the
+/// statuses by name.
+pub fn http_chain(ctx: &mut Context, p: HttpChain) -> Result<Value, Error> {
+    let base = p.url.trim_end_matches('/');
+    let config = || StepConfig::default().retry(steady(p.max_attempts, ms(0)));
+    let mut out = serde_json::Map::new();
+    for name in &p.steps {
+        let status: u16 = ctx.step_with(name.as_str(), config(), |_| {
+            let url = format!("{base}/{name}");
+            let status = post(&url)?;
+            if !(200..300).contains(&status) {
+                return Err(Error::new(
+                    "HttpError",
+                    format!("POST {url} answered {status}"),
+                ));
+            }
+            Ok(status)
+        })?;
+        out.insert(name.clone(), status.into());
+    }
+    Ok(Value::Object(out))
+}
