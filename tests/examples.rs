@@ -265,3 +265,202 @@ fn the_readme_walk_through_runs_as_written() {
     );
     assert!(stdout.contains("Hello from Durable Lambda!"), "{stdout}");
 }
+
+/// A free loopback port (bound, then released: the process told to use it binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A long-running child of this test, killed when dropped, whose stdout lines are collected.
+struct Child {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Child {
+    fn spawn(cmd: &mut std::process::Command) -> Child {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Child { child, lines }
+    }
+
+    /// Waits (at most 30 s) for a line containing `needle`, and returns every line so far.
+    fn wait_line(&self, needle: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let lines = self.lines.lock().unwrap().clone();
+            if lines.iter().any(|l| l.contains(needle)) {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in {lines:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// README's "When a job fails": the job's API is down, so `user-registration` fails; the
+/// signed `execution.failed` message reaches `durable-host webhooks listen`; the API comes
+/// back; a redrive completes the job, and `validate` (which had succeeded) is not run again
+/// while `start-job` is. The same binaries and commands as the README, on free ports.
+#[test]
+fn the_failed_job_story_works() {
+    let (api_port, hook_port) = (free_port(), free_port());
+    let api_bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/debug/examples/registration-api");
+    assert!(
+        api_bin.exists(),
+        "{} is built by `cargo test -p durable-host` (all targets) or `cargo build -p durable-host --examples`",
+        api_bin.display()
+    );
+    let api_addr = format!("127.0.0.1:{api_port}");
+    let api =
+        Child::spawn(std::process::Command::new(&api_bin).args(["--listen", &api_addr, "--down"]));
+    api.wait_line("registration API on");
+    let hook_addr = format!("127.0.0.1:{hook_port}");
+    let s = Server::start_with(&[
+        "--allow-outbound",
+        &api_addr,
+        "--allow-outbound",
+        &hook_addr,
+    ]);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_durable-host"))
+            .args(args)
+            .env("DURABLE_SERVER", &s.url)
+            .env("DURABLE_API_KEY", &s.admin_key)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.code(),
+            stdout + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let wasm = guest("user_registration");
+    let (code, out) = cli(&["deploy", "user-registration", wasm.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    let url = format!("http://{hook_addr}/hooks");
+    let (code, out) = cli(&[
+        "webhooks",
+        "create",
+        "--url",
+        &url,
+        "--function",
+        "user-registration",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret").map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| panic!("no secret in {out}"));
+    let listener = Child::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_durable-host")).args([
+            "webhooks", "listen", "--listen", &hook_addr, "--secret", &secret,
+        ]),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    let input = json!({"username": "ada", "email": "ada@example.com",
+        "api_base_url": format!("http://{api_addr}"), "poll_interval_seconds": 1})
+    .to_string();
+    let (code, out) = cli(&[
+        "--json",
+        "invoke",
+        "user-registration",
+        "--wait",
+        "30",
+        &input,
+    ]);
+    assert_eq!(code, Some(1), "the job fails while the API is down: {out}");
+    let ex: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let id = ex["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(ex["error"]["error_type"], "StartJobError", "{ex}");
+
+    let heard = listener.wait_line(&id);
+    let line = heard.iter().find(|l| l.contains(&id)).unwrap();
+    assert!(
+        line.starts_with("execution.failed")
+            && line.contains("StartJobError")
+            && line.ends_with("[signature ok]"),
+        "{line}"
+    );
+    let (_, out) = cli(&[
+        "executions",
+        "--status",
+        "failed",
+        "--error-type",
+        "StartJobError",
+    ]);
+    assert!(out.contains(&id), "the dead letters list it: {out}");
+
+    let fixed = reqwest::blocking::Client::new()
+        .post(format!("http://{api_addr}/admin/up"))
+        .send()
+        .unwrap();
+    assert!(fixed.status().is_success());
+    let (code, out) = cli(&["redrive", &id]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = cli(&["history", &id, "--follow"]);
+    assert_eq!(code, Some(0), "the redriven job succeeds: {out}");
+    let done = s.wait_done(&id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["redrive_count"], 1, "{done}");
+
+    let h = s.history(&id);
+    let names = |ty: &str| -> Vec<String> {
+        h.iter()
+            .filter(|e| e["event_type"] == ty)
+            .map(|e| e["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(
+        names("StepSucceeded")
+            .iter()
+            .filter(|n| *n == "validate")
+            .count(),
+        1,
+        "validate ran once"
+    );
+    assert!(
+        names("StepSucceeded").contains(&"welcome".to_string()),
+        "{h:#?}"
+    );
+    assert!(
+        types(&h).contains(&"ExecutionRedriven".to_string()),
+        "{h:#?}"
+    );
+    let calls = api.wait_line("GET /check-status");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|l| l.starts_with("POST /start-job"))
+            .count(),
+        4,
+        "three attempts while down, one after the redrive: {calls:#?}"
+    );
+}
