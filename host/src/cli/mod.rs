@@ -214,6 +214,16 @@ impl Ctx {
     }
 }
 
+/// The body as it came with `--json`, else `text()`.
+pub(crate) fn show(ctx: &Ctx, body: &str, text: impl FnOnce() -> String) -> Result<Exit, Error> {
+    if ctx.json {
+        ctx.print_json(body)?;
+    } else {
+        ctx.print(&text())?;
+    }
+    Ok(Exit::Success)
+}
+
 /// Run a client command and report how it went on stderr and in the exit code.
 pub fn run(opts: &Options, command: Command) -> ExitCode {
     match dispatch(opts, command) {

@@ -10,7 +10,7 @@ use super::client::Request;
 use super::input::json_arg;
 use super::render::{cell_json, field};
 use super::table::{key_values, truncate, Table};
-use super::{Ctx, Error, Exit};
+use super::{show, Ctx, Error, Exit};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -149,16 +149,6 @@ fn set_paused(ctx: &Ctx, name: &str, paused: bool) -> Result<Exit, Error> {
     show(ctx, &reply.text, || {
         format!("{done} schedule {name}\n{}", schedule(&reply.body))
     })
-}
-
-/// The body as it came with `--json`, else `text()`.
-fn show(ctx: &Ctx, body: &str, text: impl FnOnce() -> String) -> Result<Exit, Error> {
-    if ctx.json {
-        ctx.print_json(body)?;
-    } else {
-        ctx.print(&text())?;
-    }
-    Ok(Exit::Success)
 }
 
 fn state(s: &Value) -> String {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::client::Request;
 use super::render::field;
 use super::table::{key_values, truncate, Table};
-use super::{Ctx, Error, Exit};
+use super::{show, Ctx, Error, Exit};
 
 /// The events a webhook may receive (DESIGN.md section 9).
 pub const EVENTS: [&str; 5] = [
@@ -162,16 +162,6 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<Exit, Error> {
             })
         }
     }
-}
-
-/// The body as it came with `--json`, else `text()`.
-fn show(ctx: &Ctx, body: &str, text: impl FnOnce() -> String) -> Result<Exit, Error> {
-    if ctx.json {
-        ctx.print_json(body)?;
-    } else {
-        ctx.print(&text())?;
-    }
-    Ok(Exit::Success)
 }
 
 fn list_of(v: &Value, key: &str) -> String {
