@@ -836,7 +836,9 @@ fn an_attempt_without_an_answer_is_cut_at_15_s_and_retried() {
         "an attempt without an answer: the next one {} ms after it began",
         gap.as_millis()
     );
-    assert!(gap >= Duration::from_millis(15_000 + 300), "{gap:?}");
+    // Seen at the receiver, which heard the first attempt some time after the host began
+    // it (its 15 s count starts at the host): allow that much earlier, not more.
+    assert!(gap >= Duration::from_millis(15_000 + 300 - 100), "{gap:?}");
     assert!(gap < Duration::from_millis(15_000 + 3_000), "{gap:?}");
     assert!(started.elapsed() < Duration::from_secs(25));
     let ds = deliveries(&s, &hook, "");
