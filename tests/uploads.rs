@@ -236,3 +236,65 @@ fn the_artifact_bound_evicts_the_least_recently_used_and_an_evicted_one_is_compi
     let (_, bytes) = artifacts(&s);
     assert!(bytes <= BOUND, "{bytes} bytes after the reloads");
 }
+
+/// `durable-host --server URL ARGS` with the admin key: exit code, stdout, stderr.
+fn cli(s: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["--server", &s.url])
+        .args(args)
+        .env("DURABLE_API_KEY", &s.admin_key)
+        .env_remove("DURABLE_TENANT")
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (
+        out.status.code().unwrap(),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+#[test]
+fn deploy_uploads_a_large_file_in_the_background_and_prints_what_a_synchronous_upload_does() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Over the CLI's 4 MiB background threshold (a custom section: it compiles like hello).
+    let large = dir.path().join("large.wasm");
+    std::fs::write(&large, padded_component(&guest_bytes("hello"), 5 << 20, 1)).unwrap();
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, [&b"\0asm\x0d\0\x01\0"[..], &[7u8; 5 << 20]].concat()).unwrap();
+    let large = large.to_str().unwrap();
+
+    let (code, out, err) = cli(&s, &["deploy", "big", large]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("deployed big version 1 (new version)\n"),
+        "{out}"
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("compiled in the background: upload "))
+        .unwrap_or_else(|| panic!("not a background upload: {out}"));
+    let (code, up) = s.get(&format!("/v1/functions/big/uploads/{id}"));
+    assert_eq!((code, up["status"].as_str()), (200, Some("ready")), "{up}");
+    let (code, out, err) = cli(&s, &["--json", "deploy", "big", large]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let (_, sync) = s.get("/v1/functions/big");
+    assert_eq!(
+        (v["version"].as_u64(), v["created"].as_bool()),
+        (Some(1), Some(false)),
+        "{v}"
+    );
+    assert_eq!(v["settings"], sync["settings"]);
+    assert_eq!(v["size_bytes"], sync["versions"][0]["size_bytes"]);
+    let id = s.invoke("big", &json!({}));
+    assert_eq!(s.wait_done(&id)["status"], "succeeded");
+
+    let (code, out, err) = cli(&s, &["deploy", "bad", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("400 invalid_component: invalid component"),
+        "{err}"
+    );
+}
