@@ -96,6 +96,23 @@ fn a_background_upload_answers_at_once_compiles_behind_a_status_and_then_runs() 
     let id = s.invoke("py", &json!({}));
     assert_eq!(s.wait_done(&id)["status"], "succeeded");
 
+    // The same bytes under another name share the artifact: no second compile (a sync PUT).
+    let compiles = s.metric("durable_compiles_total");
+    let t = Instant::now();
+    let (code, _, v) = put(&s, "py2", "", &[], bytes.clone());
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        s.metric("durable_compiles_total"),
+        compiles,
+        "compiled again"
+    );
+    eprintln!("python hello under a second name: {:?}", t.elapsed());
+    let (_, artifacts) = artifacts(&s);
+    assert!(
+        artifacts < 2 * 30_000_000,
+        "one artifact each: {artifacts} bytes"
+    );
+
     // The same bytes again, through the Prefer header: ready, not a new version.
     let (code, location, v) = put(&s, "py", "", &[("prefer", "respond-async")], bytes);
     assert_eq!(code, 202, "{v}");
