@@ -78,6 +78,9 @@ pub struct Options {
     pub api_listen: Vec<std::net::SocketAddr>,
     /// Webhook deliveries: retry schedule, concurrency, attempt timeout.
     pub webhooks: webhooks::Options,
+    /// Bytes the compiled artifact files may take on disk (`None`: unbounded); beyond it
+    /// the least recently used are removed and compiled again at their next load.
+    pub artifact_cache_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -101,6 +104,7 @@ impl Default for Options {
             tenant_quotas: tenants::Quotas::default(),
             api_listen: Vec::new(),
             webhooks: webhooks::Options::default(),
+            artifact_cache_bytes: None,
         }
     }
 }
@@ -174,6 +178,7 @@ impl Host {
             opts.data_dir.join("uploads"),
             metrics.clone(),
         )?);
+        registry.set_artifact_cache_bytes(opts.artifact_cache_bytes)?;
         let timers = Timers::new(clock.clone());
         let (defaults, bounds) = tenant_defaults(&opts);
         let scheduler = Scheduler::new();

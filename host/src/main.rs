@@ -90,6 +90,10 @@ struct ServeArgs {
     /// Largest component upload, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_upload_bytes: usize,
+    /// Disk the compiled artifacts may take, in MiB (default: unbounded). Beyond it the
+    /// least recently used are removed; one is compiled again at its next load.
+    #[arg(long)]
+    artifact_cache_mb: Option<u64>,
     /// Linear memory all resident instances may reserve together, in MiB: each reserves
     /// its function's memory limit before it starts, and waits in line until that fits.
     /// At least --memory-limit-mb. Default: half of this machine's memory.
@@ -365,6 +369,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         data_dir: a.data_dir,
         allow_outbound: a.allow_outbound,
         max_upload_bytes: a.max_upload_bytes,
+        artifact_cache_bytes: a.artifact_cache_mb.map(|mb| mb * 1024 * 1024),
         max_resident: a.max_resident,
         timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
         db_cache_bytes: a.db_cache_mb.max(1) * 1024 * 1024,

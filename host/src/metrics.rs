@@ -63,6 +63,8 @@ pub struct Metrics {
     tenants: RwLock<HashMap<Arc<str>, Arc<TenantMetrics>>>,
     /// Components compiled (uploads, and loads without a usable artifact).
     pub compiles: AtomicU64,
+    /// Bytes of compiled artifact files on disk (bounded by `--artifact-cache-mb`).
+    pub artifact_bytes: AtomicU64,
 }
 
 impl Metrics {

@@ -328,6 +328,8 @@ struct Fixture {
     a_schedule: String,
     /// A's bulk redrive job.
     a_job: String,
+    /// A's background upload (of `A_FN`).
+    a_upload: String,
 }
 
 impl Fixture {
@@ -345,6 +347,7 @@ impl Fixture {
             self.a_delivery.clone(),
             self.a_schedule.clone(),
             self.a_job.clone(),
+            self.a_upload.clone(),
         ]
     }
 
@@ -454,7 +457,15 @@ impl Fixture {
         );
         assert_eq!(r.status, 202, "{r}");
         let a_job = r.json()["job_id"].as_str().unwrap().to_string();
+        let r = a.call(
+            "PUT",
+            &format!("/v1/functions/{A_FN}?async=true"),
+            Some(guest_bytes("conformance_guest")),
+        );
+        assert_eq!(r.status, 202, "{r}");
+        let a_upload = r.json()["upload_id"].as_str().unwrap().to_string();
         Fixture {
+            a_upload,
             a_schedule: A_SCHEDULE.to_string(),
             a_job,
             a_webhook,
@@ -808,6 +819,14 @@ fn table(f: &Fixture) -> Vec<((&'static str, &'static str), Vec<Case>)> {
                 let leaked = jobs.iter().any(|j| j["job_id"] == a_job.as_str());
                 (!leaked).then_some(()).ok_or(format!("B lists A's job: {r}"))
             })]
+        }),
+        (("GET", "/v1/functions/{name}/uploads/{id}"), {
+            let never = ulid::Ulid::new().to_string().to_lowercase();
+            vec![hidden(
+                req("GET", format!("/v1/functions/{A_FN}/uploads/{}", f.a_upload)),
+                req("GET", format!("/v1/functions/{NEVER_FN}/uploads/{never}")),
+                &[(A_FN, NEVER_FN), (&f.a_upload, &never)],
+            )]
         }),
         (("GET", "/v1/jobs/{job_id}"), {
             let never = format!("job_{}", ulid::Ulid::new());

@@ -51,6 +51,7 @@ const ROUTES: &[(&str, &str, Needs)] = &[
     ("PUT", "/v1/functions/{name}", WriteFunctions),
     ("PATCH", "/v1/functions/{name}", WriteFunctions),
     ("DELETE", "/v1/functions/{name}", WriteFunctions),
+    ("GET", "/v1/functions/{name}/uploads/{id}", ReadFunctions),
     ("POST", "/v1/functions/{name}/invoke", Invoke),
     ("GET", "/v1/executions", ReadExecutions),
     ("GET", "/v1/executions/{id}", ReadExecutions),
@@ -306,6 +307,14 @@ impl Fixture<'_> {
                 j(json!({"function": FUNCTION, "status": "timed_out"})),
             ),
             ("GET", "/v1/jobs") => ("/v1/jobs".into(), None),
+            ("GET", "/v1/functions/{name}/uploads/{id}") => {
+                let name = format!("uploaded-{role}");
+                let path = format!("/v1/functions/{name}?async=true");
+                let r = self.setup("PUT", &path, Some(guest_bytes("hello")));
+                assert_eq!(r.status, 202, "{r}");
+                let id = r.json()["upload_id"].as_str().unwrap().to_string();
+                (format!("/v1/functions/{name}/uploads/{id}"), None)
+            }
             ("GET", "/v1/jobs/{job_id}") => {
                 let body = json!({"function": FUNCTION, "status": "timed_out"});
                 let r = self.setup("POST", "/v1/executions/redrive", j(body));

@@ -11,12 +11,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{check_name, effective, object_body, views, ApiError, ApiResult, AppState, Path};
 use crate::db::FunctionRecord;
+use crate::registry::{Pending, UploadStatus};
 use crate::tenants::{Action, Caller, Quotas};
 use crate::{settings, Host};
 
@@ -45,6 +46,9 @@ pub(super) struct SettingsQuery {
     throttle_burst: Option<String>,
     #[param(pattern = "^([0-9]{1,19}|default)$")]
     max_queued: Option<String>,
+    /// `true`: answer 202 once the body is received and compile in the background (poll
+    /// the `Location`). Default: answer once compiled.
+    r#async: Option<bool>,
 }
 
 impl SettingsQuery {
@@ -143,13 +147,19 @@ fn over_component_quota(size: Option<u64>, limit: u64) -> ApiError {
 }
 
 /// Upload a component: a new immutable version, or (same bytes as the latest) the latest.
-/// Settings may be set in the query (a number, or `default`).
+/// Settings may be set in the query (a number, or `default`). With `async=true` (or
+/// `Prefer: respond-async`) it answers 202 once the body is received and checked against
+/// the quotas, and compiles in the background: poll the `Location` (an upload record) until
+/// it is `ready` or `failed`. A version exists only once its component compiled and linked.
 #[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions",
-    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"), SettingsQuery),
+    params(("name" = String, Path, description = "Function name: 1-64 of [A-Za-z0-9_.-]", pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"), SettingsQuery,
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: as `async=true`")),
     request_body(description = "The component's bytes", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses(
         (status = 201, description = "A new version", body = views::Version),
         (status = 200, description = "The same bytes as the latest version", body = views::Version),
+        (status = 202, description = "Background upload (async=true or Prefer: respond-async): compiling; poll the Location", body = UploadView,
+            headers(("Location" = String, description = "/v1/functions/{name}/uploads/{upload_id}"))),
         (status = 400, description = "Not a valid component (code invalid_component), a bad setting, or one over the tenant's ceiling", body = views::ErrorBody),
         (status = 413, description = "Larger than --max-upload-bytes", body = views::ErrorBody),
         (status = 429, description = "Over a quota of the tenant (code quota_exceeded): max_functions, max_component_bytes or max_stored_bytes; nothing was stored", body = views::ErrorBody)))]
@@ -161,48 +171,27 @@ pub(super) async fn put_function(
     headers: HeaderMap,
     b: axum::body::Body,
 ) -> Response {
-    let uploaded = async {
-        let caller = caller?;
-        caller.require(Action::WriteFunctions)?;
-        check_name(&name)?;
-        let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let quotas = host.tenants.quotas(&caller.tenant);
-        let patch = checked(&host, &quotas, q.patch()?)?;
-        // A new name takes one of the tenant's functions from here until the upload ends.
-        let usage = &host.tenants.usage;
-        let mut reserved = usage.reserve_upload(&caller.tenant, &name, None, &quotas)?;
-        let spooled = spool_upload(&host, &headers, &quotas, b).await?;
-        // The same bytes as the latest version add nothing; others add their size.
-        let latest = host
-            .db
-            .function(&caller.tenant, &name)?
-            .filter(|f| !f.deleted)
-            .map(|f| host.db.version(&caller.tenant, &name, f.latest_version))
-            .transpose()?
-            .flatten();
-        if latest.is_none_or(|v| v.sha256 != spooled.sha256) {
-            reserved.add_bytes(spooled.len, &quotas)?;
+    let background = q.as_ref().is_ok_and(|Query(q)| q.r#async == Some(true))
+        || headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    let uploaded = if background {
+        // The upload runs on as a task of its own once it is accepted; the request ends there.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(upload(host, caller, name, q, headers, b, Some(tx)));
+        match rx.await {
+            Ok(p) => Ok(accepted(&p)),
+            Err(_) => task
+                .await
+                .unwrap_or_else(|e| Err(ApiError::Internal(format!("the upload task: {e}")))),
         }
-        let up = host
-            .registry
-            .upload_spooled(&caller.tenant, &name, spooled, &patch)
-            .await?;
-        reserved.uploaded(up.created, up.version.size_bytes);
-        push_flow_limits(&host, &caller.tenant, &up.function);
-        let status = if up.created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        let mut v = views::version(&name, &up.version);
-        v.settings = Some(
-            views::Settings::from(in_force(&host, &quotas, &up.function))
-                .with_flow(&up.function.settings),
-        );
-        v.created = Some(up.created);
-        ApiResult::Ok((status, Json(v)).into_response())
+    } else {
+        upload(host, caller, name, q, headers, b, None).await
     };
-    match uploaded.await {
+    match uploaded {
         Ok(resp) => resp,
         // The body may be unread (a bad name or setting is refused before it is streamed,
         // an over-limit one part way): the connection cannot carry another request, so say
@@ -216,6 +205,181 @@ pub(super) async fn put_function(
             resp
         }
     }
+}
+
+/// The upload itself. With `accepted`, a background upload: once the body is spooled and
+/// within the quotas, an upload record (compiling) is created and sent there, and the
+/// outcome is written to it.
+async fn upload(
+    host: std::sync::Arc<Host>,
+    caller: Result<Caller, ApiError>,
+    name: String,
+    q: Result<Query<SettingsQuery>, QueryRejection>,
+    headers: HeaderMap,
+    b: axum::body::Body,
+    accepted: Option<tokio::sync::oneshot::Sender<Pending>>,
+) -> ApiResult {
+    let caller = caller?;
+    caller.require(Action::WriteFunctions)?;
+    check_name(&name)?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let quotas = host.tenants.quotas(&caller.tenant);
+    let patch = checked(&host, &quotas, q.patch()?)?;
+    // A new name takes one of the tenant's functions from here until the upload ends.
+    let usage = &host.tenants.usage;
+    let mut reserved = usage.reserve_upload(&caller.tenant, &name, None, &quotas)?;
+    let spooled = spool_upload(&host, &headers, &quotas, b).await?;
+    // The same bytes as the latest version add nothing; others add their size.
+    let latest = host
+        .db
+        .function(&caller.tenant, &name)?
+        .filter(|f| !f.deleted)
+        .map(|f| host.db.version(&caller.tenant, &name, f.latest_version))
+        .transpose()?
+        .flatten();
+    if latest.is_none_or(|v| v.sha256 != spooled.sha256) {
+        reserved.add_bytes(spooled.len, &quotas)?;
+    }
+    let pending = accepted.map(|tx| {
+        let uploads = host.registry.uploads();
+        let p = uploads.start(
+            &caller.tenant,
+            &name,
+            &spooled.sha256,
+            spooled.len,
+            host.registry.now_ms(),
+        );
+        let id = p.id.clone();
+        // A client gone meanwhile changes nothing: the upload goes on.
+        let _ = tx.send(p);
+        id
+    });
+    let up = host
+        .registry
+        .upload_spooled(&caller.tenant, &name, spooled, &patch)
+        .await;
+    let finish = |outcome| {
+        if let Some(id) = &pending {
+            host.registry
+                .uploads()
+                .finish(id, host.registry.now_ms(), outcome);
+        }
+    };
+    let up = match up {
+        Ok(up) => up,
+        Err(e) => {
+            let e = ApiError::from(e);
+            if let Some(id) = &pending {
+                tracing::warn!(function = %name, upload = %id, error = %e, "a background upload failed");
+            }
+            finish(Err((e.status_and_code().1.to_string(), e.to_string())));
+            return Err(e);
+        }
+    };
+    finish(Ok((up.version.version, up.created)));
+    reserved.uploaded(up.created, up.version.size_bytes);
+    push_flow_limits(&host, &caller.tenant, &up.function);
+    let status = if up.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut v = views::version(&name, &up.version);
+    v.settings = Some(
+        views::Settings::from(in_force(&host, &quotas, &up.function))
+            .with_flow(&up.function.settings),
+    );
+    v.created = Some(up.created);
+    Ok((status, Json(v)).into_response())
+}
+
+/// A background upload (`PUT ...?async=true`).
+#[derive(Serialize, ToSchema)]
+pub(super) struct UploadView {
+    pub upload_id: String,
+    pub name: String,
+    /// compiling, ready (`version` is the function's version) or failed (`error` says why).
+    pub status: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// RFC 3339 UTC with milliseconds.
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Once ready: true for a new version, false for the same bytes as the latest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    /// Once failed: what the synchronous upload would have answered (`interrupted`: the
+    /// server stopped while it compiled; nothing was stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<views::ErrorDetail>,
+    /// Where to poll: this record.
+    pub location: String,
+}
+
+fn upload_location(p: &Pending) -> String {
+    format!("/v1/functions/{}/uploads/{}", p.name, p.id)
+}
+
+fn upload_view(p: &Pending) -> UploadView {
+    UploadView {
+        upload_id: p.id.clone(),
+        name: p.name.clone(),
+        status: match p.status {
+            UploadStatus::Compiling => "compiling",
+            UploadStatus::Ready => "ready",
+            UploadStatus::Failed => "failed",
+        }
+        .into(),
+        sha256: p.sha256.clone(),
+        size_bytes: p.size_bytes,
+        started_at: views::timestamp(p.started_ms),
+        finished_at: p.finished_ms.map(views::timestamp),
+        version: p.version,
+        created: p.created,
+        error: p.error_code.clone().map(|code| views::ErrorDetail {
+            code,
+            message: p.error_message.clone().unwrap_or_default(),
+        }),
+        location: upload_location(p),
+    }
+}
+
+/// 202 with the upload record and where to poll it.
+fn accepted(p: &Pending) -> Response {
+    let mut resp = (StatusCode::ACCEPTED, Json(upload_view(p))).into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&upload_location(p)) {
+        h.insert(axum::http::header::LOCATION, v);
+    }
+    h.insert(
+        "preference-applied",
+        axum::http::HeaderValue::from_static("respond-async"),
+    );
+    resp
+}
+
+/// A background upload: compiling, ready (with its version) or failed (with the reason).
+/// Kept for a day after it ended.
+#[utoipa::path(get, path = "/v1/functions/{name}/uploads/{id}", tag = "functions",
+    params(("name" = String, Path, description = "Function name"), ("id" = String, Path, description = "Upload id (from the 202)")),
+    responses((status = 200, description = "The upload", body = UploadView), (status = 404, description = "Unknown (or another tenant's, or ended over a day ago)", body = views::ErrorBody)))]
+pub(super) async fn get_upload(
+    State(host): AppState,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(Action::ReadFunctions)?;
+    let p = host
+        .registry
+        .uploads()
+        .get(&caller.tenant, &name, &id)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("upload {id:?} of function {name:?} not found"))
+        })?;
+    Ok(Json(upload_view(&p)).into_response())
 }
 
 /// Stream an upload's body into a temporary file (hashed as it arrives): memory stays at a

@@ -208,6 +208,7 @@ fn routes(host: &Arc<Host>) -> OpenApiRouter<Arc<Host>> {
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::metrics))
         .routes(routes!(functions::list_functions))
+        .routes(routes!(functions::get_upload))
         .routes(routes!(executions::invoke))
         .routes(routes!(executions::list_executions))
         .routes(routes!(executions::get_execution))

@@ -254,6 +254,11 @@ pub fn render(host: &Host) -> String {
             "1 once a store write or fsync failed and writes stop until a restart, else 0.",
             crate::metrics::storage_failed(host.db.storage_state()),
         ),
+        (
+            "durable_artifact_cache_bytes",
+            "Bytes of compiled artifact files on disk (bounded by --artifact-cache-mb).",
+            host.metrics.artifact_bytes.load(Relaxed),
+        ),
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -107,6 +107,62 @@ pub fn remove_leftovers(dir: &Path) -> std::io::Result<usize> {
     Ok(removed)
 }
 
+/// Mark an artifact as just used (its modification time orders `evict`). Best effort.
+pub fn touch(path: &Path) {
+    let _ = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+}
+
+/// The artifacts (`*.cwasm`) of `dir`: path, bytes and last use, least recently used first.
+fn artifacts(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64, std::time::SystemTime)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "cwasm") {
+            continue;
+        }
+        // A file removed meanwhile (another eviction) is simply not counted.
+        if let Ok(m) = entry.metadata() {
+            out.push((path, m.len(), m.modified()?));
+        }
+    }
+    out.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// Remove the least recently used artifacts of `dir` until they take at most `limit`
+/// bytes; `keep` (the one just written or loaded) is never removed, even alone over the
+/// limit. An evicted artifact is compiled again at its next load. Returns the bytes left
+/// and the files removed.
+pub fn evict(dir: &Path, limit: Option<u64>, keep: &Path) -> std::io::Result<(u64, usize)> {
+    let all = artifacts(dir)?;
+    let mut total: u64 = all.iter().map(|a| a.1).sum();
+    let mut removed = 0;
+    let Some(limit) = limit else {
+        return Ok((total, 0));
+    };
+    for (path, len, _) in all {
+        if total <= limit {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                total -= len;
+                removed += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => total -= len,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((total, removed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +231,33 @@ mod tests {
         std::fs::write(unique_tmp(dir.path(), "a.cwasm"), b"partial").unwrap();
         assert_eq!(remove_leftovers(dir.path()).unwrap(), 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn eviction_removes_the_least_recently_used_beyond_the_bound_but_never_the_kept_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str, secs: u64| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, vec![0u8; 100]).unwrap();
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + secs);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+            p
+        };
+        let a = at("a.cwasm", 1);
+        let b = at("b.cwasm", 2);
+        let c = at("c.cwasm", 3);
+        std::fs::write(dir.path().join("other.tmp"), vec![0u8; 1000]).unwrap();
+        assert_eq!(evict(dir.path(), None, &c).unwrap(), (300, 0), "unbounded");
+        touch(&a); // a is now the most recently used
+        assert_eq!(evict(dir.path(), Some(250), &c).unwrap(), (200, 1));
+        assert!(!b.exists() && a.exists() && c.exists());
+        // Alone over the bound, the kept one stays.
+        assert_eq!(evict(dir.path(), Some(50), &c).unwrap(), (100, 1));
+        assert!(!a.exists() && c.exists());
     }
 }

@@ -17,12 +17,13 @@
 //! An artifact is a cache: failing to write one never fails an upload or a load.
 
 mod artifact;
+mod pending;
 mod spool;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -36,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::settings;
 use crate::timer::Clock;
 
+pub use pending::{Pending, Status as UploadStatus, Uploads};
 pub use spool::{Spool, Spooled};
 
 pub type Pre = DurableFunctionPre<HostState>;
@@ -136,6 +138,10 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     /// Uploads are rare and must assign version numbers one at a time.
     upload_lock: tokio::sync::Mutex<()>,
+    /// The background uploads (`PUT ...?async=true`) and their outcome.
+    pending: Uploads,
+    /// `--artifact-cache-mb` in bytes; `u64::MAX`: unbounded.
+    artifact_limit: AtomicU64,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -166,17 +172,46 @@ impl Registry {
             engine,
             linker,
             db,
-            clock,
-            artifacts,
-            uploads,
             fingerprint: format!("{:016x}", h.finish()),
             cache: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             compiles: tokio::sync::Semaphore::new(MAX_CONCURRENT_COMPILES),
             uploads_in_memory: tokio::sync::Semaphore::new(MAX_UPLOADS_IN_MEMORY),
+            pending: Uploads::open(uploads.join("status"), clock.now_ms())?,
+            clock,
+            artifacts,
+            uploads,
             metrics,
             upload_lock: tokio::sync::Mutex::new(()),
+            artifact_limit: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Bound the artifact files to `bytes` (`None`: unbounded): beyond it, the least
+    /// recently used are removed (and compiled again at their next load). Applies now.
+    pub fn set_artifact_cache_bytes(&self, bytes: Option<u64>) -> std::io::Result<()> {
+        self.artifact_limit
+            .store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.evict_artifacts(Path::new(""))
+    }
+
+    fn artifact_limit(&self) -> Option<u64> {
+        Some(self.artifact_limit.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
+    }
+
+    /// Apply the artifact bound, sparing `keep`; publish the bytes left.
+    fn evict_artifacts(&self, keep: &Path) -> std::io::Result<()> {
+        let (left, removed) = artifact::evict(&self.artifacts, self.artifact_limit(), keep)?;
+        self.metrics.artifact_bytes.store(left, Ordering::Relaxed);
+        if removed > 0 {
+            tracing::info!(removed, left, "evicted least recently used artifacts");
+        }
+        Ok(())
+    }
+
+    /// The background uploads.
+    pub fn uploads(&self) -> &Uploads {
+        &self.pending
     }
 
     /// A temporary file for an upload of at most `limit` bytes.
@@ -249,7 +284,12 @@ impl Registry {
         let target = path.clone();
         let written = tokio::task::spawn_blocking(move || artifact::write(&target, &bytes)).await;
         match written {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                let keep = path.clone();
+                if let Err(e) = self.evict_artifacts(&keep) {
+                    tracing::warn!(error = %e, "evicting artifacts failed");
+                }
+            }
             Ok(Err(e)) => {
                 tracing::warn!(path = %path.display(), error = %e, "writing the artifact failed; the next start compiles again")
             }
@@ -282,7 +322,10 @@ impl Registry {
         // produced (its length and sha256, written with it, match), under an engine with the
         // same configuration (the file's name carries the engine's compatibility hash).
         match unsafe { Component::deserialize(&self.engine, payload) } {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                artifact::touch(&path);
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "unusable artifact; recompiling");
                 None
@@ -530,6 +573,10 @@ impl Registry {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 }
 
