@@ -266,15 +266,6 @@ fn the_readme_walk_through_runs_as_written() {
     assert!(stdout.contains("Hello from Durable Lambda!"), "{stdout}");
 }
 
-/// A free loopback port (bound, then released: the process told to use it binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A long-running child of this test, killed when dropped, whose stdout lines are collected.
 struct Child {
     child: std::process::Child,

@@ -8,16 +8,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// A loopback port that is free now (bound, then released): for a `--listen` that an
-/// allowlist entry must name before the host starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Run the conformance guest's `step-http` GET of `url` to its end; its output.
 fn get_from_guest(s: &Server, url: &str) -> Value {
     let id = s.invoke(

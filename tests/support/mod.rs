@@ -26,6 +26,16 @@ fn repo_root() -> PathBuf {
 /// the path of `name`'s component (`hello`, `user_registration`, `approval`,
 /// `conformance_guest`; the Python ones as `python/hello`, ..., `python/conformance_guest`,
 /// under `target/wasm/python/`).
+/// A loopback port that is free now (bound, then released): for a `--listen` that an
+/// allowlist entry must name before the host starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
