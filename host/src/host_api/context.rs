@@ -8,8 +8,8 @@ use crate::db::{
     Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
 };
 use crate::journal::{
-    error_types, Backoff, CallbackPoll, ContextKind, ContextStart, Effects, ErrorObject, Jitter,
-    Reply, Resolution, RetryPolicy, StepSemantics, StepStart, SuspendReason,
+    error_types, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart, Effects,
+    ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics, StepStart, SuspendReason,
 };
 
 fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
@@ -387,6 +387,87 @@ impl context::Host for HostState {
         let fx = self
             .act
             .context_end(now, &id, Err(error.into()))
+            .map_err(trap)?;
+        self.perform(fx).await
+    }
+
+    async fn condition_start(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+    ) -> wasmtime::Result<(String, types::ConditionState)> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .condition_start(now, parent.as_deref(), name.as_deref())
+            .map_err(trap)?;
+        let replayed = fx.events.is_empty()
+            && matches!(
+                fx.reply,
+                Reply::Return((_, ConditionStart::Succeeded(_) | ConditionStart::Failed(_)))
+            );
+        let (id, state) = self.perform(fx).await?;
+        self.steps_replayed += u64::from(replayed);
+        let state = match state {
+            ConditionStart::Succeeded(v) => types::ConditionState::Succeeded(v),
+            ConditionStart::Failed(e) => types::ConditionState::Failed(e.into()),
+            ConditionStart::Check { attempt, state } => {
+                types::ConditionState::Check(types::ConditionCheck { attempt, state })
+            }
+        };
+        Ok((id, state))
+    }
+
+    async fn condition_continue(
+        &mut self,
+        id: String,
+        state: String,
+        delay_ms: u64,
+    ) -> wasmtime::Result<Result<u32, types::ErrorObject>> {
+        let now = self.enter()?;
+        if let Err(error) = self.check_payload(&state) {
+            let fx = self
+                .act
+                .condition_fail(now, &id, error.clone())
+                .map_err(trap)?;
+            self.perform(fx).await?;
+            return Ok(Err(error.into()));
+        }
+        let fx = self
+            .act
+            .condition_continue(now, &id, state, delay_ms)
+            .map_err(trap)?;
+        Ok(self.perform(fx).await?.map_err(Into::into))
+    }
+
+    async fn condition_succeed(
+        &mut self,
+        id: String,
+        state: String,
+    ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
+        let now = self.enter()?;
+        if let Err(error) = self.check_payload(&state) {
+            let fx = self
+                .act
+                .condition_fail(now, &id, error.clone())
+                .map_err(trap)?;
+            self.perform(fx).await?;
+            return Ok(Err(error.into()));
+        }
+        let fx = self.act.condition_succeed(now, &id, state).map_err(trap)?;
+        self.perform(fx).await?;
+        Ok(Ok(()))
+    }
+
+    async fn condition_fail(
+        &mut self,
+        id: String,
+        error: types::ErrorObject,
+    ) -> wasmtime::Result<()> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .condition_fail(now, &id, error.into())
             .map_err(trap)?;
         self.perform(fx).await
     }
