@@ -924,17 +924,22 @@ fn wait_2_5_one_hour_wait_suspends() {
 fn wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash() {
     let mut s = server();
     let params = json!({"kind": "count", "threshold": 3, "delay_ms": 1500, "name": "poll"});
+    let want = [
+        "ExecutionStarted",
+        "StepStarted WaitForCondition 1 - poll #1",
+        "StepSucceeded WaitForCondition 1 - poll #1 +1500ms",
+        "InvocationCompleted",
+        "StepStarted WaitForCondition 1 - poll #2",
+        "StepSucceeded WaitForCondition 1 - poll #2 +1500ms",
+        "InvocationCompleted",
+        "StepStarted WaitForCondition 1 - poll #3",
+        "StepSucceeded WaitForCondition 1 - poll #3",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ];
     let id = start(&s, "wait-for-condition", params);
     let h = suspended_after(&s, &id, 1);
-    assert_history(
-        &h,
-        &[
-            "ExecutionStarted",
-            "StepStarted WaitForCondition 1 - poll #1",
-            "StepSucceeded WaitForCondition 1 - poll #1 +1500ms",
-            "InvocationCompleted",
-        ],
-    );
+    assert_history(&h, &want[..4]);
     assert_eq!(h[2]["details"]["result"], 1, "the new state is recorded");
     assert_eq!(s.metric("durable_resident_instances"), 0.0, "unloaded");
     // The next check's timer is durable: it fires after a kill -9 and restart.
@@ -943,22 +948,7 @@ fn wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash() {
     assert_eq!(ex["status"], "succeeded", "{ex}");
     assert_eq!(ex["output"], 3);
     let h = s.history(&id);
-    assert_history(
-        &h,
-        &[
-            "ExecutionStarted",
-            "StepStarted WaitForCondition 1 - poll #1",
-            "StepSucceeded WaitForCondition 1 - poll #1 +1500ms",
-            "InvocationCompleted",
-            "StepStarted WaitForCondition 1 - poll #2",
-            "StepSucceeded WaitForCondition 1 - poll #2 +1500ms",
-            "InvocationCompleted",
-            "StepStarted WaitForCondition 1 - poll #3",
-            "StepSucceeded WaitForCondition 1 - poll #3",
-            "InvocationCompleted",
-            "ExecutionSucceeded",
-        ],
-    );
+    assert_history(&h, &want);
     let results: Vec<&Value> = h
         .iter()
         .filter(|e| e["event_type"] == "StepSucceeded")

@@ -8,8 +8,9 @@ use crate::db::{
     Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
 };
 use crate::journal::{
-    error_types, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart, Effects,
-    ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics, StepStart, SuspendReason,
+    error_types, Activation, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart,
+    Effects, ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics, StepStart,
+    SuspendReason, Violation,
 };
 
 fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
@@ -98,6 +99,25 @@ impl HostState {
             )
         })?;
         Ok(())
+    }
+
+    /// An ending call that hands over a JSON `value`: `record` it, or, when the value is
+    /// not JSON or too large, fail the operation for good with `refuse` and give the guest
+    /// that error.
+    async fn end_with_value<T>(
+        &mut self,
+        value: String,
+        refuse: impl FnOnce(&mut Activation, u64, ErrorObject) -> Result<Effects<()>, Violation>,
+        record: impl FnOnce(&mut Activation, u64, String) -> Result<Effects<T>, Violation>,
+    ) -> wasmtime::Result<Result<T, types::ErrorObject>> {
+        let now = self.enter()?;
+        if let Err(error) = self.check_payload(&value) {
+            let fx = refuse(&mut self.act, now, error.clone()).map_err(trap)?;
+            self.perform(fx).await?;
+            return Ok(Err(error.into()));
+        }
+        let fx = record(&mut self.act, now, value).map_err(trap)?;
+        Ok(Ok(self.perform(fx).await?))
     }
 
     /// Perform a journal decision: persist, then reply or suspend.
@@ -243,18 +263,12 @@ impl context::Host for HostState {
         id: String,
         value: String,
     ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
-        let now = self.enter()?;
-        if let Err(error) = self.check_payload(&value) {
-            let fx = self
-                .act
-                .step_fail_final(now, &id, error.clone())
-                .map_err(trap)?;
-            self.perform(fx).await?;
-            return Ok(Err(error.into()));
-        }
-        let fx = self.act.step_succeed(now, &id, value).map_err(trap)?;
-        self.perform(fx).await?;
-        Ok(Ok(()))
+        self.end_with_value(
+            value,
+            |act, now, e| act.step_fail_final(now, &id, e),
+            |act, now, v| act.step_succeed(now, &id, v),
+        )
+        .await
     }
 
     async fn step_fail(
@@ -424,20 +438,14 @@ impl context::Host for HostState {
         state: String,
         delay_ms: u64,
     ) -> wasmtime::Result<Result<u32, types::ErrorObject>> {
-        let now = self.enter()?;
-        if let Err(error) = self.check_payload(&state) {
-            let fx = self
-                .act
-                .condition_fail(now, &id, error.clone())
-                .map_err(trap)?;
-            self.perform(fx).await?;
-            return Ok(Err(error.into()));
-        }
-        let fx = self
-            .act
-            .condition_continue(now, &id, state, delay_ms)
-            .map_err(trap)?;
-        Ok(self.perform(fx).await?.map_err(Into::into))
+        let ended = self
+            .end_with_value(
+                state,
+                |act, now, e| act.condition_fail(now, &id, e),
+                |act, now, v| act.condition_continue(now, &id, v, delay_ms),
+            )
+            .await?;
+        Ok(ended.and_then(|r| r.map_err(Into::into)))
     }
 
     async fn condition_succeed(
@@ -445,18 +453,12 @@ impl context::Host for HostState {
         id: String,
         state: String,
     ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
-        let now = self.enter()?;
-        if let Err(error) = self.check_payload(&state) {
-            let fx = self
-                .act
-                .condition_fail(now, &id, error.clone())
-                .map_err(trap)?;
-            self.perform(fx).await?;
-            return Ok(Err(error.into()));
-        }
-        let fx = self.act.condition_succeed(now, &id, state).map_err(trap)?;
-        self.perform(fx).await?;
-        Ok(Ok(()))
+        self.end_with_value(
+            state,
+            |act, now, e| act.condition_fail(now, &id, e),
+            |act, now, v| act.condition_succeed(now, &id, v),
+        )
+        .await
     }
 
     async fn condition_fail(

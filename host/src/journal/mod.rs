@@ -769,6 +769,22 @@ struct OpenContext {
     children: Vec<String>,
 }
 
+/// Whether the next attempt of `id`, due at `retry_at_ms`, is due at `now_ms`: if so its
+/// timer is done; if not it is kept (put again) and the caller suspends.
+fn retry_due<T>(now_ms: u64, id: &str, retry_at_ms: u64, fx: &mut Effects<T>) -> bool {
+    let timer = TimerRef {
+        due_ms: retry_at_ms,
+        op_id: id.to_string(),
+    };
+    let due = now_ms >= retry_at_ms;
+    if due {
+        fx.timers_done.push(timer);
+    } else {
+        fx.timers.push(timer);
+    }
+    due
+}
+
 /// The id of the n-th operation under `parent`.
 fn child_id(parent: Option<&str>, n: u32) -> String {
     match parent {
@@ -924,6 +940,26 @@ impl Activation {
         }
     }
 
+    /// `position` for an operation folded as a step (a step or a condition): its progress.
+    fn step_position(
+        &mut self,
+        call: &'static str,
+        parent: Option<&str>,
+        name: Option<&str>,
+        kind: OpKind,
+    ) -> Result<(OpRef, Option<StepProgress>), Violation> {
+        let (op, existing) = self.position(call, parent, name, kind)?;
+        let progress = match existing {
+            None => None,
+            Some(Op {
+                state: OpState::Step(p),
+                ..
+            }) => Some(p),
+            Some(_) => unreachable!("kind checked by position"),
+        };
+        Ok((op, progress))
+    }
+
     pub fn step_start(
         &mut self,
         now_ms: u64,
@@ -933,17 +969,9 @@ impl Activation {
         policy: RetryPolicy,
         unit_random: f64,
     ) -> Result<Effects<(String, StepStart)>, Violation> {
-        let (op, existing) = self.position("step-start", parent, name, OpKind::Step)?;
+        let (op, progress) = self.step_position("step-start", parent, name, OpKind::Step)?;
         let id = op.id.clone();
         let mut fx = Effects::new(Reply::Suspend(SuspendReason::RetryDelay));
-        let progress = match existing {
-            None => None,
-            Some(Op {
-                state: OpState::Step(p),
-                ..
-            }) => Some(p),
-            Some(_) => unreachable!("kind checked by position"),
-        };
         let start_attempt = |this: &mut Self, fx: &mut Effects<_>, attempt: u32| {
             this.journal.push(
                 now_ms,
@@ -974,19 +1002,10 @@ impl Activation {
             Some(StepProgress::RetryScheduled {
                 failed_attempt,
                 retry_at_ms,
-            }) => {
-                let timer = TimerRef {
-                    due_ms: retry_at_ms,
-                    op_id: id.clone(),
-                };
-                if now_ms >= retry_at_ms {
-                    fx.timers_done.push(timer);
-                    start_attempt(self, &mut fx, failed_attempt + 1)
-                } else {
-                    fx.timers.push(timer);
-                    Reply::Suspend(SuspendReason::RetryDelay)
-                }
-            }
+            }) => match retry_due(now_ms, &id, retry_at_ms, &mut fx) {
+                true => start_attempt(self, &mut fx, failed_attempt + 1),
+                false => Reply::Suspend(SuspendReason::RetryDelay),
+            },
             Some(StepProgress::Started { attempt }) => match semantics {
                 // The attempt was cut short (crash or trap) before it recorded anything:
                 // run it again.
@@ -1195,17 +1214,10 @@ impl Activation {
         parent: Option<&str>,
         name: Option<&str>,
     ) -> Result<Effects<(String, ConditionStart)>, Violation> {
-        let (op, existing) = self.position("condition-start", parent, name, OpKind::Condition)?;
+        let (op, progress) =
+            self.step_position("condition-start", parent, name, OpKind::Condition)?;
         let id = op.id.clone();
         let mut fx = Effects::new(Reply::Suspend(SuspendReason::RetryDelay));
-        let progress = match existing {
-            None => None,
-            Some(Op {
-                state: OpState::Step(p),
-                ..
-            }) => Some(p),
-            Some(_) => unreachable!("kind checked by position"),
-        };
         fx.reply = match progress {
             None => self.start_check(now_ms, op, 1, &mut fx),
             Some(StepProgress::Succeeded { result }) => {
@@ -1217,19 +1229,10 @@ impl Activation {
             Some(StepProgress::RetryScheduled {
                 failed_attempt,
                 retry_at_ms,
-            }) => {
-                let timer = TimerRef {
-                    due_ms: retry_at_ms,
-                    op_id: id,
-                };
-                if now_ms >= retry_at_ms {
-                    fx.timers_done.push(timer);
-                    self.start_check(now_ms, op, failed_attempt + 1, &mut fx)
-                } else {
-                    fx.timers.push(timer);
-                    Reply::Suspend(SuspendReason::RetryDelay)
-                }
-            }
+            }) => match retry_due(now_ms, &id, retry_at_ms, &mut fx) {
+                true => self.start_check(now_ms, op, failed_attempt + 1, &mut fx),
+                false => Reply::Suspend(SuspendReason::RetryDelay),
+            },
             // The check was cut short (crash) before it recorded anything: run it again.
             Some(StepProgress::Started { attempt }) => {
                 self.live_check(&id, attempt);
