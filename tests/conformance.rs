@@ -1,6 +1,6 @@
 //! The conformance kit: the AWS durable-functions conformance suites for steps, waits,
-//! callbacks, wait-for-callback and child contexts
-//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child}/*.yaml`),
+//! callbacks, wait-for-callback, child contexts and wait-for-condition
+//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition}/*.yaml`),
 //! ported to this host: real server, real HTTP, run against every SDK's conformance guest
 //! ([`GUESTS`]: the Rust and the Python one, scenarios in `tests/guests/README.md`). Each
 //! case is a function listed in `kit!` at the end, which makes one test per (guest, case):
@@ -110,9 +110,22 @@
 //! | 3-16 | child returning null | differs: `child_3_16_returning_null` (null comes from a step inside) |
 //! | 3-17 | logger only, log once | differs: `child_3_13_3_17_wait_inside_a_child_and_its_log_line_once` (the wait is inside the child, so the child body does run again on replay; the replay-aware logger keeps the line once) |
 //! | 3-18 | step and wait inside, step and wait after | differs: `child_3_10_3_18_step_and_wait_inside_then_step_after` (no wait after) |
+//! | 6-1 | polls until a threshold | ported: `reference_cases` (and `wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash`, with a `kill -9` between checks) |
+//! | 6-2 | condition met on the first check | ported: `reference_cases` |
+//! | 6-3 | explicit name | ported: `reference_cases` |
+//! | 6-4 | custom initial state | ported: `reference_cases` |
+//! | 6-5 | fixed-delay strategy | ported: `reference_cases` (delays in ms; presence checked there, values in the crash test) |
+//! | 6-6 | max attempts exceeded | ported: `reference_cases` (error type `WaitForCondition.MaxAttemptsExceeded`) |
+//! | 6-7 | check raises, uncaught | ported: `reference_cases` (the check's own error type, not wrapped) |
+//! | 6-8 | check raises, caught | ported: `reference_cases` |
+//! | 6-9 | object state | ported: `reference_cases` |
+//! | 6-10 | null state | ported: `reference_cases` |
+//! | 6-11 | custom state serdes | ported: `reference_cases` (Rust: a `Serialize`/`Deserialize` of its own; Python: `serdes=`) |
+//! | 6-12 | then a step | ported: `reference_cases` |
+//! | 6-13 | two sequential conditions | ported: `reference_cases` |
 //!
 //! The cases as data: `reference_cases` runs the rows of [`CASES`] (1-1, 1-2, 1-10, 1-11,
-//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1) and compares each execution with the
+//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13) and compares each execution with the
 //! reference YAML itself (`ExpectedResult`, and every event of `ExpectedExecutionHistory`:
 //! type, sub type, id and parent-id placeholders, names, attempts, error types and
 //! messages, results, and the presence of delays and durations), read at run time from
@@ -900,6 +913,51 @@ fn wait_2_4_one_minute_wait_suspends() {
 
 fn wait_2_5_one_hour_wait_suspends() {
     long_wait_suspends(3_600_000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Wait for condition (6-x): the YAML cases run in `reference_cases`; this one shows the
+// guest unloaded between checks (a durable timer), a host crash meanwhile, and the exact
+// history with its delays.
+// ---------------------------------------------------------------------------------------
+
+fn wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash() {
+    let mut s = server();
+    let params = json!({"kind": "count", "threshold": 3, "delay_ms": 1500, "name": "poll"});
+    let want = [
+        "ExecutionStarted",
+        "StepStarted WaitForCondition 1 - poll #1",
+        "StepSucceeded WaitForCondition 1 - poll #1 +1500ms",
+        "InvocationCompleted",
+        "StepStarted WaitForCondition 1 - poll #2",
+        "StepSucceeded WaitForCondition 1 - poll #2 +1500ms",
+        "InvocationCompleted",
+        "StepStarted WaitForCondition 1 - poll #3",
+        "StepSucceeded WaitForCondition 1 - poll #3",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ];
+    let id = start(&s, "wait-for-condition", params);
+    let h = suspended_after(&s, &id, 1);
+    assert_history(&h, &want[..4]);
+    assert_eq!(h[2]["details"]["result"], 1, "the new state is recorded");
+    assert_eq!(s.metric("durable_resident_instances"), 0.0, "unloaded");
+    // The next check's timer is durable: it fires after a kill -9 and restart.
+    s.crash_and_restart();
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["output"], 3);
+    let h = s.history(&id);
+    assert_history(&h, &want);
+    let results: Vec<&Value> = h
+        .iter()
+        .filter(|e| e["event_type"] == "StepSucceeded")
+        .map(|e| &e["details"]["result"])
+        .collect();
+    assert_eq!(results, [&json!(1), &json!(2), &json!(3)]);
+    // Each check waited out its delay.
+    assert!(ts(&h[4]) - ts(&h[2]) >= 1500, "{:#?}", lines(&h));
+    assert!(ts(&h[7]) - ts(&h[5]) >= 1500, "{:#?}", lines(&h));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1903,6 +1961,84 @@ const CASES: &[Case] = &[
         params: r#"{"value": "k3Lw9x2Q"}"#,
         inputs: &["k3Lw9x2Q"],
     },
+    Case {
+        yaml: "wait_for_condition/6-1.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "threshold": 3}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-2.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "initial": 5, "threshold": 5, "increment": 0}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-3.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "threshold": 2, "name": "poll-status"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-4.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "initial": 5, "threshold": 8}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-5.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "threshold": 3, "delay_ms": 40}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-6.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "threshold": 1000, "max_attempts": 3}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-7.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "raise"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-8.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "raise", "catch": true}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-9.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "object", "threshold": 2}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-10.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "null"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-11.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "string", "threshold": 2}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-12.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "threshold": 2, "then": "step"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "wait_for_condition/6-13.yaml",
+        scenario: "wait-for-condition",
+        params: r#"{"kind": "count", "threshold": 2, "then": "again", "second_threshold": 4}"#,
+        inputs: &[],
+    },
 ];
 
 /// `text` with `${INPUT_n}` replaced by the case's inputs.
@@ -2084,12 +2220,30 @@ fn reference_cases() {
                 diffs.push(format!("output {}, expected {want:?}", ex["output"]));
             }
         }
-        // The YAML's history starts after ExecutionStarted and ends before the terminal event.
-        let ours = &h[1..h.len().saturating_sub(1)];
         let theirs = yaml["ExpectedExecutionHistory"]
             .as_sequence()
             .cloned()
             .unwrap_or_default();
+        // The YAML's history starts after ExecutionStarted and ends before the terminal
+        // event, or (wait_for_condition/) with it, leaving out the InvocationCompleted of the
+        // last activation (its EventId skips that one).
+        let ends_terminal = theirs
+            .last()
+            .and_then(|e| e.get("EventType").and_then(scalar))
+            .is_some_and(|t| t.starts_with("Execution"));
+        let ours: Vec<Value> = if ends_terminal && h.len() >= 3 {
+            if h[h.len() - 2]["event_type"] != "InvocationCompleted" {
+                diffs.push(format!(
+                    "no InvocationCompleted before the end: {:#?}",
+                    lines(&h)
+                ));
+            }
+            let mut v = h[1..h.len() - 2].to_vec();
+            v.push(h[h.len() - 1].clone());
+            v
+        } else {
+            h[1..h.len().saturating_sub(1)].to_vec()
+        };
         if ours.len() != theirs.len() {
             diffs.push(format!(
                 "{} events, expected {}: {:#?}",
@@ -2099,7 +2253,7 @@ fn reference_cases() {
             ));
         } else {
             let mut binds = std::collections::HashMap::new();
-            for (i, (want, got)) in theirs.iter().zip(ours).enumerate() {
+            for (i, (want, got)) in theirs.iter().zip(&ours).enumerate() {
                 for d in event_diff(want, got, &mut binds, case.inputs) {
                     diffs.push(format!("event {}: {d}", i + 2));
                 }
@@ -2366,4 +2520,5 @@ kit! {
     child_3_12_interrupted_step_is_re_executed_after_a_host_crash,
     child_3_13_3_17_wait_inside_a_child_and_its_log_line_once,
     child_3_16_returning_null,
+    wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash,
 }

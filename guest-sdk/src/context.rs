@@ -10,11 +10,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::callback::{Callback, CallbackConfig, WaitForCallbackConfig};
+use crate::condition::{unit_random, Decision, WaitStrategy};
 use crate::error::{Error, SERIALIZATION_ERROR};
 use crate::host;
 use crate::log::Logger;
 use crate::step::{millis, StepConfig, StepContext};
-use crate::wit::{ContextKind, ContextState, StepState};
+use crate::wit::{ConditionState, ContextKind, ContextState, StepState};
 
 /// The name of the submitter step inside a wait-for-callback context.
 const SUBMITTER_STEP: &str = "submitter";
@@ -247,6 +248,92 @@ impl Context {
             )?;
             callback.result()
         })
+    }
+
+    /// Polls: runs `check` on the state until `strategy` says the state is done, and returns
+    /// the final state. The first check gets `initial_state`; each later one gets the state
+    /// the one before returned. Between checks the execution is suspended for the delay the
+    /// strategy computes (the guest is unloaded), so a poll may last hours at no cost.
+    ///
+    /// One operation in history (sub type `WaitForCondition`): each check is a
+    /// `StepStarted` / `StepSucceeded` pair carrying the new state (and, when another check
+    /// follows, `next_attempt_delay_ms`). On replay a finished condition returns its final
+    /// state without running `check`. An error from `check` fails the operation at once
+    /// (checks are not retried: the next poll is the retry); so does running out of
+    /// `max_attempts` (`WaitForCondition.MaxAttemptsExceeded`). Like a step body, `check`
+    /// must not run durable operations. The state round-trips through JSON (serde) at
+    /// every check, so a custom `Serialize` / `Deserialize` is the state's serdes.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: &mut durable_sdk::Context) -> Result<(), durable_sdk::Error> {
+    /// use std::time::Duration;
+    /// use durable_sdk::{http, Error, WaitStrategy};
+    /// let strategy = WaitStrategy::until(|status: &String| status == "READY")
+    ///     .initial_delay(Duration::from_secs(2))
+    ///     .max_attempts(20);
+    /// let status = ctx.wait_for_condition("ready", String::new(), |_, _| {
+    ///     let response = http::get("https://jobs.example.com/42/status")?;
+    ///     String::from_utf8(response.body).map_err(|e| Error::from_display("BadStatus", e))
+    /// }, strategy)?;
+    /// # let _ = status; Ok(()) }
+    /// ```
+    pub fn wait_for_condition<'n, S, F>(
+        &mut self,
+        name: impl Into<Name<'n>>,
+        initial_state: S,
+        mut check: F,
+        strategy: WaitStrategy<S>,
+    ) -> Result<S, Error>
+    where
+        S: Serialize + DeserializeOwned,
+        F: FnMut(S, &mut StepContext) -> Result<S, Error>,
+    {
+        let name = name.into();
+        let (id, state) = host::condition_start(self.parent(), name.as_deref());
+        let (mut attempt, recorded) = match state {
+            ConditionState::Succeeded(json) => return decode(&json, "condition state"),
+            ConditionState::Failed(e) => return Err(e.into()),
+            ConditionState::Check(c) => (c.attempt, c.state),
+        };
+        let mut state = match recorded {
+            Some(json) => decode(&json, "condition state"),
+            None => round_trip(&initial_state, "condition state").map(|(_, s)| s),
+        };
+        loop {
+            let mut step = StepContext {
+                operation_id: id.clone(),
+                attempt,
+            };
+            let checked = state
+                .and_then(|s| check(s, &mut step))
+                .and_then(|s| round_trip(&s, "condition state"));
+            let (json, next) = match checked {
+                Ok(v) => v,
+                Err(error) => {
+                    host::condition_fail(&id, &error.to_wit());
+                    return Err(error);
+                }
+            };
+            match strategy.decide(&next, attempt, unit_random()) {
+                Decision::Stop => {
+                    return host::condition_succeed(&id, &json)
+                        .map(|()| next)
+                        .map_err(Into::into);
+                }
+                Decision::GiveUp(error) => {
+                    host::condition_fail(&id, &error.to_wit());
+                    return Err(error);
+                }
+                // Suspends unless the delay is zero: then the next check runs now.
+                Decision::Again(ms) => match host::condition_continue(&id, &json, ms) {
+                    Ok(n) => {
+                        attempt = n;
+                        state = Ok(next);
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            }
+        }
     }
 
     /// Runs `body` in a child context: a group of operations checkpointed as one. Operations

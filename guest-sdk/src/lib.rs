@@ -8,7 +8,9 @@
 //! - [`Context::wait`]: pause for a duration without holding memory or CPU;
 //! - [`Context::create_callback`] / [`Context::wait_for_callback`]: pause until an external
 //!   system completes a callback over HTTP;
-//! - [`Context::run_in_child_context`]: group operations into one checkpointed unit.
+//! - [`Context::run_in_child_context`]: group operations into one checkpointed unit;
+//! - [`Context::wait_for_condition`]: poll a check with a [`WaitStrategy`] until it is done,
+//!   unloaded between checks.
 //!
 //! When the function resumes (after a wait, a callback, a retry delay or a host crash) the
 //! host runs it again from the start and answers every operation already done with its
@@ -97,6 +99,7 @@
 extern crate self as durable_sdk;
 
 mod callback;
+mod condition;
 mod context;
 mod error;
 pub mod http;
@@ -104,6 +107,7 @@ mod log;
 mod step;
 
 pub use callback::{Callback, CallbackConfig, WaitForCallbackConfig};
+pub use condition::{WaitStrategy, MAX_ATTEMPTS_EXCEEDED};
 pub use context::{Context, Name};
 pub use error::{Error, ResultExt};
 pub use log::Logger;

@@ -176,3 +176,32 @@ class Urls(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WaitStrategies(unittest.TestCase):
+    """The same decisions as the Rust SDK's `condition::tests::decisions_follow_the_knobs`."""
+
+    def test_decisions_follow_the_knobs(self):
+        from durable import MaxAttemptsExceeded, WaitStrategy
+
+        def until3(**kw):
+            return WaitStrategy(lambda s: s >= 3, **kw)
+
+        cases = [
+            ("done stops", until3().decide(3, 1, 0.5), None),
+            ("fixed delay", WaitStrategy.fixed(lambda s: s >= 3, 2).decide(1, 4, 0.9), 2000),
+            ("backoff", until3(initial_delay=1, backoff_rate=2.0, jitter=Jitter.NONE).decide(0, 3, 0.0), 4000),
+            (
+                "max delay caps",
+                until3(initial_delay=10, backoff_rate=10.0, max_delay=30, jitter=Jitter.NONE).decide(0, 5, 0.0),
+                30_000,
+            ),
+            ("full jitter", until3(initial_delay=1).decide(0, 1, 0.25), 250),
+            ("half jitter", until3(initial_delay=1, jitter=Jitter.HALF).decide(0, 1, 0.5), 750),
+        ]
+        for name, got, want in cases:
+            self.assertEqual(got, want, name)
+        e = until3(max_attempts=3).decide(1, 3, 0.0)
+        self.assertIsInstance(e, MaxAttemptsExceeded)
+        self.assertEqual(e.error_type, "WaitForCondition.MaxAttemptsExceeded")
+        self.assertTrue(0 <= until3().decide(0, 1) <= 5000)

@@ -273,7 +273,29 @@ pub fn event(e: &Event) -> HistoryEvent {
             put("input", payload(input));
             put("start_at", json!(timestamp(*start_ms)));
         }
-        EventKind::StepStarted { attempt, .. } => put("attempt", json!(attempt)),
+        EventKind::StepStarted { attempt, .. } | EventKind::ConditionStarted { attempt, .. } => {
+            put("attempt", json!(attempt))
+        }
+        EventKind::ConditionSucceeded {
+            state,
+            attempt,
+            next_attempt_delay_ms,
+            ..
+        } => {
+            put("result", payload(state));
+            put("attempt", json!(attempt));
+            if let Some(ms) = next_attempt_delay_ms {
+                put("next_attempt_delay_ms", json!(ms));
+            }
+        }
+        EventKind::ConditionFailed {
+            error: err,
+            attempt,
+            ..
+        } => {
+            put("error", json!(error(err)));
+            put("attempt", json!(attempt));
+        }
         EventKind::StepSucceeded {
             result, attempt, ..
         } => {

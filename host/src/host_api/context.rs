@@ -8,8 +8,9 @@ use crate::db::{
     Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
 };
 use crate::journal::{
-    error_types, Backoff, CallbackPoll, ContextKind, ContextStart, Effects, ErrorObject, Jitter,
-    Reply, Resolution, RetryPolicy, StepSemantics, StepStart, SuspendReason,
+    error_types, Activation, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart,
+    Effects, ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics, StepStart,
+    SuspendReason, Violation,
 };
 
 fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
@@ -98,6 +99,25 @@ impl HostState {
             )
         })?;
         Ok(())
+    }
+
+    /// An ending call that hands over a JSON `value`: `record` it, or, when the value is
+    /// not JSON or too large, fail the operation for good with `refuse` and give the guest
+    /// that error.
+    async fn end_with_value<T>(
+        &mut self,
+        value: String,
+        refuse: impl FnOnce(&mut Activation, u64, ErrorObject) -> Result<Effects<()>, Violation>,
+        record: impl FnOnce(&mut Activation, u64, String) -> Result<Effects<T>, Violation>,
+    ) -> wasmtime::Result<Result<T, types::ErrorObject>> {
+        let now = self.enter()?;
+        if let Err(error) = self.check_payload(&value) {
+            let fx = refuse(&mut self.act, now, error.clone()).map_err(trap)?;
+            self.perform(fx).await?;
+            return Ok(Err(error.into()));
+        }
+        let fx = record(&mut self.act, now, value).map_err(trap)?;
+        Ok(Ok(self.perform(fx).await?))
     }
 
     /// Perform a journal decision: persist, then reply or suspend.
@@ -243,18 +263,12 @@ impl context::Host for HostState {
         id: String,
         value: String,
     ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
-        let now = self.enter()?;
-        if let Err(error) = self.check_payload(&value) {
-            let fx = self
-                .act
-                .step_fail_final(now, &id, error.clone())
-                .map_err(trap)?;
-            self.perform(fx).await?;
-            return Ok(Err(error.into()));
-        }
-        let fx = self.act.step_succeed(now, &id, value).map_err(trap)?;
-        self.perform(fx).await?;
-        Ok(Ok(()))
+        self.end_with_value(
+            value,
+            |act, now, e| act.step_fail_final(now, &id, e),
+            |act, now, v| act.step_succeed(now, &id, v),
+        )
+        .await
     }
 
     async fn step_fail(
@@ -387,6 +401,75 @@ impl context::Host for HostState {
         let fx = self
             .act
             .context_end(now, &id, Err(error.into()))
+            .map_err(trap)?;
+        self.perform(fx).await
+    }
+
+    async fn condition_start(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+    ) -> wasmtime::Result<(String, types::ConditionState)> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .condition_start(now, parent.as_deref(), name.as_deref())
+            .map_err(trap)?;
+        let replayed = fx.events.is_empty()
+            && matches!(
+                fx.reply,
+                Reply::Return((_, ConditionStart::Succeeded(_) | ConditionStart::Failed(_)))
+            );
+        let (id, state) = self.perform(fx).await?;
+        self.steps_replayed += u64::from(replayed);
+        let state = match state {
+            ConditionStart::Succeeded(v) => types::ConditionState::Succeeded(v),
+            ConditionStart::Failed(e) => types::ConditionState::Failed(e.into()),
+            ConditionStart::Check { attempt, state } => {
+                types::ConditionState::Check(types::ConditionCheck { attempt, state })
+            }
+        };
+        Ok((id, state))
+    }
+
+    async fn condition_continue(
+        &mut self,
+        id: String,
+        state: String,
+        delay_ms: u64,
+    ) -> wasmtime::Result<Result<u32, types::ErrorObject>> {
+        let ended = self
+            .end_with_value(
+                state,
+                |act, now, e| act.condition_fail(now, &id, e),
+                |act, now, v| act.condition_continue(now, &id, v, delay_ms),
+            )
+            .await?;
+        Ok(ended.and_then(|r| r.map_err(Into::into)))
+    }
+
+    async fn condition_succeed(
+        &mut self,
+        id: String,
+        state: String,
+    ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
+        self.end_with_value(
+            state,
+            |act, now, e| act.condition_fail(now, &id, e),
+            |act, now, v| act.condition_succeed(now, &id, v),
+        )
+        .await
+    }
+
+    async fn condition_fail(
+        &mut self,
+        id: String,
+        error: types::ErrorObject,
+    ) -> wasmtime::Result<()> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .condition_fail(now, &id, error.into())
             .map_err(trap)?;
         self.perform(fx).await
     }

@@ -165,6 +165,29 @@ pub enum EventKind {
         /// This is the execution's n-th redrive (1 for the first).
         redrive_count: u32,
     },
+    /// A check of a `wait_for_condition` began (history: `StepStarted`, sub type
+    /// `WaitForCondition`). The condition variants are last, so that stored events keep
+    /// their encoding.
+    ConditionStarted {
+        op: OpRef,
+        attempt: u32,
+    },
+    /// A check ended with a new state (JSON text). With `next_attempt_delay_ms` the wait
+    /// strategy asked for another check after that delay; without, this is the final state
+    /// (history: `StepSucceeded`, sub type `WaitForCondition`).
+    ConditionSucceeded {
+        op: OpRef,
+        state: String,
+        attempt: u32,
+        next_attempt_delay_ms: Option<u64>,
+    },
+    /// The condition failed for good: its check raised, or the wait strategy gave up
+    /// (history: `StepFailed`, sub type `WaitForCondition`).
+    ConditionFailed {
+        op: OpRef,
+        error: ErrorObject,
+        attempt: u32,
+    },
 }
 
 /// What asked for a redrive.
@@ -195,9 +218,11 @@ impl EventKind {
             EventKind::ExecutionStarted { .. } | EventKind::ExecutionStartedAt { .. } => {
                 "ExecutionStarted"
             }
-            EventKind::StepStarted { .. } => "StepStarted",
-            EventKind::StepSucceeded { .. } => "StepSucceeded",
-            EventKind::StepFailed { .. } => "StepFailed",
+            EventKind::StepStarted { .. } | EventKind::ConditionStarted { .. } => "StepStarted",
+            EventKind::StepSucceeded { .. } | EventKind::ConditionSucceeded { .. } => {
+                "StepSucceeded"
+            }
+            EventKind::StepFailed { .. } | EventKind::ConditionFailed { .. } => "StepFailed",
             EventKind::WaitStarted { .. } => "WaitStarted",
             EventKind::WaitSucceeded { .. } => "WaitSucceeded",
             EventKind::CallbackStarted { .. } => "CallbackStarted",
@@ -216,13 +241,16 @@ impl EventKind {
         }
     }
 
-    /// The sub-type (`Step`, `Wait`, `Callback`, `RunInChildContext`, `WaitForCallback`),
-    /// for operation events.
+    /// The sub-type (`Step`, `Wait`, `Callback`, `RunInChildContext`, `WaitForCallback`,
+    /// `WaitForCondition`), for operation events.
     pub fn sub_type(&self) -> Option<&'static str> {
         match self {
             EventKind::StepStarted { .. }
             | EventKind::StepSucceeded { .. }
             | EventKind::StepFailed { .. } => Some("Step"),
+            EventKind::ConditionStarted { .. }
+            | EventKind::ConditionSucceeded { .. }
+            | EventKind::ConditionFailed { .. } => Some("WaitForCondition"),
             EventKind::WaitStarted { .. } | EventKind::WaitSucceeded { .. } => Some("Wait"),
             EventKind::CallbackStarted { .. }
             | EventKind::CallbackSucceeded { .. }
@@ -249,7 +277,10 @@ impl EventKind {
             | EventKind::CallbackTimedOut { op, .. }
             | EventKind::ContextStarted { op, .. }
             | EventKind::ContextSucceeded { op, .. }
-            | EventKind::ContextFailed { op, .. } => Some(op),
+            | EventKind::ContextFailed { op, .. }
+            | EventKind::ConditionStarted { op, .. }
+            | EventKind::ConditionSucceeded { op, .. }
+            | EventKind::ConditionFailed { op, .. } => Some(op),
             _ => None,
         }
     }

@@ -54,6 +54,10 @@ pub struct Limits {
     /// Bytes of an error's data (JSON); larger data is dropped (cut JSON is not JSON) and
     /// the message says so.
     pub max_error_data_bytes: usize,
+    /// Checks one `wait_for_condition` may run. The guest's wait strategy decides when to
+    /// stop; this bounds a strategy that never does (each check costs three history events
+    /// and an activation).
+    pub max_condition_checks: u32,
 }
 
 /// The defaults, with why:
@@ -80,6 +84,8 @@ impl Default for Limits {
             // A message with a stack trace fits; 64 KiB x every recorded failure stays small.
             max_error_message_bytes: 64 * 1024,
             max_error_data_bytes: 64 * 1024,
+            // A check a minute for a week; the SDKs' default strategy stops after 60.
+            max_condition_checks: 10_080,
         }
     }
 }
@@ -173,6 +179,9 @@ pub enum OpKind {
     Wait,
     Callback,
     Context(ContextKind),
+    /// A `wait_for_condition`: a step whose check runs again after a delay, with the
+    /// state the previous check returned.
+    Condition,
 }
 
 impl std::fmt::Display for OpKind {
@@ -183,6 +192,7 @@ impl std::fmt::Display for OpKind {
             OpKind::Callback => f.write_str("callback"),
             OpKind::Context(ContextKind::RunInChildContext) => f.write_str("child context"),
             OpKind::Context(ContextKind::WaitForCallback) => f.write_str("wait-for-callback"),
+            OpKind::Condition => f.write_str("wait-for-condition"),
         }
     }
 }
@@ -193,7 +203,8 @@ pub enum StepProgress {
     Started {
         attempt: u32,
     },
-    /// An attempt failed and the next one is due at `retry_at_ms`.
+    /// An attempt failed (or, for a `wait_for_condition`, a check asked to check again)
+    /// and the next one is due at `retry_at_ms`.
     RetryScheduled {
         failed_attempt: u32,
         retry_at_ms: u64,
@@ -274,6 +285,8 @@ pub struct Journal {
     /// Per parent context (`None`: the top level), the first event of the latest operation
     /// started in it: an operation failed before that was handled by the guest.
     latest_start: HashMap<Option<String>, u32>,
+    /// The state the latest check of each `wait_for_condition` returned.
+    condition_states: HashMap<String, String>,
 }
 
 impl Journal {
@@ -299,6 +312,9 @@ impl Journal {
             EventKind::StepStarted { .. }
             | EventKind::StepSucceeded { .. }
             | EventKind::StepFailed { .. } => OpKind::Step,
+            EventKind::ConditionStarted { .. }
+            | EventKind::ConditionSucceeded { .. }
+            | EventKind::ConditionFailed { .. } => OpKind::Condition,
             EventKind::WaitStarted { .. } | EventKind::WaitSucceeded { .. } => OpKind::Wait,
             EventKind::ContextStarted { kind, .. }
             | EventKind::ContextSucceeded { kind, .. }
@@ -313,7 +329,8 @@ impl Journal {
             }
             | EventKind::CallbackFailed { op, .. }
             | EventKind::CallbackTimedOut { op, .. }
-            | EventKind::ContextFailed { op, .. } => {
+            | EventKind::ContextFailed { op, .. }
+            | EventKind::ConditionFailed { op, .. } => {
                 self.failed_at.insert(op.id.clone(), e.seq);
             }
             _ => {}
@@ -347,6 +364,29 @@ impl Journal {
                 None => StepProgress::Failed {
                     error: error.clone(),
                 },
+            }),
+            EventKind::ConditionStarted { attempt, .. } => {
+                OpState::Step(StepProgress::Started { attempt: *attempt })
+            }
+            EventKind::ConditionSucceeded {
+                op,
+                state,
+                attempt,
+                next_attempt_delay_ms,
+            } => OpState::Step(match next_attempt_delay_ms {
+                Some(d) => {
+                    self.condition_states.insert(op.id.clone(), state.clone());
+                    StepProgress::RetryScheduled {
+                        failed_attempt: *attempt,
+                        retry_at_ms: e.at_ms.saturating_add(*d),
+                    }
+                }
+                None => StepProgress::Succeeded {
+                    result: state.clone(),
+                },
+            }),
+            EventKind::ConditionFailed { error, .. } => OpState::Step(StepProgress::Failed {
+                error: error.clone(),
             }),
             EventKind::WaitStarted {
                 duration_ms,
@@ -409,6 +449,8 @@ impl Journal {
     /// interrupted attempt is handled as after a crash, a pending callback may still be
     /// resolved). In detail:
     /// - a step that failed for good, or was waiting for a retry, is forgotten;
+    /// - a `wait_for_condition` that failed is forgotten (it starts again from its initial
+    ///   state); one waiting for its next check stays, with its state and timer;
     /// - a callback that failed or timed out is forgotten: the guest creates a new one
     ///   (a new callback id);
     /// - a failed `WaitForCallback` context is forgotten with everything inside it, so the
@@ -437,6 +479,8 @@ impl Journal {
                 continue;
             }
             match &mut op.state {
+                OpState::Step(StepProgress::RetryScheduled { .. })
+                    if op.kind == OpKind::Condition => {}
                 OpState::Step(StepProgress::Failed { .. })
                 | OpState::Step(StepProgress::RetryScheduled { .. })
                 | OpState::Callback {
@@ -467,6 +511,7 @@ impl Journal {
         }
         for id in forget {
             *self.reruns.entry(id.clone()).or_default() += 1;
+            self.condition_states.remove(&id);
             if let Some(Op {
                 state: OpState::Callback { outcome: None, .. },
                 ..
@@ -658,6 +703,18 @@ pub enum StepStart {
     Run(u32),
 }
 
+/// What the guest should do for a `wait_for_condition` (mirrors the WIT `condition-state`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConditionStart {
+    Succeeded(String),
+    Failed(ErrorObject),
+    /// Run check number `attempt` on `state` (`None`: the guest's initial state).
+    Check {
+        attempt: u32,
+        state: Option<String>,
+    },
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum ContextStart {
     Succeeded(String),
@@ -688,6 +745,8 @@ struct LiveStep {
     id: String,
     attempt: u32,
     policy: RetryPolicy,
+    /// `Step`, or `Condition` for the check of a `wait_for_condition` (never retried).
+    kind: OpKind,
 }
 
 /// One run of the guest over a journal.
@@ -708,6 +767,22 @@ pub struct Activation {
 struct OpenContext {
     depth: u32,
     children: Vec<String>,
+}
+
+/// Whether the next attempt of `id`, due at `retry_at_ms`, is due at `now_ms`: if so its
+/// timer is done; if not it is kept (put again) and the caller suspends.
+fn retry_due<T>(now_ms: u64, id: &str, retry_at_ms: u64, fx: &mut Effects<T>) -> bool {
+    let timer = TimerRef {
+        due_ms: retry_at_ms,
+        op_id: id.to_string(),
+    };
+    let due = now_ms >= retry_at_ms;
+    if due {
+        fx.timers_done.push(timer);
+    } else {
+        fx.timers.push(timer);
+    }
+    due
 }
 
 /// The id of the n-th operation under `parent`.
@@ -865,6 +940,26 @@ impl Activation {
         }
     }
 
+    /// `position` for an operation folded as a step (a step or a condition): its progress.
+    fn step_position(
+        &mut self,
+        call: &'static str,
+        parent: Option<&str>,
+        name: Option<&str>,
+        kind: OpKind,
+    ) -> Result<(OpRef, Option<StepProgress>), Violation> {
+        let (op, existing) = self.position(call, parent, name, kind)?;
+        let progress = match existing {
+            None => None,
+            Some(Op {
+                state: OpState::Step(p),
+                ..
+            }) => Some(p),
+            Some(_) => unreachable!("kind checked by position"),
+        };
+        Ok((op, progress))
+    }
+
     pub fn step_start(
         &mut self,
         now_ms: u64,
@@ -874,17 +969,9 @@ impl Activation {
         policy: RetryPolicy,
         unit_random: f64,
     ) -> Result<Effects<(String, StepStart)>, Violation> {
-        let (op, existing) = self.position("step-start", parent, name, OpKind::Step)?;
+        let (op, progress) = self.step_position("step-start", parent, name, OpKind::Step)?;
         let id = op.id.clone();
         let mut fx = Effects::new(Reply::Suspend(SuspendReason::RetryDelay));
-        let progress = match existing {
-            None => None,
-            Some(Op {
-                state: OpState::Step(p),
-                ..
-            }) => Some(p),
-            Some(_) => unreachable!("kind checked by position"),
-        };
         let start_attempt = |this: &mut Self, fx: &mut Effects<_>, attempt: u32| {
             this.journal.push(
                 now_ms,
@@ -899,6 +986,7 @@ impl Activation {
                 id: id.clone(),
                 attempt,
                 policy: policy.clone(),
+                kind: OpKind::Step,
             });
             this.touch(&id, attempt);
             Reply::Return((id.clone(), StepStart::Run(attempt)))
@@ -914,19 +1002,10 @@ impl Activation {
             Some(StepProgress::RetryScheduled {
                 failed_attempt,
                 retry_at_ms,
-            }) => {
-                let timer = TimerRef {
-                    due_ms: retry_at_ms,
-                    op_id: id.clone(),
-                };
-                if now_ms >= retry_at_ms {
-                    fx.timers_done.push(timer);
-                    start_attempt(self, &mut fx, failed_attempt + 1)
-                } else {
-                    fx.timers.push(timer);
-                    Reply::Suspend(SuspendReason::RetryDelay)
-                }
-            }
+            }) => match retry_due(now_ms, &id, retry_at_ms, &mut fx) {
+                true => start_attempt(self, &mut fx, failed_attempt + 1),
+                false => Reply::Suspend(SuspendReason::RetryDelay),
+            },
             Some(StepProgress::Started { attempt }) => match semantics {
                 // The attempt was cut short (crash or trap) before it recorded anything:
                 // run it again.
@@ -942,6 +1021,7 @@ impl Activation {
                         id: id.clone(),
                         attempt,
                         policy: policy.clone(),
+                        kind: OpKind::Step,
                     });
                     let failed = self.fail_live(now_ms, error.clone(), unit_random, &mut fx);
                     match failed {
@@ -959,11 +1039,11 @@ impl Activation {
         Ok(fx)
     }
 
-    fn take_live(&mut self, call: &str, id: &str) -> Result<LiveStep, Violation> {
+    fn take_live(&mut self, call: &str, id: &str, kind: OpKind) -> Result<LiveStep, Violation> {
         match &self.live_step {
-            Some(s) if s.id == id => Ok(self.live_step.take().expect("checked")),
+            Some(s) if s.id == id && s.kind == kind => Ok(self.live_step.take().expect("checked")),
             _ => Err(Violation::Protocol(format!(
-                "{call}: step {id:?} is not the step running now"
+                "{call}: {kind} {id:?} is not the {kind} running now"
             ))),
         }
     }
@@ -974,7 +1054,7 @@ impl Activation {
         id: &str,
         value: String,
     ) -> Result<Effects<()>, Violation> {
-        self.end_live(now_ms, "step-succeed", id, |op, attempt| {
+        self.end_live(now_ms, "step-succeed", id, OpKind::Step, |op, attempt| {
             EventKind::StepSucceeded {
                 op,
                 result: value,
@@ -989,9 +1069,10 @@ impl Activation {
         now_ms: u64,
         call: &str,
         id: &str,
+        kind: OpKind,
         event: impl FnOnce(OpRef, u32) -> EventKind,
     ) -> Result<Effects<()>, Violation> {
-        let live = self.take_live(call, id)?;
+        let live = self.take_live(call, id, kind)?;
         let op = self.journal.ops[id].op.clone();
         let mut fx = Effects::new(Reply::Return(()));
         self.journal
@@ -1010,7 +1091,7 @@ impl Activation {
         error: ErrorObject,
         unit_random: f64,
     ) -> Result<Effects<Option<u32>>, Violation> {
-        if !matches!(&self.live_step, Some(s) if s.id == id) {
+        if !matches!(&self.live_step, Some(s) if s.id == id && s.kind == OpKind::Step) {
             return Err(Violation::Protocol(format!(
                 "step-fail: step {id:?} is not the step running now"
             )));
@@ -1029,7 +1110,7 @@ impl Activation {
         id: &str,
         error: ErrorObject,
     ) -> Result<Effects<()>, Violation> {
-        self.end_live(now_ms, "step-succeed", id, |op, attempt| {
+        self.end_live(now_ms, "step-succeed", id, OpKind::Step, |op, attempt| {
             EventKind::StepFailed {
                 op,
                 error,
@@ -1081,16 +1162,20 @@ impl Activation {
                 delay = None;
             }
         }
-        self.journal.push(
-            now_ms,
-            EventKind::StepFailed {
+        let event = match live.kind {
+            OpKind::Condition => EventKind::ConditionFailed {
+                op: op.clone(),
+                error,
+                attempt: live.attempt,
+            },
+            _ => EventKind::StepFailed {
                 op: op.clone(),
                 error,
                 attempt: live.attempt,
                 next_attempt_delay_ms: delay,
             },
-            &mut fx.events,
-        );
+        };
+        self.journal.push(now_ms, event, &mut fx.events);
         fx.sync = true;
         match delay {
             None => Reply::Return(None),
@@ -1116,6 +1201,186 @@ impl Activation {
                 Reply::Suspend(SuspendReason::RetryDelay)
             }
         }
+    }
+
+    /// Begin (or replay) a `wait_for_condition`. Replies its id and what to do: its
+    /// recorded end, or a check to run with its number and the state the previous check
+    /// returned (`None`: the guest's initial state). Suspends while the next check is not
+    /// due. The check runs like a step body (no durable call inside it) and is never
+    /// retried: it ends with `condition_continue`, `condition_succeed` or `condition_fail`.
+    pub fn condition_start(
+        &mut self,
+        now_ms: u64,
+        parent: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Effects<(String, ConditionStart)>, Violation> {
+        let (op, progress) =
+            self.step_position("condition-start", parent, name, OpKind::Condition)?;
+        let id = op.id.clone();
+        let mut fx = Effects::new(Reply::Suspend(SuspendReason::RetryDelay));
+        fx.reply = match progress {
+            None => self.start_check(now_ms, op, 1, &mut fx),
+            Some(StepProgress::Succeeded { result }) => {
+                Reply::Return((id, ConditionStart::Succeeded(result)))
+            }
+            Some(StepProgress::Failed { error }) => {
+                Reply::Return((id, ConditionStart::Failed(error)))
+            }
+            Some(StepProgress::RetryScheduled {
+                failed_attempt,
+                retry_at_ms,
+            }) => match retry_due(now_ms, &id, retry_at_ms, &mut fx) {
+                true => self.start_check(now_ms, op, failed_attempt + 1, &mut fx),
+                false => Reply::Suspend(SuspendReason::RetryDelay),
+            },
+            // The check was cut short (crash) before it recorded anything: run it again.
+            Some(StepProgress::Started { attempt }) => {
+                self.live_check(&id, attempt);
+                let state = self.journal.condition_states.get(&id).cloned();
+                Reply::Return((id, ConditionStart::Check { attempt, state }))
+            }
+        };
+        Ok(fx)
+    }
+
+    fn live_check(&mut self, id: &str, attempt: u32) {
+        self.live_step = Some(LiveStep {
+            id: id.to_string(),
+            attempt,
+            policy: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            kind: OpKind::Condition,
+        });
+        self.touch(id, attempt);
+    }
+
+    /// Record `ConditionStarted` for check `attempt` and make it the running one.
+    fn start_check<T>(
+        &mut self,
+        now_ms: u64,
+        op: OpRef,
+        attempt: u32,
+        fx: &mut Effects<T>,
+    ) -> Reply<(String, ConditionStart)> {
+        let id = op.id.clone();
+        self.journal.push(
+            now_ms,
+            EventKind::ConditionStarted { op, attempt },
+            &mut fx.events,
+        );
+        self.live_check(&id, attempt);
+        let state = self.journal.condition_states.get(&id).cloned();
+        Reply::Return((id, ConditionStart::Check { attempt, state }))
+    }
+
+    /// The running check returned `state` and the wait strategy asked for another check
+    /// after `delay_ms`. Records `ConditionSucceeded` with the delay (fsynced) and suspends
+    /// until it is due; a zero delay starts the next check at once and replies its number.
+    /// Over `max_condition_checks` or `max_history_events` the condition fails for good
+    /// instead, with `Durable.LimitExceeded`, replied as `Err`.
+    pub fn condition_continue(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        state: String,
+        delay_ms: u64,
+    ) -> Result<Effects<Result<u32, ErrorObject>>, Violation> {
+        self.check_duration("condition-continue", "delay", Some(delay_ms))?;
+        let live = self.take_live("condition-continue", id, OpKind::Condition)?;
+        let op = self.journal.ops[id].op.clone();
+        let mut fx = Effects::new(Reply::Return(Ok(live.attempt + 1)));
+        fx.sync = true;
+        let room = if live.attempt >= self.limits.max_condition_checks {
+            Err(Limits::exceeded(
+                "max_condition_checks",
+                self.limits.max_condition_checks,
+                format!(
+                    "condition-continue: check {} of {id} asked for another",
+                    live.attempt
+                ),
+            ))
+        } else {
+            self.check_history_room("condition-continue")
+        };
+        if let Err(v) = room {
+            let error = self.limits.bound_error(v.to_error());
+            self.journal.push(
+                now_ms,
+                EventKind::ConditionFailed {
+                    op,
+                    error: error.clone(),
+                    attempt: live.attempt,
+                },
+                &mut fx.events,
+            );
+            fx.reply = Reply::Return(Err(error));
+            return Ok(fx);
+        }
+        self.journal.push(
+            now_ms,
+            EventKind::ConditionSucceeded {
+                op: op.clone(),
+                state,
+                attempt: live.attempt,
+                next_attempt_delay_ms: Some(delay_ms),
+            },
+            &mut fx.events,
+        );
+        if delay_ms == 0 {
+            let next = live.attempt + 1;
+            match self.start_check(now_ms, op, next, &mut fx) {
+                Reply::Return(_) => fx.reply = Reply::Return(Ok(next)),
+                Reply::Suspend(r) => fx.reply = Reply::Suspend(r),
+            }
+        } else {
+            fx.timers.push(TimerRef {
+                due_ms: now_ms.saturating_add(delay_ms),
+                op_id: live.id,
+            });
+            fx.reply = Reply::Suspend(SuspendReason::RetryDelay);
+        }
+        Ok(fx)
+    }
+
+    /// The running check returned the final `state`: the condition succeeded (fsynced).
+    pub fn condition_succeed(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        state: String,
+    ) -> Result<Effects<()>, Violation> {
+        self.end_live(
+            now_ms,
+            "condition-succeed",
+            id,
+            OpKind::Condition,
+            |op, attempt| EventKind::ConditionSucceeded {
+                op,
+                state,
+                attempt,
+                next_attempt_delay_ms: None,
+            },
+        )
+    }
+
+    /// The running check raised, or the wait strategy gave up: the condition failed for
+    /// good (fsynced).
+    pub fn condition_fail(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        error: ErrorObject,
+    ) -> Result<Effects<()>, Violation> {
+        let error = self.limits.bound_error(error);
+        self.end_live(
+            now_ms,
+            "condition-fail",
+            id,
+            OpKind::Condition,
+            |op, attempt| EventKind::ConditionFailed { op, error, attempt },
+        )
     }
 
     pub fn wait(

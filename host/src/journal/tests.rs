@@ -910,3 +910,358 @@ fn an_operation_a_redrive_runs_again_logs_at_new_positions_and_the_rest_at_the_s
     assert_eq!((first.as_str(), rerun.as_str()), ("2#1#0", "2~1#1#0"));
     assert_ne!(after_first, again.next_log_key());
 }
+
+/// What a wait strategy decides after a check, in the `wait_for_condition` table.
+#[derive(Clone, Copy)]
+enum Decide {
+    Again(u64),
+    Stop,
+    GiveUp,
+}
+
+/// Drive one `wait_for_condition` (integer state) to its end over as many activations as
+/// it suspends for, each starting when the pending timer is due; returns the history in a
+/// compact form ("start 1", "ok 1 +2000", "done 3", "fail E", "crash"), the guest's result
+/// and the number of activations.
+fn drive_condition(
+    initial: i64,
+    check: fn(i64) -> Result<i64, &'static str>,
+    decide: fn(i64, u32) -> Decide,
+    limits: Limits,
+    crash_at_check: Option<u32>,
+) -> (Vec<String>, Result<i64, String>, u32) {
+    let (_, mut log) = fresh();
+    let mut now = 1;
+    let mut crashed = false;
+    for activation in 1..=50 {
+        let mut a = Activation::new(Journal::from_events(&log), now);
+        a.set_limits(limits.clone());
+        let fx = a.condition_start(now, None, Some("poll")).unwrap();
+        log.extend(fx.events.clone());
+        let (id, mut start) = match fx.reply {
+            Reply::Suspend(_) => {
+                now = fx.timers[0].due_ms;
+                continue;
+            }
+            Reply::Return(r) => r,
+        };
+        let result = loop {
+            let (attempt, state) = match start {
+                ConditionStart::Succeeded(v) => break Ok(v.parse().unwrap()),
+                ConditionStart::Failed(e) => break Err(e.error_type),
+                ConditionStart::Check { attempt, state } => (attempt, state),
+            };
+            if crash_at_check == Some(attempt) && !crashed {
+                crashed = true;
+                break Err("crash".into());
+            }
+            let state: i64 = state.map_or(initial, |s| s.parse().unwrap());
+            now += 1;
+            let next = match check(state) {
+                Err(e) => {
+                    let fx = a
+                        .condition_fail(now, &id, ErrorObject::new(e, "check"))
+                        .unwrap();
+                    log.extend(fx.events);
+                    break Err(e.into());
+                }
+                Ok(next) => next,
+            };
+            match decide(next, attempt) {
+                Decide::Stop => {
+                    let fx = a.condition_succeed(now, &id, next.to_string()).unwrap();
+                    assert!(fx.sync, "the final state is fsynced");
+                    log.extend(fx.events);
+                    break Ok(next);
+                }
+                Decide::GiveUp => {
+                    let e = ErrorObject::new("WaitForCondition.MaxAttemptsExceeded", "gave up");
+                    log.extend(a.condition_fail(now, &id, e).unwrap().events);
+                    break Err("WaitForCondition.MaxAttemptsExceeded".into());
+                }
+                Decide::Again(ms) => {
+                    let fx = a
+                        .condition_continue(now, &id, next.to_string(), ms)
+                        .unwrap();
+                    assert!(
+                        fx.sync,
+                        "a continue is fsynced before the guest is unloaded"
+                    );
+                    log.extend(fx.events.clone());
+                    match fx.reply {
+                        Reply::Return(Ok(n)) => {
+                            start = ConditionStart::Check {
+                                attempt: n,
+                                state: Some(next.to_string()),
+                            }
+                        }
+                        Reply::Return(Err(e)) => break Err(e.error_type),
+                        Reply::Suspend(_) => {
+                            assert_eq!(fx.timers[0].due_ms, now + ms, "the timer is the delay");
+                            now += ms;
+                            break Err("suspended".into());
+                        }
+                    }
+                }
+            }
+        };
+        match result {
+            Err(s) if s == "suspended" || s == "crash" => {}
+            r => {
+                // The end replays as recorded and records nothing more.
+                let mut replay = Activation::new(Journal::from_events(&log), now + 1);
+                let fx = replay.condition_start(now + 1, None, Some("poll")).unwrap();
+                assert!(fx.events.is_empty(), "a finished condition replays");
+                let compact = log[1..]
+                    .iter()
+                    .map(|e| {
+                        assert_eq!(e.kind.sub_type(), Some("WaitForCondition"));
+                        match &e.kind {
+                            EventKind::ConditionStarted { attempt, .. } => {
+                                format!("start {attempt}")
+                            }
+                            EventKind::ConditionSucceeded {
+                                state,
+                                next_attempt_delay_ms: Some(d),
+                                ..
+                            } => format!("ok {state} +{d}"),
+                            EventKind::ConditionSucceeded { state, .. } => format!("done {state}"),
+                            EventKind::ConditionFailed { error, .. } => {
+                                format!("fail {}", error.error_type)
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    })
+                    .collect();
+                return (compact, r, activation);
+            }
+        }
+    }
+    panic!("no end in 50 activations");
+}
+
+#[test]
+fn wait_for_condition_cases() {
+    fn inc(s: i64) -> Result<i64, &'static str> {
+        Ok(s + 1)
+    }
+    fn same(s: i64) -> Result<i64, &'static str> {
+        Ok(s)
+    }
+    fn raise(_: i64) -> Result<i64, &'static str> {
+        Err("CheckError")
+    }
+    let limits = Limits::default();
+    type Case = (
+        &'static str,
+        i64,
+        fn(i64) -> Result<i64, &'static str>,
+        fn(i64, u32) -> Decide,
+        Option<u32>,
+        &'static [&'static str],
+        Result<i64, &'static str>,
+        u32,
+    );
+    let cases: &[Case] = &[
+        (
+            "polls until 3 (6-1, 6-5: the delay is on each continue)",
+            0,
+            inc,
+            |s, _| {
+                if s < 3 {
+                    Decide::Again(2000)
+                } else {
+                    Decide::Stop
+                }
+            },
+            None,
+            &[
+                "start 1",
+                "ok 1 +2000",
+                "start 2",
+                "ok 2 +2000",
+                "start 3",
+                "done 3",
+            ],
+            Ok(3),
+            3,
+        ),
+        (
+            "already met: one check, no suspension (6-2)",
+            5,
+            same,
+            |_, _| Decide::Stop,
+            None,
+            &["start 1", "done 5"],
+            Ok(5),
+            1,
+        ),
+        (
+            "the initial state seeds the first check (6-4)",
+            5,
+            inc,
+            |s, _| {
+                if s < 8 {
+                    Decide::Again(1000)
+                } else {
+                    Decide::Stop
+                }
+            },
+            None,
+            &[
+                "start 1",
+                "ok 6 +1000",
+                "start 2",
+                "ok 7 +1000",
+                "start 3",
+                "done 8",
+            ],
+            Ok(8),
+            3,
+        ),
+        (
+            "the strategy gives up at its max attempts (6-6)",
+            0,
+            inc,
+            |_, n| {
+                if n < 3 {
+                    Decide::Again(10)
+                } else {
+                    Decide::GiveUp
+                }
+            },
+            None,
+            &[
+                "start 1",
+                "ok 1 +10",
+                "start 2",
+                "ok 2 +10",
+                "start 3",
+                "fail WaitForCondition.MaxAttemptsExceeded",
+            ],
+            Err("WaitForCondition.MaxAttemptsExceeded"),
+            3,
+        ),
+        (
+            "the check raises: failed for good, no retry (6-7)",
+            0,
+            raise,
+            |_, _| Decide::Stop,
+            None,
+            &["start 1", "fail CheckError"],
+            Err("CheckError"),
+            1,
+        ),
+        (
+            "a zero delay checks again in the same activation",
+            0,
+            inc,
+            |s, _| {
+                if s < 3 {
+                    Decide::Again(0)
+                } else {
+                    Decide::Stop
+                }
+            },
+            None,
+            &[
+                "start 1", "ok 1 +0", "start 2", "ok 2 +0", "start 3", "done 3",
+            ],
+            Ok(3),
+            1,
+        ),
+        (
+            "a crash mid-check runs that check again on the state before it",
+            0,
+            inc,
+            |s, _| {
+                if s < 3 {
+                    Decide::Again(5)
+                } else {
+                    Decide::Stop
+                }
+            },
+            Some(2),
+            &[
+                "start 1", "ok 1 +5", "start 2", "ok 2 +5", "start 3", "done 3",
+            ],
+            Ok(3),
+            4,
+        ),
+    ];
+    for (name, initial, check, decide, crash, want, result, activations) in cases {
+        let (got, r, n) = drive_condition(*initial, *check, *decide, limits.clone(), *crash);
+        assert_eq!(got, *want, "{name}");
+        assert_eq!(r, result.map_err(str::to_string), "{name}");
+        assert_eq!(n, *activations, "{name}: activations");
+    }
+}
+
+#[test]
+fn a_condition_that_never_stops_fails_at_max_condition_checks() {
+    let limits = Limits {
+        max_condition_checks: 3,
+        ..Limits::default()
+    };
+    let (got, r, _) = drive_condition(0, |s| Ok(s + 1), |_, _| Decide::Again(1), limits, None);
+    assert_eq!(
+        got,
+        [
+            "start 1",
+            "ok 1 +1",
+            "start 2",
+            "ok 2 +1",
+            "start 3",
+            "fail Durable.LimitExceeded"
+        ]
+    );
+    assert_eq!(r, Err(error_types::LIMIT_EXCEEDED.to_string()));
+}
+
+#[test]
+fn a_condition_is_its_own_kind_and_its_calls_are_checked() {
+    let (mut a, mut log) = fresh();
+    let fx = a.condition_start(1, None, None).unwrap();
+    log.extend(fx.events);
+    // Step calls cannot end a check, nor can durable calls run inside it.
+    assert!(matches!(
+        a.step_succeed(2, "1", "1".into()),
+        Err(Violation::Protocol(_))
+    ));
+    assert!(matches!(
+        a.wait(2, None, None, 5),
+        Err(Violation::Protocol(_))
+    ));
+    assert!(matches!(
+        a.condition_continue(2, "1", "1".into(), u64::MAX),
+        Err(Violation::Limit(_))
+    ));
+    log.extend(a.condition_continue(2, "1", "1".into(), 10).unwrap().events);
+    // A step now where the journal has a condition diverges.
+    let mut r = Activation::new(Journal::from_events(&log), 20);
+    let err = r
+        .step_start(20, None, None, ALO, no_retry(), 0.0)
+        .unwrap_err();
+    assert!(matches!(err, Violation::NonDeterministic(_)), "{err}");
+    assert!(err.to_string().contains("wait-for-condition"), "{err}");
+    // Its pending check is a live timer; a redrive keeps it with its state.
+    let j = redriven(
+        log,
+        EventKind::ExecutionFailed {
+            error: ErrorObject::new("E", "m"),
+        },
+    );
+    assert_eq!(j.live_timers(), [(12, "1".to_string())]);
+    let mut r = Activation::new(j, 12);
+    let fx = r.condition_start(12, None, None).unwrap();
+    assert_eq!(
+        fx.reply,
+        Reply::Return((
+            "1".into(),
+            ConditionStart::Check {
+                attempt: 2,
+                state: Some("1".into())
+            }
+        ))
+    );
+}

@@ -6,6 +6,7 @@ are milliseconds. The floods and blocking tables are Rust-only (they test host l
 an SDK).
 """
 
+import json
 import os
 import sys
 
@@ -282,6 +283,67 @@ def child_log(ctx, p):
     return ctx.run_in_child_context(None, body)
 
 
+# ---- wait for condition ----
+
+
+class Reversed(durable.Serdes):
+    """A string state checkpointed as {"encoded": <reversed>} (the Rust guest's `Encoded`)."""
+
+    def serialize(self, value):
+        return json.dumps({"encoded": value[::-1]}, separators=(",", ":"))
+
+    def deserialize(self, text):
+        return json.loads(text)["encoded"][::-1]
+
+
+def poll_count(ctx, p, initial, threshold):
+    increment = p.get("increment", 1)
+    return ctx.wait_for_condition(
+        p.get("name"), initial, lambda n: n + increment, condition_strategy(p, lambda n: n >= threshold)
+    )
+
+
+def condition_strategy(p, done):
+    return durable.WaitStrategy.fixed(done, ms(p.get("delay_ms", 10)), p.get("max_attempts", 60))
+
+
+def wait_for_condition(ctx, p):
+    kind, threshold, name = p["kind"], p.get("threshold", 0), p.get("name")
+
+    def check_raises(_):
+        raise fails("CheckError", "the check failed")
+
+    def job(j):
+        attempts = j["attempts"] + 1
+        return {"status": "DONE" if attempts >= threshold else "PENDING", "attempts": attempts}
+
+    try:
+        if kind == "count":
+            value = poll_count(ctx, p, p.get("initial", 0), threshold)
+        elif kind == "object":
+            initial = {"status": "PENDING", "attempts": 0}
+            value = ctx.wait_for_condition(name, initial, job, condition_strategy(p, lambda j: j["status"] == "DONE"))
+        elif kind == "null":
+            value = ctx.wait_for_condition(name, None, lambda _: None, condition_strategy(p, lambda _: True))
+        elif kind == "string":
+            strategy = condition_strategy(p, lambda s: len(s) >= threshold)
+            value = ctx.wait_for_condition(name, "", lambda s: s + "x", strategy, serdes=Reversed())
+        elif kind == "raise":
+            value = ctx.wait_for_condition(name, 0, check_raises, condition_strategy(p, lambda _: True))
+        else:
+            raise fails("InvalidInput", f"unknown kind {kind!r}")
+    except DurableError:
+        if p.get("catch", False):
+            return "recovered"
+        raise
+    then = p.get("then")
+    if then == "step":
+        return ctx.step(None, lambda _: value * 10)
+    if then == "again":
+        return poll_count(ctx, p, value, p.get("second_threshold", 0))
+    return value
+
+
 # ---- misbehaving guests ----
 
 
@@ -348,6 +410,7 @@ SCENARIOS = {
     "wait-for-callback": wait_for_callback,
     "wait-for-callback-submitter-fails": wait_for_callback_submitter_fails,
     "child-basic": child_basic,
+    "wait-for-condition": wait_for_condition,
     "child-named": lambda ctx, p: child_basic(ctx, p, "child"),
     "child-wait": child_wait,
     "child-error-caught": child_error_caught,
@@ -378,6 +441,7 @@ REQUIRED = {
     "crash-probe": ["url"],
     "at-most-once-probe": ["url", "max_attempts", "delay_ms"],
     "wait": ["ms"],
+    "wait-for-condition": ["kind"],
     "waits": ["ms"],
     "log-replay": ["marker", "wait_ms"],
     "stdout": ["text"],

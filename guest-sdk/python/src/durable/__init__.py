@@ -30,6 +30,7 @@ Build it with `python -m durable.build greet -o greet.wasm` (componentize-py, pi
 """
 
 from .context import Callback, Context, StepContext
+from .condition import MaxAttemptsExceeded, Serdes, WaitStrategy
 from ._entry import WitWorld, handler
 from .errors import (
     CallbackHeartbeatTimeout,
@@ -61,13 +62,16 @@ __all__ = [
     "Jitter",
     "LimitExceeded",
     "LogHandler",
+    "MaxAttemptsExceeded",
     "Logger",
     "PayloadTooLarge",
     "RetryStrategy",
     "SerializationError",
+    "Serdes",
     "StepContext",
     "StepInterrupted",
     "StepSemantics",
+    "WaitStrategy",
     "WitWorld",
     "handler",
     "http",

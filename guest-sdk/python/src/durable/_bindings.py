@@ -10,6 +10,8 @@ try:  # pragma: no cover - only inside componentize-py
         Backoff_Exponential,
         Backoff_Linear,
         CallbackOptions,
+        ConditionState_Failed,
+        ConditionState_Succeeded,
         ContextKind,
         ContextState_Failed,
         ContextState_Run,

@@ -19,6 +19,7 @@ from . import _bindings as b
 from .errors import DurableError, SerializationError, _dumps
 from .log import LOGGER, Logger
 from .retry import AT_LEAST_ONCE, Duration, RetryStrategy, StepSemantics, millis
+from .condition import Serdes, WaitStrategy
 
 #: The name of the submitter step inside a wait-for-callback context.
 SUBMITTER_STEP = "submitter"
@@ -243,6 +244,76 @@ class Context:
             return cb.result()
 
         return self._run_context(name, b.ContextKind.WAIT_FOR_CALLBACK, body)
+
+    def wait_for_condition(
+        self,
+        name: Optional[str],
+        initial_state: Any,
+        check: Callable[..., Any],
+        strategy: WaitStrategy,
+        *,
+        serdes: Optional[Serdes] = None,
+    ) -> Any:
+        """Poll: run `check(state[, step])` until `strategy` says the state is done, and
+        return the final state. The first check gets `initial_state`, each later one the
+        state the one before returned. Between checks the execution is suspended for the
+        strategy's delay (the guest is unloaded).
+
+        One operation in history (sub type `WaitForCondition`): each check is a
+        `StepStarted` / `StepSucceeded` pair carrying the new state. On replay a finished
+        condition returns its final state without running `check`. An exception from
+        `check` fails the operation at once (checks are not retried), as does running out
+        of attempts (`MaxAttemptsExceeded`). The state is checkpointed as JSON, or with
+        `serdes`; the first run sees it as read back, like a replay.
+        """
+        def dump(value: Any) -> tuple[str, Any]:
+            if serdes is None:
+                return round_trip(value, "condition state")
+            text = serdes.serialize(value)
+            return text, serdes.deserialize(text)
+
+        def load(text: str) -> Any:
+            if serdes is None:
+                return decode(text, "condition state")
+            return serdes.deserialize(text)
+
+        op, start = b.host.condition_start(self._parent, name)
+        if isinstance(start, b.ConditionState_Succeeded):
+            return load(start.value)
+        if isinstance(start, b.ConditionState_Failed):
+            raise _error(start.value)
+        attempt = start.value.attempt
+        recorded = start.value.state
+        with_step = _wants_arg(check, 2)
+        try:
+            state = dump(initial_state)[1] if recorded is None else load(recorded)
+        except Exception as e:  # noqa: BLE001
+            state, failure = None, e
+        else:
+            failure = None
+        while True:
+            try:
+                if failure is not None:
+                    raise failure
+                value = check(state, StepContext(op, attempt)) if with_step else check(state)
+                text, value = dump(value)
+                decision = strategy.decide(value, attempt)
+            except Exception as e:  # noqa: BLE001 - a failed check fails the operation
+                error = DurableError.from_exception(e)
+                b.host.condition_fail(op, _wit_error(error))
+                raise error from (None if error is e else e)
+            if isinstance(decision, DurableError):
+                b.host.condition_fail(op, _wit_error(decision))
+                raise decision
+            try:
+                if decision is None:
+                    b.host.condition_succeed(op, text)
+                    return value
+                # Suspends unless the delay is zero: then the next check runs now.
+                attempt = b.host.condition_continue(op, text, decision)
+            except b.Err as e:  # the host failed the condition instead
+                raise _error(e.value) from None
+            state = value
 
     def run_in_child_context(self, name: Optional[str], fn: Callable[["Context"], Any]) -> Any:
         """Run `fn(child)` in a child context: a group of operations checkpointed as one,
