@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use crate::journal::{Event, EventKind, Journal, OpState, StepProgress};
 
 /// The operation that failed, for a fork with no `from_operation`: of the failed
-/// operations (a step that failed for good, a callback that failed or timed out, a child
-/// context that failed), the last to fail at the top level, then inside it the last of its
+/// operations (a step that failed for good, a wait_for_condition whose check failed, a
+/// callback that failed or timed out, a child context that failed), the last to fail at the top level, then inside it the last of its
 /// failed children, and so on down to the innermost. `None` if nothing failed.
 pub fn failed_operation(history: &[Event]) -> Option<String> {
     let journal = Journal::from_events(history);
@@ -28,7 +28,8 @@ pub fn failed_operation(history: &[Event]) -> Option<String> {
             EventKind::StepFailed {
                 next_attempt_delay_ms: None,
                 ..
-            } | EventKind::CallbackFailed { .. }
+            } | EventKind::ConditionFailed { .. }
+                | EventKind::CallbackFailed { .. }
                 | EventKind::CallbackTimedOut { .. }
                 | EventKind::ContextFailed { .. }
         );
@@ -226,6 +227,17 @@ mod tests {
                         next_attempt_delay_ms: None,
                     },
                 ]),
+                ("Q", "-") => out.extend([
+                    EventKind::ConditionStarted {
+                        op: o(),
+                        attempt: 1,
+                    },
+                    EventKind::ConditionFailed {
+                        op: o(),
+                        error: err(),
+                        attempt: 1,
+                    },
+                ]),
                 ("S", "~") => out.push(EventKind::StepStarted {
                     op: o(),
                     attempt: 1,
@@ -302,9 +314,16 @@ mod tests {
             Option<&'static str>,
             &'static [&'static str],
         );
-        let cases: [Case; 7] = [
+        let cases: [Case; 8] = [
             (
                 "S1+ S2- F",
+                None,
+                Some("2"),
+                &["StepStarted 1", "StepSucceeded 1"],
+            ),
+            (
+                // A wait_for_condition whose check failed is the operation that failed.
+                "S1+ Q2- F",
                 None,
                 Some("2"),
                 &["StepStarted 1", "StepSucceeded 1"],
