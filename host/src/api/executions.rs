@@ -18,7 +18,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::{
@@ -27,7 +26,7 @@ use super::{
 use crate::db::{
     Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status, StopRecord,
 };
-use crate::runtime::create::NewExecution;
+use crate::runtime::create::{input_sha256, NewExecution};
 use crate::scheduler::ExecKey;
 use crate::tenants::usage::ExecBytes;
 use crate::tenants::{Action, Caller};
@@ -196,13 +195,7 @@ pub(super) async fn invoke(
         .function(&caller.tenant, &name)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| ApiError::NotFound(format!("function {name:?} not found")))?;
-    // The same JSON value, whatever its spacing: hash its canonical form.
-    let input_sha256 = key.as_ref().map(|_| {
-        let canonical = serde_json::from_str::<Value>(&input)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|_| input.clone());
-        crate::registry::sha256_hex(canonical.as_bytes())
-    });
+    let input_sha256 = key.as_ref().map(|_| input_sha256(&input));
     // A bad ?delay= or ?start_at= is refused before it takes a rate token or a quota.
     start_time(
         &q,

@@ -13,6 +13,15 @@ use crate::timer::Timers;
 
 use super::{DEADLINE_OP, START_OP};
 
+/// The sha256 an idempotency claim keeps of an execution's input: of its canonical JSON,
+/// so the same value with other spacing or key order is the same input.
+pub fn input_sha256(input: &str) -> String {
+    let canonical = serde_json::from_str::<serde_json::Value>(input)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| input.to_string());
+    crate::registry::sha256_hex(canonical.as_bytes())
+}
+
 /// An execution to create.
 pub struct NewExecution {
     pub id: ExecId,

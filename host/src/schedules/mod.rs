@@ -32,7 +32,7 @@ use crate::db::{
     Overlap, ScheduleDueRecord, ScheduleRecord, Store,
 };
 use crate::metrics::Metrics;
-use crate::runtime::create::NewExecution;
+use crate::runtime::create::{input_sha256, NewExecution};
 use crate::scheduler::{BacklogFull, ExecKey, Scheduler};
 use crate::tenants::rate::Limited;
 use crate::tenants::usage::ExecBytes;
@@ -122,14 +122,6 @@ fn due_of(rec: &ScheduleRecord, now: u64) -> Option<u64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// The sha256 of `input` in canonical form, as invoke claims idempotency keys.
-fn input_sha256(input: &str) -> String {
-    let canonical = serde_json::from_str::<serde_json::Value>(input)
-        .map(|v| v.to_string())
-        .unwrap_or_else(|_| input.to_string());
-    crate::registry::sha256_hex(canonical.as_bytes())
 }
 
 /// The tenants' schedules and the service that fires them. Cheap to share in an `Arc`.
