@@ -13,6 +13,11 @@ cd "$root"
 bash scripts/build-guests.sh >/dev/null
 cargo test -p durable-host "$@"
 if [ "$#" -eq 0 ]; then
+    # The replay core and the guest SDK (its unit tests, doc examples and local test runner)
+    # run natively.
+    cargo test -p durable-journal -p durable-sdk
+fi
+if [ "$#" -eq 0 ]; then
     "$(bash scripts/python-venv.sh)" -m unittest discover -s guest-sdk/python/tests
     bash scripts/schemathesis.sh
 fi

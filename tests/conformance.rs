@@ -45,7 +45,7 @@
 //! | 1-10 | replay re-throws failed step | ported: `step_1_10_replay_rethrows_the_failed_step` |
 //! | 1-11 | retry, fails then succeeds | ported: `step_1_11_retry_fails_then_succeeds` |
 //! | 1-12 | retry exhaustion | ported: `step_1_12_retry_exhaustion_fails_the_execution` |
-//! | 1-13 | default retry strategy | not applicable: 5 s initial delay with full jitter makes the test slow and its delays random (the policy's arithmetic is unit-tested in `host/src/journal/retry.rs`) |
+//! | 1-13 | default retry strategy | not applicable: 5 s initial delay with full jitter makes the test slow and its delays random (the policy's arithmetic is unit-tested in `crates/journal/src/retry.rs`) |
 //! | 1-14 | custom backoff | ported: `step_1_14_retry_with_custom_backoff` (20 ms x3) |
 //! | 1-15 | retry a specific error | ported: `step_1_15_retry_on_a_specific_error_type` |
 //! | 1-16 | non-retryable error | ported: `step_1_16_non_retryable_error_fails_without_retry` (`never_retry_on`, and an error outside `retry_on`) |

@@ -13,7 +13,9 @@ pub mod callbacks;
 pub mod db;
 pub mod host_api;
 pub mod ids;
-pub mod journal;
+/// The replay core lives in its own crate (`crates/journal`), shared with the guest SDK's
+/// local test runner; the host names it `journal` as before.
+pub use durable_journal as journal;
 pub mod metrics;
 pub mod recovery;
 pub mod registry;

@@ -16,7 +16,8 @@ use crate::db::{FunctionSettings, RedrivePolicy, Throttle};
 use crate::scheduler;
 
 /// The longest execution timeout: 366 days, as AWS durable functions allow one year.
-pub const MAX_EXECUTION_TIMEOUT_SECS: u64 = 366 * 24 * 3600;
+pub use crate::journal::MAX_EXECUTION_TIMEOUT_SECS;
+
 /// The longest activation: one hour (waits, not long activations, are how functions pause).
 pub const MAX_ACTIVATION_TIMEOUT_SECS: u64 = 3600;
 /// The longest retention of a finished execution: 366 days.

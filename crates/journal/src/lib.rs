@@ -22,6 +22,10 @@ pub use retry::{Backoff, Jitter, RetryPolicy};
 /// durable calls cannot grow a journal (and every later replay) without bound.
 pub const MAX_OPERATIONS: usize = 100_000;
 
+/// The longest an execution may run (366 days, as AWS allows); waits and callback timeouts
+/// are bounded by it (`Limits::max_wait_ms`). The host's settings use the same bound.
+pub const MAX_EXECUTION_TIMEOUT_SECS: u64 = 366 * 24 * 3600;
+
 /// Limits on what a guest may record, handed in by the driver (the journal reads no
 /// configuration). Over a count limit the call is a `Violation::Limit`
 /// (`Durable.LimitExceeded`, naming the limit and its value); an error over a size limit is
@@ -78,7 +82,7 @@ impl Default for Limits {
             // callbacks cost about 25 MB of records.
             max_pending_callbacks: 10_000,
             // The longest execution timeout (366 days, as AWS allows).
-            max_wait_ms: crate::settings::MAX_EXECUTION_TIMEOUT_SECS * 1000,
+            max_wait_ms: MAX_EXECUTION_TIMEOUT_SECS * 1000,
             // Types are identifiers that retry filters match; 256 bytes like names.
             max_error_type_bytes: 256,
             // A message with a stack trace fits; 64 KiB x every recorded failure stays small.
