@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::*;
 
 #[test]
@@ -115,12 +115,36 @@ fn user_registration_polls_with_durable_waits_until_the_job_completes() {
     assert_eq!(mock.count("/check-status/job-42"), 2);
     let body = &mock.bodies("/start-job")[0];
     assert_eq!(body["username"], "taro");
+    assert_eq!(out["attempts"], 2, "{out}");
+    assert_eq!(out["totalWaitSeconds"], 2, "{out}");
+    // One durable wait before the first poll, then one operation for the polling: its two
+    // checks are attempts of "check-status" (a wait between them), not separate steps.
     let h = s.history(&id);
-    let waits = h
+    let count = |ty: &str, name: &str| {
+        h.iter()
+            .filter(|e| e["event_type"] == ty && e["name"] == name)
+            .count()
+    };
+    assert_eq!(count("WaitStarted", "initial-delay"), 1, "{h:#?}");
+    assert_eq!(count("StepStarted", "check-status"), 2, "{h:#?}");
+    let checks: Vec<&Value> = h
         .iter()
-        .filter(|e| e["event_type"] == "WaitStarted")
-        .count();
-    assert_eq!(waits, 2, "one durable wait before each poll");
+        .filter(|e| e["event_type"] == "StepSucceeded" && e["name"] == "check-status")
+        .collect();
+    assert_eq!(checks.len(), 2, "{h:#?}");
+    assert!(checks.iter().all(|e| e["sub_type"] == "WaitForCondition"));
+    // The first check was not done: it recorded the poll interval as the next delay; the
+    // second was final.
+    assert_eq!(
+        checks[0]["details"]["next_attempt_delay_ms"], 1000,
+        "{:#}",
+        checks[0]
+    );
+    assert!(
+        checks[1]["details"]["next_attempt_delay_ms"].is_null(),
+        "{:#}",
+        checks[1]
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 """The user-registration durable function from the AWS Lambda Durable Functions launch blog,
 in Python (the same operations as the Rust `examples/user-registration`): validate the input,
-ask an external API to start a job, poll the job's status with durable waits in between,
+ask an external API to start a job, poll the job's status with `wait_for_condition` (durable
+waits in between),
 then send (here: build) a welcome message.
 
 Input: `{username, email, api_base_url, poll_interval_seconds = 5, max_attempts = 10}`. The
@@ -11,7 +12,7 @@ API answers `POST {api_base_url}/start-job` with `{"job_id": "..."}` and
 import json
 
 import durable
-from durable import DurableError, RetryStrategy, http
+from durable import DurableError, MaxAttemptsExceeded, RetryStrategy, WaitStrategy, http
 
 
 class ValidationError(DurableError):
@@ -75,29 +76,32 @@ def main(ctx: durable.Context, event):
     )
     log.info(f"Job ID: {job['job_id']} - starting to poll")
 
-    # Step 3: poll until the job completes, waiting durably between checks.
-    completed = None
-    for attempt in range(1, max_attempts + 1):
-        log.info(f"Polling attempt {attempt}/{max_attempts}")
-        ctx.wait(seconds=poll)
-        check = ctx.step(
-            f"check-status-{attempt}",
-            lambda step, attempt=attempt: check_status(step, base, job["job_id"], user, attempt),
-            retry=RetryStrategy.none(),
-        )
-        log.info(f"Status check result: {compact(check)}")
-        if check["completed"]:
-            log.info(f"Job completed (attempt {attempt})")
-            completed = (check, attempt)
-            break
-        log.info(f"Still processing... next check in {poll} seconds")
+    # Step 3: give the job one poll interval, then poll its status with wait_for_condition:
+    # each check is a journaled step, each wait between checks unloads the guest (the
+    # hand-written loop of one wait and one "check-status-{attempt}" step per attempt
+    # became this one operation, as in the Rust example).
+    max_attempts = max(max_attempts, 1)
+    ctx.wait("initial-delay", seconds=poll)
+
+    def check(_state, step):
+        step.logger.info(f"Polling attempt {step.attempt}/{max_attempts}")
+        result = check_status(step, base, job["job_id"], user, step.attempt)
+        result["attempt"] = step.attempt
+        # The field order of the Rust example's StatusCheck, so both record the same JSON.
+        return {k: result[k] for k in ("completed", "status", "data", "attempt", "error") if k in result}
+
+    pending = {"completed": False, "status": "pending"}
+    strategy = WaitStrategy.fixed(lambda c: c["completed"], poll, max_attempts=max_attempts)
 
     # Step 4: give up when the job never completed.
-    if completed is None:
+    try:
+        job_result = ctx.wait_for_condition("check-status", pending, check, strategy)
+    except MaxAttemptsExceeded:
         raise TimeoutError_(
-            f"timed out: job {job['job_id']} did not complete within {max_attempts * poll} seconds"
-        )
-    job_result, attempts = completed
+            f"timed out: job {job['job_id']} did not complete within {max_attempts} checks {poll} seconds apart"
+        ) from None
+    attempts = job_result.get("attempt", 1)
+    log.info(f"Job completed (attempt {attempts})")
 
     # Step 5: send the welcome message.
     def welcome(step):

@@ -1,6 +1,7 @@
 //! The user-registration durable function from the AWS Lambda Durable Functions launch blog:
 //! validate the input, ask an external API to start a job, poll the job's status with
-//! durable waits in between, then send (here: build) a welcome message.
+//! `wait_for_condition` (durable waits in between), then send (here: build) a welcome
+//! message.
 //!
 //! Input: `{username, email, api_base_url, poll_interval_seconds = 5, max_attempts = 10}`.
 //! The API answers `POST {api_base_url}/start-job` with `{"job_id": "..."}` and
@@ -8,7 +9,9 @@
 
 use std::time::Duration;
 
-use durable_sdk::{http, Context, Error, RetryStrategy, StepConfig};
+use durable_sdk::{
+    http, Context, Error, RetryStrategy, StepConfig, WaitStrategy, MAX_ATTEMPTS_EXCEEDED,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -45,7 +48,7 @@ struct Job {
     job_id: String,
 }
 
-/// The result of each step "check-status-{attempt}".
+/// The state of the condition "check-status": the result of its latest check.
 #[derive(Serialize, Deserialize)]
 struct StatusCheck {
     completed: bool,
@@ -163,39 +166,58 @@ fn handler(ctx: &mut Context, input: Input) -> Result<Output, Error> {
     })?;
     log.info(format!("Job ID: {} - starting to poll", job.job_id));
 
-    // Step 3: poll until the job completes, waiting durably between checks.
+    // Step 3: give the job one poll interval, then poll its status with wait_for_condition:
+    // each check is a journaled step, each wait between checks unloads the guest.
+    //
+    // Before this operation existed, the loop was written by hand: `for attempt in
+    // 1..=max_attempts { ctx.wait(poll); ctx.step("check-status-{attempt}", ..) }`, one
+    // named wait and one named step per attempt (2 x max_attempts operations in history).
+    // Now it is one operation, "check-status", whose checks and delays history records
+    // as attempts of that operation, and the strategy says when to stop.
     let poll = input.poll_interval_seconds;
-    let max_attempts = input.max_attempts;
-    let mut completed = None;
-    for attempt in 1..=max_attempts {
-        log.info(format!("Polling attempt {attempt}/{max_attempts}"));
-        ctx.wait(None, Duration::from_secs(poll));
-
-        let check: StatusCheck = ctx.step_with(
-            format!("check-status-{attempt}"),
-            StepConfig::default().retry(RetryStrategy::none()),
-            |step| Ok(check_status(step, &base, &job.job_id, &user, attempt)),
-        )?;
-        log.info(format!("Status check result: {}", to_json(&check)));
-
-        if check.completed {
-            log.info(format!("Job completed (attempt {attempt})"));
-            completed = Some((check, attempt));
-            break;
-        }
-        log.info(format!("Still processing... next check in {poll} seconds"));
-    }
+    let max_attempts = input.max_attempts.max(1);
+    ctx.wait("initial-delay", Duration::from_secs(poll));
+    let pending = StatusCheck {
+        completed: false,
+        status: "pending".to_string(),
+        data: None,
+        attempt: None,
+        error: None,
+    };
+    let strategy = WaitStrategy::until(|check: &StatusCheck| check.completed)
+        .fixed_delay(Duration::from_secs(poll))
+        .max_attempts(max_attempts);
+    let polled = ctx.wait_for_condition(
+        "check-status",
+        pending,
+        |_, step| {
+            let attempt = step.attempt();
+            step.logger()
+                .info(format!("Polling attempt {attempt}/{max_attempts}"));
+            let mut check = check_status(step, &base, &job.job_id, &user, attempt);
+            check.attempt = Some(attempt);
+            Ok(check)
+        },
+        strategy,
+    );
 
     // Step 4: give up when the job never completed.
-    let Some((job_result, attempts)) = completed else {
-        return Err(Error::new(
-            "TimeoutError",
-            format!(
-                "timed out: job {} did not complete within {} seconds",
-                job.job_id,
-                u64::from(max_attempts) * poll
-            ),
-        ));
+    let (job_result, attempts) = match polled {
+        Ok(check) => {
+            let attempts = check.attempt.unwrap_or(1);
+            log.info(format!("Job completed (attempt {attempts})"));
+            (check, attempts)
+        }
+        Err(e) if e.error_type == MAX_ATTEMPTS_EXCEEDED => {
+            return Err(Error::new(
+                "TimeoutError",
+                format!(
+                    "timed out: job {} did not complete within {} checks {} seconds apart",
+                    job.job_id, max_attempts, poll
+                ),
+            ))
+        }
+        Err(e) => return Err(e),
     };
 
     // Step 5: send the welcome message.
@@ -218,6 +240,7 @@ fn handler(ctx: &mut Context, input: Input) -> Result<Output, Error> {
         message: welcome.message,
         job_result,
         attempts,
+        // The initial delay, then one poll interval between every two checks.
         total_wait_seconds: u64::from(attempts) * poll,
     })
 }
