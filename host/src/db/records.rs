@@ -786,4 +786,273 @@ mod tests {
         r.status = Status::Suspended;
         assert_eq!(r.end_ms(), None);
     }
+
+    /// The variant index postcard writes first, as a varint (every index here is < 128).
+    fn tag<T: Serialize>(value: &T) -> u8 {
+        let bytes = postcard::to_stdvec(value).unwrap();
+        assert!(bytes[0] < 0x80, "a one-byte variant index");
+        bytes[0]
+    }
+
+    /// Postcard stores an enum as its variant's position, so the order of every stored
+    /// enum is part of the format: a variant inserted in the middle, or two swapped, would
+    /// make the host misread every record written before. New variants go last; this
+    /// table pins each position (append a row with a new variant, never renumber).
+    #[test]
+    fn stored_enum_variants_keep_their_positions() {
+        use crate::journal::{ContextKind, ErrorObject, EventKind, OpRef, RedriveTrigger};
+        let op = || OpRef {
+            id: "1".into(),
+            parent: None,
+            name: None,
+        };
+        let err = || ErrorObject {
+            error_type: "E".into(),
+            error_message: "m".into(),
+            error_data: None,
+        };
+        let events: Vec<(u8, EventKind)> = vec![
+            (0, EventKind::ExecutionStarted { input: "{}".into() }),
+            (
+                1,
+                EventKind::StepStarted {
+                    op: op(),
+                    attempt: 1,
+                },
+            ),
+            (
+                2,
+                EventKind::StepSucceeded {
+                    op: op(),
+                    result: "1".into(),
+                    attempt: 1,
+                },
+            ),
+            (
+                3,
+                EventKind::StepFailed {
+                    op: op(),
+                    error: err(),
+                    attempt: 1,
+                    next_attempt_delay_ms: None,
+                },
+            ),
+            (
+                4,
+                EventKind::WaitStarted {
+                    op: op(),
+                    duration_ms: 1,
+                    scheduled_end_ms: 1,
+                },
+            ),
+            (
+                5,
+                EventKind::WaitSucceeded {
+                    op: op(),
+                    duration_ms: 1,
+                },
+            ),
+            (
+                6,
+                EventKind::CallbackStarted {
+                    op: op(),
+                    callback_id: "c".into(),
+                    timeout_ms: None,
+                    heartbeat_timeout_ms: None,
+                },
+            ),
+            (
+                7,
+                EventKind::CallbackSucceeded {
+                    op: op(),
+                    result: "1".into(),
+                },
+            ),
+            (
+                8,
+                EventKind::CallbackFailed {
+                    op: op(),
+                    error: err(),
+                },
+            ),
+            (
+                9,
+                EventKind::CallbackTimedOut {
+                    op: op(),
+                    error: err(),
+                },
+            ),
+            (
+                10,
+                EventKind::ContextStarted {
+                    op: op(),
+                    kind: ContextKind::RunInChildContext,
+                },
+            ),
+            (
+                11,
+                EventKind::ContextSucceeded {
+                    op: op(),
+                    kind: ContextKind::RunInChildContext,
+                    result: "1".into(),
+                },
+            ),
+            (
+                12,
+                EventKind::ContextFailed {
+                    op: op(),
+                    kind: ContextKind::RunInChildContext,
+                    error: err(),
+                },
+            ),
+            (
+                13,
+                EventKind::InvocationCompleted {
+                    started_ms: 1,
+                    error: None,
+                },
+            ),
+            (14, EventKind::ExecutionSucceeded { output: "1".into() }),
+            (15, EventKind::ExecutionFailed { error: err() }),
+            (16, EventKind::ExecutionTimedOut { error: err() }),
+            (17, EventKind::ExecutionStopped { error: err() }),
+            (
+                18,
+                EventKind::ExecutionStartedAt {
+                    input: "{}".into(),
+                    start_ms: 1,
+                },
+            ),
+            (
+                19,
+                EventKind::ExecutionRedriven {
+                    key_id: None,
+                    trigger: RedriveTrigger::Request,
+                    from_version: 1,
+                    to_version: 1,
+                    redrive_count: 1,
+                },
+            ),
+            (
+                20,
+                EventKind::ConditionStarted {
+                    op: op(),
+                    attempt: 1,
+                },
+            ),
+            (
+                21,
+                EventKind::ConditionSucceeded {
+                    op: op(),
+                    state: "1".into(),
+                    attempt: 1,
+                    next_attempt_delay_ms: None,
+                },
+            ),
+            (
+                22,
+                EventKind::ConditionFailed {
+                    op: op(),
+                    error: err(),
+                    attempt: 1,
+                },
+            ),
+        ];
+        for (want, event) in &events {
+            assert_eq!(tag(event), *want, "{event:?}");
+        }
+
+        let cases: Vec<(u8, u8, &str)> = vec![
+            (
+                tag(&ContextKind::RunInChildContext),
+                0,
+                "ContextKind::RunInChildContext",
+            ),
+            (
+                tag(&ContextKind::WaitForCallback),
+                1,
+                "ContextKind::WaitForCallback",
+            ),
+            (tag(&RedriveTrigger::Request), 0, "RedriveTrigger::Request"),
+            (
+                tag(&RedriveTrigger::Job("j".into())),
+                1,
+                "RedriveTrigger::Job",
+            ),
+            (tag(&RedriveTrigger::Policy), 2, "RedriveTrigger::Policy"),
+            (tag(&TimerKind::Wake), 0, "TimerKind::Wake"),
+            (
+                tag(&TimerKind::CallbackTimeout {
+                    callback_id: "c".into(),
+                }),
+                1,
+                "TimerKind::CallbackTimeout",
+            ),
+            (
+                tag(&TimerKind::HeartbeatTimeout {
+                    callback_id: "c".into(),
+                }),
+                2,
+                "TimerKind::HeartbeatTimeout",
+            ),
+            (tag(&TimerKind::Deadline), 3, "TimerKind::Deadline"),
+            (
+                tag(&TimerKind::Redrive { after: 1 }),
+                4,
+                "TimerKind::Redrive",
+            ),
+            (tag(&Status::Running), 0, "Status::Running"),
+            (tag(&Status::Suspended), 1, "Status::Suspended"),
+            (tag(&Status::Succeeded), 2, "Status::Succeeded"),
+            (tag(&Status::Failed), 3, "Status::Failed"),
+            (tag(&Status::TimedOut), 4, "Status::TimedOut"),
+            (tag(&Status::Stopped), 5, "Status::Stopped"),
+            (tag(&CallbackState::Pending), 0, "CallbackState::Pending"),
+            (
+                tag(&CallbackState::Succeeded("1".into())),
+                1,
+                "CallbackState::Succeeded",
+            ),
+            (
+                tag(&CallbackState::Failed(err())),
+                2,
+                "CallbackState::Failed",
+            ),
+            (
+                tag(&CallbackState::TimedOut(err())),
+                3,
+                "CallbackState::TimedOut",
+            ),
+            (tag(&LogLevel::Debug), 0, "LogLevel::Debug"),
+            (tag(&LogLevel::Info), 1, "LogLevel::Info"),
+            (tag(&LogLevel::Warn), 2, "LogLevel::Warn"),
+            (tag(&LogLevel::Error), 3, "LogLevel::Error"),
+            (tag(&LogStream::Log), 0, "LogStream::Log"),
+            (tag(&LogStream::Stdout), 1, "LogStream::Stdout"),
+            (tag(&LogStream::Stderr), 2, "LogStream::Stderr"),
+            (tag(&WebhookFormat::Standard), 0, "WebhookFormat::Standard"),
+            (tag(&WebhookFormat::Slack), 1, "WebhookFormat::Slack"),
+            (tag(&DeliveryStatus::Pending), 0, "DeliveryStatus::Pending"),
+            (
+                tag(&DeliveryStatus::Delivered),
+                1,
+                "DeliveryStatus::Delivered",
+            ),
+            (tag(&DeliveryStatus::Failed), 2, "DeliveryStatus::Failed"),
+            (tag(&Overlap::Skip), 0, "Overlap::Skip"),
+            (tag(&Overlap::Allow), 1, "Overlap::Allow"),
+            (tag(&Overlap::BufferOne), 2, "Overlap::BufferOne"),
+            (tag(&CatchUp::None), 0, "CatchUp::None"),
+            (tag(&CatchUp::Latest), 1, "CatchUp::Latest"),
+            (tag(&CatchUp::All), 2, "CatchUp::All"),
+            (tag(&FiringOutcome::Fired), 0, "FiringOutcome::Fired"),
+            (tag(&FiringOutcome::Skipped), 1, "FiringOutcome::Skipped"),
+            (tag(&FiringOutcome::Refused), 2, "FiringOutcome::Refused"),
+            (tag(&JobState::Running), 0, "JobState::Running"),
+            (tag(&JobState::Succeeded), 1, "JobState::Succeeded"),
+        ];
+        for (got, want, name) in cases {
+            assert_eq!(got, want, "{name} moved");
+        }
+    }
 }
