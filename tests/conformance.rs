@@ -132,7 +132,8 @@
 //! `../shared/`. A new SDK's guest that passes it and the tests above is conformant.
 //!
 //! Besides the YAML: `callback_api_unknown_ids_are_404` (and 409 for second completions in
-//! 4-1 and 4-18).
+//! 4-1 and 4-18), and `deterministic_values_are_recorded_once_and_replayed` (DESIGN.md
+//! section 11: `now`, `random`, `uuid` as steps `durable.*`, the same after a replay).
 
 mod support;
 
