@@ -132,7 +132,8 @@
 //! `../shared/`. A new SDK's guest that passes it and the tests above is conformant.
 //!
 //! Besides the YAML: `callback_api_unknown_ids_are_404` (and 409 for second completions in
-//! 4-1 and 4-18).
+//! 4-1 and 4-18), and `deterministic_values_are_recorded_once_and_replayed` (DESIGN.md
+//! section 11: `now`, `random`, `uuid` as steps `durable.*`, the same after a replay).
 
 mod support;
 
@@ -920,6 +921,85 @@ fn wait_2_5_one_hour_wait_suspends() {
 // guest unloaded between checks (a durable timer), a host crash meanwhile, and the exact
 // history with its delays.
 // ---------------------------------------------------------------------------------------
+
+/// Whether `text` is an RFC 9562 version 4 UUID in lowercase hyphenated form.
+fn is_uuid_v4(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && text
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && parts[2].starts_with('4')
+        && parts[3].starts_with(['8', '9', 'a', 'b'])
+}
+
+/// Deterministic values (DESIGN.md section 11): `now`, `random` and `uuid` read before a
+/// wait are recomputed by the replay after it from the journal, identical to what the first
+/// run read (checkpointed in step `seen`); each is an ordinary step with its reserved name.
+fn deterministic_values_are_recorded_once_and_replayed() {
+    let s = server();
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (ex, h) = run(&s, "deterministic", json!({"wait_ms": 100}));
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let out = &ex["output"];
+    let seen = &out["seen"];
+    assert_eq!(
+        out["replayed"], *seen,
+        "the replay returned other values: {out}"
+    );
+    let now = seen["now_ms"].as_u64().expect("now_ms");
+    assert!(
+        (before..=after).contains(&now),
+        "now {now} not in [{before}, {after}]"
+    );
+    let later = out["later_ms"].as_u64().expect("later_ms");
+    assert!(
+        later >= now + 100,
+        "now after the 100 ms wait: {later} vs {now}"
+    );
+    assert!(
+        seen["random_n"].as_u64().expect("random_n") < 1 << 53,
+        "{seen}"
+    );
+    let uuid = seen["uuid"].as_str().expect("uuid");
+    assert!(is_uuid_v4(uuid), "not a v4 UUID: {uuid}");
+    assert_history(
+        &h,
+        &[
+            "ExecutionStarted",
+            "StepStarted Step 1 - durable.now #1",
+            "StepSucceeded Step 1 - durable.now #1",
+            "StepStarted Step 2 - durable.random #1",
+            "StepSucceeded Step 2 - durable.random #1",
+            "StepStarted Step 3 - durable.uuid #1",
+            "StepSucceeded Step 3 - durable.uuid #1",
+            "StepStarted Step 4 - seen #1",
+            "StepSucceeded Step 4 - seen #1",
+            "WaitStarted Wait 5 - - 100ms",
+            "InvocationCompleted",
+            "WaitSucceeded Wait 5 - - 100ms",
+            "StepStarted Step 6 - durable.now #1",
+            "StepSucceeded Step 6 - durable.now #1",
+            "InvocationCompleted",
+            "ExecutionSucceeded",
+        ],
+    );
+    // The journal holds the raw values: milliseconds, the 53-bit integer, the UUID text.
+    assert_eq!(h[2]["details"]["result"], seen["now_ms"]);
+    assert_eq!(h[4]["details"]["result"], seen["random_n"]);
+    assert_eq!(h[6]["details"]["result"], seen["uuid"]);
+    assert_eq!(h[13]["details"]["result"], out["later_ms"]);
+    // Two runs draw different values.
+    let (again, _) = run(&s, "deterministic", json!({"wait_ms": 0}));
+    assert_ne!(again["output"]["seen"]["uuid"], seen["uuid"], "{again}");
+}
 
 fn wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash() {
     let mut s = server();
@@ -2366,6 +2446,13 @@ const BEHAVIOURS: &[Behaviour] = &[
         logs: &[],
     },
     Behaviour {
+        scenario: "deterministic",
+        params: "{}",
+        status: "failed",
+        outcome: "InvalidInput",
+        logs: &[],
+    },
+    Behaviour {
         scenario: "no-such-scenario",
         params: "{}",
         status: "failed",
@@ -2474,6 +2561,7 @@ kit! {
     step_1_7_step_logger_logs_once,
     step_1_8_1_9_steps_then_wait_replay_without_re_running_the_steps,
     step_1_10_replay_rethrows_the_failed_step,
+    deterministic_values_are_recorded_once_and_replayed,
     step_1_11_retry_fails_then_succeeds,
     step_1_12_retry_exhaustion_fails_the_execution,
     step_1_14_retry_with_custom_backoff,

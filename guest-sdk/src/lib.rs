@@ -10,7 +10,9 @@
 //!   system completes a callback over HTTP;
 //! - [`Context::run_in_child_context`]: group operations into one checkpointed unit;
 //! - [`Context::wait_for_condition`]: poll a check with a [`WaitStrategy`] until it is done,
-//!   unloaded between checks.
+//!   unloaded between checks;
+//! - [`Context::now`], [`Context::random`], [`Context::uuid`]: a clock reading, a random
+//!   number or a UUID, recorded once (as a step) and the same on every replay.
 //!
 //! When the function resumes (after a wait, a callback, a retry delay or a host crash) the
 //! host runs it again from the start and answers every operation already done with its
@@ -101,6 +103,7 @@ extern crate self as durable_sdk;
 mod callback;
 mod condition;
 mod context;
+mod deterministic;
 mod error;
 pub mod http;
 mod log;
@@ -109,6 +112,7 @@ mod step;
 pub use callback::{Callback, CallbackConfig, WaitForCallbackConfig};
 pub use condition::{WaitStrategy, MAX_ATTEMPTS_EXCEEDED};
 pub use context::{Context, Name};
+pub use deterministic::{NOW_STEP, RANDOM_STEP, UUID_STEP};
 pub use error::{Error, ResultExt};
 pub use log::Logger;
 pub use step::{Jitter, RetryStrategy, StepConfig, StepContext, StepSemantics};

@@ -174,6 +174,57 @@ class Urls(unittest.TestCase):
                 http._split(url)
 
 
+class DeterministicValues(unittest.TestCase):
+    """The pure halves of `ctx.now()`, `ctx.random()` and `ctx.uuid()` (the step bodies and
+    the conversions of their recorded values), as the Rust SDK's `deterministic.rs`."""
+
+    def test_reserved_step_names_match_the_protocol_guide(self):
+        from durable import deterministic as det
+
+        self.assertEqual((det.NOW_STEP, det.RANDOM_STEP, det.UUID_STEP), ("durable.now", "durable.random", "durable.uuid"))
+        for method in ("now", "random", "uuid"):
+            self.assertTrue(callable(getattr(durable.Context, method)), method)
+
+    def test_now_is_whole_milliseconds_and_converts_exactly(self):
+        import time
+
+        from durable import deterministic as det
+
+        before = time.time_ns() // 1_000_000
+        millis = det.read_now()
+        after = time.time_ns() // 1_000_000
+        self.assertTrue(before <= millis <= after, (before, millis, after))
+        dt = det.to_datetime(1_764_632_096_789)
+        self.assertEqual(dt.isoformat(), "2025-12-01T23:34:56.789000+00:00")
+        self.assertEqual(round(dt.timestamp() * 1000), 1_764_632_096_789)
+        self.assertEqual(json.loads(json.dumps(millis)), millis)
+
+    def test_random_is_an_exact_53_bit_grid_in_0_1(self):
+        from durable import deterministic as det
+
+        draws = [det.read_random() for _ in range(200)]
+        self.assertTrue(all(0 <= n < 2**53 for n in draws))
+        self.assertGreater(len(set(draws)), 190)
+        cases = [(0, 0.0), (2**52, 0.5), (2**53 - 1, 1 - 2**-53)]
+        for n, x in cases:
+            self.assertEqual(det.to_float(n), x, n)
+            self.assertEqual(int(det.to_float(n) * 2**53), n)
+        self.assertTrue(all(0.0 <= det.to_float(n) < 1.0 for n in draws))
+
+    def test_uuid_is_version_4_text(self):
+        import re
+        import uuid
+
+        from durable import deterministic as det
+
+        ids = {det.read_uuid() for _ in range(50)}
+        self.assertEqual(len(ids), 50)
+        shape = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        for text in ids:
+            self.assertRegex(text, shape)
+            self.assertEqual(uuid.UUID(text).version, 4)
+
+
 if __name__ == "__main__":
     unittest.main()
 

@@ -159,6 +159,18 @@ def wait(ctx, p):
     return "waited"
 
 
+def deterministic(ctx, p):
+    values = {
+        "now_ms": int(ctx.now().timestamp() * 1000 + 0.5),
+        "random_n": int(ctx.random() * 2**53),
+        "uuid": ctx.uuid(),
+    }
+    seen = ctx.step("seen", lambda _: values)
+    ctx.wait(seconds=ms(p["wait_ms"]))
+    later = ctx.now()
+    return {"seen": seen, "replayed": values, "later_ms": int(later.timestamp() * 1000 + 0.5)}
+
+
 def waits(ctx, p):
     for n in p["ms"]:
         ctx.wait(seconds=ms(n))
@@ -417,6 +429,7 @@ SCENARIOS = {
     "child-nested": child_nested,
     "child-log": child_log,
     "loop-forever": lambda ctx, p: spin(),
+    "deterministic": deterministic,
     "loop-in-step": loop_in_step,
     "memory-bomb": memory_bomb,
     "big-output": lambda ctx, p: "x" * p["bytes"],
@@ -443,6 +456,7 @@ REQUIRED = {
     "wait": ["ms"],
     "wait-for-condition": ["kind"],
     "waits": ["ms"],
+    "deterministic": ["wait_ms"],
     "log-replay": ["marker", "wait_ms"],
     "stdout": ["text"],
     "callback-two": ["a", "b"],

@@ -8,7 +8,9 @@ durable operations, each checkpointed by the host:
 - `ctx.wait(name, seconds=...)`: pause without holding memory or CPU;
 - `ctx.create_callback` / `ctx.wait_for_callback`: pause until an external system
   completes a callback over HTTP;
-- `ctx.run_in_child_context(name, fn)`: group operations into one checkpointed unit.
+- `ctx.run_in_child_context(name, fn)`: group operations into one checkpointed unit;
+- `ctx.now()`, `ctx.random()`, `ctx.uuid()`: a clock reading, a random float in [0, 1) or
+  a v4 UUID, recorded once (as a step) and the same on every replay.
 
 When the function resumes (after a wait, a callback, a retry delay or a host crash) the host
 runs it again from the start and answers every operation already done with its recorded

@@ -11,6 +11,7 @@ can observe it.
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import json
 from typing import Any, Callable, Optional
@@ -20,6 +21,7 @@ from .errors import DurableError, SerializationError, _dumps
 from .log import LOGGER, Logger
 from .retry import AT_LEAST_ONCE, Duration, RetryStrategy, StepSemantics, millis
 from .condition import Serdes, WaitStrategy
+from . import deterministic as det
 
 #: The name of the submitter step inside a wait-for-callback context.
 SUBMITTER_STEP = "submitter"
@@ -314,6 +316,31 @@ class Context:
             except b.Err as e:  # the host failed the condition instead
                 raise _error(e.value) from None
             state = value
+
+    def now(self) -> "datetime.datetime":
+        """The wall-clock time (an aware UTC `datetime`, whole milliseconds), recorded once
+        at this position in a step named `durable.now`: the first run reads the clock, every
+        replay returns the recorded instant. Use it instead of `time.time()`::
+
+            started = ctx.now()
+            ctx.wait(seconds=60)
+            ctx.step("audit", lambda _: {"started": started.isoformat()})  # same on replay
+        """
+        millis = self.step(det.NOW_STEP, lambda _: det.read_now(), retry=RetryStrategy.none())
+        return det.to_datetime(millis)
+
+    def random(self) -> float:
+        """A random float in [0, 1), recorded once at this position in a step named
+        `durable.random` (as an integer n in [0, 2**53); the value is n / 2**53, as in the
+        Rust SDK): the same number on every replay. `dice = 1 + int(ctx.random() * 6)`."""
+        n = self.step(det.RANDOM_STEP, lambda _: det.read_random(), retry=RetryStrategy.none())
+        return det.to_float(n)
+
+    def uuid(self) -> str:
+        """A random version 4 UUID (lowercase hyphenated text), recorded once at this
+        position in a step named `durable.uuid`: the same on every replay, so it can serve
+        as an idempotency key. `order_id = ctx.uuid()`."""
+        return self.step(det.UUID_STEP, lambda _: det.read_uuid(), retry=RetryStrategy.none())
 
     def run_in_child_context(self, name: Optional[str], fn: Callable[["Context"], Any]) -> Any:
         """Run `fn(child)` in a child context: a group of operations checkpointed as one,

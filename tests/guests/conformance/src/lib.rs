@@ -8,6 +8,7 @@ mod blocking;
 mod callbacks;
 mod children;
 mod conditions;
+mod deterministic;
 mod floods;
 mod hostile;
 mod probes;
@@ -56,6 +57,7 @@ fn handler(ctx: &mut Context, input: Value) -> Result<Value, Error> {
         "child-nested" => children::nested(ctx),
         "child-log" => children::log(ctx, params(&input)?),
         "wait-for-condition" => conditions::wait_for_condition(ctx, params(&input)?),
+        "deterministic" => deterministic::deterministic(ctx, params(&input)?),
         "loop-forever" => hostile::loop_forever(),
         "loop-in-step" => hostile::loop_in_step(ctx),
         "memory-bomb" => hostile::memory_bomb(),
