@@ -38,7 +38,7 @@ pub struct TenantMetrics {
     pub schedule_refused: AtomicU64,
     /// Latency histograms per function that has run here since the host started (bounded
     /// like the flow series: at most the tenant's functions, dropped with the tenant).
-    functions: RwLock<HashMap<Arc<str>, Arc<FunctionMetrics>>>,
+    functions: Named<FunctionMetrics>,
 }
 
 fn idx(s: Status) -> usize {
@@ -61,29 +61,40 @@ impl TenantMetrics {
 
     /// `function`'s histograms, created at first use. Look them up once per activation.
     pub fn function(&self, function: &str) -> Arc<FunctionMetrics> {
-        if let Some(f) = self.functions.read().expect("metrics").get(function) {
-            return f.clone();
-        }
-        self.functions
-            .write()
-            .expect("metrics")
-            .entry(function.into())
-            .or_default()
-            .clone()
+        entry(&self.functions, function)
     }
 
     /// Every function's histograms, by name.
     pub fn functions(&self) -> Vec<(Arc<str>, Arc<FunctionMetrics>)> {
-        let mut all: Vec<_> = self
-            .functions
-            .read()
-            .expect("metrics")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        by_name(&self.functions)
     }
+}
+
+/// A map of series by name (tenants, functions).
+type Named<V> = RwLock<HashMap<Arc<str>, Arc<V>>>;
+
+/// `name`'s entry of `map`, created at first use (a shared lock when it exists).
+fn entry<V: Default>(map: &Named<V>, name: &str) -> Arc<V> {
+    if let Some(v) = map.read().expect("metrics").get(name) {
+        return v.clone();
+    }
+    map.write()
+        .expect("metrics")
+        .entry(name.into())
+        .or_default()
+        .clone()
+}
+
+/// Every entry of `map`, sorted by name.
+fn by_name<V>(map: &Named<V>) -> Vec<(Arc<str>, Arc<V>)> {
+    let mut all: Vec<_> = map
+        .read()
+        .expect("metrics")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// The host's counters: per tenant, and the few it shares.
@@ -100,28 +111,12 @@ impl Metrics {
     /// `tenant`'s counters, created at first use. Look them up once per activation or
     /// request and keep the `Arc`.
     pub fn tenant(&self, tenant: &str) -> Arc<TenantMetrics> {
-        if let Some(m) = self.tenants.read().expect("metrics").get(tenant) {
-            return m.clone();
-        }
-        self.tenants
-            .write()
-            .expect("metrics")
-            .entry(tenant.into())
-            .or_default()
-            .clone()
+        entry(&self.tenants, tenant)
     }
 
     /// Every tenant's counters, by name.
     pub fn tenants(&self) -> Vec<(Arc<str>, Arc<TenantMetrics>)> {
-        let mut all: Vec<_> = self
-            .tenants
-            .read()
-            .expect("metrics")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        by_name(&self.tenants)
     }
 
     /// Drop a deleted tenant's series.
@@ -242,46 +237,23 @@ pub fn render_flow(out: &mut String, stats: &[crate::scheduler::FunctionStats]) 
 /// millisecond, a guest step that calls out takes tens of milliseconds to seconds, and an
 /// activation may run up to its limit (tens of seconds); roughly 1-2.5-5 per decade keeps
 /// the relative error of a quantile near a factor of 2 over the whole range with 18 buckets.
+#[rustfmt::skip]
 pub const LATENCY_BOUNDS_NS: [u64; 18] = [
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-    30_000_000_000,
-    60_000_000_000,
+    100_000, 250_000, 500_000, // sub-millisecond
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000, // ms
+    100_000_000, 250_000_000, 500_000_000,
+    1_000_000_000, 2_500_000_000, 5_000_000_000, 10_000_000_000, 30_000_000_000, 60_000_000_000, // s
 ];
 
 /// Storage buckets (upper bounds, ns) of group commits and fdatasyncs: 50 us to 1 s. A
 /// commit without a sync or an fdatasync on NVMe takes tens of microseconds, a disk with a
 /// volatile cache a few milliseconds, a loaded or rotating disk tens to hundreds; over a
 /// second is a storage problem whatever the cause, so it needs no finer bucket than +Inf.
+#[rustfmt::skip]
 pub const STORAGE_BOUNDS_NS: [u64; 14] = [
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
+    50_000, 100_000, 250_000, 500_000, // sub-millisecond
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000, // ms
+    100_000_000, 250_000_000, 500_000_000, 1_000_000_000,
 ];
 
 /// A Prometheus histogram of durations: one atomic per bucket (not cumulative: an
