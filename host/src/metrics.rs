@@ -36,6 +36,9 @@ pub struct TenantMetrics {
     pub schedule_skipped: AtomicU64,
     /// Schedule firings refused (rate, quotas, function gone).
     pub schedule_refused: AtomicU64,
+    /// Latency histograms per function that has run here since the host started (bounded
+    /// like the flow series: at most the tenant's functions, dropped with the tenant).
+    functions: Named<FunctionMetrics>,
 }
 
 fn idx(s: Status) -> usize {
@@ -55,6 +58,43 @@ impl TenantMetrics {
             self.by_status[idx(to)].fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// `function`'s histograms, created at first use. Look them up once per activation.
+    pub fn function(&self, function: &str) -> Arc<FunctionMetrics> {
+        entry(&self.functions, function)
+    }
+
+    /// Every function's histograms, by name.
+    pub fn functions(&self) -> Vec<(Arc<str>, Arc<FunctionMetrics>)> {
+        by_name(&self.functions)
+    }
+}
+
+/// A map of series by name (tenants, functions).
+type Named<V> = RwLock<HashMap<Arc<str>, Arc<V>>>;
+
+/// `name`'s entry of `map`, created at first use (a shared lock when it exists).
+fn entry<V: Default>(map: &Named<V>, name: &str) -> Arc<V> {
+    if let Some(v) = map.read().expect("metrics").get(name) {
+        return v.clone();
+    }
+    map.write()
+        .expect("metrics")
+        .entry(name.into())
+        .or_default()
+        .clone()
+}
+
+/// Every entry of `map`, sorted by name.
+fn by_name<V>(map: &Named<V>) -> Vec<(Arc<str>, Arc<V>)> {
+    let mut all: Vec<_> = map
+        .read()
+        .expect("metrics")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// The host's counters: per tenant, and the few it shares.
@@ -71,28 +111,12 @@ impl Metrics {
     /// `tenant`'s counters, created at first use. Look them up once per activation or
     /// request and keep the `Arc`.
     pub fn tenant(&self, tenant: &str) -> Arc<TenantMetrics> {
-        if let Some(m) = self.tenants.read().expect("metrics").get(tenant) {
-            return m.clone();
-        }
-        self.tenants
-            .write()
-            .expect("metrics")
-            .entry(tenant.into())
-            .or_default()
-            .clone()
+        entry(&self.tenants, tenant)
     }
 
     /// Every tenant's counters, by name.
     pub fn tenants(&self) -> Vec<(Arc<str>, Arc<TenantMetrics>)> {
-        let mut all: Vec<_> = self
-            .tenants
-            .read()
-            .expect("metrics")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        by_name(&self.tenants)
     }
 
     /// Drop a deleted tenant's series.
@@ -192,6 +216,293 @@ pub fn render_flow(out: &mut String, stats: &[crate::scheduler::FunctionStats]) 
             );
         }
     }
+    let name = "durable_queue_wait_seconds";
+    histogram_header(
+        out,
+        name,
+        "From an execution's wake (or enqueue) to its activation starting, by tenant and function.",
+    );
+    for f in stats {
+        let labels = format!(
+            "tenant=\"{}\",function=\"{}\"",
+            label_value(&f.tenant),
+            label_value(&f.function)
+        );
+        f.queue_wait.render(out, name, &labels);
+    }
+}
+
+/// Latency buckets (upper bounds, ns) of activations, step attempts and queue waits: 100 us
+/// to 60 s. A queue wait on an idle host and a replay-only activation take well under a
+/// millisecond, a guest step that calls out takes tens of milliseconds to seconds, and an
+/// activation may run up to its limit (tens of seconds); roughly 1-2.5-5 per decade keeps
+/// the relative error of a quantile near a factor of 2 over the whole range with 18 buckets.
+#[rustfmt::skip]
+pub const LATENCY_BOUNDS_NS: [u64; 18] = [
+    100_000, 250_000, 500_000, // sub-millisecond
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000, // ms
+    100_000_000, 250_000_000, 500_000_000,
+    1_000_000_000, 2_500_000_000, 5_000_000_000, 10_000_000_000, 30_000_000_000, 60_000_000_000, // s
+];
+
+/// Storage buckets (upper bounds, ns) of group commits and fdatasyncs: 50 us to 1 s. A
+/// commit without a sync or an fdatasync on NVMe takes tens of microseconds, a disk with a
+/// volatile cache a few milliseconds, a loaded or rotating disk tens to hundreds; over a
+/// second is a storage problem whatever the cause, so it needs no finer bucket than +Inf.
+#[rustfmt::skip]
+pub const STORAGE_BOUNDS_NS: [u64; 14] = [
+    50_000, 100_000, 250_000, 500_000, // sub-millisecond
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000, // ms
+    100_000_000, 250_000_000, 500_000_000, 1_000_000_000,
+];
+
+/// A Prometheus histogram of durations: one atomic per bucket (not cumulative: an
+/// observation touches one bucket and the sum, relaxed), made cumulative when rendered, so
+/// `+Inf` and `_count` are the same number by construction. The sum is an `f64` of seconds
+/// (its bits in an `AtomicU64`, added with a compare-and-swap): a sum of nanoseconds in a
+/// `u64` would wrap after 584 years of summed time, about 200 days of a busy host's
+/// activations.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    /// `counts[i]`: observations in `(bounds[i-1], bounds[i]]`; the last one above every
+    /// bound (`+Inf`).
+    counts: Box<[AtomicU64]>,
+    /// The bits of an `f64`: seconds observed in all.
+    sum_seconds: AtomicU64,
+}
+
+impl Default for Histogram {
+    /// A latency histogram (`LATENCY_BOUNDS_NS`).
+    fn default() -> Self {
+        Histogram::new(&LATENCY_BOUNDS_NS)
+    }
+}
+
+impl Histogram {
+    /// A histogram with these upper bounds (ascending, in nanoseconds).
+    pub fn new(bounds: &'static [u64]) -> Self {
+        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]), "ascending bounds");
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_seconds: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Count one duration.
+    pub fn observe(&self, d: std::time::Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // The first bound at or above `ns` (Prometheus buckets are `le`).
+        let i = self.bounds.partition_point(|&b| b < ns);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let secs = d.as_secs_f64();
+        let _ = self
+            .sum_seconds
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + secs).to_bits())
+            });
+    }
+
+    /// Its counts now, cumulative as Prometheus has them.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut total = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                total += c.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        HistogramSnapshot {
+            bounds: self.bounds,
+            cumulative,
+            sum_seconds: f64::from_bits(self.sum_seconds.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A histogram's counts at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSnapshot {
+    bounds: &'static [u64],
+    /// Observations at or below each bound, then all of them (`+Inf`).
+    pub cumulative: Vec<u64>,
+    pub sum_seconds: f64,
+}
+
+impl Default for HistogramSnapshot {
+    fn default() -> Self {
+        Histogram::default().snapshot()
+    }
+}
+
+impl HistogramSnapshot {
+    /// Every observation.
+    pub fn count(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    /// Add the series of one histogram (`labels` is empty or `k="v",...`, escaped) to `out`;
+    /// the `# HELP`/`# TYPE` lines are the caller's.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        use std::fmt::Write;
+        let sep = if labels.is_empty() { "" } else { "," };
+        let les = self
+            .bounds
+            .iter()
+            .map(|&b| (b as f64 / 1e9).to_string())
+            .chain(["+Inf".to_string()]);
+        for (le, n) in les.zip(&self.cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_seconds);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count());
+    }
+}
+
+/// The `# HELP` and `# TYPE` lines of a histogram.
+pub fn histogram_header(out: &mut String, name: &str, help: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+}
+
+/// Group commits and fdatasyncs of the commit thread (`SyncStats`): storage buckets.
+#[derive(Debug)]
+pub struct StorageHistogram(pub Histogram);
+
+impl Default for StorageHistogram {
+    fn default() -> Self {
+        StorageHistogram(Histogram::new(&STORAGE_BOUNDS_NS))
+    }
+}
+
+impl std::ops::Deref for StorageHistogram {
+    type Target = Histogram;
+    fn deref(&self) -> &Histogram {
+        &self.0
+    }
+}
+
+/// One function's latency histograms within its tenant (`TenantMetrics::function`).
+#[derive(Debug, Default)]
+pub struct FunctionMetrics {
+    /// One activation: from before its instance is created to its end recorded.
+    pub activation_seconds: Histogram,
+    /// One step attempt: from its `step-start` (answered "run") to its `step-succeed` or
+    /// `step-fail`.
+    pub step_attempt_seconds: Histogram,
+}
+
+/// Observes one activation's duration when dropped (every way out of an activation).
+pub struct ActivationTimer {
+    function: Arc<FunctionMetrics>,
+    started: std::time::Instant,
+}
+
+impl ActivationTimer {
+    pub fn start(function: Arc<FunctionMetrics>) -> Self {
+        ActivationTimer {
+            function,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for ActivationTimer {
+    fn drop(&mut self) {
+        self.function
+            .activation_seconds
+            .observe(self.started.elapsed());
+    }
+}
+
+/// The step attempts running in one activation, by operation id, and where they count.
+#[derive(Debug, Default)]
+pub struct StepTimer {
+    function: Option<Arc<FunctionMetrics>>,
+    running: HashMap<String, std::time::Instant>,
+}
+
+impl StepTimer {
+    pub fn new(function: Arc<FunctionMetrics>) -> Self {
+        StepTimer {
+            function: Some(function),
+            running: HashMap::new(),
+        }
+    }
+
+    /// Step `id` begins an attempt.
+    pub fn started(&mut self, id: &str) {
+        if self.function.is_some() {
+            self.running
+                .insert(id.to_string(), std::time::Instant::now());
+        }
+    }
+
+    /// Step `id`'s attempt ended (succeeded or failed); one the host did not see start
+    /// (started in an earlier activation) is not counted.
+    pub fn ended(&mut self, id: &str) {
+        if let (Some(f), Some(at)) = (&self.function, self.running.remove(id)) {
+            f.step_attempt_seconds.observe(at.elapsed());
+        }
+    }
+}
+
+/// The latency histograms: per tenant and function (activations, step attempts; `tenants`
+/// as `render` has them, names escaped), then the commit thread's (no label: every tenant
+/// shares it).
+pub fn render_latency(
+    out: &mut String,
+    tenants: &[(String, Arc<TenantMetrics>)],
+    sync: &crate::db::SyncStats,
+) {
+    type Of = fn(&FunctionMetrics) -> &Histogram;
+    let per_function: [(&str, &str, Of); 2] = [
+        (
+            "durable_activation_duration_seconds",
+            "One activation, from creating its instance to its suspension or end recorded, by tenant and function.",
+            |f| &f.activation_seconds,
+        ),
+        (
+            "durable_step_attempt_duration_seconds",
+            "One step attempt as the host sees it, from step-start to step-succeed or step-fail, by tenant and function.",
+            |f| &f.step_attempt_seconds,
+        ),
+    ];
+    for (name, help, of) in per_function {
+        histogram_header(out, name, help);
+        for (tenant, t) in tenants {
+            for (function, f) in t.functions() {
+                let labels = format!(
+                    "tenant=\"{tenant}\",function=\"{}\"",
+                    label_value(&function)
+                );
+                of(&f).snapshot().render(out, name, &labels);
+            }
+        }
+    }
+    for (name, help, h) in [
+        (
+            "durable_commit_duration_seconds",
+            "One group commit of the commit thread: its writes logged and applied, and fdatasynced when a writer waits.",
+            &sync.commit_seconds,
+        ),
+        (
+            "durable_fsync_duration_seconds",
+            "One fdatasync of the write-ahead log (each one durable_fsyncs_total counts).",
+            &sync.fsync_seconds,
+        ),
+    ] {
+        histogram_header(out, name, help);
+        h.snapshot().render(out, name, "");
+    }
 }
 
 /// A Prometheus label value, escaped (`\`, `"`, newline).
@@ -262,6 +573,7 @@ mod tests {
             oldest: std::time::Duration::from_millis(1500),
             throttled_total: 2,
             refused_total: 1,
+            queue_wait: HistogramSnapshot::default(),
         }];
         let mut out = String::new();
         render_flow(&mut out, &stats);
@@ -274,6 +586,108 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line} in\n{out}");
         }
+    }
+
+    #[test]
+    fn an_observation_counts_in_the_first_bucket_at_or_above_it() {
+        use std::time::Duration;
+        static BOUNDS: [u64; 3] = [1_000, 2_000, 5_000];
+        let h = Histogram::new(&BOUNDS);
+        // (duration in ns, the bucket it lands in: 3 is +Inf)
+        let table: [(u64, usize); 8] = [
+            (0, 0),
+            (999, 0),
+            (1_000, 0), // le: a bound holds what equals it
+            (1_001, 1),
+            (2_000, 1),
+            (4_999, 2),
+            (5_001, 3),
+            (3_600_000_000_000, 3), // an hour
+        ];
+        let mut per_bucket = [0u64; 4];
+        for (ns, bucket) in table {
+            let before = h.snapshot().cumulative;
+            h.observe(Duration::from_nanos(ns));
+            let after = h.snapshot().cumulative;
+            for i in 0..4 {
+                assert_eq!(
+                    after[i] - before[i],
+                    u64::from(i >= bucket),
+                    "{ns} ns, le #{i}"
+                );
+            }
+            per_bucket[bucket] += 1;
+        }
+        let snap = h.snapshot();
+        let mut running = 0;
+        let cumulative: Vec<u64> = per_bucket
+            .iter()
+            .map(|n| {
+                running += n;
+                running
+            })
+            .collect();
+        assert_eq!(snap.cumulative, cumulative);
+        assert_eq!(snap.count(), table.len() as u64);
+        let sum_ns: u64 = table.iter().map(|(ns, _)| ns).sum();
+        assert!((snap.sum_seconds - sum_ns as f64 / 1e9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_then_sum_and_count() {
+        use std::time::Duration;
+        static BOUNDS: [u64; 2] = [50_000, 1_000_000_000];
+        let h = Histogram::new(&BOUNDS);
+        for ms in [0, 2, 2_000] {
+            h.observe(Duration::from_millis(ms));
+        }
+        let mut out = String::new();
+        h.snapshot().render(&mut out, "x", "tenant=\"a\"");
+        h.snapshot().render(&mut out, "y", "");
+        let want = [
+            "x_bucket{tenant=\"a\",le=\"0.00005\"} 1",
+            "x_bucket{tenant=\"a\",le=\"1\"} 2",
+            "x_bucket{tenant=\"a\",le=\"+Inf\"} 3",
+            "x_sum{tenant=\"a\"} 2.002",
+            "x_count{tenant=\"a\"} 3",
+            "y_bucket{le=\"0.00005\"} 1",
+            "y_bucket{le=\"1\"} 2",
+            "y_bucket{le=\"+Inf\"} 3",
+            "y_sum 2.002",
+            "y_count 3",
+        ];
+        assert_eq!(out.lines().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn bucket_sets_ascend_and_span_their_ranges() {
+        for (bounds, first, last) in [
+            (&LATENCY_BOUNDS_NS[..], 100_000, 60_000_000_000),
+            (&STORAGE_BOUNDS_NS[..], 50_000, 1_000_000_000),
+        ] {
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!((bounds[0], *bounds.last().unwrap()), (first, last));
+        }
+    }
+
+    #[test]
+    fn step_attempts_count_only_when_seen_to_start_and_once() {
+        let f = Arc::new(FunctionMetrics::default());
+        let mut t = StepTimer::new(f.clone());
+        t.started("1");
+        t.ended("1");
+        t.ended("1"); // a second end of the same attempt counts nothing
+        t.ended("2"); // started in an earlier activation
+        assert_eq!(f.step_attempt_seconds.snapshot().count(), 1);
+        {
+            let _a = ActivationTimer::start(f.clone());
+        }
+        assert_eq!(f.activation_seconds.snapshot().count(), 1);
+        let m = TenantMetrics::default();
+        assert!(Arc::ptr_eq(&m.function("hello"), &m.function("hello")));
+        m.function("a");
+        let names: Vec<_> = m.functions().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [Arc::<str>::from("a"), "hello".into()]);
     }
 
     #[test]

@@ -264,5 +264,6 @@ pub fn render(host: &Host) -> String {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
     crate::metrics::render_flow(&mut s, &host.scheduler.flow_stats());
+    crate::metrics::render_latency(&mut s, &tenants, host.db.sync_stats());
     s
 }

@@ -571,9 +571,10 @@ impl Committer {
             .fsyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Never `full`: after a failed fdatasync the pages may be gone, whatever the errno.
-        self.wal
-            .sync()
-            .map_err(|e| Failure::new(format!("write-ahead log fdatasync: {e}")))
+        let started = std::time::Instant::now();
+        let synced = self.wal.sync();
+        self.stats.fsync_seconds.observe(started.elapsed());
+        synced.map_err(|e| Failure::new(format!("write-ahead log fdatasync: {e}")))
     }
 
     /// Is there room for a group's writes? Sets (and clears) the full state.
@@ -731,6 +732,8 @@ impl Committer {
                 backlog.extend(rx.try_iter());
             }
             let mut pending = take_group(&mut backlog, MAX_GROUP_BYTES);
+            // The group's commit: from taken (after any hold) to every writer answered.
+            let commit_started = std::time::Instant::now();
             // No room: refuse every request that writes, before anything is logged (a sync
             // point alone still syncs what is applied).
             if pending.iter().any(|r| !matches!(r.work, Work::Nothing)) {
@@ -810,6 +813,7 @@ impl Committer {
             for (done, applied) in durable.drain(..) {
                 let _ = done.send(res.clone().map(|()| applied));
             }
+            self.stats.commit_seconds.observe(commit_started.elapsed());
             if self.failed.is_none()
                 && (self.wal.len() >= CHECKPOINT_BYTES
                     || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)

@@ -270,6 +270,11 @@ pub struct SyncStats {
     pub sync_requests: std::sync::atomic::AtomicU64,
     /// Requests refused for lack of space.
     pub full_refusals: std::sync::atomic::AtomicU64,
+    /// One group commit each (`durable_commit_duration_seconds`).
+    pub commit_seconds: crate::metrics::StorageHistogram,
+    /// One write-ahead log fdatasync each (`durable_fsync_duration_seconds`): as many as
+    /// `fsyncs` counts.
+    pub fsync_seconds: crate::metrics::StorageHistogram,
 }
 
 impl Store {

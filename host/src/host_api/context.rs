@@ -253,7 +253,10 @@ impl context::Host for HostState {
         let state = match state {
             StepStart::Succeeded(v) => types::StepState::Succeeded(v),
             StepStart::Failed(e) => types::StepState::Failed(e.into()),
-            StepStart::Run(n) => types::StepState::Run(n),
+            StepStart::Run(n) => {
+                self.step_timer.started(&id);
+                types::StepState::Run(n)
+            }
         };
         Ok((id, state))
     }
@@ -263,6 +266,7 @@ impl context::Host for HostState {
         id: String,
         value: String,
     ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
+        self.step_timer.ended(&id);
         self.end_with_value(
             value,
             |act, now, e| act.step_fail_final(now, &id, e),
@@ -276,6 +280,7 @@ impl context::Host for HostState {
         id: String,
         error: types::ErrorObject,
     ) -> wasmtime::Result<Option<u32>> {
+        self.step_timer.ended(&id);
         let now = self.enter()?;
         let fx = self
             .act

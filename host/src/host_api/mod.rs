@@ -259,6 +259,8 @@ pub struct HostState {
     /// Steps this activation replayed (their recorded result returned again), for the
     /// tenant's `durable_steps_replayed_total`.
     pub steps_replayed: u64,
+    /// Times this activation's step attempts (`durable_step_attempt_duration_seconds`).
+    pub step_timer: crate::metrics::StepTimer,
     /// Log lines waiting to be written with the next batch.
     pending_logs: Vec<LogRecord>,
     pending_log_bytes: usize,
@@ -324,6 +326,7 @@ impl HostState {
             execution,
             act,
             steps_replayed: 0,
+            step_timer: Default::default(),
             pending_logs: Vec::new(),
             pending_log_bytes: 0,
             next_log_seq,

@@ -361,7 +361,7 @@ impl Runtime {
             .memory_size(limits.memory_limit_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let state = HostState::new(
+        let mut state = HostState::new(
             self.shared.clone(),
             key.tenant.clone(),
             key.id,
@@ -370,6 +370,8 @@ impl Runtime {
             store_limits,
         )
         .with_memory(memory);
+        let function_metrics = metrics.function(&exec.function);
+        state.step_timer = crate::metrics::StepTimer::new(function_metrics.clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         // Every epoch tick the guest yields to the executor, and the activation limit is
@@ -400,6 +402,8 @@ impl Runtime {
             }
         });
         metrics.activations.fetch_add(1, Relaxed);
+        // Observed on every way out from here (as many as `durable_activations_total`).
+        let _timer = crate::metrics::ActivationTimer::start(function_metrics);
 
         let input = exec.input.clone();
         let guest = tokio::time::timeout(limit, async {

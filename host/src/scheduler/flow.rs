@@ -124,6 +124,8 @@ pub(super) struct Function {
     pub(super) throttled_total: u64,
     /// Invocations refused with `backlog_full`.
     pub(super) refused_total: u64,
+    /// From queued to taken, per activation (`durable_queue_wait_seconds`).
+    pub(super) queue_wait: crate::metrics::Histogram,
 }
 
 impl Function {
@@ -304,6 +306,7 @@ pub struct FunctionStats {
     pub oldest: Duration,
     pub throttled_total: u64,
     pub refused_total: u64,
+    pub queue_wait: crate::metrics::HistogramSnapshot,
 }
 
 /// Refused by `max_queued`: the function has `queued` executions waiting.

@@ -187,6 +187,9 @@ impl State {
             if t.has_work() {
                 self.ring.push_back(tenant);
             }
+            if let Some(f) = functions.get(&lane.0) {
+                f.queue_wait.observe(now.saturating_duration_since(q.at));
+            }
             if fresh {
                 // It starts now: its later activations are resumes.
                 if let Some(k) = self.classes.get_mut(&q.key) {
@@ -435,6 +438,7 @@ impl Scheduler {
                             .map_or(Default::default(), |at| now.saturating_duration_since(*at)),
                         throttled_total: f.throttled_total,
                         refused_total: f.refused_total,
+                        queue_wait: f.queue_wait.snapshot(),
                     })
             })
             .collect();
