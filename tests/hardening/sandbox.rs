@@ -194,6 +194,9 @@ fn sandbox_metrics_carry_a_tenant_label() {
             "durable_queue_oldest_seconds{",
             "durable_throttled_total{",
             "durable_backlog_refused_total{",
+            "durable_activation_duration_seconds_",
+            "durable_step_attempt_duration_seconds_",
+            "durable_queue_wait_seconds_",
         ]
         .iter()
         .any(|p| line.starts_with(p));
