@@ -85,10 +85,7 @@ def main(ctx: durable.Context, event):
 
     def check(_state, step):
         step.logger.info(f"Polling attempt {step.attempt}/{max_attempts}")
-        result = check_status(step, base, job["job_id"], user, step.attempt)
-        result["attempt"] = step.attempt
-        # The field order of the Rust example's StatusCheck, so both record the same JSON.
-        return {k: result[k] for k in ("completed", "status", "data", "attempt", "error") if k in result}
+        return check_status(step, base, job["job_id"], user, step.attempt)
 
     pending = {"completed": False, "status": "pending"}
     strategy = WaitStrategy.fixed(lambda c: c["completed"], poll, max_attempts=max_attempts)
@@ -128,14 +125,15 @@ def main(ctx: durable.Context, event):
 
 
 def check_status(step, base, job_id, user, attempt):
-    """One status check. Never fails: a transport error is reported in the result, as in
-    the original sample, so that polling goes on."""
+    """Check number `attempt` of the job's status. Never fails: a transport error is
+    reported in the result, as in the original sample, so that polling goes on. The keys
+    are in the order of the Rust example's `StatusCheck`, so both record the same JSON."""
     url = f"{base}/check-status/{job_id}"
     try:
         response = http.get(url)
     except DurableError as e:
         step.logger.error(f"Status check error: {e}")
-        return {"completed": False, "status": "error", "error": e.error_message}
+        return {"completed": False, "status": "error", "attempt": attempt, "error": e.error_message}
     step.logger.info(f"Status check: {response.status}")
     if response.status == 200:
         try:
@@ -143,7 +141,7 @@ def check_status(step, base, job_id, user, attempt):
         except DurableError:
             body = response.text()
         data = {"username": user["username"], "email": user["email"], "body": body}
-        return {"completed": True, "status": "success", "data": data}
+        return {"completed": True, "status": "success", "data": data, "attempt": attempt}
     return {"completed": False, "status": "processing", "attempt": attempt}
 
 

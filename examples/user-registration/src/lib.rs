@@ -194,9 +194,7 @@ fn handler(ctx: &mut Context, input: Input) -> Result<Output, Error> {
             let attempt = step.attempt();
             step.logger()
                 .info(format!("Polling attempt {attempt}/{max_attempts}"));
-            let mut check = check_status(step, &base, &job.job_id, &user, attempt);
-            check.attempt = Some(attempt);
-            Ok(check)
+            Ok(check_status(step, &base, &job.job_id, &user, attempt))
         },
         strategy,
     );
@@ -245,8 +243,8 @@ fn handler(ctx: &mut Context, input: Input) -> Result<Output, Error> {
     })
 }
 
-/// One status check. Never fails: a transport error is reported in the result, as in the
-/// original sample, so that polling goes on.
+/// Check number `attempt` of the job's status. Never fails: a transport error is reported in
+/// the result, as in the original sample, so that polling goes on.
 fn check_status(
     step: &durable_sdk::StepContext,
     base: &str,
@@ -271,7 +269,7 @@ fn check_status(
                         email: user.email.clone(),
                         body,
                     }),
-                    attempt: None,
+                    attempt: Some(attempt),
                     error: None,
                 }
             } else {
@@ -290,7 +288,7 @@ fn check_status(
                 completed: false,
                 status: "error".to_string(),
                 data: None,
-                attempt: None,
+                attempt: Some(attempt),
                 error: Some(e.error_message),
             }
         }
