@@ -117,6 +117,8 @@ impl Tracer {
     pub fn end(&self, mut act: ActivationTrace, new: &[Event], outcome: &str) {
         let attrs = std::mem::take(&mut act.attrs);
         let attrs = attrs.as_slice();
+        // The activation ends now; an execution that ended in it ends with it.
+        let ended = SystemTime::now().max(act.started);
         let exec_cx = act.exec.execution_context();
         let act_cx = Context::new().with_remote_span_context(SpanContext::new(
             act.exec.trace_id,
@@ -150,12 +152,12 @@ impl Tracer {
             }
             match &e.kind {
                 EventKind::ExecutionSucceeded { .. } => {
-                    self.execution_span(&act.exec, at, attrs, None);
+                    self.execution_span(&act.exec, ended.max(at), attrs, None);
                 }
                 EventKind::ExecutionFailed { error }
                 | EventKind::ExecutionTimedOut { error }
                 | EventKind::ExecutionStopped { error } => {
-                    self.execution_span(&act.exec, at, attrs, Some(error));
+                    self.execution_span(&act.exec, ended.max(at), attrs, Some(error));
                 }
                 _ => {}
             }
@@ -169,7 +171,7 @@ impl Tracer {
             .with_start_time(act.started)
             .with_attributes(with(vec![KeyValue::new("outcome", outcome.to_string())]))
             .start_with_context(&self.tracer, &exec_cx);
-        span.end_with_timestamp(SystemTime::now().max(act.started));
+        span.end_with_timestamp(ended);
     }
 
     #[allow(clippy::too_many_arguments)]
