@@ -135,6 +135,10 @@ pub struct Execution {
     pub redrive_count: u32,
     /// The execution it was forked from, if any.
     pub forked_from: Option<String>,
+    /// The W3C trace id (32 hex digits) its OTLP spans carry (`--otlp-endpoint`): the one
+    /// of the `traceparent` it was invoked with, else derived from its id.
+    #[schema(example = "0193e4a7c2f04b8e9d1a2b3c4d5e6f70")]
+    pub trace_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -259,6 +263,7 @@ pub fn execution(r: &ExecutionRecord) -> Execution {
         ended_at: r.end_ms().map(timestamp),
         redrive_count: r.redrive_count,
         forked_from: r.forked_from.as_ref().map(ids::execution_id_to_string),
+        trace_id: hex::encode(r.trace.map_or(r.id, |t| t.trace_id)),
     }
 }
 

@@ -182,6 +182,18 @@ pub struct ExecutionRecord {
     /// When its retention ends, while it is finished: the time of its expiry entry, which a
     /// redrive deletes. `None` on records written before (a redrive then looks for it).
     pub expires_ms: Option<u64>,
+    /// The W3C trace it continues (`traceparent` on invoke), for its OTLP spans; `None`:
+    /// its trace id is its own id (`otlp`).
+    pub trace: Option<TraceRef>,
+}
+
+/// A trace an execution continues: the `traceparent` it was invoked with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceRef {
+    pub trace_id: [u8; 16],
+    pub parent_span_id: [u8; 8],
+    /// The trace flags (bit 0: sampled).
+    pub flags: u8,
 }
 
 impl ExecutionRecord {
@@ -235,6 +247,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
                     redrive_count: s.next_element().ok().flatten().unwrap_or_default(),
                     forked_from: s.next_element().ok().flatten().flatten(),
                     expires_ms: s.next_element().ok().flatten().flatten(),
+                    trace: s.next_element().ok().flatten().flatten(),
                 })
             }
         }
@@ -255,6 +268,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
             "redrive_count",
             "forked_from",
             "expires_ms",
+            "trace",
         ];
         d.deserialize_struct("ExecutionRecord", FIELDS, Fields)
     }
@@ -672,6 +686,7 @@ mod tests {
             redrive_count: 0,
             forked_from: None,
             expires_ms: None,
+            trace: None,
         }
     }
 

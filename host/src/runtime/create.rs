@@ -7,7 +7,7 @@
 //! delayed start), with its execution deadline timer written in the same batch as the
 //! record, which is what lets the deadline hold across crashes.
 
-use crate::db::{Batch, ExecId, ExecutionRecord, Status, TimerKind, TimerRecord};
+use crate::db::{Batch, ExecId, ExecutionRecord, Status, TimerKind, TimerRecord, TraceRef};
 use crate::journal::{Event, EventKind, Journal};
 use crate::timer::Timers;
 
@@ -38,6 +38,8 @@ pub struct NewExecution {
     /// A fork's copied history (starting with its `ExecutionStarted`) instead of a fresh
     /// `ExecutionStarted`, and the execution it was forked from.
     pub fork: Option<(ExecId, Vec<Event>)>,
+    /// The trace it continues (`traceparent` on invoke).
+    pub trace: Option<TraceRef>,
 }
 
 /// The batch that creates it, and what to do in memory once the batch is durable.
@@ -93,6 +95,7 @@ impl NewExecution {
             redrive_count: 0,
             forked_from,
             expires_ms: None,
+            trace: self.trace,
         };
         let mut batch = Batch::new();
         batch.put_execution(&record);
