@@ -1,6 +1,6 @@
 //! The conformance kit: the AWS durable-functions conformance suites for steps, waits,
-//! callbacks, wait-for-callback, child contexts and wait-for-condition
-//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition}/*.yaml`),
+//! callbacks, wait-for-callback, child contexts, wait-for-condition, map and parallel
+//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition,map,parallel}/*.yaml`),
 //! ported to this host: real server, real HTTP, run against every SDK's conformance guest
 //! ([`GUESTS`]: the Rust and the Python one, scenarios in `tests/guests/README.md`). Each
 //! case is a function listed in `kit!` at the end, which makes one test per (guest, case):
@@ -123,9 +123,52 @@
 //! | 6-11 | custom state serdes | ported: `reference_cases` (Rust: a `Serialize`/`Deserialize` of its own; Python: `serdes=`) |
 //! | 6-12 | then a step | ported: `reference_cases` |
 //! | 6-13 | two sequential conditions | ported: `reference_cases` |
+//! | 9-1 | map basic, a step per item | ported: `reference_cases` |
+//! | 9-2 | items-only form (no name) | ported: `reference_cases` |
+//! | 9-3 | item and index | ported: `reference_cases` |
+//! | 9-4 | empty items | ported: `reference_cases` |
+//! | 9-5 | fail fast (tolerated count 0) | ported: `reference_cases` (projection compared by its keys) |
+//! | 9-6 | throw-if-error fails the execution | ported: `reference_cases` (the item's own error type, `ItemError`) |
+//! | 9-7 | min-successful early completion | ported: `reference_cases` |
+//! | 9-8 | tolerated count within tolerance | ported: `reference_cases` |
+//! | 9-9 | tolerated count exceeded | ported: `reference_cases` |
+//! | 9-10 | tolerated percentage exceeded | ported: `reference_cases` |
+//! | 9-11 | max-concurrency 2, index-ordered results | differs: `map_9_11_parallel_8_11_concurrency_keeps_index_order` (items run one after another in the instance, so the history is also deterministic; the YAML checks only the first event) |
+//! | 9-12 | FLAT nesting (virtual iteration contexts) | not applicable: no nesting mode; every item is a `MapIteration` context (the host fixes branch ids as `<batch>.<i+1>` so that branches can run on separate instances) |
+//! | 9-13 | custom item namer | ported: `reference_cases` (`MapConfig::item_namer` / `item_namer=`) |
+//! | 9-14 | custom per-item serdes | not applicable: no serdes hook (a result type's own `Serialize` is its serdes) |
+//! | 9-15 | suspension inside an iteration, replay skips the finished one | ported: `reference_cases` |
+//! | 9-16 | large aggregate result | differs: `reference_cases` (4 x 70 KB; the batch's `ContextSucceeded` never carries the results, only a summary, so there is no ReplayChildren mode: the outcome is always rebuilt from the iterations' events) |
+//! | 9-17 | suspension after a successful map | ported: `reference_cases` |
+//! | 9-18 | suspension after a map with a failure | ported: `reference_cases` |
+//! | 9-19 | operation-level serdes, serialize | not applicable: no serdes hook |
+//! | 9-20 | operation-level serdes, deserialize on replay | not applicable: no serdes hook |
+//! | 8-1 | parallel basic, a step per branch | ported: `reference_cases` |
+//! | 8-2 | branches-only form | ported: `reference_cases` |
+//! | 8-3 | named branches | ported: `reference_cases` (`Branch::named` / `(name, fn)`) |
+//! | 8-4 | heterogeneous results | ported: `reference_cases` (Rust: `serde_json::Value`) |
+//! | 8-5 | empty branches | ported: `reference_cases` |
+//! | 8-6 | fail fast | ported: `reference_cases` |
+//! | 8-7 | throw-if-error | ported: `reference_cases` |
+//! | 8-8 | min-successful | ported: `reference_cases` |
+//! | 8-9 | tolerated count within tolerance | ported: `reference_cases` |
+//! | 8-10 | tolerated count exceeded | ported: `reference_cases` |
+//! | 8-11 | max-concurrency 2 | differs: as 9-11, same test |
+//! | 8-12 | FLAT nesting | not applicable: as 9-12 |
+//! | 8-13 | tolerated percentage exceeded | ported: `reference_cases` |
+//! | 8-14 | replay skips succeeded branches across a wait | ported: `reference_cases` |
+//! | 8-15 | custom per-branch serdes | not applicable: no serdes hook |
+//! | 8-16 | all branches fail within tolerance | ported: `reference_cases` |
+//! | 8-17 | min-successful not reached | ported: `reference_cases` |
+//! | 8-18 | min-successful and tolerated count | ported: `reference_cases` |
+//! | 8-19 | max-concurrency 0 is a validation error | ported: `reference_cases` (error type `InvalidConfig`, raised before `batch-start`) |
+//! | 8-20 | BatchResult accessors | ported: `reference_cases` |
+//! | 8-21 | nested parallel | ported: `reference_cases` |
+//! | 8-22 | tolerated percentage at the boundary | ported: `reference_cases` |
 //!
 //! The cases as data: `reference_cases` runs the rows of [`CASES`] (1-1, 1-2, 1-10, 1-11,
-//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13) and compares each execution with the
+//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13, and of map/ and
+//! parallel/ every case the table above calls ported or differs but 9-11 and 8-11) and compares each execution with the
 //! reference YAML itself (`ExpectedResult`, and every event of `ExpectedExecutionHistory`:
 //! type, sub type, id and parent-id placeholders, names, attempts, error types and
 //! messages, results, and the presence of delays and durations), read at run time from
