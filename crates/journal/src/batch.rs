@@ -294,6 +294,17 @@ impl crate::Activation {
         self.batches.insert(id, open);
     }
 
+    /// A batch call is not made inside a step body.
+    fn outside_steps(&self, call: &str) -> Result<(), Violation> {
+        match &self.live_step {
+            Some(live) => Err(Violation::Protocol(format!(
+                "{call} called inside the body of step {}",
+                live.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// `branch-start`: branch `index` of the open batch `batch`.
     pub fn branch_start(
         &mut self,
@@ -302,12 +313,7 @@ impl crate::Activation {
         index: u32,
         name: Option<&str>,
     ) -> Result<Effects<(String, BranchStart)>, Violation> {
-        if let Some(live) = &self.live_step {
-            return Err(Violation::Protocol(format!(
-                "branch-start called inside the body of step {}",
-                live.id
-            )));
-        }
+        self.outside_steps("branch-start")?;
         let Some(open) = self.batches.get(batch) else {
             return Err(Violation::Protocol(format!(
                 "branch-start: {batch:?} is not an open map or parallel"
@@ -411,12 +417,7 @@ impl crate::Activation {
         now_ms: u64,
         id: &str,
     ) -> Result<Effects<BatchOutcome>, Violation> {
-        if let Some(live) = &self.live_step {
-            return Err(Violation::Protocol(format!(
-                "batch-finish called inside the body of step {}",
-                live.id
-            )));
-        }
+        self.outside_steps("batch-finish")?;
         let Some(open) = self.batches.remove(id) else {
             return Err(Violation::Protocol(format!(
                 "batch-finish: {id:?} is not an open map or parallel"
