@@ -790,6 +790,86 @@ mod tests {
         ));
     }
 
+    /// Waits, callbacks, child contexts and nested batches inside a branch: their parent
+    /// is the branch, and a suspension inside one resumes in the same branch.
+    #[test]
+    fn operations_inside_a_branch_have_it_as_parent() {
+        let (mut a, mut log) = fresh();
+        let s = spec(BatchKind::Parallel, 2, CompletionPolicy::default());
+        let (id, _) = reply(a.batch_start(1, None, None, s.clone()).unwrap(), &mut log);
+        let (b0, _) = reply(a.branch_start(2, &id, 0, None).unwrap(), &mut log);
+        let (cb, _) = reply(
+            a.create_callback(3, Some(&b0), None, None, None, || "cb-1".into())
+                .unwrap(),
+            &mut log,
+        );
+        assert_eq!(cb, "1.1.1");
+        let (child, _) = reply(
+            a.context_start(4, Some(&b0), None, ContextKind::RunInChildContext)
+                .unwrap(),
+            &mut log,
+        );
+        assert_eq!(child, "1.1.2");
+        reply(a.context_end(5, &child, Ok("1".into())).unwrap(), &mut log);
+        let inner = spec(BatchKind::Map, 1, CompletionPolicy::default());
+        let (nested, _) = reply(a.batch_start(6, Some(&b0), None, inner).unwrap(), &mut log);
+        assert_eq!(nested, "1.1.3");
+        let (item, _) = reply(a.branch_start(7, &nested, 0, None).unwrap(), &mut log);
+        assert_eq!(item, "1.1.3.1");
+        reply(a.context_end(8, &item, Ok("2".into())).unwrap(), &mut log);
+        reply(a.batch_finish(9, &nested).unwrap(), &mut log);
+        let fx = a.wait(10, Some(&b0), None, 1_000).unwrap();
+        assert_eq!(fx.reply, Reply::Suspend(crate::SuspendReason::Wait));
+        log.extend(fx.events);
+        let parents: Vec<(String, Option<String>)> = log
+            .iter()
+            .filter_map(|e| e.kind.op())
+            .map(|o| (o.id.clone(), o.parent.clone()))
+            .collect();
+        assert!(
+            parents.contains(&("1.1.4".into(), Some("1.1".into()))),
+            "{parents:?}"
+        );
+
+        // After the wait: branch 0 runs again and replays what is inside; branch 1 is new.
+        let (done, _) =
+            Activation::new(Journal::from_events(&log), 2_000).complete_due_waits(2_000);
+        log.extend(done);
+        let mut r = Activation::new(Journal::from_events(&log), 2_000);
+        let mut more = Vec::new();
+        let (id, _) = reply(r.batch_start(2_001, None, None, s).unwrap(), &mut more);
+        let (b0, st) = reply(r.branch_start(2_002, &id, 0, None).unwrap(), &mut more);
+        assert_eq!(st, BranchStart::Run);
+        reply(
+            r.create_callback(2_003, Some(&b0), None, None, None, || unreachable!())
+                .unwrap(),
+            &mut more,
+        );
+        assert_eq!(
+            reply(
+                r.context_start(2_004, Some(&b0), None, ContextKind::RunInChildContext)
+                    .unwrap(),
+                &mut more
+            )
+            .1,
+            crate::ContextStart::Succeeded("1".into())
+        );
+        let inner = spec(BatchKind::Map, 1, CompletionPolicy::default());
+        let (_, st) = reply(
+            r.batch_start(2_005, Some(&b0), None, inner).unwrap(),
+            &mut more,
+        );
+        assert!(matches!(st, BatchStart::Completed(o) if o.items.len() == 1));
+        reply(r.wait(2_006, Some(&b0), None, 1_000).unwrap(), &mut more);
+        assert!(more.is_empty(), "everything so far replays: {more:?}");
+        reply(
+            r.context_end(2_007, &b0, Ok("0".into())).unwrap(),
+            &mut more,
+        );
+        let (_, st) = reply(r.branch_start(2_008, &id, 1, None).unwrap(), &mut more);
+        assert_eq!(st, BranchStart::Run);
+    }
+
     #[test]
     fn misuse_is_a_protocol_violation() {
         let (mut a, mut log) = fresh();

@@ -142,7 +142,7 @@ def _check(max_concurrency: Optional[int], completion: CompletionConfig) -> None
 def run_batch(
     parent: Optional[str],
     name: Optional[str],
-    kind: Any,
+    kind: str,
     count: int,
     names: Sequence[Optional[str]],
     max_concurrency: Optional[int],
@@ -150,10 +150,11 @@ def run_batch(
     run: Callable[[str, int], Any],
     decode: Callable[[str, str], Any],
 ) -> BatchResult:
-    """The call sequence; `run(branch_id, index)` runs a branch and ends its context."""
+    """The call sequence; `kind` is `MAP` or `PARALLEL`; `run(branch_id, index)` runs a
+    branch and ends its context."""
     _check(max_concurrency, completion)
     options = b.BatchOptions(
-        kind=kind,
+        kind=getattr(b.BatchKind, kind),
         count=count,
         max_concurrency=max_concurrency,
         completion=b.CompletionConfig(

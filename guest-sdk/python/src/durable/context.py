@@ -395,7 +395,7 @@ class Context:
             _run_branch(branch, lambda ctx: fn(ctx, items[index], index))
 
         return run_batch(
-            self._parent, name, b.BatchKind.MAP, len(items), names, max_concurrency,
+            self._parent, name, "MAP", len(items), names, max_concurrency,
             completion or CompletionConfig(), run, decode,
         )
 
@@ -420,7 +420,7 @@ class Context:
             _run_branch(branch, pairs[index][1])
 
         return run_batch(
-            self._parent, name, b.BatchKind.PARALLEL, len(pairs), [n for n, _ in pairs],
+            self._parent, name, "PARALLEL", len(pairs), [n for n, _ in pairs],
             max_concurrency, completion or CompletionConfig(), run, decode,
         )
 
