@@ -245,6 +245,15 @@ impl crate::Activation {
         spec: BatchSpec,
     ) -> Result<Effects<(String, BatchStart)>, Violation> {
         spec.check()?;
+        // Each branch is an operation: a count past the bound could never finish, and the
+        // host would hold a list of that many indices.
+        if spec.count as usize > self.limits.max_operations {
+            return Err(Limits::exceeded(
+                "max_operations",
+                self.limits.max_operations,
+                format!("batch-start: a batch of {} branches", spec.count),
+            ));
+        }
         let depth = parent.map_or(0, |p| self.open_contexts.get(p).map_or(0, |c| c.depth)) + 1;
         let kind = spec.kind.context();
         let (op, existing) = self.position("batch-start", parent, name, OpKind::Context(kind))?;
@@ -880,6 +889,11 @@ mod tests {
         assert!(matches!(
             a.batch_start(1, None, None, bad),
             Err(Violation::Protocol(_))
+        ));
+        let huge = spec(BatchKind::Map, u32::MAX, CompletionPolicy::default());
+        assert!(matches!(
+            a.batch_start(1, None, None, huge),
+            Err(Violation::Limit(_))
         ));
         let bad = spec(BatchKind::Map, 1, policy(None, None, Some(101.0)));
         assert!(matches!(
