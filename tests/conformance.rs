@@ -174,7 +174,9 @@
 //! messages, results, and the presence of delays and durations), read at run time from
 //! `../shared/`. A new SDK's guest that passes it and the tests above is conformant.
 //!
-//! Besides the YAML: `callback_api_unknown_ids_are_404` (and 409 for second completions in
+//! Besides the YAML: `map_after_a_host_crash_runs_no_finished_item_again` (DESIGN 11: a
+//! `kill -9` in the middle of a map; finished items record nothing again),
+//! `callback_api_unknown_ids_are_404` (and 409 for second completions in
 //! 4-1 and 4-18), and `deterministic_values_are_recorded_once_and_replayed` (DESIGN.md
 //! section 11: `now`, `random`, `uuid` as steps `durable.*`, the same after a replay).
 
@@ -2012,6 +2014,30 @@ fn map_9_11_parallel_8_11_concurrency_keeps_index_order() {
     }
 }
 
+/// DESIGN 11: a host crash (`kill -9`) in the middle of a map whose items wait then run a
+/// step: after the restart the map completes with every result in order, and no item that
+/// had finished records anything again.
+fn map_after_a_host_crash_runs_no_finished_item_again() {
+    let mut s = server();
+    let items: Vec<Value> = (0..8)
+        .map(|i| json!({"wait_ms": 150, "then": {"step": i}}))
+        .collect();
+    let id = start(&s, "map", json!({"name": "crash", "items": items}));
+    let before = s.wait_history(&id, |h| finished_branches(h).len() >= 2);
+    s.crash_and_restart();
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["output"], json!((0..8).collect::<Vec<_>>()));
+    let h = s.history(&id);
+    let finished = assert_finished_branches_not_rerun(&before, &h);
+    assert!(
+        finished < 8,
+        "the crash came in the middle: {:#?}",
+        lines(&h)
+    );
+    assert_eq!(finished_branches(&h).len(), 8);
+}
+
 // ---------------------------------------------------------------------------------------
 // The reference cases as data: each row runs a scenario and checks the execution against the
 // AWS case's own YAML (its ExpectedResult and ExpectedExecutionHistory), read from
@@ -2904,4 +2930,5 @@ kit! {
     child_3_16_returning_null,
     wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash,
     map_9_11_parallel_8_11_concurrency_keeps_index_order,
+    map_after_a_host_crash_runs_no_finished_item_again,
 }

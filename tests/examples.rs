@@ -490,14 +490,6 @@ fn fan_out_items(output: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// The ids of the map's iterations that have a `ContextSucceeded` in `h`.
-fn finished_iterations(h: &[Value]) -> Vec<String> {
-    h.iter()
-        .filter(|e| e["event_type"] == "ContextSucceeded" && e["sub_type"] == "MapIteration")
-        .map(|e| e["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn fan_out_maps_every_item_once_in_order_and_a_crash_reruns_no_finished_item() {
     let mut s = Server::start();
@@ -544,25 +536,14 @@ fn fan_out_maps_every_item_once_in_order_and_a_crash_reruns_no_finished_item() {
         "fan-out",
         &json!({"items": items, "max_concurrency": 2, "work_ms": 150}),
     );
-    let before = s.wait_history(&id, |h| finished_iterations(h).len() >= 5);
+    let before = s.wait_history(&id, |h| finished_branches(h).len() >= 5);
     s.crash_and_restart();
     let ex = s.wait_done(&id);
     assert_eq!(ex["status"], "succeeded", "{ex}");
     assert_eq!(fan_out_items(&ex["output"]), items, "complete and ordered");
-    let finished = finished_iterations(&before);
-    assert!(finished.len() < 20, "the crash came in the middle");
     let h = s.history(&id);
-    let after: Vec<&Value> = h
-        .iter()
-        .filter(|e| e["event_id"].as_u64().unwrap() > before.len() as u64)
-        .collect();
-    for e in &after {
-        let op = e["id"].as_str().unwrap_or("");
-        let rerun = finished
-            .iter()
-            .any(|f| op == f || op.starts_with(&format!("{f}.")));
-        assert!(!rerun, "finished iteration ran again after the crash: {e}");
-    }
+    let finished = assert_finished_branches_not_rerun(&before, &h);
+    assert!(finished < 20, "the crash came in the middle");
     for i in 1..=20 {
         let branch = format!("1.{i}");
         let starts = h
