@@ -988,6 +988,18 @@ mod tests {
                 1,
                 "ContextKind::WaitForCallback",
             ),
+            (tag(&ContextKind::Map), 2, "ContextKind::Map"),
+            (
+                tag(&ContextKind::MapIteration),
+                3,
+                "ContextKind::MapIteration",
+            ),
+            (tag(&ContextKind::Parallel), 4, "ContextKind::Parallel"),
+            (
+                tag(&ContextKind::ParallelBranch),
+                5,
+                "ContextKind::ParallelBranch",
+            ),
             (tag(&RedriveTrigger::Request), 0, "RedriveTrigger::Request"),
             (
                 tag(&RedriveTrigger::Job("j".into())),
