@@ -105,9 +105,12 @@ mod condition;
 mod context;
 mod deterministic;
 mod error;
+mod host;
 pub mod http;
 mod log;
 mod step;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 pub use callback::{Callback, CallbackConfig, WaitForCallbackConfig};
 pub use condition::{WaitStrategy, MAX_ATTEMPTS_EXCEEDED};
@@ -135,7 +138,6 @@ pub mod __bindings {
     pub use wit_bindgen::rt as __rt;
 }
 
-use __bindings::durable::function::context as host;
 use __bindings::durable::function::types as wit;
 
 /// Exports a handler function as the component's `handle` export.
@@ -197,7 +199,7 @@ pub mod __private {
         run(&event, handler).map_err(Error::into_wit)
     }
 
-    fn run<I, O, F>(event: &str, handler: F) -> Result<String, Error>
+    pub(crate) fn run<I, O, F>(event: &str, handler: F) -> Result<String, Error>
     where
         I: DeserializeOwned,
         O: Serialize,
