@@ -64,3 +64,6 @@ fn handler(ctx: &mut Context, input: Input) -> Result<Output, Error> {
 }
 
 durable_sdk::export_handler!(handler);
+
+#[cfg(test)]
+mod tests;

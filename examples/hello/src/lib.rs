@@ -38,3 +38,6 @@ fn handler(ctx: &mut Context, _event: IgnoredAny) -> Result<Response, Error> {
 }
 
 durable_sdk::export_handler!(handler);
+
+#[cfg(test)]
+mod tests;

@@ -300,3 +300,6 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 durable_sdk::export_handler!(handler);
+
+#[cfg(test)]
+mod tests;
