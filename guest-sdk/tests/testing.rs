@@ -3,6 +3,8 @@
 //! out from the test, child contexts, deterministic values, and non-deterministic handlers
 //! caught, each with the position and what differed.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 

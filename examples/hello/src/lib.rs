@@ -39,5 +39,6 @@ fn handler(ctx: &mut Context, _event: IgnoredAny) -> Result<Response, Error> {
 
 durable_sdk::export_handler!(handler);
 
-#[cfg(test)]
+// The local test runner runs natively only (`cargo test -p <crate>`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
