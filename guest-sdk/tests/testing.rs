@@ -154,6 +154,26 @@ fn callbacks_are_completed_failed_or_timed_out_from_the_test() {
         .shape()
         .contains(&("CallbackTimedOut", Some("2"), Some("b"))));
 
+    // Heartbeats keep a callback with a heartbeat timeout alive; silence times it out.
+    let mut run = Runner::new(|ctx: &mut Context, _: ()| -> Result<String, Error> {
+        let config = CallbackConfig::default().heartbeat_timeout(Duration::from_secs(60));
+        let cb = ctx.create_callback::<String>("worker", config)?;
+        Ok(cb.result().unwrap_or_else(|e| e.error_type))
+    });
+    run.invoke(());
+    let id = run.callback_ids().remove(0);
+    for _ in 0..3 {
+        assert!(matches!(
+            run.advance(Duration::from_secs(50)),
+            Status::Waiting { .. }
+        ));
+        run.heartbeat_callback(&id);
+    }
+    assert_eq!(
+        run.advance(Duration::from_secs(60)),
+        Status::Succeeded(json!("Callback.HeartbeatTimeout"))
+    );
+
     // A failed callback fails the await with the test's error.
     let mut run = Runner::new(two_callbacks);
     run.invoke(());

@@ -359,6 +359,21 @@ impl Runner {
         self.complete(callback_id, Resolution::Failed(error))
     }
 
+    /// A heartbeat for a pending callback: its heartbeat timeout counts again from now.
+    ///
+    /// # Panics
+    ///
+    /// When `callback_id` is not a pending callback of the execution.
+    pub fn heartbeat_callback(&mut self, callback_id: &str) {
+        let now = self.clock_ms;
+        match self.exec_mut().callbacks.get_mut(callback_id) {
+            Some(r) if r.resolution.is_none() => {
+                r.heartbeat_deadline_ms = r.heartbeat_timeout_ms.map(|h| now.saturating_add(h));
+            }
+            _ => panic!("{callback_id} is not a pending callback of this execution"),
+        }
+    }
+
     fn complete(&mut self, callback_id: &str, resolution: Resolution) -> Status {
         let record = self.exec_mut().callbacks.get_mut(callback_id);
         match record {
