@@ -16,9 +16,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
 use durable_journal::{
-    error_types, Activation, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart,
-    Effects, ErrorObject, Event, Jitter, Limits, Reply, Resolution, RetryPolicy, StepSemantics,
-    StepStart, SuspendReason, Violation,
+    Activation, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart, Effects,
+    ErrorObject, Event, Jitter, Limits, Reply, Resolution, RetryPolicy, StepSemantics, StepStart,
+    SuspendReason, Violation,
 };
 
 use crate::http::{Request, Response};
@@ -101,23 +101,7 @@ impl Exec {
 
     /// The host's `check_payload`: JSON text within the payload limit.
     pub fn check_payload(&self, value: &str) -> Result<(), ErrorObject> {
-        let max = self.max_payload_bytes;
-        if value.len() > max {
-            return Err(ErrorObject::new(
-                error_types::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the value is {} bytes; the limit is {max} bytes",
-                    value.len()
-                ),
-            ));
-        }
-        serde_json::from_str::<serde::de::IgnoredAny>(value).map_err(|e| {
-            ErrorObject::new(
-                error_types::INVALID_PAYLOAD,
-                format!("the value is not JSON: {e}"),
-            )
-        })?;
-        Ok(())
+        durable_journal::check_payload("value", value, self.max_payload_bytes)
     }
 }
 

@@ -653,16 +653,15 @@ impl Runner {
     /// The runtime's mapping of how the guest's run ended.
     fn end_of(&self, exec: &Exec, run: Result<Result<String, Error>, Stop>) -> End {
         match run {
-            Ok(Ok(output)) => match exec.check_payload(&output) {
-                Ok(()) => End::Succeeded(output),
-                Err(mut error) => {
-                    error.error_message = error.error_message.replace("the value", "the output");
-                    End::Failed {
+            Ok(Ok(output)) => {
+                match durable_journal::check_payload("output", &output, exec.max_payload_bytes) {
+                    Ok(()) => End::Succeeded(output),
+                    Err(error) => End::Failed {
                         error,
                         invocation_error: false,
-                    }
+                    },
                 }
-            },
+            }
             Ok(Err(e)) => End::Failed {
                 error: exec.limits.bound_error(ErrorObject {
                     error_type: e.error_type,
