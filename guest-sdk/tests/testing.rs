@@ -261,6 +261,17 @@ fn grows_on_replay(ctx: &mut Context, _: ()) -> Result<(), Error> {
     Ok(())
 }
 
+static SKIPS: AtomicU32 = AtomicU32::new(0);
+
+/// Calls step "b" on its first run only: the replay ends the same way, but skips it.
+fn skips_on_replay(ctx: &mut Context, _: ()) -> Result<u32, Error> {
+    ctx.step("a", |_| Ok(()))?;
+    if SKIPS.fetch_add(1, Ordering::SeqCst) == 0 {
+        ctx.step("b", |_| Ok(()))?;
+    }
+    Ok(1)
+}
+
 #[test]
 fn non_deterministic_handlers_are_caught_with_the_position_and_what_differed() {
     // The first activation's check replay already takes the other path: step "later" at
@@ -302,6 +313,16 @@ fn non_deterministic_handlers_are_caught_with_the_position_and_what_differed() {
     let e = run.try_invoke(()).unwrap_err();
     assert_eq!(e.operation.as_deref(), Some("2"), "{e}");
     assert!(e.message.contains("WaitStarted \"late\""), "{e}");
+
+    // A skipped operation: same end, one operation fewer.
+    let mut run = Runner::new(skips_on_replay);
+    let e = run.try_invoke(()).unwrap_err();
+    assert_eq!(e.operation.as_deref(), Some("2"), "{e}");
+    assert!(
+        e.message
+            .contains("called 2 operations at the top level, the replay 1"),
+        "{e}"
+    );
 }
 
 #[test]

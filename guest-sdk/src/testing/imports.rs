@@ -13,7 +13,7 @@
 //! operations panic with a message that says so.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use durable_journal::{
     Activation, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart, Effects,
@@ -130,6 +130,10 @@ pub(crate) struct Driver {
     /// A check replay: write nothing, unwind at the first effect that would.
     pub check: bool,
     pub stop: Option<Stop>,
+    /// Operations called per parent context (`None`: the top level) in this run.
+    pub calls: HashMap<Option<String>, u32>,
+    /// The child contexts this run entered (their bodies ran, live or replayed).
+    pub entered: HashSet<String>,
 }
 
 thread_local! {
@@ -189,6 +193,23 @@ fn effect_op<T>(fx: &Effects<T>) -> Option<String> {
 }
 
 impl Driver {
+    pub fn new(exec: Exec, act: Activation, now: u64, check: bool) -> Self {
+        Self {
+            exec,
+            act,
+            now,
+            check,
+            stop: None,
+            calls: HashMap::new(),
+            entered: HashSet::new(),
+        }
+    }
+
+    /// Counts an operation called under `parent`.
+    fn called(&mut self, parent: Option<&str>) {
+        *self.calls.entry(parent.map(str::to_string)).or_default() += 1;
+    }
+
     /// The draw handed to the journal for jitter. A check replay draws nothing, so that a
     /// run is the same with checks on or off.
     fn unit_random(&mut self) -> f64 {
@@ -302,6 +323,7 @@ pub(crate) fn step_start(
     options: &wit::StepOptions,
 ) -> (String, wit::StepState) {
     with("step-start", |d| {
+        d.called(parent);
         let semantics = match options.semantics {
             wit::StepSemantics::AtLeastOncePerRetry => StepSemantics::AtLeastOncePerRetry,
             wit::StepSemantics::AtMostOncePerRetry => StepSemantics::AtMostOncePerRetry,
@@ -367,6 +389,7 @@ pub(crate) fn step_fail(id: &str, error: &wit::ErrorObject) -> Option<u32> {
 
 pub(crate) fn wait(parent: Option<&str>, name: Option<&str>, millis: u64) {
     with("wait", |d| {
+        d.called(parent);
         let fx = d
             .act
             .wait(d.now, parent, name, millis)
@@ -381,6 +404,7 @@ pub(crate) fn create_callback(
     options: wit::CallbackOptions,
 ) -> (String, String) {
     with("create-callback", |d| {
+        d.called(parent);
         let exec = &mut d.exec;
         let fx = d
             .act
@@ -438,6 +462,7 @@ pub(crate) fn context_start(
     kind: wit::ContextKind,
 ) -> (String, wit::ContextState) {
     with("context-start", |d| {
+        d.called(parent);
         let kind = match kind {
             wit::ContextKind::RunInChildContext => ContextKind::RunInChildContext,
             wit::ContextKind::WaitForCallback => ContextKind::WaitForCallback,
@@ -447,6 +472,9 @@ pub(crate) fn context_start(
             .context_start(d.now, parent, name, kind)
             .map_err(Stop::Violation)?;
         let (id, state) = d.perform(fx)?;
+        if state == ContextStart::Run {
+            d.entered.insert(id.clone());
+        }
         let state = match state {
             ContextStart::Succeeded(v) => wit::ContextState::Succeeded(v),
             ContextStart::Failed(e) => wit::ContextState::Failed(to_wit(e)),
@@ -486,6 +514,7 @@ pub(crate) fn condition_start(
     name: Option<&str>,
 ) -> (String, wit::ConditionState) {
     with("condition-start", |d| {
+        d.called(parent);
         let fx = d
             .act
             .condition_start(d.now, parent, name)

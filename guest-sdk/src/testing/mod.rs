@@ -23,8 +23,10 @@
 //!   host's own check: the execution fails with `NonDeterministicExecution`);
 //! - after every activation (each suspension point, and the end) the runner replays the
 //!   handler once more over the history as it stands, at the same instant: it must visit
-//!   only recorded operations, record nothing, and end the same way (suspended at the same
-//!   operation for the same reason, or with the same output or error). A handler whose
+//!   only recorded operations, record nothing, call as many operations in each context it
+//!   runs as the first run did (so a skipped operation is seen too), and end the same way
+//!   (suspended at the same operation for the same reason, or with the same output or
+//!   error). A handler whose
 //!   path or output depends on something not recorded (a global counter, the real clock, a
 //!   random number outside a step) is caught there even when no later activation would
 //!   have noticed.
@@ -32,7 +34,9 @@
 //! Either is reported as a [`NonDeterminism`] naming the activation, the operation and
 //! what differed: [`Runner::invoke`] panics with it, [`Runner::try_invoke`] returns it.
 //! The check replays run the handler's code outside steps once more per activation (step
-//! bodies never run in a check replay).
+//! bodies never run in a check replay). `println!` is not recorded here: it reaches the
+//! test's output on every run; log with [`Context::logger`](crate::Context::logger) to
+//! see lines once ([`Runner::logs`]).
 //!
 //! # Example
 //!
@@ -86,7 +90,7 @@
 
 pub(crate) mod imports;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -300,11 +304,7 @@ impl Runner {
     fn inject(&mut self, step: &str, remaining: Option<u32>, error: Error) -> &mut Self {
         self.exec_mut().injections.push(Injection {
             step: step.to_string(),
-            error: ErrorObject {
-                error_type: error.error_type,
-                error_message: error.error_message,
-                error_data: error.error_data,
-            },
+            error: to_object(error),
             remaining,
         });
         self
@@ -351,12 +351,7 @@ impl Runner {
     ///
     /// As [`succeed_callback`](Self::succeed_callback).
     pub fn fail_callback(&mut self, callback_id: &str, error: Error) -> Status {
-        let error = ErrorObject {
-            error_type: error.error_type,
-            error_message: error.error_message,
-            error_data: error.error_data,
-        };
-        self.complete(callback_id, Resolution::Failed(error))
+        self.complete(callback_id, Resolution::Failed(to_object(error)))
     }
 
     /// A heartbeat for a pending callback: its heartbeat timeout counts again from now.
@@ -559,7 +554,10 @@ impl Runner {
 
         let (end, driver) = self.run_handler(exec, act, now, false, &input);
         let Driver {
-            mut exec, mut act, ..
+            mut exec,
+            mut act,
+            calls,
+            ..
         } = driver;
         let mut divergence = match &end {
             Err(Stop::Violation(v @ durable_journal::Violation::NonDeterministic(_))) => {
@@ -574,12 +572,13 @@ impl Runner {
         let end = self.end_of(&exec, end);
 
         if self.check && divergence.is_none() {
-            let replay = Activation::new(Journal::from_events(&exec.history), now);
-            let mut replay = replay;
+            let mut replay = Activation::new(Journal::from_events(&exec.history), now);
             replay.set_limits(exec.limits.clone());
             let (again, driver) = self.run_handler(exec, replay, now, true, &input);
+            divergence = self
+                .compare(activation, &end, again, &driver.exec)
+                .or_else(|| skipped(activation, &calls, &driver));
             exec = driver.exec;
-            divergence = self.compare(activation, &end, again, &exec);
         }
 
         let invocation_error = match &end {
@@ -628,13 +627,7 @@ impl Runner {
         check: bool,
         input: &str,
     ) -> (Result<Result<String, Error>, Stop>, Driver) {
-        let driver = Driver {
-            exec,
-            act,
-            now,
-            check,
-            stop: None,
-        };
+        let driver = Driver::new(exec, act, now, check);
         let handler = &self.handler;
         let (mut driver, result) = imports::run_with(driver, || handler(input));
         match result {
@@ -663,11 +656,7 @@ impl Runner {
                 }
             }
             Ok(Err(e)) => End::Failed {
-                error: exec.limits.bound_error(ErrorObject {
-                    error_type: e.error_type,
-                    error_message: e.error_message,
-                    error_data: e.error_data,
-                }),
+                error: exec.limits.bound_error(to_object(e)),
                 invocation_error: false,
             },
             Err(Stop::Suspend { reason, op }) => End::Suspended { reason, op },
@@ -722,6 +711,47 @@ impl Runner {
                 describe(&again)
             ),
         ))
+    }
+}
+
+/// Whether the check replay called fewer (or more) operations than the first run in a
+/// context both ran: the top level, and each child context the replay entered (one that
+/// replayed as a whole is not entered). A skipped operation is never compared with the
+/// journal, so only this count sees it.
+fn skipped(
+    activation: u32,
+    first: &HashMap<Option<String>, u32>,
+    replay: &Driver,
+) -> Option<NonDeterminism> {
+    let mut contexts: Vec<Option<String>> = vec![None];
+    contexts.extend(replay.entered.iter().cloned().map(Some));
+    contexts.sort();
+    contexts.into_iter().find_map(|parent| {
+        let a = first.get(&parent).copied().unwrap_or(0);
+        let b = replay.calls.get(&parent).copied().unwrap_or(0);
+        (a != b).then(|| {
+            let n = a.min(b) + 1;
+            let (operation, place) = match &parent {
+                None => (n.to_string(), "at the top level".to_string()),
+                Some(p) => (format!("{p}.{n}"), format!("in child context {p}")),
+            };
+            NonDeterminism {
+                activation,
+                operation: Some(operation),
+                message: format!(
+                    "on replay from the end of this activation: the first run called {a} \
+                     operations {place}, the replay {b}"
+                ),
+            }
+        })
+    })
+}
+
+fn to_object(e: Error) -> ErrorObject {
+    ErrorObject {
+        error_type: e.error_type,
+        error_message: e.error_message,
+        error_data: e.error_data,
     }
 }
 
