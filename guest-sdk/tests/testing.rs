@@ -368,3 +368,104 @@ fn bad_input_and_the_handlers_errors_end_the_execution_as_on_the_host() {
         ]
     );
 }
+
+/// Runs one step with the given semantics and retry strategy; counts its body's runs.
+fn charge_with(semantics: StepSemantics, retry: RetryStrategy, runs: &'static AtomicU32) -> Runner {
+    Runner::new(move |ctx: &mut Context, _: ()| -> Result<u32, Error> {
+        let config = StepConfig::default()
+            .semantics(semantics)
+            .retry(retry.clone());
+        ctx.step_with("charge", config, |step| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(step.attempt())
+        })
+    })
+}
+
+/// (semantics, retry, body runs, status, StepStarted attempts, StepFailed error types)
+type CrashCase = (
+    StepSemantics,
+    RetryStrategy,
+    &'static AtomicU32,
+    Status,
+    Vec<u32>,
+    Vec<&'static str>,
+);
+
+#[test]
+fn a_crash_mid_step_reruns_an_at_least_once_attempt_and_interrupts_an_at_most_once_one() {
+    static LEAST: AtomicU32 = AtomicU32::new(0);
+    static MOST: AtomicU32 = AtomicU32::new(0);
+    static MOST_RETRIED: AtomicU32 = AtomicU32::new(0);
+    let no_retry = RetryStrategy::none();
+    let retry = RetryStrategy::fixed(2, Duration::from_secs(5));
+    let cases: Vec<CrashCase> = vec![
+        // The same attempt runs again after the restart.
+        (
+            StepSemantics::AtLeastOncePerRetry,
+            no_retry.clone(),
+            &LEAST,
+            Status::Succeeded(json!(1)),
+            vec![1, 1],
+            vec![],
+        ),
+        // The attempt is failed as interrupted; no retry: the execution fails.
+        (
+            StepSemantics::AtMostOncePerRetry,
+            no_retry,
+            &MOST,
+            Status::Failed(Error::new("StepInterrupted", "")),
+            vec![1],
+            vec!["StepInterrupted"],
+        ),
+        // Interrupted, then retried 5 s later as attempt 2.
+        (
+            StepSemantics::AtMostOncePerRetry,
+            retry,
+            &MOST_RETRIED,
+            Status::Succeeded(json!(2)),
+            vec![1, 2],
+            vec!["StepInterrupted"],
+        ),
+    ];
+    for (semantics, retry, runs, want, starts, failures) in cases {
+        let mut run = charge_with(semantics, retry, runs);
+        run.crash_in_step("charge");
+        let got = match run.invoke(()) {
+            // The message names the attempt and step; only its type is compared.
+            Status::Failed(e) => Status::Failed(Error::new(e.error_type, "")),
+            other => other,
+        };
+        assert_eq!(got, want, "{semantics:?}");
+        let expected_runs = u32::from(matches!(want, Status::Succeeded(_)));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            expected_runs,
+            "{semantics:?}: the body ran only after the restart"
+        );
+        let history = run.history();
+        let attempts: Vec<u32> = history
+            .iter()
+            .filter_map(|e| match &e.kind {
+                durable_sdk::testing::EventKind::StepStarted { attempt, .. } => Some(*attempt),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(attempts, starts, "{semantics:?}");
+        let failed: Vec<&str> = history
+            .iter()
+            .filter_map(|e| match &e.kind {
+                durable_sdk::testing::EventKind::StepFailed { error, .. } => {
+                    Some(error.error_type.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed, failures, "{semantics:?}");
+        // The activation the crash cut short, as the host's recovery records it.
+        let restarted = history.iter().any(|e| {
+            matches!(&e.kind, durable_sdk::testing::EventKind::InvocationCompleted { error: Some(err), .. } if err.error_type == "Runtime.HostRestarted")
+        });
+        assert!(restarted, "{semantics:?}: {:?}", run.shape());
+    }
+}

@@ -70,6 +70,8 @@ pub(crate) struct Exec {
     /// splitmix64 state: the runner's seeded random source.
     pub rng: u64,
     pub injections: Vec<Injection>,
+    /// Steps whose next live attempt is cut short by a host crash (`Runner::crash_in_step`).
+    pub crashes: Vec<String>,
     pub http: Option<HttpHandler>,
     pub limits: Limits,
     /// The host's `max_payload_bytes` default.
@@ -117,6 +119,8 @@ pub(crate) enum Stop {
     Violation(Violation),
     /// A check replay was about to record something the first run did not.
     Diverged { op: Option<String>, what: String },
+    /// The host "crashed" once the step's attempt had started (its body did not run).
+    Crash,
 }
 
 /// The private panic payload of an unwinding host call.
@@ -356,6 +360,12 @@ pub(crate) fn step_start(
                 Some(next) => StepStart::Run(next),
                 None => StepStart::Failed(recorded),
             };
+        }
+        if let (StepStart::Run(_), Some(name)) = (&state, name) {
+            if let Some(i) = d.exec.crashes.iter().position(|c| c == name) {
+                d.exec.crashes.remove(i);
+                return Err(Stop::Crash);
+            }
         }
         let state = match state {
             StepStart::Succeeded(v) => wit::StepState::Succeeded(v),

@@ -8,6 +8,17 @@
 //! `InvocationCompleted` and the terminal event). Only the clock differs: waits and retry
 //! delays are skipped, not slept.
 //!
+//! What a test controls: the input ([`Runner::invoke`]), callbacks
+//! ([`Runner::succeed_callback`], [`Runner::fail_callback`], [`Runner::heartbeat_callback`],
+//! timeouts through [`Runner::advance`]), failures ([`Runner::fail_step`],
+//! [`Runner::fail_step_times`]), a host crash in the middle of a step
+//! ([`Runner::crash_in_step`]: everything recorded before it is kept, as if on disk),
+//! outbound HTTP ([`Runner::on_http`]), the clock's start and the random seed. What it
+//! reads: [`Runner::history`] / [`Runner::shape`] (the host's event types),
+//! [`Runner::output`], [`Runner::logs`], [`Runner::callback_ids`], [`Runner::elapsed`]
+//! (virtual time). Not simulated: execution timeouts, stop requests, redrives, payload
+//! limits other than the host's defaults.
+//!
 //! A suspension ends the activation as on the host: the host call never returns. Here it
 //! unwinds the handler (`std::panic::resume_unwind` with a private payload, which the runner
 //! catches; any other panic is the test's and is resumed as is), so the handler's stack is
@@ -199,6 +210,8 @@ enum End {
         reason: SuspendReason,
         op: Option<String>,
     },
+    /// Cut short by a simulated host crash: it runs again at once (after the "restart").
+    Crashed,
 }
 
 type Handler = Box<dyn Fn(&str) -> Result<String, Error>>;
@@ -237,6 +250,7 @@ impl Runner {
                 callbacks_created: 0,
                 rng: 0x5eed,
                 injections: Vec::new(),
+                crashes: Vec::new(),
                 http: None,
                 limits: Limits::default(),
                 max_payload_bytes: 1024 * 1024,
@@ -299,6 +313,17 @@ impl Runner {
     /// attempts run the body.
     pub fn fail_step_times(&mut self, step: &str, attempts: u32, error: Error) -> &mut Self {
         self.inject(step, Some(attempts), error)
+    }
+
+    /// Simulates a host crash (`kill -9`) during the next attempt of the step named `step`:
+    /// the attempt's start is recorded, its body does not run, the activation ends with
+    /// `InvocationCompleted` (`Runtime.HostRestarted`) and the execution resumes at once,
+    /// as after a restart. The host's rules decide the rest: an at-least-once step runs
+    /// the attempt again; an at-most-once one fails it with `StepInterrupted` and its retry
+    /// policy applies.
+    pub fn crash_in_step(&mut self, step: &str) -> &mut Self {
+        self.exec_mut().crashes.push(step.to_string());
+        self
     }
 
     fn inject(&mut self, step: &str, remaining: Option<u32>, error: Error) -> &mut Self {
@@ -490,6 +515,8 @@ impl Runner {
                 } => Status::Waiting {
                     callbacks: self.callback_ids(),
                 },
+                // Recovery re-queues it at once.
+                End::Crashed => continue,
                 End::Suspended { .. } => {
                     let journal = Journal::from_events(&self.exec().history);
                     let next = journal.live_timers().into_iter().map(|(due, _)| due).min();
@@ -571,7 +598,8 @@ impl Runner {
         };
         let end = self.end_of(&exec, end);
 
-        if self.check && divergence.is_none() {
+        // A crash is not a suspension point: a replay from there runs the cut attempt again.
+        if self.check && divergence.is_none() && end != End::Crashed {
             let mut replay = Activation::new(Journal::from_events(&exec.history), now);
             replay.set_limits(exec.limits.clone());
             let (again, driver) = self.run_handler(exec, replay, now, true, &input);
@@ -581,14 +609,21 @@ impl Runner {
             exec = driver.exec;
         }
 
-        let invocation_error = match &end {
+        let (started_ms, invocation_error) = match &end {
             End::Failed {
                 error,
                 invocation_error: true,
-            } => Some(error.clone()),
-            _ => None,
+            } => (act.started_ms(), Some(error.clone())),
+            // What the host's recovery records for an activation a crash cut short.
+            End::Crashed => (
+                now,
+                Some(ErrorObject::new(
+                    error_types::HOST_RESTARTED,
+                    "the host stopped while this activation ran; it resumes from its last checkpoint",
+                )),
+            ),
+            _ => (act.started_ms(), None),
         };
-        let started_ms = act.started_ms();
         let ic = act.journal_mut().record(
             now,
             EventKind::InvocationCompleted {
@@ -604,7 +639,7 @@ impl Runner {
             End::Failed { error, .. } => Some(EventKind::ExecutionFailed {
                 error: error.clone(),
             }),
-            End::Suspended { .. } => None,
+            End::Suspended { .. } | End::Crashed => None,
         };
         if let Some(kind) = terminal {
             let e = act.journal_mut().record(now, kind);
@@ -664,6 +699,7 @@ impl Runner {
                 error: v.to_error(),
                 invocation_error: true,
             },
+            Err(Stop::Crash) => End::Crashed,
             Err(Stop::Diverged { .. }) => unreachable!("only a check replay diverges"),
         }
     }
@@ -772,6 +808,7 @@ fn describe(end: &End) -> String {
     match end {
         End::Succeeded(output) => format!("returned {output}"),
         End::Failed { error, .. } => format!("failed with {error}"),
+        End::Crashed => "was cut short by a crash".to_string(),
         End::Suspended { reason, op } => {
             let why = match reason {
                 SuspendReason::Wait => "a wait",
