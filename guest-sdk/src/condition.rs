@@ -138,14 +138,10 @@ impl<S> WaitStrategy<S> {
     }
 }
 
-/// A number in [0, 1) from the platform's random source (WASI `random` via `RandomState`).
-/// The delay drawn is journaled, so a replay never draws it again.
+/// A number in [0, 1) from the host's random source (WASI `random`; the test runner's
+/// seeded generator). The delay drawn is journaled, so a replay never draws it again.
 pub(crate) fn unit_random() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    (crate::host::random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ fn config() -> StepConfig {
 }
 
 fn random_u64() -> u64 {
-    wasip2::random::random::get_random_u64()
+    crate::host::random_u64()
 }
 
 /// 16 random bytes as an RFC 9562 version 4 UUID, lowercase, hyphenated.
@@ -61,10 +61,8 @@ impl Context {
     /// # let _ = millis; Ok(()) }
     /// ```
     pub fn now(&mut self) -> Result<SystemTime, Error> {
-        let millis: u64 = self.step_with(NOW_STEP, config(), |_| {
-            let now = wasip2::clocks::wall_clock::now();
-            Ok(now.seconds * 1000 + u64::from(now.nanoseconds / 1_000_000))
-        })?;
+        let millis: u64 =
+            self.step_with(NOW_STEP, config(), |_| Ok(crate::host::wall_clock_ms()))?;
         Ok(UNIX_EPOCH + Duration::from_millis(millis))
     }
 

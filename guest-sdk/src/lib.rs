@@ -88,6 +88,36 @@
 //! Build it with `cargo build --release --target wasm32-wasip2`: the `.wasm` file under
 //! `target/wasm32-wasip2/release/` is the component to upload.
 //!
+//! # Testing locally
+//!
+//! With the `testing` feature (as a dev-dependency: `durable-sdk = { path = "...",
+//! features = ["testing"] }`), `durable_sdk::testing::Runner` runs a handler under
+//! `cargo test`, in-process on the native target: no wasm, no server. It replays by the
+//! host's own rules (the same `durable-journal` core), on a manual clock, so a day's wait
+//! takes no real time:
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use durable_sdk::{Context, Error};
+//! # fn handler(ctx: &mut Context, input: serde_json::Value) -> Result<String, Error> {
+//! #     let greeting: String = ctx.step("greet", |_| Ok(format!("Hello, {}!", input["name"].as_str().unwrap_or("?"))))?;
+//! #     ctx.wait("pause", Duration::from_secs(5));
+//! #     Ok(greeting)
+//! # }
+//! // In a #[test]:
+//! let mut run = durable_sdk::testing::Runner::new(handler);
+//! let status = run.invoke(serde_json::json!({"name": "Ada"}));
+//! assert_eq!(status, durable_sdk::testing::Status::Succeeded("Hello, Ada!".into()));
+//! assert_eq!(run.elapsed(), Duration::from_secs(5)); // on the manual clock
+//! assert_eq!(run.shape()[1], ("StepStarted", Some("1"), Some("greet")));
+//! ```
+//!
+//! The test reads the history (the host's event types), completes, fails or times out
+//! callbacks, makes steps fail on purpose, answers [`http`] requests with a stand-in, and
+//! every suspension point is replayed once more, so a handler that is not deterministic
+//! fails its test naming the operation where it diverged. The `testing` module has the
+//! full API and a complete example; `examples/*/src/tests.rs` use it.
+//!
 //! # Errors
 //!
 //! Every fallible operation returns [`Error`] (`error_type`, `error_message`, optional
@@ -109,9 +139,12 @@ mod condition;
 mod context;
 mod deterministic;
 mod error;
+mod host;
 pub mod http;
 mod log;
 mod step;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 pub use batch::{
     BatchItem, BatchItemStatus, BatchResult, Branch, CompletionConfig, CompletionReason, MapConfig,
@@ -143,7 +176,6 @@ pub mod __bindings {
     pub use wit_bindgen::rt as __rt;
 }
 
-use __bindings::durable::function::context as host;
 use __bindings::durable::function::types as wit;
 
 /// Exports a handler function as the component's `handle` export.
@@ -205,7 +237,7 @@ pub mod __private {
         run(&event, handler).map_err(Error::into_wit)
     }
 
-    fn run<I, O, F>(event: &str, handler: F) -> Result<String, Error>
+    pub(crate) fn run<I, O, F>(event: &str, handler: F) -> Result<String, Error>
     where
         I: DeserializeOwned,
         O: Serialize,

@@ -1732,5 +1732,27 @@ impl Activation {
     }
 }
 
+/// A JSON payload the guest hands over (a step result, a context result, a condition state,
+/// the output), as the host checks it: within `max_bytes`, and JSON. `what` names it in the
+/// error (`value`, `output`): `PayloadTooLarge` or `InvalidPayload`.
+pub fn check_payload(what: &str, value: &str, max_bytes: usize) -> Result<(), ErrorObject> {
+    if value.len() > max_bytes {
+        return Err(ErrorObject::new(
+            error_types::PAYLOAD_TOO_LARGE,
+            format!(
+                "the {what} is {} bytes; the limit is {max_bytes} bytes",
+                value.len()
+            ),
+        ));
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(value).map_err(|e| {
+        ErrorObject::new(
+            error_types::INVALID_PAYLOAD,
+            format!("the {what} is not JSON: {e}"),
+        )
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -1265,3 +1265,25 @@ fn a_condition_is_its_own_kind_and_its_calls_are_checked() {
         ))
     );
 }
+
+#[test]
+fn payloads_are_checked_for_size_then_json() {
+    let cases: [(&str, usize, Option<&str>); 5] = [
+        (r#"{"a":1}"#, 7, None),
+        (r#"{"a":1}"#, 6, Some(error_types::PAYLOAD_TOO_LARGE)),
+        ("not json", 100, Some(error_types::INVALID_PAYLOAD)),
+        ("", 100, Some(error_types::INVALID_PAYLOAD)),
+        ("null", 4, None),
+    ];
+    for (value, max, want) in cases {
+        let got = check_payload("output", value, max).err();
+        assert_eq!(
+            got.as_ref().map(|e| e.error_type.as_str()),
+            want,
+            "{value:?}"
+        );
+        if let Some(e) = got {
+            assert!(e.error_message.starts_with("the output is"), "{e}");
+        }
+    }
+}

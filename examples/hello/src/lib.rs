@@ -38,3 +38,7 @@ fn handler(ctx: &mut Context, _event: IgnoredAny) -> Result<Response, Error> {
 }
 
 durable_sdk::export_handler!(handler);
+
+// The local test runner runs natively only (`cargo test -p <crate>`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;

@@ -300,3 +300,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 durable_sdk::export_handler!(handler);
+
+// The local test runner runs natively only (`cargo test -p <crate>`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;

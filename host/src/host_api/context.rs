@@ -8,7 +8,7 @@ use crate::db::{
     Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
 };
 use crate::journal::{
-    error_types, Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart,
+    Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart,
     BranchStatus, CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind,
     ContextStart, Effects, ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics,
     StepStart, SuspendReason, Violation,
@@ -127,23 +127,7 @@ pub fn callback_timer_op(op_id: &str, kind: &TimerKind) -> String {
 impl HostState {
     /// Check a JSON payload the guest hands over: valid JSON, within the size limit.
     fn check_payload(&self, value: &str) -> Result<(), ErrorObject> {
-        let max = self.shared.limits.max_payload_bytes;
-        if value.len() > max {
-            return Err(ErrorObject::new(
-                error_types::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the value is {} bytes; the limit is {max} bytes",
-                    value.len()
-                ),
-            ));
-        }
-        serde_json::from_str::<serde::de::IgnoredAny>(value).map_err(|e| {
-            ErrorObject::new(
-                error_types::INVALID_PAYLOAD,
-                format!("the value is not JSON: {e}"),
-            )
-        })?;
-        Ok(())
+        crate::journal::check_payload("value", value, self.shared.limits.max_payload_bytes)
     }
 
     /// An ending call that hands over a JSON `value`: `record` it, or, when the value is

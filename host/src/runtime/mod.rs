@@ -478,26 +478,15 @@ impl Runtime {
                 metrics.traps.fetch_add(1, Relaxed);
                 Trapped(activation_timeout_error(limits.activation_timeout))
             }
-            Ok(Ok(Ok(output))) if output.len() > max_payload => Done(End::Failed {
-                error: ErrorObject::new(
-                    error_types::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the output is {} bytes; the limit is {max_payload} bytes",
-                        output.len()
-                    ),
-                ),
-                invocation_error: false,
-            }),
-            Ok(Ok(Ok(output))) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
-                Ok(_) => Done(End::Succeeded(output)),
-                Err(e) => Done(End::Failed {
-                    error: ErrorObject::new(
-                        error_types::INVALID_PAYLOAD,
-                        format!("the output is not JSON: {e}"),
-                    ),
-                    invocation_error: false,
-                }),
-            },
+            Ok(Ok(Ok(output))) => {
+                match crate::journal::check_payload("output", &output, max_payload) {
+                    Ok(()) => Done(End::Succeeded(output)),
+                    Err(error) => Done(End::Failed {
+                        error,
+                        invocation_error: false,
+                    }),
+                }
+            }
             Ok(Ok(Err(e))) => Done(End::Failed {
                 // The guest sized this error: bounded like every error it records.
                 error: self.shared.limits.journal.bound_error(e.into()),
