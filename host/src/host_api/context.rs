@@ -8,10 +8,10 @@ use crate::db::{
     Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
 };
 use crate::journal::{
-    Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart,
-    BranchStatus, CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind,
-    ContextStart, Effects, ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics,
-    StepStart, SuspendReason, Violation,
+    Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart, BranchStatus,
+    CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind, ContextStart,
+    Effects, ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics, StepStart,
+    SuspendReason, Violation,
 };
 
 fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
