@@ -39,9 +39,10 @@ mod dispatch {
     #[allow(unused_imports)]
     pub(crate) use crate::__bindings::durable::function::context::*;
     pub(crate) use crate::testing::imports::{
-        await_callback, condition_continue, condition_fail, condition_start, condition_succeed,
-        context_fail, context_start, context_succeed, create_callback, http_send, log, random_u64,
-        step_fail, step_start, step_succeed, wait, wall_clock_ms,
+        await_callback, batch_finish, batch_start, branch_start, condition_continue,
+        condition_fail, condition_start, condition_succeed, context_fail, context_start,
+        context_succeed, create_callback, http_send, log, random_u64, step_fail, step_start,
+        step_succeed, wait, wall_clock_ms,
     };
 }
 
