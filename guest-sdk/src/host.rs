@@ -35,7 +35,8 @@ mod dispatch {
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 mod dispatch {
-    // Imports the runner does not implement (yet) stay the generated ones.
+    // The runner implements every import of the WIT today (the list below); one the WIT
+    // gains later stays the generated one until it is added.
     #[allow(unused_imports)]
     pub(crate) use crate::__bindings::durable::function::context::*;
     pub(crate) use crate::testing::imports::{
