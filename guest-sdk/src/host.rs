@@ -35,13 +35,15 @@ mod dispatch {
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 mod dispatch {
-    // Imports the runner does not implement (yet) stay the generated ones.
+    // The runner implements every import of the WIT today (the list below); one the WIT
+    // gains later stays the generated one until it is added.
     #[allow(unused_imports)]
     pub(crate) use crate::__bindings::durable::function::context::*;
     pub(crate) use crate::testing::imports::{
-        await_callback, condition_continue, condition_fail, condition_start, condition_succeed,
-        context_fail, context_start, context_succeed, create_callback, http_send, log, random_u64,
-        step_fail, step_start, step_succeed, wait, wall_clock_ms,
+        await_callback, batch_finish, batch_start, branch_start, condition_continue,
+        condition_fail, condition_start, condition_succeed, context_fail, context_start,
+        context_succeed, create_callback, http_send, log, random_u64, step_fail, step_start,
+        step_succeed, wait, wall_clock_ms,
     };
 }
 

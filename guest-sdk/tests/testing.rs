@@ -1,7 +1,8 @@
 //! The local test runner (`durable_sdk::testing`) on handlers written for these tests:
 //! retries with skipped delays, injected failures, callbacks completed, failed and timed
 //! out from the test, child contexts, deterministic values, and non-deterministic handlers
-//! caught, each with the position and what differed.
+//! caught, each with the position and what differed; map and parallel (results in order,
+//! completion policies, waits inside iterations, a map over another count on replay).
 
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use durable_sdk::testing::{Runner, Status};
 use durable_sdk::{
-    CallbackConfig, Context, Error, RetryStrategy, StepConfig, StepSemantics, WaitStrategy,
+    Branch, CallbackConfig, CompletionConfig, Context, Error, MapConfig, ParallelConfig,
+    RetryStrategy, StepConfig, StepSemantics, WaitStrategy,
 };
 use serde_json::json;
 
@@ -468,4 +470,294 @@ fn a_crash_mid_step_reruns_an_at_least_once_attempt_and_interrupts_an_at_most_on
         });
         assert!(restarted, "{semantics:?}: {:?}", run.shape());
     }
+}
+
+/// (event type, sub type, operation id, name) per event: the host's history columns.
+fn typed_shape(run: &Runner) -> Vec<(&'static str, Option<&'static str>, String, Option<String>)> {
+    run.history()
+        .iter()
+        .map(|e| {
+            let op = e.kind.op();
+            (
+                e.kind.event_type(),
+                e.kind.sub_type(),
+                op.map_or_else(String::new, |o| o.id.clone()),
+                op.and_then(|o| o.name.clone()),
+            )
+        })
+        .collect()
+}
+
+/// Squares each item in a step of its own; iterations named after their items.
+fn squares(ctx: &mut Context, items: Vec<u32>) -> Result<Vec<u32>, Error> {
+    let config = MapConfig::default().item_namer(|n: &u32, _| format!("item-{n}"));
+    let batch = ctx.map("squares", items, config, |ctx, n, _index| {
+        ctx.step("square", move |_| Ok(n * n))
+    })?;
+    batch.into_result()
+}
+
+#[test]
+fn a_map_runs_each_item_in_an_iteration_and_returns_the_results_in_order() {
+    let mut run = Runner::new(squares);
+    assert_eq!(run.invoke([3, 1, 2]), Status::Succeeded(json!([9, 1, 4])));
+    assert_eq!(run.activations(), 1);
+    let name = |s: &str| Some(s.to_string());
+    let mut want = vec![
+        ("ExecutionStarted", None, String::new(), None),
+        ("ContextStarted", Some("Map"), "1".into(), name("squares")),
+    ];
+    for (i, n) in [3, 1, 2].into_iter().enumerate() {
+        let (branch, step) = (format!("1.{}", i + 1), format!("1.{}.1", i + 1));
+        let item = name(&format!("item-{n}"));
+        want.extend([
+            (
+                "ContextStarted",
+                Some("MapIteration"),
+                branch.clone(),
+                item.clone(),
+            ),
+            ("StepStarted", Some("Step"), step.clone(), name("square")),
+            ("StepSucceeded", Some("Step"), step, name("square")),
+            ("ContextSucceeded", Some("MapIteration"), branch, item),
+        ]);
+    }
+    want.extend([
+        ("ContextSucceeded", Some("Map"), "1".into(), name("squares")),
+        ("InvocationCompleted", None, String::new(), None),
+        ("ExecutionSucceeded", None, String::new(), None),
+    ]);
+    assert_eq!(typed_shape(&run), want);
+    // The map's own end carries the host's summary, not the results.
+    let summary = run.history().iter().find_map(|e| match &e.kind {
+        durable_sdk::testing::EventKind::ContextSucceeded { op, result, .. } if op.id == "1" => {
+            Some(serde_json::from_str::<serde_json::Value>(result).unwrap())
+        }
+        _ => None,
+    });
+    let summary = summary.expect("the map's ContextSucceeded");
+    assert_eq!(summary["type"], "MapResult");
+    assert_eq!(summary["completionReason"], "ALL_COMPLETED");
+    assert_eq!(
+        (
+            summary["totalCount"].clone(),
+            summary["successCount"].clone()
+        ),
+        (json!(3), json!(3))
+    );
+}
+
+/// Three branches; "b" fails. The output: each started branch's status, the reason, the
+/// errors.
+fn three_branches(completion: CompletionConfig) -> Runner {
+    Runner::new(
+        move |ctx: &mut Context, _: ()| -> Result<serde_json::Value, Error> {
+            let step = |ctx: &mut Context, v: &'static str| ctx.step(v, move |_| Ok(v.to_string()));
+            let branches = vec![
+                Branch::named("a", move |ctx| step(ctx, "a")),
+                Branch::named("b", move |ctx| {
+                    step(ctx, "b")?;
+                    Err(Error::new("Declined", "branch b"))
+                }),
+                Branch::named("c", move |ctx| step(ctx, "c")),
+            ];
+            let config = ParallelConfig::default().completion(completion.clone());
+            let batch = ctx.parallel("fan", branches, config)?;
+            let statuses: Vec<&str> = batch.items.iter().map(|i| i.status.as_str()).collect();
+            let errors: Vec<&str> = batch
+                .errors()
+                .iter()
+                .map(|e| e.error_type.as_str())
+                .collect();
+            Ok(json!({
+                "statuses": statuses,
+                "reason": batch.completion_reason.as_str(),
+                "results": batch.results(),
+                "errors": errors,
+            }))
+        },
+    )
+}
+
+#[test]
+fn a_parallel_with_a_failing_branch_completes_by_its_completion_policy() {
+    // (policy, started branches' statuses, completion reason, successful results)
+    let cases: Vec<(CompletionConfig, &[&str], &str, &[&str])> = vec![
+        (
+            CompletionConfig::default(),
+            &["SUCCEEDED", "FAILED", "SUCCEEDED"],
+            "ALL_COMPLETED",
+            &["a", "c"],
+        ),
+        (
+            CompletionConfig::default().tolerated_failure_count(1),
+            &["SUCCEEDED", "FAILED", "SUCCEEDED"],
+            "ALL_COMPLETED",
+            &["a", "c"],
+        ),
+        // Fail fast: "c" never starts.
+        (
+            CompletionConfig::all_successful(),
+            &["SUCCEEDED", "FAILED"],
+            "FAILURE_TOLERANCE_EXCEEDED",
+            &["a"],
+        ),
+        // 1 of 3 failed is more than 10 %.
+        (
+            CompletionConfig::default().tolerated_failure_percentage(10.0),
+            &["SUCCEEDED", "FAILED"],
+            "FAILURE_TOLERANCE_EXCEEDED",
+            &["a"],
+        ),
+        (
+            CompletionConfig::first_successful(),
+            &["SUCCEEDED"],
+            "MIN_SUCCESSFUL_REACHED",
+            &["a"],
+        ),
+    ];
+    for (policy, statuses, reason, results) in cases {
+        let mut run = three_branches(policy.clone());
+        let failed = statuses.contains(&"FAILED");
+        let errors: &[&str] = if failed { &["Declined"] } else { &[] };
+        assert_eq!(
+            run.invoke(()),
+            Status::Succeeded(json!({
+                "statuses": statuses,
+                "reason": reason,
+                "results": results,
+                "errors": errors,
+            })),
+            "{policy:?}"
+        );
+        let shape = typed_shape(&run);
+        let branches: Vec<(&str, &str)> = shape
+            .iter()
+            .filter(|(_, sub, _, _)| *sub == Some("ParallelBranch"))
+            .filter(|(t, _, _, _)| *t != "ContextStarted")
+            .map(|(t, _, id, _)| (*t, id.as_str()))
+            .collect();
+        let mut want = vec![("ContextSucceeded", "1.1")];
+        if failed {
+            want.push(("ContextFailed", "1.2"));
+        }
+        if statuses.len() == 3 {
+            want.push(("ContextSucceeded", "1.3"));
+        }
+        assert_eq!(branches, want, "{policy:?}");
+        assert!(
+            shape.contains(&(
+                "ContextSucceeded",
+                Some("Parallel"),
+                "1".into(),
+                Some("fan".into())
+            )),
+            "{policy:?}: {shape:?}"
+        );
+    }
+}
+
+/// Each item waits 10 s in its iteration, then steps.
+fn waits_in_items(ctx: &mut Context, items: Vec<String>) -> Result<Vec<String>, Error> {
+    let config = MapConfig::default().max_concurrency(2);
+    let batch = ctx.map("slow", items, config, |ctx, item, index| {
+        ctx.wait("work", Duration::from_secs(10));
+        ctx.step("done", move |_| Ok(format!("{index}:{item}")))
+    })?;
+    batch.into_result()
+}
+
+#[test]
+fn waits_inside_map_iterations_are_skipped_in_virtual_time_and_pass_the_checks() {
+    let started = Instant::now();
+    let mut run = Runner::new(waits_in_items);
+    assert_eq!(
+        run.invoke(["x", "y", "z"]),
+        Status::Succeeded(json!(["0:x", "1:y", "2:z"]))
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "no real wait");
+    // The items run one after another in the one instance: a wait each, each unloading it.
+    assert_eq!(run.elapsed(), Duration::from_secs(30));
+    assert_eq!(run.activations(), 4);
+    let shape = typed_shape(&run);
+    for i in 1..=3 {
+        let wait = format!("1.{i}.1");
+        assert!(shape.contains(&(
+            "WaitStarted",
+            Some("Wait"),
+            wait.clone(),
+            Some("work".into())
+        )));
+        assert!(shape.contains(&("WaitSucceeded", Some("Wait"), wait, Some("work".into()))));
+    }
+    let ended = shape.iter().filter(|s| s.0 == "ContextSucceeded").count();
+    assert_eq!(ended, 4, "three iterations and the map");
+}
+
+static MAPPED: AtomicU32 = AtomicU32::new(0);
+
+/// Maps over 3 items on its first run and over 2 on every later one (a count that is not
+/// recorded: say, read from the real clock).
+fn maps_fewer_on_replay(ctx: &mut Context, _: ()) -> Result<Vec<u32>, Error> {
+    let n = if MAPPED.fetch_add(1, Ordering::SeqCst) == 0 {
+        3
+    } else {
+        2
+    };
+    let batch = ctx.map(
+        "items",
+        (0..n).collect(),
+        MapConfig::default(),
+        |ctx, i, _| ctx.step("item", move |_| Ok(i)),
+    )?;
+    batch.into_result()
+}
+
+static MAPPED_WAITING: AtomicU32 = AtomicU32::new(0);
+
+/// The same, but its last item waits: the first run suspends inside item 3, which the
+/// replay over 2 items never reaches, so that it would finish the map.
+fn maps_fewer_then_finishes(ctx: &mut Context, _: ()) -> Result<Vec<u32>, Error> {
+    let n: u32 = if MAPPED_WAITING.fetch_add(1, Ordering::SeqCst) == 0 {
+        3
+    } else {
+        2
+    };
+    let batch = ctx.map(
+        "items",
+        (0..n).collect(),
+        MapConfig::default(),
+        |ctx, i, _| {
+            if i == 2 {
+                ctx.wait("last", Duration::from_secs(1));
+            }
+            ctx.step("item", move |_| Ok(i))
+        },
+    )?;
+    batch.into_result()
+}
+
+#[test]
+fn a_map_over_another_number_of_items_on_replay_is_caught() {
+    // The map ended in the first run: the replay's outcome has two items, so its output
+    // differs.
+    let mut run = Runner::new(maps_fewer_on_replay);
+    let e = run.try_invoke(()).unwrap_err();
+    assert_eq!(e.activation, 1, "{e}");
+    assert!(
+        e.message.contains("returned [0,1,2]") && e.message.contains("returned [0,1]"),
+        "{e}"
+    );
+
+    // Suspended in item 3: the replay, done after item 2, would record the map's end.
+    let mut run = Runner::new(maps_fewer_then_finishes);
+    let e = run.try_invoke(()).unwrap_err();
+    assert_eq!(e.activation, 1, "{e}");
+    assert_eq!(e.operation.as_deref(), Some("1"), "{e}");
+    assert!(e.message.contains("ContextSucceeded \"items\""), "{e}");
+    assert!(
+        e.message
+            .contains("suspended at operation 1.3.1 for a wait"),
+        "{e}"
+    );
 }

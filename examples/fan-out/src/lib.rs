@@ -44,3 +44,7 @@ fn handler(ctx: &mut Context, input: Input) -> Result<Vec<Done>, Error> {
 }
 
 durable_sdk::export_handler!(handler);
+
+// The local test runner runs natively only (`cargo test -p <crate>`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;

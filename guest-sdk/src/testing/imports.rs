@@ -16,9 +16,10 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use durable_journal::{
-    Activation, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart, Effects,
-    ErrorObject, Event, Jitter, Limits, Reply, Resolution, RetryPolicy, StepSemantics, StepStart,
-    SuspendReason, Violation,
+    Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart, BranchStatus,
+    CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind, ContextStart,
+    Effects, ErrorObject, Event, Jitter, Limits, Reply, Resolution, RetryPolicy, StepSemantics,
+    StepStart, SuspendReason, Violation,
 };
 
 use crate::http::{Request, Response};
@@ -321,6 +322,52 @@ fn policy(p: Option<&wit::RetryPolicy>) -> RetryPolicy {
     }
 }
 
+/// The WIT batch options as the journal's (the host's `batch_spec`).
+fn batch_spec(o: wit::BatchOptions) -> BatchSpec {
+    BatchSpec {
+        kind: match o.kind {
+            wit::BatchKind::Map => BatchKind::Map,
+            wit::BatchKind::Parallel => BatchKind::Parallel,
+        },
+        count: o.count,
+        max_concurrency: o.max_concurrency,
+        policy: CompletionPolicy {
+            min_successful: o.completion.min_successful,
+            tolerated_failure_count: o.completion.tolerated_failure_count,
+            tolerated_failure_percentage: o.completion.tolerated_failure_percentage,
+        },
+    }
+}
+
+/// The journal's batch outcome as the WIT's (the host's `batch_outcome`).
+fn batch_outcome(o: BatchOutcome) -> wit::BatchOutcome {
+    let items = o
+        .items
+        .into_iter()
+        .map(|item| {
+            let (status, result, error) = match item.status {
+                BranchStatus::Succeeded(r) => (wit::BatchItemStatus::Succeeded, Some(r), None),
+                BranchStatus::Failed(e) => (wit::BatchItemStatus::Failed, None, Some(to_wit(e))),
+                BranchStatus::Started => (wit::BatchItemStatus::Started, None, None),
+            };
+            wit::BatchItem {
+                index: item.index,
+                status,
+                result,
+                error,
+            }
+        })
+        .collect();
+    let reason = match o.reason {
+        CompletionReason::AllCompleted => wit::CompletionReason::AllCompleted,
+        CompletionReason::MinSuccessfulReached => wit::CompletionReason::MinSuccessfulReached,
+        CompletionReason::FailureToleranceExceeded => {
+            wit::CompletionReason::FailureToleranceExceeded
+        }
+    };
+    wit::BatchOutcome { items, reason }
+}
+
 pub(crate) fn step_start(
     parent: Option<&str>,
     name: Option<&str>,
@@ -573,6 +620,62 @@ pub(crate) fn condition_fail(id: &str, error: &wit::ErrorObject) {
             .condition_fail(d.now, id, to_journal(error))
             .map_err(Stop::Violation)?;
         d.perform(fx)
+    })
+}
+
+pub(crate) fn batch_start(
+    parent: Option<&str>,
+    name: Option<&str>,
+    options: wit::BatchOptions,
+) -> (String, wit::BatchState) {
+    with("batch-start", |d| {
+        d.called(parent);
+        let fx = d
+            .act
+            .batch_start(d.now, parent, name, batch_spec(options))
+            .map_err(Stop::Violation)?;
+        let (id, state) = d.perform(fx)?;
+        let state = match state {
+            BatchStart::Completed(o) => wit::BatchState::Completed(batch_outcome(o)),
+            BatchStart::Run(indices) => {
+                // Its branches are the operations called in it.
+                d.entered.insert(id.clone());
+                wit::BatchState::Run(indices)
+            }
+        };
+        Ok((id, state))
+    })
+}
+
+pub(crate) fn branch_start(
+    batch: &str,
+    index: u32,
+    name: Option<&str>,
+) -> (String, wit::BranchState) {
+    with("branch-start", |d| {
+        d.called(Some(batch));
+        let fx = d
+            .act
+            .branch_start(d.now, batch, index, name)
+            .map_err(Stop::Violation)?;
+        let (id, state) = d.perform(fx)?;
+        let state = match state {
+            BranchStart::Succeeded(v) => wit::BranchState::Succeeded(v),
+            BranchStart::Failed(e) => wit::BranchState::Failed(to_wit(e)),
+            BranchStart::Run => {
+                d.entered.insert(id.clone());
+                wit::BranchState::Run
+            }
+            BranchStart::Skip => wit::BranchState::Skip,
+        };
+        Ok((id, state))
+    })
+}
+
+pub(crate) fn batch_finish(id: &str) -> wit::BatchOutcome {
+    with("batch-finish", |d| {
+        let fx = d.act.batch_finish(d.now, id).map_err(Stop::Violation)?;
+        Ok(batch_outcome(d.perform(fx)?))
     })
 }
 

@@ -19,6 +19,17 @@
 //! (virtual time). Not simulated: execution timeouts, stop requests, redrives, payload
 //! limits other than the host's defaults.
 //!
+//! Every `durable:function/context` import is answered here, map and parallel included
+//! ([`Context::map`](crate::Context::map), [`Context::parallel`](crate::Context::parallel)):
+//! the journal's `batch_start` / `branch_start` / `batch_finish` decide which branches run
+//! and when the completion policy is met, as on the host, and the history holds the host's
+//! events (a context of sub type `Map` / `Parallel`, one `MapIteration` / `ParallelBranch`
+//! per item or branch, operations inside it under the branch's id `<batch>.<index + 1>`).
+//! As on this host, the branches run one after another in the one instance, so a wait inside
+//! a branch unloads the execution and its time is skipped like any other. (An import the
+//! WIT gains later panics natively with the bindings' "unreachable" until it is added to
+//! `imports.rs` and to the list in `host.rs`.)
+//!
 //! A suspension ends the activation as on the host: the host call never returns. Here it
 //! unwinds the handler (`std::panic::resume_unwind` with a private payload, which the runner
 //! catches; any other panic is the test's and is resumed as is), so the handler's stack is
@@ -35,15 +46,23 @@
 //! - after every activation (each suspension point, and the end) the runner replays the
 //!   handler once more over the history as it stands, at the same instant: it must visit
 //!   only recorded operations, record nothing, call as many operations in each context it
-//!   runs as the first run did (so a skipped operation is seen too), and end the same way
+//!   runs as the first run did (so a skipped operation is seen too; a map's or parallel's
+//!   branches count as operations of it), and end the same way
 //!   (suspended at the same operation for the same reason, or with the same output or
 //!   error). A handler whose
 //!   path or output depends on something not recorded (a global counter, the real clock, a
 //!   random number outside a step) is caught there even when no later activation would
 //!   have noticed.
 //!
-//! Either is reported as a [`NonDeterminism`] naming the activation, the operation and
-//! what differed: [`Runner::invoke`] panics with it, [`Runner::try_invoke`] returns it.
+//! A map or parallel over another number of items on replay is caught when that changes
+//! what the replay records or how it ends: fewer items than a finished map recorded give
+//! another outcome (seen when the output or the path depends on it); a replay that would
+//! finish a map the first run was still inside would record its end. Like the host, the runner does not see a finished map replayed over more items:
+//! the count is not journaled (the outcome is rebuilt from the branches' events).
+//!
+//! A divergence of either kind is reported as a [`NonDeterminism`] naming the activation,
+//! the operation and what differed: [`Runner::invoke`] panics with it,
+//! [`Runner::try_invoke`] returns it.
 //! The check replays run the handler's code outside steps once more per activation (step
 //! bodies never run in a check replay). `println!` is not recorded here: it reaches the
 //! test's output on every run; log with [`Context::logger`](crate::Context::logger) to
