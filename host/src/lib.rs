@@ -206,6 +206,9 @@ impl Host {
             memory: host_api::memory::MemoryBudget::new(opts.memory_budget_bytes),
             log_totals: Default::default(),
             tenants: tenants.clone(),
+            scheduler: scheduler.clone(),
+            metrics: metrics.clone(),
+            defaults: opts.runtime.defaults.clone(),
         });
         let outbox = webhooks::Outbox::new(&opts.webhooks);
         let webhooks = Arc::new(webhooks::Service::new(
@@ -491,6 +494,10 @@ impl Host {
             *counts
                 .entry((rec.tenant.as_str().into(), rec.status))
                 .or_default() += 1;
+            // A callee that ended just before a crash may not have woken its caller.
+            if let Some(parent) = runtime::invoke::parent_to_wake(&self.db, &rec)? {
+                runnable.push(parent);
+            }
             if rec.status != Status::Running {
                 continue;
             }

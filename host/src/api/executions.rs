@@ -252,6 +252,7 @@ pub(super) async fn invoke(
             idempotency_key: key.clone(),
             start_ms: start,
             fork: None,
+            parent: None,
         }
         .write();
         let (rec, batch, timers) = (created.record, created.batch, created.timers);

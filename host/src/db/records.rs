@@ -182,6 +182,9 @@ pub struct ExecutionRecord {
     /// When its retention ends, while it is finished: the time of its expiry entry, which a
     /// redrive deletes. `None` on records written before (a redrive then looks for it).
     pub expires_ms: Option<u64>,
+    /// The execution whose `invoke` started this one (DESIGN 11), if any: its end wakes
+    /// that caller. `None` on records written before.
+    pub parent_execution_id: Option<ExecId>,
 }
 
 impl ExecutionRecord {
@@ -235,6 +238,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
                     redrive_count: s.next_element().ok().flatten().unwrap_or_default(),
                     forked_from: s.next_element().ok().flatten().flatten(),
                     expires_ms: s.next_element().ok().flatten().flatten(),
+                    parent_execution_id: s.next_element().ok().flatten().flatten(),
                 })
             }
         }
@@ -255,6 +259,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
             "redrive_count",
             "forked_from",
             "expires_ms",
+            "parent_execution_id",
         ];
         d.deserialize_struct("ExecutionRecord", FIELDS, Fields)
     }
@@ -672,6 +677,7 @@ mod tests {
             redrive_count: 0,
             forked_from: None,
             expires_ms: None,
+            parent_execution_id: None,
         }
     }
 
@@ -752,6 +758,20 @@ mod tests {
                 rec
             );
         }
+    }
+
+    #[test]
+    fn an_execution_record_keeps_its_parent_and_one_written_before_parents_reads_without() {
+        let mut rec = record(Some(25));
+        rec.parent_execution_id = Some([9; 16]);
+        let bytes = postcard::to_stdvec(&rec).unwrap();
+        assert_eq!(postcard::from_bytes::<ExecutionRecord>(&bytes).unwrap(), rec);
+        // Written before the field existed: the input ends after `expires_ms` (postcard
+        // writes the `None` as the one last byte).
+        rec.parent_execution_id = None;
+        let bytes = postcard::to_stdvec(&rec).unwrap();
+        let older = &bytes[..bytes.len() - 1];
+        assert_eq!(postcard::from_bytes::<ExecutionRecord>(older).unwrap(), rec);
     }
 
     #[test]
@@ -955,6 +975,45 @@ mod tests {
                     op: op(),
                     error: err(),
                     attempt: 1,
+                },
+            ),
+            (
+                23,
+                EventKind::ChainedInvokeStarted {
+                    op: op(),
+                    function: "f".into(),
+                    input: "1".into(),
+                    version: Some(1),
+                    callee: Some("c".into()),
+                    tenant_id: None,
+                },
+            ),
+            (
+                24,
+                EventKind::ChainedInvokeSucceeded {
+                    op: op(),
+                    result: "1".into(),
+                },
+            ),
+            (
+                25,
+                EventKind::ChainedInvokeFailed {
+                    op: op(),
+                    error: err(),
+                },
+            ),
+            (
+                26,
+                EventKind::ChainedInvokeTimedOut {
+                    op: op(),
+                    error: err(),
+                },
+            ),
+            (
+                27,
+                EventKind::ChainedInvokeStopped {
+                    op: op(),
+                    error: err(),
                 },
             ),
         ];

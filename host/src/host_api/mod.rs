@@ -115,6 +115,13 @@ pub struct Shared {
     pub log_totals: LogTotalsCache,
     /// Tenants and their quotas: the per-tenant policy an activation runs under.
     pub tenants: Arc<crate::tenants::Tenants>,
+    /// The run queue, for what an activation starts or wakes itself (an `invoke`'s callee,
+    /// a caller its callee's end wakes: `runtime::invoke`).
+    pub scheduler: crate::scheduler::Scheduler,
+    /// The host's metrics (a callee counts as created like any invocation).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// What functions run with unless their settings say otherwise (a callee's timeout).
+    pub defaults: crate::settings::Defaults,
 }
 
 /// An execution's log totals as its last activation left them, so that the next activation
@@ -581,6 +588,9 @@ mod tests {
             stop_signals: Default::default(),
             memory: memory::MemoryBudget::new(1 << 30),
             log_totals: Default::default(),
+            scheduler: crate::scheduler::Scheduler::new(),
+            metrics: Default::default(),
+            defaults: Default::default(),
         })
     }
 

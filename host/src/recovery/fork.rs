@@ -82,7 +82,9 @@ fn finished(state: &OpState) -> bool {
             StepProgress::Succeeded { .. } | StepProgress::Failed { .. }
         ),
         OpState::Wait { done, .. } => *done,
-        OpState::Callback { outcome, .. } | OpState::Context { outcome } => outcome.is_some(),
+        OpState::Callback { outcome, .. }
+        | OpState::Context { outcome }
+        | OpState::Invoke { outcome, .. } => outcome.is_some(),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct NewExecution {
     /// A fork's copied history (starting with its `ExecutionStarted`) instead of a fresh
     /// `ExecutionStarted`, and the execution it was forked from.
     pub fork: Option<(ExecId, Vec<Event>)>,
+    /// The caller whose `invoke` creates it (`runtime::invoke`), if any.
+    pub parent: Option<ExecId>,
 }
 
 /// The batch that creates it, and what to do in memory once the batch is durable.
@@ -93,6 +95,7 @@ impl NewExecution {
             redrive_count: 0,
             forked_from,
             expires_ms: None,
+            parent_execution_id: self.parent,
         };
         let mut batch = Batch::new();
         batch.put_execution(&record);

@@ -425,6 +425,7 @@ impl Service {
             idempotency_key: Some(key.clone()),
             start_ms: None,
             fork: None,
+            parent: None,
         }
         .write();
         let (mut batch, timers) = (created.batch, created.timers);

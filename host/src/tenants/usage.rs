@@ -646,6 +646,7 @@ mod tests {
             redrive_count: 0,
             forked_from: None,
             expires_ms: None,
+            parent_execution_id: None,
         };
         let mut journal = Journal::from_events(&[]);
         let r = c.reserve_execution("t", 4, &q).unwrap();

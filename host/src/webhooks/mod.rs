@@ -559,6 +559,7 @@ mod tests {
             redrive_count: 0,
             forked_from: None,
             expires_ms: None,
+            parent_execution_id: None,
         };
         let payload = execution_payload("execution.failed", &exec);
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
