@@ -28,7 +28,7 @@ const SUBMITTER_STEP: &str = "submitter";
 pub struct Name<'a>(Option<Cow<'a, str>>);
 
 impl Name<'_> {
-    fn as_deref(&self) -> Option<&str> {
+    pub(crate) fn as_deref(&self) -> Option<&str> {
         self.0.as_deref()
     }
 }
