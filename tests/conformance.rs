@@ -2119,6 +2119,102 @@ const CASES: &[Case] = &[
         params: r#"{"kind": "count", "threshold": 2, "then": "again", "second_threshold": 4}"#,
         inputs: &[],
     },
+    Case {
+        yaml: "invoke/5-1.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "k3Lw9x2Q"}"#,
+        inputs: &["k3Lw9x2Q"],
+    },
+    Case {
+        yaml: "invoke/5-2.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "p4yL0ad1", "name": "nm7Q2x"}"#,
+        inputs: &["p4yL0ad1"],
+    },
+    Case {
+        yaml: "invoke/5-3.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"nested": {"key": "value", "items": [1, 2, 3]}, "source": "test"}}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-4.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-5.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"fail": "TargetError"}}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-6.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"fail": "TargetError"}, "catch": true}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-7.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input_bytes": 1000000}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-8.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "t3nAnt0p", "tenant_id": "default"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-9.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "then": "wait", "wait_ms": 50}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-10.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"fail": "TargetError"}, "catch": true, "then": "wait", "wait_ms": 50}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-11.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "from-step", "step_first": true}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-12.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "to-step", "then": "step"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-13.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "in-child", "child": true}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-14.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "twice", "times": 2}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-15.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "hello", "transform": "upper-input"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-16.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "hello", "transform": "upper-result"}"#,
+        inputs: &[],
+    },
 ];
 
 /// `text` with `${INPUT_n}` replaced by the case's inputs.
@@ -2258,19 +2354,72 @@ fn event_diff(
         );
     }
     if let Some(payload) = at(&["Result", "Payload"]) {
-        let expected: Value =
-            serde_json::from_str(&substitute(&payload, inputs)).unwrap_or(Value::String(payload));
-        if d["result"] != expected {
-            diffs.push(format!("Result: {}, expected {expected}", d["result"]));
+        if let Some(e) = payload_diff(&payload, d, "result", binds, inputs) {
+            diffs.push(format!("Result: {e}"));
+        }
+    }
+    // Chained invokes (invoke/): the callee's function, input, version and execution id.
+    let ours_text = |k: &str| match &d[k] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    };
+    for (theirs, key) in [
+        ("FunctionName", "function_name"),
+        ("ExecutedVersion", "executed_version"),
+        ("DurableExecutionArn", "durable_execution_id"),
+        ("TenantId", "tenant_id"),
+    ] {
+        if let Some(w) = at(&[theirs]) {
+            if let Err(e) = matches(&w, ours_text(key), binds, inputs) {
+                diffs.push(format!("{theirs}: {e}"));
+            }
+        }
+    }
+    for (theirs, key) in [("Input", "input"), ("Error", "error"), ("Result", "result")] {
+        if at(&[theirs]).as_deref() == Some("*") && !has(d, key) {
+            diffs.push(format!("{theirs}: missing"));
+        }
+    }
+    if let Some(payload) = at(&["Input", "Payload"]) {
+        if let Some(e) = payload_diff(&payload, d, "input", binds, inputs) {
+            diffs.push(format!("Input: {e}"));
         }
     }
     diffs
+}
+
+/// A YAML `Payload` (JSON text; `*` is anything present, `"${NAME}"` a placeholder for a
+/// string) against our `details[key]`: the difference, if any.
+fn payload_diff(
+    want: &str,
+    d: &Value,
+    key: &str,
+    binds: &mut std::collections::HashMap<String, String>,
+    inputs: &[&str],
+) -> Option<String> {
+    let want = substitute(want, inputs);
+    let got = &d[key];
+    if want == "*" {
+        return (!has(d, key)).then(|| "missing".to_string());
+    }
+    if let Some(inner) = want
+        .strip_prefix('"')
+        .and_then(|w| w.strip_suffix('"'))
+        .filter(|w| w.starts_with("${"))
+    {
+        return matches(inner, got.as_str().map(str::to_string), binds, inputs).err();
+    }
+    let expected: Value = serde_json::from_str(&want).unwrap_or(Value::String(want));
+    (*got != expected).then(|| format!("{got}, expected {expected}"))
 }
 
 /// Run every case of [`CASES`] on one server (concurrently) and compare each with its YAML.
 fn reference_cases() {
     let dir = reference_dir();
     let s = server();
+    // The callee of the invoke/ cases (tests/guests/README.md).
+    s.deploy_precompiled("echo-target", "echo_target");
     let started: Vec<(&Case, String)> = CASES
         .iter()
         .map(|c| {
@@ -2296,7 +2445,11 @@ fn reference_cases() {
         }
         if let Some(result) = scalar(&expected["Result"]) {
             let want = substitute(&result, case.inputs);
-            if text_of(&ex["output"]).as_deref() != Some(want.as_str()) {
+            // As text (`Hello, World!`), or as JSON (`'"HELLO"'`).
+            let as_json = serde_json::from_str::<Value>(&want).ok();
+            if text_of(&ex["output"]).as_deref() != Some(want.as_str())
+                && as_json.as_ref() != Some(&ex["output"])
+            {
                 diffs.push(format!("output {}, expected {want:?}", ex["output"]));
             }
         }

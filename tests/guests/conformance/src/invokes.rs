@@ -34,6 +34,8 @@ pub struct Invoke {
     #[serde(default = "default_wait_ms")]
     wait_ms: u64,
     transform: Option<String>,
+    /// Instead of `input`: a string of this many `x`.
+    input_bytes: Option<usize>,
 }
 
 /// Uppercase a JSON string (anything else as it is).
@@ -59,7 +61,10 @@ fn invokes(ctx: &mut Context, p: &Invoke, input: &Value) -> Result<Value, Error>
 
 /// `invoke`: see tests/guests/README.md.
 pub fn invoke(ctx: &mut Context, p: Invoke) -> Result<Value, Error> {
-    let mut input = p.input.clone();
+    let mut input = match p.input_bytes {
+        Some(n) => Value::String("x".repeat(n)),
+        None => p.input.clone(),
+    };
     if p.step_first {
         input = ctx.step(None, |_| Ok(input.clone()))?;
     }
