@@ -1,6 +1,6 @@
 //! The conformance kit: the AWS durable-functions conformance suites for steps, waits,
-//! callbacks, wait-for-callback, child contexts and wait-for-condition
-//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition}/*.yaml`),
+//! callbacks, wait-for-callback, child contexts, wait-for-condition and invoke
+//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition,invoke}/*.yaml`),
 //! ported to this host: real server, real HTTP, run against every SDK's conformance guest
 //! ([`GUESTS`]: the Rust and the Python one, scenarios in `tests/guests/README.md`). Each
 //! case is a function listed in `kit!` at the end, which makes one test per (guest, case):
@@ -123,9 +123,25 @@
 //! | 6-11 | custom state serdes | ported: `reference_cases` (Rust: a `Serialize`/`Deserialize` of its own; Python: `serdes=`) |
 //! | 6-12 | then a step | ported: `reference_cases` |
 //! | 6-13 | two sequential conditions | ported: `reference_cases` |
+//! | 5-1 | invoke basic (echo target) | ported: `reference_cases` (the callee is `echo-target`, tests/guests/README.md) |
+//! | 5-2 | invoke with name | ported: `reference_cases` |
+//! | 5-3 | complex object | ported: `reference_cases` |
+//! | 5-4 | null payload and result | ported: `reference_cases` |
+//! | 5-5 | target fails | ported: `reference_cases` (the caller fails with the callee's own error type, not wrapped in an `InvokeError`) |
+//! | 5-6 | target fails, caught | ported: `reference_cases` (returns the caught error) |
+//! | 5-7 | large payload | ported: `reference_cases` (a 1,000,000-byte string; the host's payload limit is 1 MiB) |
+//! | 5-8 | with tenantId | differs: `reference_cases` (`tenant_id` can only name the caller's own tenant, `default`: a tenant is this host's isolation boundary, another one fails with `Invoke.TenantMismatch`) |
+//! | 5-9 | replay skips the invoke | ported: `reference_cases` (a 50 ms wait after it) |
+//! | 5-10 | replay re-throws the failed invoke | ported: `reference_cases` |
+//! | 5-11 | step then invoke | ported: `reference_cases` (the step's result is the invoke's input) |
+//! | 5-12 | invoke then step | ported: `reference_cases` |
+//! | 5-13 | invoke inside a child context | ported: `reference_cases` |
+//! | 5-14 | two sequential invokes | ported: `reference_cases` (the same target twice) |
+//! | 5-15 | custom payload serdes | differs: `reference_cases` (no serdes hook: the guest uppercases the input before the invoke) |
+//! | 5-16 | custom result serdes | differs: `reference_cases` (no serdes hook: the guest uppercases the result) |
 //!
 //! The cases as data: `reference_cases` runs the rows of [`CASES`] (1-1, 1-2, 1-10, 1-11,
-//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13) and compares each execution with the
+//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13, 5-1 to 5-16) and compares each execution with the
 //! reference YAML itself (`ExpectedResult`, and every event of `ExpectedExecutionHistory`:
 //! type, sub type, id and parent-id placeholders, names, attempts, error types and
 //! messages, results, and the presence of delays and durations), read at run time from

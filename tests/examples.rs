@@ -304,7 +304,10 @@ fn order_saga_charges_and_reserves_or_refunds_when_the_reservation_fails() {
     );
     // Each callee is an execution of its own, of the function it names, and ended as
     // its caller recorded.
-    for e in h.iter().filter(|e| e["event_type"] == "ChainedInvokeStarted") {
+    for e in h
+        .iter()
+        .filter(|e| e["event_type"] == "ChainedInvokeStarted")
+    {
         let callee = e["details"]["durable_execution_id"].as_str().unwrap();
         let c = s.execution(callee);
         assert_eq!(c["function"], e["details"]["function_name"], "{c}");

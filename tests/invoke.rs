@@ -178,7 +178,11 @@ fn a_callee_over_the_tenants_quota_is_refused_and_nothing_is_started() {
     let (status, body) = s.req(
         "PATCH",
         "/v1/tenants/default",
-        Some(json!({"quotas": {"max_active_executions": 1}}).to_string().into_bytes()),
+        Some(
+            json!({"quotas": {"max_active_executions": 1}})
+                .to_string()
+                .into_bytes(),
+        ),
     );
     assert_eq!(status, 200, "{body}");
     let id = invoke(&s, json!({"function": "echo-target", "input": 1}));
@@ -199,11 +203,7 @@ fn stopping_the_caller_stops_its_callee_and_a_redrive_starts_a_new_one() {
         json!({"function": CALLER, "input": scenario("callback", json!({}))}),
     );
     let callee = callee_of(&s, &caller);
-    s.wait_status(
-        &callee,
-        &["suspended"],
-        std::time::Duration::from_secs(30),
-    );
+    s.wait_status(&callee, &["suspended"], std::time::Duration::from_secs(30));
     let (status, body) = s.post(&format!("/v1/executions/{caller}/stop"), &json!({}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(s.wait_done(&caller)["status"], "stopped");

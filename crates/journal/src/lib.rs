@@ -1735,7 +1735,12 @@ impl Activation {
     /// Record a new invoke (`ChainedInvokeStarted`, fsynced with the callee's creation);
     /// when no callee started, its `ChainedInvokeFailed` too, replied as `Ready`. Otherwise
     /// the guest suspends until the callee ends (`Pending`).
-    pub fn invoke_started(&mut self, now_ms: u64, op: OpRef, start: InvokeStart) -> Effects<InvokePoll> {
+    pub fn invoke_started(
+        &mut self,
+        now_ms: u64,
+        op: OpRef,
+        start: InvokeStart,
+    ) -> Effects<InvokePoll> {
         let mut fx = Effects::new(Reply::Suspend(SuspendReason::Invoke));
         fx.sync = true;
         let (callee, version) = match &start.callee {

@@ -1293,7 +1293,9 @@ fn an_invoke_starts_its_callee_once_suspends_and_replays_its_outcome() {
             .invoke_ended(6, "1", InvokeEnd::Succeeded("\"ok\"".into()))
             .unwrap(),
     );
-    assert!(replay.invoke_ended(7, "1", InvokeEnd::Succeeded("2".into())).is_none());
+    assert!(replay
+        .invoke_ended(7, "1", InvokeEnd::Succeeded("2".into()))
+        .is_none());
 
     let mut again = Activation::new(Journal::from_events(&log), 10);
     assert_eq!(
@@ -1303,7 +1305,11 @@ fn an_invoke_starts_its_callee_once_suspends_and_replays_its_outcome() {
     assert!(again.journal().pending_invokes().is_empty());
     assert_eq!(
         types(&log),
-        ["ExecutionStarted", "ChainedInvokeStarted", "ChainedInvokeSucceeded"]
+        [
+            "ExecutionStarted",
+            "ChainedInvokeStarted",
+            "ChainedInvokeSucceeded"
+        ]
     );
     assert_eq!(log[1].kind.sub_type(), Some("ChainedInvoke"));
     // Another kind at its position is a divergence.
@@ -1329,27 +1335,25 @@ fn an_invoke_whose_callee_never_started_fails_at_once_and_a_redrive_runs_failed_
             callee: Err(error.clone()),
         },
     );
-    assert_eq!(fx.reply, Reply::Return(InvokePoll::Ready(Err(error.clone()))));
+    assert_eq!(
+        fx.reply,
+        Reply::Return(InvokePoll::Ready(Err(error.clone())))
+    );
     log.extend(fx.events);
     assert_eq!(
         types(&log),
-        ["ExecutionStarted", "ChainedInvokeStarted", "ChainedInvokeFailed"]
+        [
+            "ExecutionStarted",
+            "ChainedInvokeStarted",
+            "ChainedInvokeFailed"
+        ]
     );
-    let mut j = Journal::from_events(&log);
-    assert!(j.pending_invokes().is_empty());
-    log.push(j.record(
-        5,
-        EventKind::ExecutionRedriven {
-            key_id: None,
-            trigger: RedriveTrigger::Request,
-            from_version: 1,
-            to_version: 1,
-            redrive_count: 1,
-        },
-    ));
-    let mut redriven = Activation::new(Journal::from_events(&log), 10);
+    assert!(Journal::from_events(&log).pending_invokes().is_empty());
+    let error = ErrorObject::new("InvokeError", "it failed");
+    let journal = redriven(log, EventKind::ExecutionFailed { error });
+    let mut again = Activation::new(journal, 200);
     assert!(matches!(
-        redriven.invoke_position(None, None).unwrap(),
+        again.invoke_position(None, None).unwrap(),
         InvokePoll::New(_)
     ));
 }

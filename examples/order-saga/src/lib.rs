@@ -25,8 +25,13 @@ struct Order {
 #[derive(Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 enum Payment<'a> {
-    Charge { order_id: &'a str, amount_cents: i64 },
-    Refund { payment_id: &'a str },
+    Charge {
+        order_id: &'a str,
+        amount_cents: i64,
+    },
+    Refund {
+        payment_id: &'a str,
+    },
 }
 
 #[derive(Deserialize)]

@@ -261,7 +261,10 @@ pub fn execution(r: &ExecutionRecord) -> Execution {
         ended_at: r.end_ms().map(timestamp),
         redrive_count: r.redrive_count,
         forked_from: r.forked_from.as_ref().map(ids::execution_id_to_string),
-        parent_execution_id: r.parent_execution_id.as_ref().map(ids::execution_id_to_string),
+        parent_execution_id: r
+            .parent_execution_id
+            .as_ref()
+            .map(ids::execution_id_to_string),
     }
 }
 

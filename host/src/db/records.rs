@@ -765,7 +765,10 @@ mod tests {
         let mut rec = record(Some(25));
         rec.parent_execution_id = Some([9; 16]);
         let bytes = postcard::to_stdvec(&rec).unwrap();
-        assert_eq!(postcard::from_bytes::<ExecutionRecord>(&bytes).unwrap(), rec);
+        assert_eq!(
+            postcard::from_bytes::<ExecutionRecord>(&bytes).unwrap(),
+            rec
+        );
         // Written before the field existed: the input ends after `expires_ms` (postcard
         // writes the `None` as the one last byte).
         rec.parent_execution_id = None;

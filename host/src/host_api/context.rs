@@ -501,12 +501,9 @@ impl context::Host for HostState {
             InvokePoll::Ready(r) => return Ok(r.map_err(Into::into)),
             InvokePoll::Pending { op, callee } => {
                 // Ended since this activation began? Then its end is recorded now.
-                let end = crate::runtime::invoke::read_callee_end(
-                    &self.shared.db,
-                    &self.tenant,
-                    &callee,
-                )
-                .map_err(|e| trap(HostFailure(e)))?;
+                let end =
+                    crate::runtime::invoke::read_callee_end(&self.shared.db, &self.tenant, &callee)
+                        .map_err(|e| trap(HostFailure(e)))?;
                 let Some(end) = end else {
                     let fx = Effects::<()>::new(Reply::Suspend(SuspendReason::Invoke));
                     self.perform(fx).await?;

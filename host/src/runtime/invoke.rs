@@ -173,7 +173,11 @@ pub fn callee_end(callee: &str, rec: Option<&ExecutionRecord>) -> Option<InvokeE
 }
 
 /// Read the callee of a pending invoke and say how it ended, if it did.
-pub fn read_callee_end(db: &Store, tenant: &str, callee: &str) -> crate::db::Result<Option<InvokeEnd>> {
+pub fn read_callee_end(
+    db: &Store,
+    tenant: &str,
+    callee: &str,
+) -> crate::db::Result<Option<InvokeEnd>> {
     let rec = match crate::ids::parse_execution_id(callee) {
         Some(id) => db.execution(tenant, &id)?,
         None => None,
