@@ -17,7 +17,7 @@ use crate::journal::{error_types, ErrorObject, InvokeEnd, Journal};
 use crate::scheduler::{ExecKey, Reserved};
 use crate::tenants::usage::{ExecBytes, Reservation};
 
-use super::create::{NewExecution, PendingTimers};
+use super::create::{Admission, NewExecution, PendingTimers};
 
 /// A callee ready to start: its batch (record, `ExecutionStarted`, deadline timer) and
 /// the admissions it holds until that batch is durable.
@@ -72,28 +72,22 @@ pub fn prepare<'a>(
             format!("invoke {function:?}: {}", l.message),
         )));
     }
-    let backlog = match shared
-        .scheduler
-        .reserve_backlog(tenant, function, f.settings.max_queued)
-    {
-        Ok(b) => b,
+    let admission = super::create::admit(
+        &shared.tenants,
+        &shared.scheduler,
+        tenant,
+        function,
+        f.settings.max_queued,
+        true,
+        input.len() as u64,
+        &quotas,
+    );
+    let Admission { backlog, reserved } = match admission {
+        Ok(a) => a,
         Err(e) => {
             return Ok(Err(refused(
                 error_types::INVOKE_REFUSED,
                 format!("invoke {function:?}: {e}"),
-            )))
-        }
-    };
-    let reserved = match shared
-        .tenants
-        .usage
-        .reserve_execution(tenant, input.len() as u64, &quotas)
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok(Err(refused(
-                error_types::INVOKE_REFUSED,
-                format!("invoke {function:?}: {}", e.0),
             )))
         }
     };
