@@ -229,3 +229,64 @@ fn stopping_the_caller_stops_its_callee_and_a_redrive_starts_a_new_one() {
         assert_eq!(s.wait_done(id)["status"], "stopped", "{child}");
     }
 }
+
+#[test]
+fn a_function_reaches_only_functions_of_its_own_tenant() {
+    let s = server_for(None);
+    // Tenant `other` has a function `secret`; `default` has none of that name.
+    let (st, v) = s.post("/v1/tenants", &json!({"name": "other"}));
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = s.post(
+        "/v1/tenants/other/keys",
+        &json!({"role": "developer", "name": "invoke tests"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let key = v["key"].as_str().unwrap().to_string();
+    let (st, v) = s.req_as(
+        Some(&key),
+        "PUT",
+        "/v1/functions/secret",
+        Some(guest_bytes("echo_target")),
+    );
+    assert!(st == 201 || st == 200, "{st} {v}");
+
+    let id = invoke(&s, json!({"function": "secret", "input": 1}));
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "failed", "{ex}");
+    assert_eq!(ex["error"]["error_type"], "Invoke.FunctionNotFound", "{ex}");
+    // Nothing ran in the other tenant.
+    let (st, v) = s.req_as(Some(&key), "GET", "/v1/executions", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["executions"], json!([]), "{v}");
+}
+
+#[test]
+fn a_caller_that_times_out_stops_its_callee_and_a_callee_that_times_out_fails_the_invoke() {
+    let s = server_for(None);
+    let (st, v) = s.req(
+        "PUT",
+        "/v1/functions/short?execution_timeout_secs=1",
+        Some(guest_bytes("conformance_guest")),
+    );
+    assert!(st == 201 || st == 200, "{st} {v}");
+    // The caller times out while its callee (of a function without that timeout) waits.
+    let waiting = scenario("wait", json!({"ms": 60_000}));
+    let caller = s.invoke(
+        "short",
+        &scenario("invoke", json!({"function": CALLER, "input": waiting})),
+    );
+    let callee = callee_of(&s, &caller);
+    assert_eq!(s.wait_done(&caller)["status"], "timed_out");
+    assert_eq!(s.wait_done(&callee)["status"], "stopped");
+    // The callee times out: its caller records ChainedInvokeTimedOut and catches it.
+    let caller = invoke(
+        &s,
+        json!({"function": "short", "input": waiting, "catch": true}),
+    );
+    let ex = s.wait_done(&caller);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["output"]["caught"]["error_type"], "Execution.Timeout");
+    let h = s.history(&caller);
+    assert_eq!(events(&h, "ChainedInvokeTimedOut").len(), 1, "{h:#?}");
+    assert_eq!(s.wait_done(&callee_of(&s, &caller))["status"], "timed_out");
+}
