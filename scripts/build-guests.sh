@@ -15,11 +15,11 @@ if ! rustup target list --installed | grep -qx "$target"; then
 fi
 
 cargo build --release --target "$target" --target-dir target/wasm \
-    -p hello -p user-registration -p approval -p conformance-guest \
+    -p hello -p user-registration -p approval -p conformance-guest -p fan-out \
     -p order-saga -p payment -p inventory -p echo-target
 
 out="$root/target/wasm/$target/release"
-for name in hello user_registration approval conformance_guest order_saga payment inventory echo_target; do
+for name in hello user_registration approval conformance_guest fan_out order_saga payment inventory echo_target; do
     wasm="$out/$name.wasm"
     if [[ ! -f "$wasm" ]]; then
         echo "missing: $wasm" >&2
@@ -54,4 +54,5 @@ ex="$root/examples/python"
 build_python hello hello "$ex" "$ex/hello.py"
 build_python user_registration user_registration "$ex" "$ex/user_registration.py"
 build_python approval approval "$ex" "$ex/approval.py"
+build_python fan_out fan_out "$ex" "$ex/fan_out.py"
 build_python conformance_guest conformance "$root/tests/guests/python" "$root/tests/guests/python"

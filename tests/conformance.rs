@@ -1,6 +1,6 @@
 //! The conformance kit: the AWS durable-functions conformance suites for steps, waits,
-//! callbacks, wait-for-callback, child contexts, wait-for-condition and invoke
-//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition,invoke}/*.yaml`),
+//! callbacks, wait-for-callback, child contexts, wait-for-condition, map, parallel and invoke
+//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition,map,parallel,invoke}/*.yaml`),
 //! ported to this host: real server, real HTTP, run against every SDK's conformance guest
 //! ([`GUESTS`]: the Rust and the Python one, scenarios in `tests/guests/README.md`). Each
 //! case is a function listed in `kit!` at the end, which makes one test per (guest, case):
@@ -123,6 +123,48 @@
 //! | 6-11 | custom state serdes | ported: `reference_cases` (Rust: a `Serialize`/`Deserialize` of its own; Python: `serdes=`) |
 //! | 6-12 | then a step | ported: `reference_cases` |
 //! | 6-13 | two sequential conditions | ported: `reference_cases` |
+//! | 9-1 | map basic, a step per item | ported: `reference_cases` |
+//! | 9-2 | items-only form (no name) | ported: `reference_cases` |
+//! | 9-3 | item and index | ported: `reference_cases` |
+//! | 9-4 | empty items | ported: `reference_cases` |
+//! | 9-5 | fail fast (tolerated count 0) | ported: `reference_cases` (projection compared by its keys) |
+//! | 9-6 | throw-if-error fails the execution | ported: `reference_cases` (the item's own error type, `ItemError`) |
+//! | 9-7 | min-successful early completion | ported: `reference_cases` |
+//! | 9-8 | tolerated count within tolerance | ported: `reference_cases` |
+//! | 9-9 | tolerated count exceeded | ported: `reference_cases` |
+//! | 9-10 | tolerated percentage exceeded | ported: `reference_cases` |
+//! | 9-11 | max-concurrency 2, index-ordered results | differs: `map_9_11_parallel_8_11_concurrency_keeps_index_order` (items run one after another in the instance, so the history is also deterministic; the YAML checks only the first event) |
+//! | 9-12 | FLAT nesting (virtual iteration contexts) | not applicable: no nesting mode; every item is a `MapIteration` context (the host fixes branch ids as `<batch>.<i+1>` so that branches can run on separate instances) |
+//! | 9-13 | custom item namer | ported: `reference_cases` (`MapConfig::item_namer` / `item_namer=`) |
+//! | 9-14 | custom per-item serdes | not applicable: no serdes hook (a result type's own `Serialize` is its serdes) |
+//! | 9-15 | suspension inside an iteration, replay skips the finished one | ported: `reference_cases` |
+//! | 9-16 | large aggregate result | differs: `reference_cases` (4 x 70 KB; the batch's `ContextSucceeded` never carries the results, only a summary, so there is no ReplayChildren mode: the outcome is always rebuilt from the iterations' events) |
+//! | 9-17 | suspension after a successful map | ported: `reference_cases` |
+//! | 9-18 | suspension after a map with a failure | ported: `reference_cases` |
+//! | 9-19 | operation-level serdes, serialize | not applicable: no serdes hook |
+//! | 9-20 | operation-level serdes, deserialize on replay | not applicable: no serdes hook |
+//! | 8-1 | parallel basic, a step per branch | ported: `reference_cases` |
+//! | 8-2 | branches-only form | ported: `reference_cases` |
+//! | 8-3 | named branches | ported: `reference_cases` (`Branch::named` / `(name, fn)`) |
+//! | 8-4 | heterogeneous results | ported: `reference_cases` (Rust: `serde_json::Value`) |
+//! | 8-5 | empty branches | ported: `reference_cases` |
+//! | 8-6 | fail fast | ported: `reference_cases` |
+//! | 8-7 | throw-if-error | ported: `reference_cases` |
+//! | 8-8 | min-successful | ported: `reference_cases` |
+//! | 8-9 | tolerated count within tolerance | ported: `reference_cases` |
+//! | 8-10 | tolerated count exceeded | ported: `reference_cases` |
+//! | 8-11 | max-concurrency 2 | differs: as 9-11, same test |
+//! | 8-12 | FLAT nesting | not applicable: as 9-12 |
+//! | 8-13 | tolerated percentage exceeded | ported: `reference_cases` |
+//! | 8-14 | replay skips succeeded branches across a wait | ported: `reference_cases` |
+//! | 8-15 | custom per-branch serdes | not applicable: no serdes hook |
+//! | 8-16 | all branches fail within tolerance | ported: `reference_cases` |
+//! | 8-17 | min-successful not reached | ported: `reference_cases` |
+//! | 8-18 | min-successful and tolerated count | ported: `reference_cases` |
+//! | 8-19 | max-concurrency 0 is a validation error | ported: `reference_cases` (error type `InvalidConfig`, raised before `batch-start`) |
+//! | 8-20 | BatchResult accessors | ported: `reference_cases` |
+//! | 8-21 | nested parallel | ported: `reference_cases` |
+//! | 8-22 | tolerated percentage at the boundary | ported: `reference_cases` |
 //! | 5-1 | invoke basic (echo target) | ported: `reference_cases` (the callee is `echo-target`, tests/guests/README.md) |
 //! | 5-2 | invoke with name | ported: `reference_cases` |
 //! | 5-3 | complex object | ported: `reference_cases` |
@@ -141,13 +183,16 @@
 //! | 5-16 | custom result serdes | differs: `reference_cases` (no serdes hook: the guest uppercases the result) |
 //!
 //! The cases as data: `reference_cases` runs the rows of [`CASES`] (1-1, 1-2, 1-10, 1-11,
-//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13, 5-1 to 5-16) and compares each execution with the
+//! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13, and of map/ and
+//! parallel/ every case the table above calls ported or differs but 9-11 and 8-11, and invoke/ 5-1 to 5-16) and compares each execution with the
 //! reference YAML itself (`ExpectedResult`, and every event of `ExpectedExecutionHistory`:
 //! type, sub type, id and parent-id placeholders, names, attempts, error types and
 //! messages, results, and the presence of delays and durations), read at run time from
 //! `../shared/`. A new SDK's guest that passes it and the tests above is conformant.
 //!
-//! Besides the YAML: `callback_api_unknown_ids_are_404` (and 409 for second completions in
+//! Besides the YAML: `map_after_a_host_crash_runs_no_finished_item_again` (DESIGN 11: a
+//! `kill -9` in the middle of a map; finished items record nothing again),
+//! `callback_api_unknown_ids_are_404` (and 409 for second completions in
 //! 4-1 and 4-18), and `deterministic_values_are_recorded_once_and_replayed` (DESIGN.md
 //! section 11: `now`, `random`, `uuid` as steps `durable.*`, the same after a replay).
 
@@ -1953,6 +1998,62 @@ fn child_3_16_returning_null() {
     child_with_step("child-basic", "-", Value::Null);
 }
 
+/// 9-11 and 8-11: with `max_concurrency` 2 the results are still in index order; the YAML
+/// asserts only the batch's `ContextStarted` (branch events may interleave under real
+/// concurrency). Here each branch is one iteration context, whatever the order.
+fn map_9_11_parallel_8_11_concurrency_keeps_index_order() {
+    let s = server();
+    let specs = json!([{"value": "r0"}, {"step": "r1"}, {"value": "r2"}]);
+    for (scenario_name, key, sub, branch) in [
+        ("map", "items", "Map", "MapIteration"),
+        ("parallel", "branches", "Parallel", "ParallelBranch"),
+    ] {
+        let mut params = json!({"name": "concurrent", "max_concurrency": 2});
+        params[key] = specs.clone();
+        let (ex, h) = run(&s, scenario_name, params);
+        assert_eq!(ex["status"], "succeeded", "{scenario_name}: {ex}");
+        assert_eq!(ex["output"], json!(["r0", "r1", "r2"]), "{scenario_name}");
+        assert_eq!(h[1]["event_type"], "ContextStarted");
+        assert_eq!(h[1]["sub_type"], sub);
+        let mut started: Vec<&str> = h
+            .iter()
+            .filter(|e| e["event_type"] == "ContextStarted" && e["sub_type"] == branch)
+            .map(|e| e["id"].as_str().unwrap_or(""))
+            .collect();
+        started.sort();
+        assert_eq!(
+            started,
+            ["1.1", "1.2", "1.3"],
+            "{scenario_name}: {:#?}",
+            lines(&h)
+        );
+    }
+}
+
+/// DESIGN 11: a host crash (`kill -9`) in the middle of a map whose items wait then run a
+/// step: after the restart the map completes with every result in order, and no item that
+/// had finished records anything again.
+fn map_after_a_host_crash_runs_no_finished_item_again() {
+    let mut s = server();
+    let items: Vec<Value> = (0..8)
+        .map(|i| json!({"wait_ms": 150, "then": {"step": i}}))
+        .collect();
+    let id = start(&s, "map", json!({"name": "crash", "items": items}));
+    let before = s.wait_history(&id, |h| finished_branches(h).len() >= 2);
+    s.crash_and_restart();
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["output"], json!((0..8).collect::<Vec<_>>()));
+    let h = s.history(&id);
+    let finished = assert_finished_branches_not_rerun(&before, &h);
+    assert!(
+        finished < 8,
+        "the crash came in the middle: {:#?}",
+        lines(&h)
+    );
+    assert_eq!(finished_branches(&h).len(), 8);
+}
+
 // ---------------------------------------------------------------------------------------
 // The reference cases as data: each row runs a scenario and checks the execution against the
 // AWS case's own YAML (its ExpectedResult and ExpectedExecutionHistory), read from
@@ -2133,6 +2234,210 @@ const CASES: &[Case] = &[
         yaml: "wait_for_condition/6-13.yaml",
         scenario: "wait-for-condition",
         params: r#"{"kind": "count", "threshold": 2, "then": "again", "second_threshold": 4}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-1.yaml",
+        scenario: "map",
+        params: r#"{"name": "map", "items": ["World", "Kiro"], "body": "greet", "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-2.yaml",
+        scenario: "map",
+        params: r#"{"items": [1, 2], "body": "double", "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-3.yaml",
+        scenario: "map",
+        params: r#"{"name": "indexed", "items": [10, 20, 30], "body": "add-index", "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-4.yaml",
+        scenario: "map",
+        params: r#"{"name": "empty", "items": []}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-5.yaml",
+        scenario: "map",
+        params: r#"{"name": "failfast", "items": [{"value": "ok"}, {"fail": "boom"}, {"value": "c"}], "max_concurrency": 1, "tolerated_failure_count": 0, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-6.yaml",
+        scenario: "map",
+        params: r#"{"name": "throw", "items": [{"fail": "boom"}, {"value": "b"}], "max_concurrency": 1, "tolerated_failure_count": 0, "output": "throw"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-7.yaml",
+        scenario: "map",
+        params: r#"{"name": "min-successful", "items": [{"value": "a"}, {"value": "b"}, {"value": "c"}, {"value": "d"}], "max_concurrency": 1, "min_successful": 2, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-8.yaml",
+        scenario: "map",
+        params: r#"{"name": "tolerated", "items": [{"value": "a"}, {"fail": "boom"}, {"value": "c"}], "max_concurrency": 1, "tolerated_failure_count": 1, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-9.yaml",
+        scenario: "map",
+        params: r#"{"name": "tolerated", "items": [{"fail": "a"}, {"fail": "b"}, {"value": "c"}], "max_concurrency": 1, "tolerated_failure_count": 1, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-10.yaml",
+        scenario: "map",
+        params: r#"{"name": "tolerated-pct", "items": [{"fail": "a"}, {"fail": "b"}, {"value": "c"}, {"value": "d"}], "max_concurrency": 1, "tolerated_failure_percentage": 25, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-13.yaml",
+        scenario: "map",
+        params: r#"{"name": "named-items", "items": [1, 2], "body": "times10", "item_names": true, "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-15.yaml",
+        scenario: "map",
+        params: r#"{"name": "suspend", "items": [{"step": "r0"}, {"wait_ms": 100, "then": {"step": "r1"}}], "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-16.yaml",
+        scenario: "map",
+        params: r#"{"name": "large", "items": [{"bytes": 70000}, {"bytes": 70000}, {"bytes": 70000}, {"bytes": 70000}], "max_concurrency": 1, "output": "counts"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-17.yaml",
+        scenario: "map",
+        params: r#"{"name": "then-wait", "items": [{"value": "A"}, {"value": "B"}], "max_concurrency": 1, "then_wait_ms": 100}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "map/9-18.yaml",
+        scenario: "map",
+        params: r#"{"name": "fail-then-wait", "items": [{"value": "ok"}, {"fail": "boom"}], "max_concurrency": 1, "tolerated_failure_count": 1, "then_wait_ms": 100, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-1.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "parallel", "branches": [{"step": "task-1"}, {"step": "task-2"}], "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-2.yaml",
+        scenario: "parallel",
+        params: r#"{"branches": [{"value": "alpha"}, {"value": "beta"}], "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-3.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "named", "branches": [{"value": "one"}, {"value": "two"}], "branch_names": ["first", "second"], "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-4.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "mixed", "branches": [{"value": "hello"}, {"value": 42}, {"value": {"k": "v"}}], "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-5.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "empty", "branches": []}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-6.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "failfast", "branches": [{"value": "ok"}, {"fail": "boom"}, {"value": "c"}], "max_concurrency": 1, "tolerated_failure_count": 0, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-7.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "throw", "branches": [{"fail": "boom"}, {"value": "b"}], "max_concurrency": 1, "tolerated_failure_count": 0, "output": "throw"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-8.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "min-successful", "branches": [{"value": "a"}, {"value": "b"}, {"value": "c"}, {"value": "d"}], "max_concurrency": 1, "min_successful": 2, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-9.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "tolerated", "branches": [{"value": "a"}, {"fail": "boom"}, {"value": "c"}], "max_concurrency": 1, "tolerated_failure_count": 1, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-10.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "tolerated", "branches": [{"fail": "a"}, {"fail": "b"}, {"value": "c"}], "max_concurrency": 1, "tolerated_failure_count": 1, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-13.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "tolerated-pct", "branches": [{"fail": "a"}, {"fail": "b"}, {"value": "c"}, {"value": "d"}], "max_concurrency": 1, "tolerated_failure_percentage": 25, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-14.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "suspend", "branches": [{"step": "b0"}, {"wait_ms": 100, "then": {"value": "b1"}}], "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-16.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "all-fail", "branches": [{"fail": "a"}, {"fail": "b"}, {"fail": "c"}], "max_concurrency": 1, "tolerated_failure_count": 3, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-17.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "min-not-reached", "branches": [{"value": "a"}, {"fail": "b"}, {"value": "c"}], "max_concurrency": 1, "min_successful": 3, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-18.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "combined", "branches": [{"fail": "a"}, {"fail": "b"}, {"value": "c"}, {"value": "d"}], "max_concurrency": 1, "min_successful": 3, "tolerated_failure_count": 1, "output": "summary"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-19.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "bad-concurrency", "branches": [{"value": "a"}, {"value": "b"}], "max_concurrency": 0}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-20.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "accessors", "branches": [{"value": "a"}, {"fail": "b"}, {"value": "c"}], "max_concurrency": 1, "tolerated_failure_count": 1, "output": "accessors"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-21.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "outer", "branches": [{"parallel": {"name": "inner", "branches": [{"step": "i1"}, {"step": "i2"}], "max_concurrency": 1}}], "max_concurrency": 1}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "parallel/8-22.yaml",
+        scenario: "parallel",
+        params: r#"{"name": "pct-boundary", "branches": [{"fail": "a"}, {"value": "b"}, {"value": "c"}, {"value": "d"}], "max_concurrency": 1, "tolerated_failure_percentage": 25, "output": "summary"}"#,
         inputs: &[],
     },
     Case {
@@ -2468,6 +2773,12 @@ fn reference_cases() {
             {
                 diffs.push(format!("output {}, expected {want:?}", ex["output"]));
             }
+        } else if expected["Result"].is_sequence() || expected["Result"].is_mapping() {
+            // A list exactly; an object's keys (a projection may have more).
+            let want: Value = serde_json::to_value(&expected["Result"]).expect("YAML as JSON");
+            if !contains(&ex["output"], &want) {
+                diffs.push(format!("output {}, expected {want}", ex["output"]));
+            }
         }
         let theirs = yaml["ExpectedExecutionHistory"]
             .as_sequence()
@@ -2480,7 +2791,16 @@ fn reference_cases() {
             .last()
             .and_then(|e| e.get("EventType").and_then(scalar))
             .is_some_and(|t| t.starts_with("Execution"));
-        let ours: Vec<Value> = if ends_terminal && h.len() >= 3 {
+        // (map/ and parallel/ list that InvocationCompleted too: then all of ours is compared.)
+        let lists_last_invocation = ends_terminal
+            && theirs.len() >= 2
+            && theirs[theirs.len() - 2]
+                .get("EventType")
+                .and_then(scalar)
+                .is_some_and(|t| t == "InvocationCompleted");
+        let ours: Vec<Value> = if lists_last_invocation {
+            h[1..].to_vec()
+        } else if ends_terminal && h.len() >= 3 {
             if h[h.len() - 2]["event_type"] != "InvocationCompleted" {
                 diffs.push(format!(
                     "no InvocationCompleted before the end: {:#?}",
@@ -2778,4 +3098,6 @@ kit! {
     child_3_13_3_17_wait_inside_a_child_and_its_log_line_once,
     child_3_16_returning_null,
     wait_for_condition_6_1_6_5_unloaded_between_checks_and_survives_a_crash,
+    map_9_11_parallel_8_11_concurrency_keeps_index_order,
+    map_after_a_host_crash_runs_no_finished_item_again,
 }

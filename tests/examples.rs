@@ -570,3 +570,77 @@ fn the_failed_job_story_works() {
         "three attempts while down, one after the redrive: {calls:#?}"
     );
 }
+
+/// The items of `fan-out`'s output, in order (`{"item": x}` each).
+fn fan_out_items(output: &Value) -> Vec<Value> {
+    output
+        .as_array()
+        .unwrap_or_else(|| panic!("fan-out output is a list: {output}"))
+        .iter()
+        .map(|r| r["item"].clone())
+        .collect()
+}
+
+#[test]
+fn fan_out_maps_every_item_once_in_order_and_a_crash_reruns_no_finished_item() {
+    let mut s = Server::start();
+    s.deploy("fan-out", "fan_out");
+    let items: Vec<Value> = (0..20).map(|i| json!(format!("item-{i}"))).collect();
+
+    // 20 items, each a 20 ms wait then a step: every item once, in item order.
+    let id = s.invoke(
+        "fan-out",
+        &json!({"items": items, "max_concurrency": 10, "work_ms": 20}),
+    );
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(fan_out_items(&ex["output"]), items);
+    let h = s.history(&id);
+    for (event_type, sub_type, per_item) in [
+        ("ContextStarted", "MapIteration", 1),
+        ("ContextSucceeded", "MapIteration", 1),
+        ("StepSucceeded", "Step", 1),
+        ("WaitStarted", "Wait", 1),
+    ] {
+        let n = h
+            .iter()
+            .filter(|e| e["event_type"] == event_type && e["sub_type"] == sub_type)
+            .count();
+        assert_eq!(n, 20 * per_item, "{event_type} {sub_type}");
+    }
+    assert_eq!(h[1]["sub_type"], "Map");
+    assert_eq!(h[1]["name"], "fan-out");
+    let summary: Value = serde_json::from_str(
+        h.iter()
+            .rev()
+            .find(|e| e["event_type"] == "ContextSucceeded" && e["sub_type"] == "Map")
+            .expect("the map's summary")["details"]["result"]
+            .to_string()
+            .as_str(),
+    )
+    .unwrap();
+    assert_eq!(summary["successCount"], 20, "{summary}");
+    assert_eq!(summary["completionReason"], "ALL_COMPLETED");
+
+    // kill -9 in the middle: afterwards, no finished iteration records anything again.
+    let id = s.invoke(
+        "fan-out",
+        &json!({"items": items, "max_concurrency": 2, "work_ms": 150}),
+    );
+    let before = s.wait_history(&id, |h| finished_branches(h).len() >= 5);
+    s.crash_and_restart();
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(fan_out_items(&ex["output"]), items, "complete and ordered");
+    let h = s.history(&id);
+    let finished = assert_finished_branches_not_rerun(&before, &h);
+    assert!(finished < 20, "the crash came in the middle");
+    for i in 1..=20 {
+        let branch = format!("1.{i}");
+        let starts = h
+            .iter()
+            .filter(|e| e["event_type"] == "ContextStarted" && e["id"] == branch.as_str())
+            .count();
+        assert_eq!(starts, 1, "iteration {branch} started once");
+    }
+}

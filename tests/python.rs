@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 use support::*;
 
 /// The examples: (Rust component, Python component).
-const EXAMPLES: [(&str, &str); 3] = [
+const EXAMPLES: [(&str, &str); 4] = [
     ("hello", "python/hello"),
     ("user_registration", "python/user_registration"),
     ("approval", "python/approval"),
+    ("fan_out", "python/fan_out"),
 ];
 
 /// Deploy both twins of `example` as `rust` and `python`.
@@ -232,6 +233,33 @@ fn python_approval_fails_when_rejected_or_timed_out_like_the_rust_one() {
     assert_eq!(p["error"]["error_type"], "Callback.Timeout", "{p}");
     assert_eq!(p["error"]["error_type"], r["error"]["error_type"]);
     same_history(&s, &rust, &python);
+}
+
+#[test]
+fn python_fan_out_maps_like_the_rust_one_and_survives_kill9() {
+    let mut s = Server::start();
+    deploy_twins(&s, "fan_out");
+    let items: Vec<Value> = (0..6).map(|i| json!({"n": i})).collect();
+    let input = json!({"items": items, "max_concurrency": 3, "work_ms": 30});
+    let rust = s.invoke("rust", &input);
+    let python = s.invoke("python", &input);
+    let (r, p) = (s.wait_done(&rust), s.wait_done(&python));
+    assert_eq!(p["status"], "succeeded", "{p}");
+    assert_eq!(p["output"], r["output"]);
+    let want: Vec<Value> = items.iter().map(|x| json!({"item": x})).collect();
+    assert_eq!(p["output"], json!(want));
+    same_history(&s, &rust, &python);
+
+    // kill -9 in the middle: the finished iterations record nothing again.
+    let input = json!({"items": items, "work_ms": 200});
+    let id = s.invoke("python", &input);
+    let before = s.wait_history(&id, |h| finished_branches(h).len() >= 2);
+    s.crash_and_restart();
+    let ex = s.wait_done(&id);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["output"], json!(want));
+    let finished = assert_finished_branches_not_rerun(&before, &s.history(&id));
+    assert!(finished < 6, "the crash came in the middle");
 }
 
 #[test]

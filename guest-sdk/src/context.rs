@@ -75,7 +75,12 @@ impl Context {
         Self { parent: None }
     }
 
-    fn parent(&self) -> Option<&str> {
+    /// The context of a child (a branch of a map or parallel, ...) with this id.
+    pub(crate) fn child(id: String) -> Self {
+        Self { parent: Some(id) }
+    }
+
+    pub(crate) fn parent(&self) -> Option<&str> {
         self.parent.as_deref()
     }
 
@@ -403,7 +408,7 @@ pub(crate) fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, E
 
 /// Serializes a value to JSON and reads it back, so that the first run sees exactly what a
 /// replay will see.
-fn round_trip<T: Serialize + DeserializeOwned>(
+pub(crate) fn round_trip<T: Serialize + DeserializeOwned>(
     value: &T,
     what: &str,
 ) -> Result<(String, T), Error> {

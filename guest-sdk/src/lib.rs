@@ -11,6 +11,9 @@
 //! - [`Context::run_in_child_context`]: group operations into one checkpointed unit;
 //! - [`Context::wait_for_condition`]: poll a check with a [`WaitStrategy`] until it is done,
 //!   unloaded between checks;
+//! - [`Context::map`] / [`Context::parallel`]: run a function over items, or a list of
+//!   branches, each in a child context, with a concurrency bound and a
+//!   [`CompletionConfig`]; the [`BatchResult`] lists each item's status and result or error;
 //! - [`Context::now`], [`Context::random`], [`Context::uuid`]: a clock reading, a random
 //!   number or a UUID, recorded once (as a step) and the same on every replay.
 //! - [`Context::invoke`]: call another durable function of the same tenant and wait for
@@ -102,6 +105,7 @@
 // the user crates that expand `export_handler!`.
 extern crate self as durable_sdk;
 
+mod batch;
 mod callback;
 mod condition;
 mod context;
@@ -112,6 +116,10 @@ mod invoke;
 mod log;
 mod step;
 
+pub use batch::{
+    BatchItem, BatchItemStatus, BatchResult, Branch, CompletionConfig, CompletionReason, MapConfig,
+    ParallelConfig, INVALID_CONFIG,
+};
 pub use callback::{Callback, CallbackConfig, WaitForCallbackConfig};
 pub use condition::{WaitStrategy, MAX_ATTEMPTS_EXCEEDED};
 pub use context::{Context, Name};

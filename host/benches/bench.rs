@@ -65,6 +65,9 @@
 //!     activations, each a wake, an instantiation, a replay and a commit), per activation;
 //!     and the minor page faults per resume (`getrusage`: the pages of the memory image an
 //!     activation touches). Baseline: the Rust figure of the same run.
+//! 11. Fan-out: a map of 1,000 items (a small step each: the conformance guest's `map`)
+//!     at `max_concurrency` 1, 2 and 64, wall time and items/s. Baseline: the same work as
+//!     1,000 sequential steps in one execution (`steps`), same run.
 
 use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
@@ -179,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
     let bench = Bench::start(Counts::new(settings.quick)).await?;
     let mut report = Report::default();
     let b = &bench;
-    let figures: [(&str, BoxFuture<'_, _>); 10] = [
+    let figures: [(&str, BoxFuture<'_, _>); 11] = [
         ("1", Box::pin(compile_vs_restart(b))),
         ("2", Box::pin(resume(b))),
         ("3", Box::pin(replay(b))),
@@ -190,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         ("8", Box::pin(fairness(b))),
         ("9", Box::pin(flow_control(b))),
         ("10", Box::pin(python_activations(b))),
+        ("11", Box::pin(fan_out(b))),
     ];
     for (id, figure) in figures {
         if settings.runs(id) {
@@ -1807,4 +1811,54 @@ fn minor_faults() -> i64 {
     // SAFETY: a valid pointer to a `rusage` owned by this frame.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     usage.ru_minflt
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 11: fan-out (map) vs sequential steps
+
+/// Items of the fan-out figure.
+const FAN_OUT_ITEMS: u64 = 1_000;
+
+/// One execution of `input` to its end: wall time.
+async fn timed_run(b: &Arc<Bench>, input: &Value) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    b.run(input, 600).await?;
+    Ok(t.elapsed())
+}
+
+/// A map over 1,000 items, each a small step (the conformance guest's `map` scenario,
+/// item `{"step": i}`), at `max_concurrency` 1, 2 and 64, beside the same work as 1,000
+/// sequential steps in one execution. Today every branch of a map runs in the one
+/// instance, one after another, so the bound changes nothing and each item costs what a
+/// step costs plus its iteration context (started, then succeeded with a second fsync).
+async fn fan_out(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let n = FAN_OUT_ITEMS;
+    let sequential = timed_run(b, &steps_input(n)).await?;
+    let items: Vec<Value> = (0..n).map(|i| json!({ "step": i })).collect();
+    let mut rows = vec![Row::info(
+        format!("{n} sequential steps, 1 execution"),
+        format!(
+            "{} = {}",
+            fmt_dur(sequential),
+            fmt_rate(per_sec(n as f64, sequential))
+        ),
+    )];
+    for concurrency in [1u32, 2, 64] {
+        let input = scenario(
+            "map",
+            json!({ "name": "fan-out", "items": items, "max_concurrency": concurrency }),
+        );
+        let took = timed_run(b, &input).await?;
+        rows.push(
+            Row::info(
+                format!("fan-out of {n} items (a step each), max_concurrency {concurrency}"),
+                format!("{} = {}", fmt_dur(took), fmt_rate(per_sec(n as f64, took))),
+            )
+            .baseline(
+                format!("sequential {}", fmt_dur(sequential)),
+                ratio(took.as_secs_f64(), sequential.as_secs_f64()),
+            ),
+        );
+    }
+    Ok(rows)
 }

@@ -17,6 +17,7 @@ pub mod ids;
 /// local test runner; the host names it `journal` as before.
 pub use durable_journal as journal;
 pub mod metrics;
+pub mod otlp;
 pub mod recovery;
 pub mod registry;
 pub mod runtime;
@@ -83,6 +84,8 @@ pub struct Options {
     /// Bytes the compiled artifact files may take on disk (`None`: unbounded); beyond it
     /// the least recently used are removed and compiled again at their next load.
     pub artifact_cache_bytes: Option<u64>,
+    /// Where OTLP/HTTP traces go (`--otlp-endpoint`); `None`: no tracing.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -107,6 +110,7 @@ impl Default for Options {
             api_listen: Vec::new(),
             webhooks: webhooks::Options::default(),
             artifact_cache_bytes: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct Host {
     pub stopped: Arc<std::sync::atomic::AtomicBool>,
     /// Redrives under way and bulk redrive workers (`recovery`).
     pub recovery: recovery::Recovery,
+    /// The OTLP exporter, with `--otlp-endpoint` (`shutdown` sends what it buffers).
+    pub tracer: Option<Arc<otlp::Tracer>>,
 }
 
 impl Host {
@@ -195,6 +201,10 @@ impl Host {
         let outbound = Allowlist::parse(&opts.allow_outbound)
             .map_err(anyhow::Error::msg)?
             .protecting(&opts.api_listen);
+        let tracer = match &opts.otlp_endpoint {
+            Some(url) => Some(Arc::new(otlp::Tracer::new(url)?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             db: db.clone(),
             timers: timers.clone(),
@@ -206,6 +216,7 @@ impl Host {
             memory: host_api::memory::MemoryBudget::new(opts.memory_budget_bytes),
             log_totals: Default::default(),
             tenants: tenants.clone(),
+            tracer: tracer.clone(),
             scheduler: scheduler.clone(),
             metrics: metrics.clone(),
             defaults: opts.runtime.defaults.clone(),
@@ -250,6 +261,7 @@ impl Host {
             shutdown: Arc::new(Notify::new()),
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             recovery: Default::default(),
+            tracer,
         }))
     }
 

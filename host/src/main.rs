@@ -94,6 +94,11 @@ struct ServeArgs {
     /// least recently used are removed; one is compiled again at its next load.
     #[arg(long)]
     artifact_cache_mb: Option<u64>,
+    /// Export OTLP/HTTP (protobuf) traces to this collector: a base URL
+    /// (`http://127.0.0.1:4318`, spans go to `/v1/traces`) or the full traces URL. One
+    /// trace per execution, a span per activation, step attempt, wait and callback.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Linear memory all resident instances may reserve together, in MiB: each reserves
     /// its function's memory limit before it starts, and waits in line until that fits.
     /// At least --memory-limit-mb. Default: half of this machine's memory.
@@ -370,6 +375,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         allow_outbound: a.allow_outbound,
         max_upload_bytes: a.max_upload_bytes,
         artifact_cache_bytes: a.artifact_cache_mb.map(|mb| mb * 1024 * 1024),
+        otlp_endpoint: a.otlp_endpoint,
         max_resident: a.max_resident,
         timer_horizon: Duration::from_secs(a.timer_horizon_secs.max(1)),
         db_cache_bytes: a.db_cache_mb.max(1) * 1024 * 1024,
@@ -407,6 +413,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     j.max_error_message_bytes = a.max_error_message_bytes;
     j.max_error_data_bytes = a.max_error_data_bytes;
     let host = durable_host::Host::open(opts)?;
+    let tracer = host.tracer.clone();
     host.start().await?;
     // Ctrl-C stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -435,6 +442,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     durable_host::api::serve(listener, host, stopped(stop_rx)).await?;
     if let Some(m) = metrics {
         m.await??;
+    }
+    if let Some(t) = tracer {
+        // The exporter's own thread sends what it buffers; not on a runtime worker.
+        tokio::task::spawn_blocking(move || t.shutdown()).await?;
     }
     Ok(())
 }

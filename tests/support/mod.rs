@@ -883,3 +883,45 @@ fn share_artifacts(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The ids of the branches (`MapIteration` / `ParallelBranch`) of a map or parallel that
+/// ended (`ContextSucceeded` / `ContextFailed`) in history `h`.
+pub fn finished_branches(h: &[Value]) -> Vec<String> {
+    h.iter()
+        .filter(|e| {
+            (e["event_type"] == "ContextSucceeded" || e["event_type"] == "ContextFailed")
+                && (e["sub_type"] == "MapIteration" || e["sub_type"] == "ParallelBranch")
+        })
+        .map(|e| e["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// After a crash: no event of `h` past the `before` snapshot belongs to a branch that had
+/// finished in `before`, or to an operation inside one (finished branches never run
+/// again); and every branch started once. Returns how many branches had finished.
+pub fn assert_finished_branches_not_rerun(before: &[Value], h: &[Value]) -> usize {
+    let finished = finished_branches(before);
+    for e in h.iter().skip(before.len()) {
+        let op = e["id"].as_str().unwrap_or("");
+        let rerun = finished
+            .iter()
+            .any(|f| op == f || op.starts_with(&format!("{f}.")));
+        assert!(
+            !rerun,
+            "a finished branch recorded again after the crash: {e}"
+        );
+    }
+    let mut started: Vec<&str> = h
+        .iter()
+        .filter(|e| {
+            e["event_type"] == "ContextStarted"
+                && (e["sub_type"] == "MapIteration" || e["sub_type"] == "ParallelBranch")
+        })
+        .map(|e| e["id"].as_str().unwrap_or_default())
+        .collect();
+    let n = started.len();
+    started.sort();
+    started.dedup();
+    assert_eq!(started.len(), n, "a branch started twice: {started:?}");
+    finished.len()
+}

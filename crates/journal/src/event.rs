@@ -40,11 +40,19 @@ pub struct OpRef {
     pub name: Option<String>,
 }
 
-/// The sub-type a child context shows in history.
+/// The sub-type a child context shows in history. Stored: new kinds go last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ContextKind {
     RunInChildContext,
     WaitForCallback,
+    /// A map (`batch-start`); its summary is its `ContextSucceeded` result.
+    Map,
+    /// One item of a map (`branch-start`), child of its `Map`.
+    MapIteration,
+    /// A parallel (`batch-start`).
+    Parallel,
+    /// One branch of a parallel (`branch-start`), child of its `Parallel`.
+    ParallelBranch,
 }
 
 impl ContextKind {
@@ -52,6 +60,10 @@ impl ContextKind {
         match self {
             ContextKind::RunInChildContext => "RunInChildContext",
             ContextKind::WaitForCallback => "WaitForCallback",
+            ContextKind::Map => "Map",
+            ContextKind::MapIteration => "MapIteration",
+            ContextKind::Parallel => "Parallel",
+            ContextKind::ParallelBranch => "ParallelBranch",
         }
     }
 }

@@ -10,11 +10,16 @@
 //! Architecture invariant: nothing here performs IO or reads a clock; time and randomness are
 //! parameters, so every decision is reproducible in a unit test.
 
+mod batch;
 mod event;
 pub mod retry;
 
 use std::collections::HashMap;
 
+pub use batch::{
+    BatchItem, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart, BranchStatus,
+    CompletionPolicy, CompletionReason,
+};
 pub use event::{ContextKind, ErrorObject, Event, EventKind, OpRef, RedriveTrigger};
 pub use retry::{Backoff, Jitter, RetryPolicy};
 
@@ -206,6 +211,10 @@ impl std::fmt::Display for OpKind {
             OpKind::Callback => f.write_str("callback"),
             OpKind::Context(ContextKind::RunInChildContext) => f.write_str("child context"),
             OpKind::Context(ContextKind::WaitForCallback) => f.write_str("wait-for-callback"),
+            OpKind::Context(ContextKind::Map) => f.write_str("map"),
+            OpKind::Context(ContextKind::MapIteration) => f.write_str("map iteration"),
+            OpKind::Context(ContextKind::Parallel) => f.write_str("parallel"),
+            OpKind::Context(ContextKind::ParallelBranch) => f.write_str("parallel branch"),
             OpKind::Condition => f.write_str("wait-for-condition"),
             OpKind::Invoke => f.write_str("invoke"),
         }
@@ -541,6 +550,8 @@ impl Journal {
                     OpKind::Context(ContextKind::WaitForCallback) => {
                         forgotten_contexts.push(id.clone())
                     }
+                    // A branch's failure is part of its batch's outcome, which is recorded.
+                    OpKind::Context(ContextKind::MapIteration | ContextKind::ParallelBranch) => {}
                     _ => *outcome = None,
                 },
                 _ => {}
@@ -870,6 +881,8 @@ pub struct Activation {
     /// Where the guest is, for replay-aware log dedup: (last op id, attempt, lines since).
     cursor: (String, u32, u32),
     started_ms: u64,
+    /// Maps and parallels open in this activation (`batch-start` without `batch-finish`).
+    batches: batch::OpenBatches,
 }
 
 #[derive(Debug, Default)]
@@ -912,6 +925,7 @@ impl Activation {
             live_step: None,
             cursor: (String::new(), 0, 0),
             started_ms,
+            batches: batch::OpenBatches::new(),
         }
     }
 
@@ -976,6 +990,11 @@ impl Activation {
             if !self.open_contexts.contains_key(p) {
                 return Err(Violation::Protocol(format!(
                     "{call}: parent {p:?} is not an open child context"
+                )));
+            }
+            if self.batches.contains_key(p) {
+                return Err(Violation::Protocol(format!(
+                    "{call}: parent {p:?} is a map or parallel: operations run in its branches"
                 )));
             }
         }
@@ -1859,6 +1878,17 @@ impl Activation {
         );
     }
 
+    /// Operations inside a finished context cannot be called again: close its open
+    /// descendants (each context is closed once, so this is linear overall).
+    fn close_descendants(&mut self, closed: OpenContext) {
+        let mut stack = closed.children;
+        while let Some(c) = stack.pop() {
+            if let Some(open) = self.open_contexts.remove(&c) {
+                stack.extend(open.children);
+            }
+        }
+    }
+
     pub fn context_end(
         &mut self,
         now_ms: u64,
@@ -1869,6 +1899,11 @@ impl Activation {
             return Err(Violation::Protocol(format!(
                 "context completed inside the body of step {}",
                 live.id
+            )));
+        }
+        if self.batches.contains_key(id) {
+            return Err(Violation::Protocol(format!(
+                "context {id:?} is a map or parallel: it ends with batch-finish"
             )));
         }
         let Some(closed) = self.open_contexts.remove(id) else {
@@ -1886,14 +1921,8 @@ impl Activation {
                 "context {id:?} is not a child context"
             )));
         };
-        // Operations inside a finished context cannot be called again: close its open
-        // descendants (each context is closed once, so this is linear overall).
-        let mut stack = closed.children;
-        while let Some(c) = stack.pop() {
-            if let Some(open) = self.open_contexts.remove(&c) {
-                stack.extend(open.children);
-            }
-        }
+        self.close_descendants(closed);
+        self.branch_ended(op.parent.as_deref(), outcome.is_ok());
         let mut fx = Effects::new(Reply::Return(()));
         let kind = match outcome {
             Ok(result) => EventKind::ContextSucceeded { op, kind, result },

@@ -256,3 +256,40 @@ class WaitStrategies(unittest.TestCase):
         self.assertIsInstance(e, MaxAttemptsExceeded)
         self.assertEqual(e.error_type, "WaitForCondition.MaxAttemptsExceeded")
         self.assertTrue(0 <= until3().decide(0, 1) <= 5000)
+
+
+class Batches(unittest.TestCase):
+    def test_accessors_of_a_batch_result(self):
+        from durable.batch import BatchItem
+
+        boom = DurableError.of("ItemError", "boom")
+        batch = durable.BatchResult(
+            items=[
+                BatchItem(0, "SUCCEEDED", result="a"),
+                BatchItem(1, "FAILED", error=boom),
+                BatchItem(2, "STARTED"),
+                BatchItem(3, "SUCCEEDED", result=None),
+            ],
+            completion_reason="MIN_SUCCESSFUL_REACHED",
+        )
+        self.assertEqual(batch.results(), ["a", None])
+        self.assertEqual(batch.errors(), [boom])
+        self.assertEqual([i.index for i in batch.started()], [2])
+        self.assertTrue(batch.has_failure)
+        self.assertEqual(batch.status, "FAILED")
+        self.assertEqual(
+            (batch.success_count, batch.failure_count, batch.started_count, batch.total_count), (2, 1, 1, 4)
+        )
+        with self.assertRaises(DurableError) as e:
+            batch.get_results()
+        self.assertEqual(e.exception.error_type, "ItemError")
+        durable.BatchResult(items=[BatchItem(0, "SUCCEEDED", result=1)]).throw_if_error()
+
+    def test_an_invalid_config_fails_before_any_host_call(self):
+        ctx = durable.Context()
+        for kwargs in [{"max_concurrency": 0}, {"completion": durable.CompletionConfig(tolerated_failure_percentage=101)}]:
+            with self.assertRaises(DurableError) as e:
+                ctx.parallel("p", [lambda c: 1], **kwargs)
+            self.assertEqual(e.exception.error_type, "InvalidConfig")
+        self.assertEqual(durable.CompletionConfig.all_successful().tolerated_failure_count, 0)
+        self.assertEqual(durable.CompletionConfig.first_successful().min_successful, 1)

@@ -133,6 +133,13 @@ struct InvokeHeaders {
         pattern = "^[!-~]([ -~]*[!-~])?$"
     )]
     idempotency_key: Option<String>,
+    /// A W3C trace context: the execution's OTLP trace continues it (`--otlp-endpoint`).
+    /// An invalid value is ignored, as the specification says.
+    #[param(
+        rename = "traceparent",
+        example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    )]
+    traceparent: Option<String>,
 }
 
 /// The longest `Idempotency-Key` accepted.
@@ -259,6 +266,10 @@ pub(super) async fn invoke(
             idempotency_key: key.clone(),
             start_ms: start,
             fork: None,
+            trace: headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::otlp::parse_traceparent),
             parent: None,
         }
         .write();

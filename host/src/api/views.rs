@@ -137,6 +137,10 @@ pub struct Execution {
     pub forked_from: Option<String>,
     /// The execution whose `invoke` started it (DESIGN 11), if any.
     pub parent_execution_id: Option<String>,
+    /// The W3C trace id (32 hex digits) its OTLP spans carry (`--otlp-endpoint`): the one
+    /// of the `traceparent` it was invoked with, else derived from its id.
+    #[schema(example = "0193e4a7c2f04b8e9d1a2b3c4d5e6f70")]
+    pub trace_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -265,6 +269,7 @@ pub fn execution(r: &ExecutionRecord) -> Execution {
             .parent_execution_id
             .as_ref()
             .map(ids::execution_id_to_string),
+        trace_id: hex::encode(r.trace.map_or(r.id, |t| t.trace_id)),
     }
 }
 

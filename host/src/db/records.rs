@@ -182,9 +182,21 @@ pub struct ExecutionRecord {
     /// When its retention ends, while it is finished: the time of its expiry entry, which a
     /// redrive deletes. `None` on records written before (a redrive then looks for it).
     pub expires_ms: Option<u64>,
+    /// The W3C trace it continues (`traceparent` on invoke), for its OTLP spans; `None`:
+    /// its trace id is its own id (`otlp`).
+    pub trace: Option<TraceRef>,
     /// The execution whose `invoke` started this one (DESIGN 11), if any: its end wakes
     /// that caller. `None` on records written before.
     pub parent_execution_id: Option<ExecId>,
+}
+
+/// A trace an execution continues: the `traceparent` it was invoked with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceRef {
+    pub trace_id: [u8; 16],
+    pub parent_span_id: [u8; 8],
+    /// The trace flags (bit 0: sampled).
+    pub flags: u8,
 }
 
 impl ExecutionRecord {
@@ -238,6 +250,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
                     redrive_count: s.next_element().ok().flatten().unwrap_or_default(),
                     forked_from: s.next_element().ok().flatten().flatten(),
                     expires_ms: s.next_element().ok().flatten().flatten(),
+                    trace: s.next_element().ok().flatten().flatten(),
                     parent_execution_id: s.next_element().ok().flatten().flatten(),
                 })
             }
@@ -259,6 +272,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
             "redrive_count",
             "forked_from",
             "expires_ms",
+            "trace",
             "parent_execution_id",
         ];
         d.deserialize_struct("ExecutionRecord", FIELDS, Fields)
@@ -677,6 +691,7 @@ mod tests {
             redrive_count: 0,
             forked_from: None,
             expires_ms: None,
+            trace: None,
             parent_execution_id: None,
         }
     }
@@ -1034,6 +1049,18 @@ mod tests {
                 tag(&ContextKind::WaitForCallback),
                 1,
                 "ContextKind::WaitForCallback",
+            ),
+            (tag(&ContextKind::Map), 2, "ContextKind::Map"),
+            (
+                tag(&ContextKind::MapIteration),
+                3,
+                "ContextKind::MapIteration",
+            ),
+            (tag(&ContextKind::Parallel), 4, "ContextKind::Parallel"),
+            (
+                tag(&ContextKind::ParallelBranch),
+                5,
+                "ContextKind::ParallelBranch",
             ),
             (tag(&RedriveTrigger::Request), 0, "RedriveTrigger::Request"),
             (

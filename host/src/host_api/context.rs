@@ -8,9 +8,10 @@ use crate::db::{
     Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
 };
 use crate::journal::{
-    error_types, Activation, Backoff, CallbackPoll, ConditionStart, ContextKind, ContextStart,
-    Effects, ErrorObject, InvokePoll, InvokeStart, Jitter, Reply, Resolution, RetryPolicy,
-    StepSemantics, StepStart, SuspendReason, Violation,
+    error_types, Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart,
+    BranchStatus, CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind,
+    ContextStart, Effects, ErrorObject, InvokePoll, InvokeStart, Jitter, Reply, Resolution,
+    RetryPolicy, StepSemantics, StepStart, SuspendReason, Violation,
 };
 
 fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
@@ -64,6 +65,50 @@ fn context_kind(k: types::ContextKind) -> ContextKind {
         types::ContextKind::RunInChildContext => ContextKind::RunInChildContext,
         types::ContextKind::WaitForCallback => ContextKind::WaitForCallback,
     }
+}
+
+fn batch_spec(o: types::BatchOptions) -> BatchSpec {
+    BatchSpec {
+        kind: match o.kind {
+            types::BatchKind::Map => BatchKind::Map,
+            types::BatchKind::Parallel => BatchKind::Parallel,
+        },
+        count: o.count,
+        max_concurrency: o.max_concurrency,
+        policy: CompletionPolicy {
+            min_successful: o.completion.min_successful,
+            tolerated_failure_count: o.completion.tolerated_failure_count,
+            tolerated_failure_percentage: o.completion.tolerated_failure_percentage,
+        },
+    }
+}
+
+fn batch_outcome(o: BatchOutcome) -> types::BatchOutcome {
+    let items = o
+        .items
+        .into_iter()
+        .map(|item| {
+            let (status, result, error) = match item.status {
+                BranchStatus::Succeeded(r) => (types::BatchItemStatus::Succeeded, Some(r), None),
+                BranchStatus::Failed(e) => (types::BatchItemStatus::Failed, None, Some(e.into())),
+                BranchStatus::Started => (types::BatchItemStatus::Started, None, None),
+            };
+            types::BatchItem {
+                index: item.index,
+                status,
+                result,
+                error,
+            }
+        })
+        .collect();
+    let reason = match o.reason {
+        CompletionReason::AllCompleted => types::CompletionReason::AllCompleted,
+        CompletionReason::MinSuccessfulReached => types::CompletionReason::MinSuccessfulReached,
+        CompletionReason::FailureToleranceExceeded => {
+            types::CompletionReason::FailureToleranceExceeded
+        }
+    };
+    types::BatchOutcome { items, reason }
 }
 
 /// Suffixes that keep a callback's two timers apart from each other.
@@ -482,6 +527,52 @@ impl context::Host for HostState {
             .condition_fail(now, &id, error.into())
             .map_err(trap)?;
         self.perform(fx).await
+    }
+
+    async fn batch_start(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+        options: types::BatchOptions,
+    ) -> wasmtime::Result<(String, types::BatchState)> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .batch_start(now, parent.as_deref(), name.as_deref(), batch_spec(options))
+            .map_err(trap)?;
+        let (id, state) = self.perform(fx).await?;
+        let state = match state {
+            BatchStart::Completed(o) => types::BatchState::Completed(batch_outcome(o)),
+            BatchStart::Run(indices) => types::BatchState::Run(indices),
+        };
+        Ok((id, state))
+    }
+
+    async fn branch_start(
+        &mut self,
+        batch: String,
+        index: u32,
+        name: Option<String>,
+    ) -> wasmtime::Result<(String, types::BranchState)> {
+        let now = self.enter()?;
+        let fx = self
+            .act
+            .branch_start(now, &batch, index, name.as_deref())
+            .map_err(trap)?;
+        let (id, state) = self.perform(fx).await?;
+        let state = match state {
+            BranchStart::Succeeded(v) => types::BranchState::Succeeded(v),
+            BranchStart::Failed(e) => types::BranchState::Failed(e.into()),
+            BranchStart::Run => types::BranchState::Run,
+            BranchStart::Skip => types::BranchState::Skip,
+        };
+        Ok((id, state))
+    }
+
+    async fn batch_finish(&mut self, id: String) -> wasmtime::Result<types::BatchOutcome> {
+        let now = self.enter()?;
+        let fx = self.act.batch_finish(now, &id).map_err(trap)?;
+        Ok(batch_outcome(self.perform(fx).await?))
     }
 
     async fn invoke(

@@ -115,6 +115,8 @@ pub struct Shared {
     pub log_totals: LogTotalsCache,
     /// Tenants and their quotas: the per-tenant policy an activation runs under.
     pub tenants: Arc<crate::tenants::Tenants>,
+    /// The OTLP exporter (`--otlp-endpoint`); `None`: activations are not traced.
+    pub tracer: Option<Arc<crate::otlp::Tracer>>,
     /// The run queue, for what an activation starts or wakes itself (an `invoke`'s callee,
     /// a caller its callee's end wakes: `runtime::invoke`).
     pub scheduler: crate::scheduler::Scheduler,
@@ -287,6 +289,8 @@ pub struct HostState {
     _resident: ResidentGuard,
     /// This instance's share of the memory budget (`with_memory`), released with the store.
     memory: Option<memory::Reservation>,
+    /// What its outbound requests name in their `traceparent` (with `--otlp-endpoint`).
+    pub trace: Option<crate::otlp::Parent>,
 }
 
 /// What `tenant`'s guests may reach: the server's `--allow-outbound` restricted to the
@@ -348,6 +352,7 @@ impl HostState {
             table: ResourceTable::new(),
             limits,
             memory: None,
+            trace: None,
         }
     }
 
@@ -545,6 +550,8 @@ impl WasiView for HostState {
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // The request the guest may send next is part of its live step attempt, if any.
+        self.hooks.traceparent = self.trace.map(|t| t.traceparent(self.act.live_step()));
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
@@ -580,6 +587,7 @@ mod tests {
         Arc::new(Shared {
             db,
             tenants: Arc::new(tenants),
+            tracer: None,
             timers: Timers::new(clock),
             limits: PayloadLimits::default(),
             outbound: Arc::default(),

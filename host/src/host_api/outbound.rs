@@ -393,13 +393,19 @@ fn pinned<B>(
 /// The wasi-http hooks of one activation.
 pub struct Hooks {
     allow: Arc<Allowlist>,
+    /// The W3C `traceparent` requests carry (set before each use, `HostState::http`),
+    /// unless the guest set its own.
+    pub traceparent: Option<String>,
 }
 
 impl Hooks {
     /// `allow`: the server's list restricted to the activation's tenant
     /// (`Allowlist::restricted_to`).
     pub fn new(allow: Arc<Allowlist>) -> Self {
-        Self { allow }
+        Self {
+            allow,
+            traceparent: None,
+        }
     }
 }
 
@@ -418,11 +424,19 @@ type SendFuture = Box<
 impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         drop(fut);
+        if let Some(tp) = self.traceparent.as_deref() {
+            if let (false, Ok(value)) = (
+                request.headers().contains_key("traceparent"),
+                http::HeaderValue::from_str(tp),
+            ) {
+                request.headers_mut().insert("traceparent", value);
+            }
+        }
         let uri = request.uri().clone();
         let target = Target::of(&uri).filter(|t| self.allow.allows(&t.host, t.port));
         let Some(target) = target else {

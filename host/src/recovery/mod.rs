@@ -451,6 +451,7 @@ pub async fn fork(
         idempotency_key: None,
         start_ms: None,
         fork: Some((*id, events)),
+        trace: None,
         parent: None,
     }
     .write();

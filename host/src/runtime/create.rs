@@ -7,7 +7,7 @@
 //! delayed start), with its execution deadline timer written in the same batch as the
 //! record, which is what lets the deadline hold across crashes.
 
-use crate::db::{Batch, ExecId, ExecutionRecord, Status, TimerKind, TimerRecord};
+use crate::db::{Batch, ExecId, ExecutionRecord, Status, TimerKind, TimerRecord, TraceRef};
 use crate::journal::{Event, EventKind, Journal};
 use crate::timer::Timers;
 
@@ -90,6 +90,8 @@ pub struct NewExecution {
     /// A fork's copied history (starting with its `ExecutionStarted`) instead of a fresh
     /// `ExecutionStarted`, and the execution it was forked from.
     pub fork: Option<(ExecId, Vec<Event>)>,
+    /// The trace it continues (`traceparent` on invoke).
+    pub trace: Option<TraceRef>,
     /// The caller whose `invoke` creates it (`runtime::invoke`), if any.
     pub parent: Option<ExecId>,
 }
@@ -147,6 +149,7 @@ impl NewExecution {
             redrive_count: 0,
             forked_from,
             expires_ms: None,
+            trace: self.trace,
             parent_execution_id: self.parent,
         };
         let mut batch = Batch::new();

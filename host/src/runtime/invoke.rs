@@ -104,6 +104,8 @@ pub fn prepare<'a>(
         idempotency_key: None,
         start_ms: None,
         fork: None,
+        // Its own trace (OTLP): not linked to its caller's yet.
+        trace: None,
         parent: Some(caller),
     }
     .write();

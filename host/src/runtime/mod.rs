@@ -179,7 +179,12 @@ impl Runtime {
     pub async fn activate(&self, key: ExecKey) -> Outcome {
         // Looked up once: the activation counts into its tenant's atomics from here on.
         let metrics = self.metrics.tenant(&key.tenant);
-        let outcome = match self.try_activate(&key, &metrics).await {
+        let mut trace = None;
+        let result = self.try_activate(&key, &metrics, &mut trace).await;
+        if let Some(trace) = trace {
+            self.end_trace(&key, trace, &result);
+        }
+        let outcome = match result {
             Ok(o) => o,
             // The store refused a write for lack of space: nothing of it was written, so
             // the execution runs again (from its journal) once space returns.
@@ -226,10 +231,38 @@ impl Runtime {
         outcome
     }
 
+    /// Export the spans of an activation that ended with `result` (`otlp`).
+    fn end_trace(
+        &self,
+        key: &ExecKey,
+        trace: crate::otlp::ActivationTrace,
+        result: &anyhow::Result<Outcome>,
+    ) {
+        let Some(tracer) = &self.shared.tracer else {
+            return;
+        };
+        let outcome = match result {
+            Ok(Outcome::Finished) => "finished",
+            Ok(Outcome::Suspended) => "suspended",
+            Ok(Outcome::Again) => "again",
+            Err(_) => "host failure",
+        };
+        match self
+            .shared
+            .db
+            .history_after(&key.id, trace.after_seq, usize::MAX)
+        {
+            Ok(new) => tracer.end(trace, &new, outcome),
+            Err(e) => tracing::warn!(error = %e, "the activation's spans are not exported"),
+        }
+    }
+
+    /// `trace` is set once the activation is past its first reads, with `--otlp-endpoint`.
     async fn try_activate(
         &self,
         key: &ExecKey,
         metrics: &TenantMetrics,
+        trace: &mut Option<crate::otlp::ActivationTrace>,
     ) -> anyhow::Result<Outcome> {
         let db = &self.shared.db;
         let Some(mut exec) = db.execution(&key.tenant, &key.id)? else {
@@ -241,6 +274,10 @@ impl Runtime {
         let clock = self.shared.timers.clock().clone();
         let now = clock.now_ms();
         let history = db.history(&key.id)?;
+        if let Some(tracer) = &self.shared.tracer {
+            let ids = crate::otlp::Ids::of(key.id, exec.trace.as_ref(), exec.created_ms);
+            *trace = Some(tracer.begin(ids, &key.tenant, &exec.function, &history));
+        }
         let mut act = Activation::new(Journal::from_events(&history), now);
         act.set_limits(self.shared.journal_limits(&key.tenant));
         if db.stop_request(&key.id)?.is_some() {
@@ -379,6 +416,7 @@ impl Runtime {
             store_limits,
         )
         .with_memory(memory);
+        state.trace = trace.as_ref().map(|t| t.parent());
         let function_metrics = metrics.function(&exec.function);
         state.step_timer = crate::metrics::StepTimer::new(function_metrics.clone());
         let mut store = Store::new(&self.engine, state);

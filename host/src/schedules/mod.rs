@@ -424,6 +424,7 @@ impl Service {
             idempotency_key: Some(key.clone()),
             start_ms: None,
             fork: None,
+            trace: None,
             parent: None,
         }
         .write();

@@ -646,6 +646,7 @@ mod tests {
             redrive_count: 0,
             forked_from: None,
             expires_ms: None,
+            trace: None,
             parent_execution_id: None,
         };
         let mut journal = Journal::from_events(&[]);

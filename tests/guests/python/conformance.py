@@ -399,6 +399,99 @@ def panic(ctx, p):
     os.abort()  # the closest thing to a Rust panic: the instance traps
 
 
+# ---- map and parallel ----
+
+
+def run_spec(ctx, spec):
+    """A branch described as data, as the Rust guest's `batches::run_spec`."""
+    if not isinstance(spec, dict):
+        return spec
+    if "value" in spec:
+        return spec["value"]
+    if "step" in spec:
+        v = spec["step"]
+        return ctx.step(None, lambda _: v)
+    if "fail" in spec:
+        raise fails("ItemError", spec["fail"] if isinstance(spec["fail"], str) else "failed")
+    if "bytes" in spec:
+        return "x" * spec["bytes"]
+    if "wait_ms" in spec:
+        ctx.wait(ms(spec["wait_ms"]))
+        return run_spec(ctx, spec.get("then"))
+    if "parallel" in spec:
+        return parallel(ctx, spec["parallel"])
+    return spec
+
+
+def batch_completion(p):
+    return durable.CompletionConfig(
+        min_successful=p.get("min_successful"),
+        tolerated_failure_count=p.get("tolerated_failure_count"),
+        tolerated_failure_percentage=p.get("tolerated_failure_percentage"),
+    )
+
+
+def map_scenario(ctx, p):
+    body = p.get("body") or "spec"
+
+    def fn(c, item, index):
+        if body == "greet":
+            return c.step(None, lambda _: f"Hello, {item}!")
+        if body == "double":
+            return item * 2
+        if body == "times10":
+            return item * 10
+        if body == "add-index":
+            return item + index
+        return run_spec(c, item)
+
+    namer = (lambda item, _: f"item-{json.dumps(item)}") if p.get("item_names") else None
+    batch = ctx.map(
+        p.get("name"), p.get("items", []), fn,
+        max_concurrency=p.get("max_concurrency"), completion=batch_completion(p), item_namer=namer,
+    )
+    return batch_output(ctx, p, batch)
+
+
+def parallel(ctx, p):
+    names = p.get("branch_names", [])
+    branches = []
+    for i, spec in enumerate(p.get("branches", [])):
+        fn = (lambda s: lambda c: run_spec(c, s))(spec)
+        branches.append((names[i], fn) if i < len(names) else fn)
+    batch = ctx.parallel(
+        p.get("name"), branches, max_concurrency=p.get("max_concurrency"), completion=batch_completion(p)
+    )
+    return batch_output(ctx, p, batch)
+
+
+def batch_output(ctx, p, batch):
+    if p.get("then_wait_ms") is not None:
+        ctx.wait(ms(p["then_wait_ms"]))
+    out = p.get("output") or "results"
+    if out == "summary":
+        return {
+            "completionReason": batch.completion_reason,
+            "status": batch.status,
+            "successCount": batch.success_count,
+            "failureCount": batch.failure_count,
+            "startedCount": batch.started_count,
+            "totalCount": batch.total_count,
+        }
+    if out == "accessors":
+        return {
+            "hasFailure": batch.has_failure,
+            "successCount": len(batch.succeeded()),
+            "failureCount": len(batch.failed()),
+            "errorCount": len(batch.errors()),
+        }
+    if out == "counts":
+        return {"successCount": batch.success_count, "totalCount": batch.total_count}
+    if out == "throw":
+        return batch.get_results()
+    return batch.results()
+
+
 # ---- invokes ----
 
 
@@ -478,6 +571,8 @@ SCENARIOS = {
     "nondeterministic": nondeterministic,
     "fail": fail,
     "panic": panic,
+    "map": map_scenario,
+    "parallel": parallel,
 }
 
 

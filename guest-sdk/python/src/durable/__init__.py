@@ -9,6 +9,8 @@ durable operations, each checkpointed by the host:
 - `ctx.create_callback` / `ctx.wait_for_callback`: pause until an external system
   completes a callback over HTTP;
 - `ctx.run_in_child_context(name, fn)`: group operations into one checkpointed unit;
+- `ctx.map(name, items, fn)` / `ctx.parallel(name, branches)`: each item or branch in a
+  child context, with `max_concurrency` and a `CompletionConfig`; a `BatchResult` back;
 - `ctx.now()`, `ctx.random()`, `ctx.uuid()`: a clock reading, a random float in [0, 1) or
   a v4 UUID, recorded once (as a step) and the same on every replay;
 - `ctx.invoke(function, input, name=...)`: call another durable function of the tenant
@@ -33,6 +35,7 @@ Example (`greet.py`)::
 Build it with `python -m durable.build greet -o greet.wasm` (componentize-py, pinned).
 """
 
+from .batch import BatchItem, BatchResult, CompletionConfig
 from .context import Callback, Context, StepContext
 from .condition import MaxAttemptsExceeded, Serdes, WaitStrategy
 from ._entry import WitWorld, handler
@@ -55,6 +58,9 @@ from . import http
 __all__ = [
     "AT_LEAST_ONCE",
     "AT_MOST_ONCE",
+    "BatchItem",
+    "BatchResult",
+    "CompletionConfig",
     "Callback",
     "CallbackHeartbeatTimeout",
     "CallbackTimeout",

@@ -8,6 +8,11 @@ try:  # pragma: no cover - only inside componentize-py
     from wit_world.imports import context as host  # noqa: F401
     from wit_world.imports.durable_function_types import (  # noqa: F401
         Backoff_Exponential,
+        BatchKind,
+        BatchOptions,
+        BatchState_Completed,
+        BranchState_Run,
+        CompletionConfig,
         Backoff_Linear,
         CallbackOptions,
         ConditionState_Failed,

@@ -22,6 +22,7 @@ from .log import LOGGER, Logger
 from .retry import AT_LEAST_ONCE, Duration, RetryStrategy, StepSemantics, millis
 from .condition import Serdes, WaitStrategy
 from . import deterministic as det
+from .batch import BatchResult, CompletionConfig, run_batch
 
 #: The name of the submitter step inside a wait-for-callback context.
 SUBMITTER_STEP = "submitter"
@@ -388,3 +389,73 @@ class Context:
         except b.Err as e:
             raise _error(e.value) from None
         return value
+
+    def map(
+        self,
+        name: Optional[str],
+        items: Any,
+        fn: Callable[["Context", Any, int], Any],
+        *,
+        max_concurrency: Optional[int] = None,
+        completion: Optional[CompletionConfig] = None,
+        item_namer: Optional[Callable[[Any, int], str]] = None,
+    ) -> BatchResult:
+        """Run `fn(ctx, item, index)` over `items`, each item in a child context of its own
+        (history: a `Map` context, a `MapIteration` per item), and return a `BatchResult`
+        with every started item's status and result or error, in item order. An exception
+        from `fn` fails that item only; `completion` decides when the map completes early
+        (default: every item runs). On replay finished items are not run again::
+
+            batch = ctx.map("welcome", users, lambda c, user, i: c.step("send", lambda _: user),
+                            max_concurrency=10,
+                            completion=CompletionConfig(tolerated_failure_count=1))
+            sent = batch.get_results()  # raises the first item's error, if any
+        """
+        items = list(items)
+        names = [item_namer(item, i) for i, item in enumerate(items)] if item_namer else []
+
+        def run(branch: str, index: int) -> None:
+            _run_branch(branch, lambda ctx: fn(ctx, items[index], index))
+
+        return run_batch(
+            self._parent, name, "MAP", len(items), names, max_concurrency,
+            completion or CompletionConfig(), run, decode,
+        )
+
+    def parallel(
+        self,
+        name: Optional[str],
+        branches: Any,
+        *,
+        max_concurrency: Optional[int] = None,
+        completion: Optional[CompletionConfig] = None,
+    ) -> BatchResult:
+        """Run `branches` (each `fn(ctx)`, or a `(name, fn)` pair), each in a child context
+        of its own (history: a `Parallel` context, a `ParallelBranch` per branch), and
+        return a `BatchResult` in branch order; completion and replay as for `map`::
+
+            batch = ctx.parallel("lookups", [("price", lambda c: c.step("fetch", lambda _: 42)),
+                                             lambda c: c.step("fetch", lambda _: 7)])
+        """
+        pairs = [b_ if isinstance(b_, tuple) else (None, b_) for b_ in branches]
+
+        def run(branch: str, index: int) -> None:
+            _run_branch(branch, pairs[index][1])
+
+        return run_batch(
+            self._parent, name, "PARALLEL", len(pairs), [n for n, _ in pairs],
+            max_concurrency, completion or CompletionConfig(), run, decode,
+        )
+
+
+def _run_branch(branch: str, fn: Callable[[Context], Any]) -> None:
+    """Run one branch in its context and end the context with its result or error."""
+    try:
+        text, _ = round_trip(fn(Context(branch)), "branch result")
+    except Exception as e:  # noqa: BLE001 - a failed branch is that item's failure
+        b.host.context_fail(branch, _wit_error(DurableError.from_exception(e)))
+        return
+    try:
+        b.host.context_succeed(branch, text)
+    except b.Err:  # the host recorded a failure instead (PayloadTooLarge)
+        pass

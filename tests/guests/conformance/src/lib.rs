@@ -4,6 +4,7 @@
 //! end-to-end tests depend on the scenario names and behaviours listed in
 //! `tests/guests/README.md`: change both together. Durations in params are milliseconds.
 
+mod batches;
 mod blocking;
 mod callbacks;
 mod children;
@@ -59,6 +60,8 @@ fn handler(ctx: &mut Context, input: Value) -> Result<Value, Error> {
         "child-log" => children::log(ctx, params(&input)?),
         "wait-for-condition" => conditions::wait_for_condition(ctx, params(&input)?),
         "deterministic" => deterministic::deterministic(ctx, params(&input)?),
+        "map" => batches::map(ctx, params(&input)?),
+        "parallel" => batches::parallel(ctx, params(&input)?),
         "loop-forever" => hostile::loop_forever(),
         "loop-in-step" => hostile::loop_in_step(ctx),
         "memory-bomb" => hostile::memory_bomb(),
