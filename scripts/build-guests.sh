@@ -15,10 +15,11 @@ if ! rustup target list --installed | grep -qx "$target"; then
 fi
 
 cargo build --release --target "$target" --target-dir target/wasm \
-    -p hello -p user-registration -p approval -p conformance-guest -p fan-out
+    -p hello -p user-registration -p approval -p conformance-guest -p fan-out \
+    -p order-saga -p payment -p inventory -p echo-target
 
 out="$root/target/wasm/$target/release"
-for name in hello user_registration approval conformance_guest fan_out; do
+for name in hello user_registration approval conformance_guest fan_out order_saga payment inventory echo_target; do
     wasm="$out/$name.wasm"
     if [[ ! -f "$wasm" ]]; then
         echo "missing: $wasm" >&2

@@ -1,6 +1,6 @@
 //! The conformance kit: the AWS durable-functions conformance suites for steps, waits,
-//! callbacks, wait-for-callback, child contexts, wait-for-condition, map and parallel
-//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition,map,parallel}/*.yaml`),
+//! callbacks, wait-for-callback, child contexts, wait-for-condition, map, parallel and invoke
+//! (`shared/reference/aws-durable-conformance/{step,wait,callback,wait_for_callback,child,wait_for_condition,map,parallel,invoke}/*.yaml`),
 //! ported to this host: real server, real HTTP, run against every SDK's conformance guest
 //! ([`GUESTS`]: the Rust and the Python one, scenarios in `tests/guests/README.md`). Each
 //! case is a function listed in `kit!` at the end, which makes one test per (guest, case):
@@ -165,10 +165,26 @@
 //! | 8-20 | BatchResult accessors | ported: `reference_cases` |
 //! | 8-21 | nested parallel | ported: `reference_cases` |
 //! | 8-22 | tolerated percentage at the boundary | ported: `reference_cases` |
+//! | 5-1 | invoke basic (echo target) | ported: `reference_cases` (the callee is `echo-target`, tests/guests/README.md) |
+//! | 5-2 | invoke with name | ported: `reference_cases` |
+//! | 5-3 | complex object | ported: `reference_cases` |
+//! | 5-4 | null payload and result | ported: `reference_cases` |
+//! | 5-5 | target fails | ported: `reference_cases` (the caller fails with the callee's own error type, not wrapped in an `InvokeError`) |
+//! | 5-6 | target fails, caught | ported: `reference_cases` (returns the caught error) |
+//! | 5-7 | large payload | ported: `reference_cases` (a 1,000,000-byte string; the host's payload limit is 1 MiB) |
+//! | 5-8 | with tenantId | differs: `reference_cases` (`tenant_id` can only name the caller's own tenant, `default`: a tenant is this host's isolation boundary, another one fails with `Invoke.TenantMismatch`) |
+//! | 5-9 | replay skips the invoke | ported: `reference_cases` (a 50 ms wait after it) |
+//! | 5-10 | replay re-throws the failed invoke | ported: `reference_cases` |
+//! | 5-11 | step then invoke | ported: `reference_cases` (the step's result is the invoke's input) |
+//! | 5-12 | invoke then step | ported: `reference_cases` |
+//! | 5-13 | invoke inside a child context | ported: `reference_cases` |
+//! | 5-14 | two sequential invokes | ported: `reference_cases` (the same target twice) |
+//! | 5-15 | custom payload serdes | differs: `reference_cases` (no serdes hook: the guest uppercases the input before the invoke) |
+//! | 5-16 | custom result serdes | differs: `reference_cases` (no serdes hook: the guest uppercases the result) |
 //!
 //! The cases as data: `reference_cases` runs the rows of [`CASES`] (1-1, 1-2, 1-10, 1-11,
 //! 1-12, 1-14, 1-15, 1-16, 1-19, 1-20, 2-1, 2-2, 3-1, 6-1 to 6-13, and of map/ and
-//! parallel/ every case the table above calls ported or differs but 9-11 and 8-11) and compares each execution with the
+//! parallel/ every case the table above calls ported or differs but 9-11 and 8-11, and invoke/ 5-1 to 5-16) and compares each execution with the
 //! reference YAML itself (`ExpectedResult`, and every event of `ExpectedExecutionHistory`:
 //! type, sub type, id and parent-id placeholders, names, attempts, error types and
 //! messages, results, and the presence of delays and durations), read at run time from
@@ -2424,6 +2440,102 @@ const CASES: &[Case] = &[
         params: r#"{"name": "pct-boundary", "branches": [{"fail": "a"}, {"value": "b"}, {"value": "c"}, {"value": "d"}], "max_concurrency": 1, "tolerated_failure_percentage": 25, "output": "summary"}"#,
         inputs: &[],
     },
+    Case {
+        yaml: "invoke/5-1.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "k3Lw9x2Q"}"#,
+        inputs: &["k3Lw9x2Q"],
+    },
+    Case {
+        yaml: "invoke/5-2.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "p4yL0ad1", "name": "nm7Q2x"}"#,
+        inputs: &["p4yL0ad1"],
+    },
+    Case {
+        yaml: "invoke/5-3.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"nested": {"key": "value", "items": [1, 2, 3]}, "source": "test"}}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-4.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-5.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"fail": "TargetError"}}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-6.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"fail": "TargetError"}, "catch": true}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-7.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input_bytes": 1000000}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-8.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "t3nAnt0p", "tenant_id": "default"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-9.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "then": "wait", "wait_ms": 50}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-10.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": {"fail": "TargetError"}, "catch": true, "then": "wait", "wait_ms": 50}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-11.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "from-step", "step_first": true}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-12.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "to-step", "then": "step"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-13.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "in-child", "child": true}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-14.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "twice", "times": 2}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-15.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "hello", "transform": "upper-input"}"#,
+        inputs: &[],
+    },
+    Case {
+        yaml: "invoke/5-16.yaml",
+        scenario: "invoke",
+        params: r#"{"function": "echo-target", "input": "hello", "transform": "upper-result"}"#,
+        inputs: &[],
+    },
 ];
 
 /// `text` with `${INPUT_n}` replaced by the case's inputs.
@@ -2563,19 +2675,72 @@ fn event_diff(
         );
     }
     if let Some(payload) = at(&["Result", "Payload"]) {
-        let expected: Value =
-            serde_json::from_str(&substitute(&payload, inputs)).unwrap_or(Value::String(payload));
-        if d["result"] != expected {
-            diffs.push(format!("Result: {}, expected {expected}", d["result"]));
+        if let Some(e) = payload_diff(&payload, d, "result", binds, inputs) {
+            diffs.push(format!("Result: {e}"));
+        }
+    }
+    // Chained invokes (invoke/): the callee's function, input, version and execution id.
+    let ours_text = |k: &str| match &d[k] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    };
+    for (theirs, key) in [
+        ("FunctionName", "function_name"),
+        ("ExecutedVersion", "executed_version"),
+        ("DurableExecutionArn", "durable_execution_id"),
+        ("TenantId", "tenant_id"),
+    ] {
+        if let Some(w) = at(&[theirs]) {
+            if let Err(e) = matches(&w, ours_text(key), binds, inputs) {
+                diffs.push(format!("{theirs}: {e}"));
+            }
+        }
+    }
+    for (theirs, key) in [("Input", "input"), ("Error", "error"), ("Result", "result")] {
+        if at(&[theirs]).as_deref() == Some("*") && !has(d, key) {
+            diffs.push(format!("{theirs}: missing"));
+        }
+    }
+    if let Some(payload) = at(&["Input", "Payload"]) {
+        if let Some(e) = payload_diff(&payload, d, "input", binds, inputs) {
+            diffs.push(format!("Input: {e}"));
         }
     }
     diffs
+}
+
+/// A YAML `Payload` (JSON text; `*` is anything present, `"${NAME}"` a placeholder for a
+/// string) against our `details[key]`: the difference, if any.
+fn payload_diff(
+    want: &str,
+    d: &Value,
+    key: &str,
+    binds: &mut std::collections::HashMap<String, String>,
+    inputs: &[&str],
+) -> Option<String> {
+    let want = substitute(want, inputs);
+    let got = &d[key];
+    if want == "*" {
+        return (!has(d, key)).then(|| "missing".to_string());
+    }
+    if let Some(inner) = want
+        .strip_prefix('"')
+        .and_then(|w| w.strip_suffix('"'))
+        .filter(|w| w.starts_with("${"))
+    {
+        return matches(inner, got.as_str().map(str::to_string), binds, inputs).err();
+    }
+    let expected: Value = serde_json::from_str(&want).unwrap_or(Value::String(want));
+    (*got != expected).then(|| format!("{got}, expected {expected}"))
 }
 
 /// Run every case of [`CASES`] on one server (concurrently) and compare each with its YAML.
 fn reference_cases() {
     let dir = reference_dir();
     let s = server();
+    // The callee of the invoke/ cases (tests/guests/README.md).
+    s.deploy_precompiled("echo-target", "echo_target");
     let started: Vec<(&Case, String)> = CASES
         .iter()
         .map(|c| {
@@ -2601,7 +2766,11 @@ fn reference_cases() {
         }
         if let Some(result) = scalar(&expected["Result"]) {
             let want = substitute(&result, case.inputs);
-            if text_of(&ex["output"]).as_deref() != Some(want.as_str()) {
+            // As text (`Hello, World!`), or as JSON (`'"HELLO"'`).
+            let as_json = serde_json::from_str::<Value>(&want).ok();
+            if text_of(&ex["output"]).as_deref() != Some(want.as_str())
+                && as_json.as_ref() != Some(&ex["output"])
+            {
                 diffs.push(format!("output {}, expected {want:?}", ex["output"]));
             }
         } else if expected["Result"].is_sequence() || expected["Result"].is_mapping() {

@@ -242,6 +242,97 @@ fn approval_fails_when_the_callback_fails_or_times_out() {
     assert!(types(&h).contains(&"CallbackTimedOut".to_string()));
 }
 
+/// The invokes of an order saga, in its history: (operation name, event types of its end).
+fn saga_invokes(h: &[Value]) -> Vec<(String, String)> {
+    h.iter()
+        .filter(|e| e["sub_type"] == "ChainedInvoke" && e["event_type"] != "ChainedInvokeStarted")
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e["event_type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn order_saga_charges_and_reserves_or_refunds_when_the_reservation_fails() {
+    let s = Server::start();
+    for (name, guest) in [
+        ("payment", "payment"),
+        ("inventory", "inventory"),
+        ("order-saga", "order_saga"),
+    ] {
+        s.deploy(name, guest);
+    }
+    let ok = s.invoke(
+        "order-saga",
+        &json!({"order_id": "o-1", "amount_cents": 1250, "items": ["book"]}),
+    );
+    let sold_out = s.invoke(
+        "order-saga",
+        &json!({"order_id": "o-2", "amount_cents": 990, "items": ["pen", "sold-out-lamp"]}),
+    );
+    let ex = s.wait_done(&ok);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(
+        ex["output"],
+        json!({"status": "confirmed", "payment_id": "pay-o-1", "reservation_id": "res-o-1"})
+    );
+    assert_eq!(
+        saga_invokes(&s.history(&ok)),
+        [
+            ("charge".to_string(), "ChainedInvokeSucceeded".to_string()),
+            ("reserve".to_string(), "ChainedInvokeSucceeded".to_string()),
+        ]
+    );
+
+    // The reservation fails: the charge is compensated by a refund.
+    let ex = s.wait_done(&sold_out);
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["output"]["status"], "refunded", "{ex}");
+    assert_eq!(ex["output"]["payment_id"], "pay-o-2");
+    assert_eq!(ex["output"]["reason"]["error_type"], "OutOfStock");
+    let h = s.history(&sold_out);
+    assert_eq!(
+        saga_invokes(&h),
+        [
+            ("charge".to_string(), "ChainedInvokeSucceeded".to_string()),
+            ("reserve".to_string(), "ChainedInvokeFailed".to_string()),
+            ("refund".to_string(), "ChainedInvokeSucceeded".to_string()),
+        ]
+    );
+    // Each callee is an execution of its own, of the function it names, and ended as
+    // its caller recorded.
+    for e in h
+        .iter()
+        .filter(|e| e["event_type"] == "ChainedInvokeStarted")
+    {
+        let callee = e["details"]["durable_execution_id"].as_str().unwrap();
+        let c = s.execution(callee);
+        assert_eq!(c["function"], e["details"]["function_name"], "{c}");
+        assert_eq!(c["parent_execution_id"], sold_out.as_str());
+    }
+    let refund = h
+        .iter()
+        .find(|e| e["event_type"] == "ChainedInvokeSucceeded" && e["name"] == "refund")
+        .unwrap();
+    assert_eq!(refund["details"]["result"], json!({"refunded": "pay-o-2"}));
+
+    // A declined charge fails the saga with the payment's error: nothing to compensate.
+    let declined = s.invoke(
+        "order-saga",
+        &json!({"order_id": "o-3", "amount_cents": 0, "items": ["book"]}),
+    );
+    let ex = s.wait_done(&declined);
+    assert_eq!(ex["status"], "failed", "{ex}");
+    assert_eq!(ex["error"]["error_type"], "PaymentDeclined");
+    assert_eq!(
+        saga_invokes(&s.history(&declined)),
+        [("charge".to_string(), "ChainedInvokeFailed".to_string())]
+    );
+}
+
 /// The README's walk-through, as written: its first lines (the key, the deploy, the
 /// invoke) run by bash in a directory laid out like the checkout after
 /// `bash scripts/run.sh` (`target/` and `durable-data/`), against a server whose data

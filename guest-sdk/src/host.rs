@@ -35,8 +35,8 @@ mod dispatch {
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 mod dispatch {
-    // The runner implements every import of the WIT today (the list below); one the WIT
-    // gains later stays the generated one until it is added.
+    // The runner implements the imports listed below: all of the WIT's but `invoke`, which
+    // stays the generated one (unreachable natively), like any the WIT gains later.
     #[allow(unused_imports)]
     pub(crate) use crate::__bindings::durable::function::context::*;
     pub(crate) use crate::testing::imports::{

@@ -16,6 +16,8 @@
 //!   [`CompletionConfig`]; the [`BatchResult`] lists each item's status and result or error;
 //! - [`Context::now`], [`Context::random`], [`Context::uuid`]: a clock reading, a random
 //!   number or a UUID, recorded once (as a step) and the same on every replay.
+//! - [`Context::invoke`]: call another durable function of the same tenant and wait for
+//!   its result, unloaded meanwhile.
 //!
 //! When the function resumes (after a wait, a callback, a retry delay or a host crash) the
 //! host runs it again from the start and answers every operation already done with its
@@ -141,6 +143,7 @@ mod deterministic;
 mod error;
 mod host;
 pub mod http;
+mod invoke;
 mod log;
 mod step;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
@@ -155,6 +158,7 @@ pub use condition::{WaitStrategy, MAX_ATTEMPTS_EXCEEDED};
 pub use context::{Context, Name};
 pub use deterministic::{NOW_STEP, RANDOM_STEP, UUID_STEP};
 pub use error::{Error, ResultExt};
+pub use invoke::InvokeConfig;
 pub use log::Logger;
 pub use step::{Jitter, RetryStrategy, StepConfig, StepContext, StepSemantics};
 

@@ -217,6 +217,9 @@ impl Host {
             log_totals: Default::default(),
             tenants: tenants.clone(),
             tracer: tracer.clone(),
+            scheduler: scheduler.clone(),
+            metrics: metrics.clone(),
+            defaults: opts.runtime.defaults.clone(),
         });
         let outbox = webhooks::Outbox::new(&opts.webhooks);
         let webhooks = Arc::new(webhooks::Service::new(
@@ -503,6 +506,10 @@ impl Host {
             *counts
                 .entry((rec.tenant.as_str().into(), rec.status))
                 .or_default() += 1;
+            // A callee that ended just before a crash may not have woken its caller.
+            if let Some(parent) = runtime::invoke::parent_to_wake(&self.db, &rec)? {
+                runnable.push(parent);
+            }
             if rec.status != Status::Running {
                 continue;
             }

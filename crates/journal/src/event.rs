@@ -200,6 +200,44 @@ pub enum EventKind {
         error: ErrorObject,
         attempt: u32,
     },
+    /// An `invoke` (DESIGN 11) started its callee: another execution of the caller's
+    /// tenant, written in the same batch as this event (so a crash can never start two).
+    /// `callee` and `version` are `None` when no callee was started (an unknown function,
+    /// a refused admission): a `ChainedInvokeFailed` follows in the same batch. The invoke
+    /// variants are last, so that stored events keep their encoding.
+    ChainedInvokeStarted {
+        op: OpRef,
+        /// The function invoked (of the caller's tenant).
+        function: String,
+        /// The callee's input (JSON text).
+        input: String,
+        /// The version the callee runs (the function's latest when it started).
+        version: Option<u32>,
+        /// The callee's execution id.
+        callee: Option<String>,
+        /// The tenant the guest named, if it named one (it can only be its own).
+        tenant_id: Option<String>,
+    },
+    /// The callee succeeded with this output (JSON text).
+    ChainedInvokeSucceeded {
+        op: OpRef,
+        result: String,
+    },
+    /// The callee failed (its error), or could not be started.
+    ChainedInvokeFailed {
+        op: OpRef,
+        error: ErrorObject,
+    },
+    /// The callee ran past its execution timeout.
+    ChainedInvokeTimedOut {
+        op: OpRef,
+        error: ErrorObject,
+    },
+    /// The callee was stopped.
+    ChainedInvokeStopped {
+        op: OpRef,
+        error: ErrorObject,
+    },
 }
 
 /// What asked for a redrive.
@@ -250,11 +288,16 @@ impl EventKind {
             EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut",
             EventKind::ExecutionStopped { .. } => "ExecutionStopped",
             EventKind::ExecutionRedriven { .. } => "ExecutionRedriven",
+            EventKind::ChainedInvokeStarted { .. } => "ChainedInvokeStarted",
+            EventKind::ChainedInvokeSucceeded { .. } => "ChainedInvokeSucceeded",
+            EventKind::ChainedInvokeFailed { .. } => "ChainedInvokeFailed",
+            EventKind::ChainedInvokeTimedOut { .. } => "ChainedInvokeTimedOut",
+            EventKind::ChainedInvokeStopped { .. } => "ChainedInvokeStopped",
         }
     }
 
     /// The sub-type (`Step`, `Wait`, `Callback`, `RunInChildContext`, `WaitForCallback`,
-    /// `WaitForCondition`), for operation events.
+    /// `WaitForCondition`, `ChainedInvoke`), for operation events.
     pub fn sub_type(&self) -> Option<&'static str> {
         match self {
             EventKind::StepStarted { .. }
@@ -271,6 +314,11 @@ impl EventKind {
             EventKind::ContextStarted { kind, .. }
             | EventKind::ContextSucceeded { kind, .. }
             | EventKind::ContextFailed { kind, .. } => Some(kind.as_str()),
+            EventKind::ChainedInvokeStarted { .. }
+            | EventKind::ChainedInvokeSucceeded { .. }
+            | EventKind::ChainedInvokeFailed { .. }
+            | EventKind::ChainedInvokeTimedOut { .. }
+            | EventKind::ChainedInvokeStopped { .. } => Some("ChainedInvoke"),
             _ => None,
         }
     }
@@ -292,7 +340,12 @@ impl EventKind {
             | EventKind::ContextFailed { op, .. }
             | EventKind::ConditionStarted { op, .. }
             | EventKind::ConditionSucceeded { op, .. }
-            | EventKind::ConditionFailed { op, .. } => Some(op),
+            | EventKind::ConditionFailed { op, .. }
+            | EventKind::ChainedInvokeStarted { op, .. }
+            | EventKind::ChainedInvokeSucceeded { op, .. }
+            | EventKind::ChainedInvokeFailed { op, .. }
+            | EventKind::ChainedInvokeTimedOut { op, .. }
+            | EventKind::ChainedInvokeStopped { op, .. } => Some(op),
             _ => None,
         }
     }

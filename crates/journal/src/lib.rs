@@ -173,6 +173,14 @@ pub mod error_types {
     pub const HOST_RESTARTED: &str = "Runtime.HostRestarted";
     pub const STOPPED: &str = "Execution.Stopped";
     pub const EXECUTION_TIMEOUT: &str = "Execution.Timeout";
+    /// An `invoke` named a function its tenant does not have.
+    pub const INVOKE_FUNCTION_NOT_FOUND: &str = "Invoke.FunctionNotFound";
+    /// An `invoke` whose callee was not admitted (rate, quota, backlog): nothing started.
+    pub const INVOKE_REFUSED: &str = "Invoke.Refused";
+    /// An `invoke` named another tenant.
+    pub const INVOKE_TENANT_MISMATCH: &str = "Invoke.TenantMismatch";
+    /// An `invoke` whose callee's record is gone (deleted before its end was recorded).
+    pub const INVOKE_CALLEE_GONE: &str = "Invoke.CalleeGone";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +199,8 @@ pub enum OpKind {
     /// A `wait_for_condition`: a step whose check runs again after a delay, with the
     /// state the previous check returned.
     Condition,
+    /// An `invoke`: another execution (the callee) whose end is this operation's.
+    Invoke,
 }
 
 impl std::fmt::Display for OpKind {
@@ -206,6 +216,7 @@ impl std::fmt::Display for OpKind {
             OpKind::Context(ContextKind::Parallel) => f.write_str("parallel"),
             OpKind::Context(ContextKind::ParallelBranch) => f.write_str("parallel branch"),
             OpKind::Condition => f.write_str("wait-for-condition"),
+            OpKind::Invoke => f.write_str("invoke"),
         }
     }
 }
@@ -243,6 +254,11 @@ pub enum OpState {
         outcome: Option<Result<String, ErrorObject>>,
     },
     Context {
+        outcome: Option<Result<String, ErrorObject>>,
+    },
+    /// An `invoke`: its callee (none if it never started) and, once ended, its outcome.
+    Invoke {
+        callee: Option<String>,
         outcome: Option<Result<String, ErrorObject>>,
     },
 }
@@ -332,6 +348,11 @@ impl Journal {
             EventKind::ContextStarted { kind, .. }
             | EventKind::ContextSucceeded { kind, .. }
             | EventKind::ContextFailed { kind, .. } => OpKind::Context(*kind),
+            EventKind::ChainedInvokeStarted { .. }
+            | EventKind::ChainedInvokeSucceeded { .. }
+            | EventKind::ChainedInvokeFailed { .. }
+            | EventKind::ChainedInvokeTimedOut { .. }
+            | EventKind::ChainedInvokeStopped { .. } => OpKind::Invoke,
             _ => OpKind::Callback,
         };
         match &e.kind {
@@ -343,7 +364,10 @@ impl Journal {
             | EventKind::CallbackFailed { op, .. }
             | EventKind::CallbackTimedOut { op, .. }
             | EventKind::ContextFailed { op, .. }
-            | EventKind::ConditionFailed { op, .. } => {
+            | EventKind::ConditionFailed { op, .. }
+            | EventKind::ChainedInvokeFailed { op, .. }
+            | EventKind::ChainedInvokeTimedOut { op, .. }
+            | EventKind::ChainedInvokeStopped { op, .. } => {
                 self.failed_at.insert(op.id.clone(), e.seq);
             }
             _ => {}
@@ -437,6 +461,20 @@ impl Journal {
             EventKind::ContextFailed { error, .. } => OpState::Context {
                 outcome: Some(Err(error.clone())),
             },
+            EventKind::ChainedInvokeStarted { callee, .. } => OpState::Invoke {
+                callee: callee.clone(),
+                outcome: None,
+            },
+            EventKind::ChainedInvokeSucceeded { op, result } => {
+                self.set_invoke_outcome(&op.id, Ok(result.clone()));
+                return;
+            }
+            EventKind::ChainedInvokeFailed { op, error }
+            | EventKind::ChainedInvokeTimedOut { op, error }
+            | EventKind::ChainedInvokeStopped { op, error } => {
+                self.set_invoke_outcome(&op.id, Err(error.clone()));
+                return;
+            }
             EventKind::ExecutionRedriven { .. } => {
                 self.redriven_ms = Some(e.at_ms);
                 self.redriven();
@@ -499,6 +537,12 @@ impl Journal {
                 | OpState::Callback {
                     outcome: Some(Err(_)),
                     ..
+                }
+                // An invoke that failed, or whose callee the execution's end stopped (one
+                // still waiting): it runs again with a new callee.
+                | OpState::Invoke {
+                    outcome: None | Some(Err(_)),
+                    ..
                 } => forget.push(id.clone()),
                 OpState::Context {
                     outcome: outcome @ Some(Err(_)),
@@ -535,6 +579,34 @@ impl Journal {
                 self.pending_callbacks = self.pending_callbacks.saturating_sub(1);
             }
         }
+    }
+
+    fn set_invoke_outcome(&mut self, id: &str, outcome: Result<String, ErrorObject>) {
+        if let Some(Op {
+            state: OpState::Invoke { outcome: o, .. },
+            ..
+        }) = self.ops.get_mut(id)
+        {
+            *o = Some(outcome);
+        }
+    }
+
+    /// Invokes whose callee started and has not ended in the journal: (operation id,
+    /// callee execution id), in operation id order.
+    pub fn pending_invokes(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .ops
+            .values()
+            .filter_map(|op| match &op.state {
+                OpState::Invoke {
+                    callee: Some(callee),
+                    outcome: None,
+                } => Some((op.op.id.clone(), callee.clone())),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     fn set_callback_outcome(&mut self, id: &str, outcome: Result<String, ErrorObject>) {
@@ -677,6 +749,8 @@ pub enum SuspendReason {
     Wait,
     RetryDelay,
     Callback,
+    /// An `invoke` waits for its callee to end.
+    Invoke,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -745,6 +819,37 @@ pub enum CallbackPoll {
     Pending {
         callback_id: String,
     },
+}
+
+/// An `invoke` as the journal has it at its position.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InvokePoll {
+    /// Not in the journal: start the callee (`Activation::invoke_started`).
+    New(OpRef),
+    /// The callee is running: the driver looks at its record.
+    Pending { op: OpRef, callee: String },
+    /// Ended before (or never started): its outcome.
+    Ready(Result<String, ErrorObject>),
+}
+
+/// How a callee ended, as its caller records it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InvokeEnd {
+    Succeeded(String),
+    Failed(ErrorObject),
+    TimedOut(ErrorObject),
+    Stopped(ErrorObject),
+}
+
+/// What `invoke_started` records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvokeStart {
+    pub function: String,
+    pub input: String,
+    pub tenant_id: Option<String>,
+    /// The callee started: (its execution id, the version it runs); `Err` when none
+    /// could be started, with why (recorded as `ChainedInvokeFailed` at once).
+    pub callee: Result<(String, u32), ErrorObject>,
 }
 
 /// How an external system resolved a callback.
@@ -1611,6 +1716,108 @@ impl Activation {
             Resolution::Succeeded(result) => EventKind::CallbackSucceeded { op, result },
             Resolution::Failed(error) => EventKind::CallbackFailed { op, error },
             Resolution::TimedOut(error) => EventKind::CallbackTimedOut { op, error },
+        };
+        Some(self.journal.record(now_ms, kind))
+    }
+
+    /// Begin (or replay) an `invoke` of another function: what the journal has at this
+    /// position. A new one is recorded by `invoke_started` once the driver knows whether
+    /// its callee started.
+    pub fn invoke_position(
+        &mut self,
+        parent: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<InvokePoll, Violation> {
+        let (op, existing) = self.position("invoke", parent, name, OpKind::Invoke)?;
+        Ok(match existing.map(|e| e.state) {
+            None => InvokePoll::New(op),
+            Some(OpState::Invoke {
+                outcome: Some(o), ..
+            }) => InvokePoll::Ready(o),
+            Some(OpState::Invoke {
+                callee: Some(callee),
+                outcome: None,
+            }) => InvokePoll::Pending { op, callee },
+            // Started without a callee and without an end: not written by this host (the
+            // failure is in the same batch); treated as failed.
+            Some(OpState::Invoke {
+                callee: None,
+                outcome: None,
+            }) => InvokePoll::Ready(Err(ErrorObject::new(
+                error_types::INVOKE_REFUSED,
+                format!("invoke {}: no callee was started", op.id),
+            ))),
+            Some(_) => unreachable!("kind checked by position"),
+        })
+    }
+
+    /// Record a new invoke (`ChainedInvokeStarted`, fsynced with the callee's creation);
+    /// when no callee started, its `ChainedInvokeFailed` too, replied as `Ready`. Otherwise
+    /// the guest suspends until the callee ends (`Pending`).
+    pub fn invoke_started(
+        &mut self,
+        now_ms: u64,
+        op: OpRef,
+        start: InvokeStart,
+    ) -> Effects<InvokePoll> {
+        let mut fx = Effects::new(Reply::Suspend(SuspendReason::Invoke));
+        fx.sync = true;
+        let (callee, version) = match &start.callee {
+            Ok((c, v)) => (Some(c.clone()), Some(*v)),
+            Err(_) => (None, None),
+        };
+        self.journal.push(
+            now_ms,
+            EventKind::ChainedInvokeStarted {
+                op: op.clone(),
+                function: start.function,
+                input: start.input,
+                version,
+                callee,
+                tenant_id: start.tenant_id,
+            },
+            &mut fx.events,
+        );
+        if let Err(error) = start.callee {
+            let error = self.limits.bound_error(error);
+            self.journal.push(
+                now_ms,
+                EventKind::ChainedInvokeFailed {
+                    op,
+                    error: error.clone(),
+                },
+                &mut fx.events,
+            );
+            fx.reply = Reply::Return(InvokePoll::Ready(Err(error)));
+        }
+        fx
+    }
+
+    /// Record how a pending invoke's callee ended (what the guest sees, on the first run
+    /// and on replay alike). `None` when the invoke is not pending.
+    pub fn invoke_ended(&mut self, now_ms: u64, op_id: &str, end: InvokeEnd) -> Option<Event> {
+        let op = match self.journal.ops.get(op_id) {
+            Some(Op {
+                op,
+                state: OpState::Invoke { outcome: None, .. },
+                ..
+            }) => op.clone(),
+            _ => return None,
+        };
+        let kind = match end {
+            InvokeEnd::Succeeded(result) => EventKind::ChainedInvokeSucceeded { op, result },
+            InvokeEnd::Failed(e) => EventKind::ChainedInvokeFailed {
+                op,
+                error: self.limits.bound_error(e),
+            },
+            InvokeEnd::TimedOut(e) => EventKind::ChainedInvokeTimedOut {
+                op,
+                error: self.limits.bound_error(e),
+            },
+            InvokeEnd::Stopped(e) => EventKind::ChainedInvokeStopped {
+                op,
+                error: self.limits.bound_error(e),
+            },
         };
         Some(self.journal.record(now_ms, kind))
     }

@@ -1287,3 +1287,95 @@ fn payloads_are_checked_for_size_then_json() {
         }
     }
 }
+
+#[test]
+fn an_invoke_starts_its_callee_once_suspends_and_replays_its_outcome() {
+    let (mut a, mut log) = fresh();
+    let InvokePoll::New(op) = a.invoke_position(None, Some("pay")).unwrap() else {
+        panic!("a new invoke")
+    };
+    let start = |callee| InvokeStart {
+        function: "payment".into(),
+        input: "1".into(),
+        tenant_id: None,
+        callee,
+    };
+    let fx = a.invoke_started(1, op, start(Ok(("C1".into(), 3))));
+    assert!(fx.sync, "the start is fsynced with the callee's record");
+    assert_eq!(fx.reply, Reply::Suspend(SuspendReason::Invoke));
+    log.extend(fx.events);
+    assert_eq!(a.journal().pending_invokes(), [("1".into(), "C1".into())]);
+
+    // Replayed before the callee ended: the same callee, never a second start.
+    let mut replay = Activation::new(Journal::from_events(&log), 5);
+    let poll = replay.invoke_position(None, Some("pay")).unwrap();
+    assert!(matches!(poll, InvokePoll::Pending { ref callee, .. } if callee == "C1"));
+    log.push(
+        replay
+            .invoke_ended(6, "1", InvokeEnd::Succeeded("\"ok\"".into()))
+            .unwrap(),
+    );
+    assert!(replay
+        .invoke_ended(7, "1", InvokeEnd::Succeeded("2".into()))
+        .is_none());
+
+    let mut again = Activation::new(Journal::from_events(&log), 10);
+    assert_eq!(
+        again.invoke_position(None, Some("pay")).unwrap(),
+        InvokePoll::Ready(Ok("\"ok\"".into()))
+    );
+    assert!(again.journal().pending_invokes().is_empty());
+    assert_eq!(
+        types(&log),
+        [
+            "ExecutionStarted",
+            "ChainedInvokeStarted",
+            "ChainedInvokeSucceeded"
+        ]
+    );
+    assert_eq!(log[1].kind.sub_type(), Some("ChainedInvoke"));
+    // Another kind at its position is a divergence.
+    let mut other = Activation::new(Journal::from_events(&log), 10);
+    let err = other.wait(11, None, Some("pay"), 5).unwrap_err();
+    assert!(matches!(err, Violation::NonDeterministic(_)), "{err:?}");
+}
+
+#[test]
+fn an_invoke_whose_callee_never_started_fails_at_once_and_a_redrive_runs_failed_ones_again() {
+    let (mut a, mut log) = fresh();
+    let InvokePoll::New(op) = a.invoke_position(None, None).unwrap() else {
+        panic!("a new invoke")
+    };
+    let error = ErrorObject::new(error_types::INVOKE_FUNCTION_NOT_FOUND, "no such function");
+    let fx = a.invoke_started(
+        1,
+        op,
+        InvokeStart {
+            function: "nope".into(),
+            input: "null".into(),
+            tenant_id: None,
+            callee: Err(error.clone()),
+        },
+    );
+    assert_eq!(
+        fx.reply,
+        Reply::Return(InvokePoll::Ready(Err(error.clone())))
+    );
+    log.extend(fx.events);
+    assert_eq!(
+        types(&log),
+        [
+            "ExecutionStarted",
+            "ChainedInvokeStarted",
+            "ChainedInvokeFailed"
+        ]
+    );
+    assert!(Journal::from_events(&log).pending_invokes().is_empty());
+    let error = ErrorObject::new("InvokeError", "it failed");
+    let journal = redriven(log, EventKind::ExecutionFailed { error });
+    let mut again = Activation::new(journal, 200);
+    assert!(matches!(
+        again.invoke_position(None, None).unwrap(),
+        InvokePoll::New(_)
+    ));
+}

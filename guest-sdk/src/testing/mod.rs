@@ -26,9 +26,11 @@
 //! events (a context of sub type `Map` / `Parallel`, one `MapIteration` / `ParallelBranch`
 //! per item or branch, operations inside it under the branch's id `<batch>.<index + 1>`).
 //! As on this host, the branches run one after another in the one instance, so a wait inside
-//! a branch unloads the execution and its time is skipped like any other. (An import the
-//! WIT gains later panics natively with the bindings' "unreachable" until it is added to
-//! `imports.rs` and to the list in `host.rs`.)
+//! a branch unloads the execution and its time is skipped like any other.
+//!
+//! Not yet in the runner: `invoke` (`Context::invoke`, a call of another function) panics
+//! natively with the bindings' "unreachable", as does any import the WIT gains later, until
+//! it is added to `imports.rs` and to the list in `host.rs`.
 //!
 //! A suspension ends the activation as on the host: the host call never returns. Here it
 //! unwinds the handler (`std::panic::resume_unwind` with a private payload, which the runner

@@ -26,7 +26,7 @@ use super::{
 use crate::db::{
     Batch, Durability, ExecId, ExecutionRecord, IdempotencyRecord, Status, StopRecord,
 };
-use crate::runtime::create::{input_sha256, NewExecution};
+use crate::runtime::create::{input_sha256, NewExecution, Refusal};
 use crate::scheduler::ExecKey;
 use crate::tenants::usage::ExecBytes;
 use crate::tenants::{Action, Caller};
@@ -226,18 +226,25 @@ pub(super) async fn invoke(
         }
     }
     // A place in the function's backlog (`max_queued`, 429 `backlog_full`), held until the
-    // execution is queued; a delayed start waits on its timer, not in the queue.
-    let backlog = match start_time(&q, now, effective(&host, &f).execution_timeout)? {
-        None => host
-            .scheduler
-            .reserve_backlog(&caller.tenant, &name, f.settings.max_queued)?,
-        Some(_) => None,
+    // execution is queued (a delayed start waits on its timer, not in the queue), and the
+    // quota reservation, held until the execution is written (then it counts) or this
+    // request fails.
+    let queued = start_time(&q, now, effective(&host, &f).execution_timeout)?.is_none();
+    let admission = crate::runtime::create::admit(
+        &host.tenants,
+        &host.scheduler,
+        &caller.tenant,
+        &name,
+        f.settings.max_queued,
+        queued,
+        input.len() as u64,
+        &quotas,
+    );
+    let (backlog, reserved) = match admission {
+        Ok(a) => (a.backlog, a.reserved),
+        Err(Refusal::Backlog(e)) => return Err(e.into()),
+        Err(Refusal::Quota(e)) => return Err(e.into()),
     };
-    // Held until the execution is written (then it counts) or this request fails.
-    let reserved =
-        host.tenants
-            .usage
-            .reserve_execution(&caller.tenant, input.len() as u64, &quotas)?;
     // A second try only if the key's holder was deleted (its retention ended) between our
     // claim and our read of it: the key was released with it.
     let mut stale: Option<IdempotencyRecord> = None;
@@ -263,6 +270,7 @@ pub(super) async fn invoke(
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .and_then(crate::otlp::parse_traceparent),
+            parent: None,
         }
         .write();
         let (rec, batch, timers) = (created.record, created.batch, created.timers);

@@ -135,6 +135,8 @@ pub struct Execution {
     pub redrive_count: u32,
     /// The execution it was forked from, if any.
     pub forked_from: Option<String>,
+    /// The execution whose `invoke` started it (DESIGN 11), if any.
+    pub parent_execution_id: Option<String>,
     /// The W3C trace id (32 hex digits) its OTLP spans carry (`--otlp-endpoint`): the one
     /// of the `traceparent` it was invoked with, else derived from its id.
     #[schema(example = "0193e4a7c2f04b8e9d1a2b3c4d5e6f70")]
@@ -263,6 +265,10 @@ pub fn execution(r: &ExecutionRecord) -> Execution {
         ended_at: r.end_ms().map(timestamp),
         redrive_count: r.redrive_count,
         forked_from: r.forked_from.as_ref().map(ids::execution_id_to_string),
+        parent_execution_id: r
+            .parent_execution_id
+            .as_ref()
+            .map(ids::execution_id_to_string),
         trace_id: hex::encode(r.trace.map_or(r.id, |t| t.trace_id)),
     }
 }
@@ -378,6 +384,30 @@ pub fn event(e: &Event) -> HistoryEvent {
             put("to_version", json!(to_version));
             put("redrive_count", json!(redrive_count));
         }
+        EventKind::ChainedInvokeStarted {
+            function,
+            input,
+            version,
+            callee,
+            tenant_id,
+            ..
+        } => {
+            put("function_name", json!(function));
+            put("input", payload(input));
+            if let Some(v) = version {
+                put("executed_version", json!(v));
+            }
+            if let Some(c) = callee {
+                put("durable_execution_id", json!(c));
+            }
+            if let Some(t) = tenant_id {
+                put("tenant_id", json!(t));
+            }
+        }
+        EventKind::ChainedInvokeSucceeded { result, .. } => put("result", payload(result)),
+        EventKind::ChainedInvokeFailed { error: err, .. }
+        | EventKind::ChainedInvokeTimedOut { error: err, .. }
+        | EventKind::ChainedInvokeStopped { error: err, .. } => put("error", json!(error(err))),
     }
     let op = e.kind.op();
     HistoryEvent {

@@ -49,7 +49,7 @@ pub fn exit_for(execution: &Value) -> Exit {
 /// An execution in full: ids, status, timestamps, then input, output and error as
 /// indented JSON.
 pub fn execution(v: &Value) -> String {
-    key_values(&[
+    let mut pairs = vec![
         ("execution_id", field(v, "execution_id")),
         ("function", field(v, "function")),
         ("version", field(v, "version")),
@@ -60,7 +60,12 @@ pub fn execution(v: &Value) -> String {
         ("input", pretty(v.get("input"))),
         ("output", pretty(v.get("output"))),
         ("error", pretty(v.get("error"))),
-    ])
+    ];
+    // A callee of an invoke names its caller.
+    if v.get("parent_execution_id").is_some_and(|p| !p.is_null()) {
+        pairs.push(("parent_execution_id", field(v, "parent_execution_id")));
+    }
+    key_values(&pairs)
 }
 
 /// An execution that has not ended: its id and status.

@@ -185,6 +185,9 @@ pub struct ExecutionRecord {
     /// The W3C trace it continues (`traceparent` on invoke), for its OTLP spans; `None`:
     /// its trace id is its own id (`otlp`).
     pub trace: Option<TraceRef>,
+    /// The execution whose `invoke` started this one (DESIGN 11), if any: its end wakes
+    /// that caller. `None` on records written before.
+    pub parent_execution_id: Option<ExecId>,
 }
 
 /// A trace an execution continues: the `traceparent` it was invoked with.
@@ -248,6 +251,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
                     forked_from: s.next_element().ok().flatten().flatten(),
                     expires_ms: s.next_element().ok().flatten().flatten(),
                     trace: s.next_element().ok().flatten().flatten(),
+                    parent_execution_id: s.next_element().ok().flatten().flatten(),
                 })
             }
         }
@@ -269,6 +273,7 @@ impl<'de> Deserialize<'de> for ExecutionRecord {
             "forked_from",
             "expires_ms",
             "trace",
+            "parent_execution_id",
         ];
         d.deserialize_struct("ExecutionRecord", FIELDS, Fields)
     }
@@ -687,6 +692,7 @@ mod tests {
             forked_from: None,
             expires_ms: None,
             trace: None,
+            parent_execution_id: None,
         }
     }
 
@@ -767,6 +773,23 @@ mod tests {
                 rec
             );
         }
+    }
+
+    #[test]
+    fn an_execution_record_keeps_its_parent_and_one_written_before_parents_reads_without() {
+        let mut rec = record(Some(25));
+        rec.parent_execution_id = Some([9; 16]);
+        let bytes = postcard::to_stdvec(&rec).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<ExecutionRecord>(&bytes).unwrap(),
+            rec
+        );
+        // Written before the field existed: the input ends after `expires_ms` (postcard
+        // writes the `None` as the one last byte).
+        rec.parent_execution_id = None;
+        let bytes = postcard::to_stdvec(&rec).unwrap();
+        let older = &bytes[..bytes.len() - 1];
+        assert_eq!(postcard::from_bytes::<ExecutionRecord>(older).unwrap(), rec);
     }
 
     #[test]
@@ -970,6 +993,45 @@ mod tests {
                     op: op(),
                     error: err(),
                     attempt: 1,
+                },
+            ),
+            (
+                23,
+                EventKind::ChainedInvokeStarted {
+                    op: op(),
+                    function: "f".into(),
+                    input: "1".into(),
+                    version: Some(1),
+                    callee: Some("c".into()),
+                    tenant_id: None,
+                },
+            ),
+            (
+                24,
+                EventKind::ChainedInvokeSucceeded {
+                    op: op(),
+                    result: "1".into(),
+                },
+            ),
+            (
+                25,
+                EventKind::ChainedInvokeFailed {
+                    op: op(),
+                    error: err(),
+                },
+            ),
+            (
+                26,
+                EventKind::ChainedInvokeTimedOut {
+                    op: op(),
+                    error: err(),
+                },
+            ),
+            (
+                27,
+                EventKind::ChainedInvokeStopped {
+                    op: op(),
+                    error: err(),
                 },
             ),
         ];

@@ -152,6 +152,7 @@ mod tests {
             forked_from: None,
             expires_ms: None,
             trace: None,
+            parent_execution_id: None,
         };
         let mut journal = Journal::from_events(&[]);
         let mut batch = Batch::new();

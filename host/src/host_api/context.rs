@@ -10,8 +10,8 @@ use crate::db::{
 use crate::journal::{
     Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart, BranchStatus,
     CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind, ContextStart,
-    Effects, ErrorObject, Jitter, Reply, Resolution, RetryPolicy, StepSemantics, StepStart,
-    SuspendReason, Violation,
+    Effects, ErrorObject, InvokePoll, InvokeStart, Jitter, Reply, Resolution, RetryPolicy,
+    StepSemantics, StepStart, SuspendReason, Violation,
 };
 
 fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
@@ -151,7 +151,12 @@ impl HostState {
 
     /// Perform a journal decision: persist, then reply or suspend.
     async fn perform<T>(&mut self, fx: Effects<T>) -> wasmtime::Result<T> {
-        let mut batch = Batch::new();
+        self.perform_with(fx, Batch::new()).await
+    }
+
+    /// `perform`, with `batch` (writes of the same decision: an invoke's callee) in the
+    /// same commit.
+    async fn perform_with<T>(&mut self, fx: Effects<T>, mut batch: Batch) -> wasmtime::Result<T> {
         for e in &fx.events {
             batch.put_event(&self.execution, e);
         }
@@ -552,6 +557,107 @@ impl context::Host for HostState {
         let now = self.enter()?;
         let fx = self.act.batch_finish(now, &id).map_err(trap)?;
         Ok(batch_outcome(self.perform(fx).await?))
+    }
+
+    async fn invoke(
+        &mut self,
+        parent: Option<String>,
+        name: Option<String>,
+        function: String,
+        input: String,
+        options: types::InvokeOptions,
+    ) -> wasmtime::Result<Result<String, types::ErrorObject>> {
+        let now = self.enter()?;
+        let op = match self
+            .act
+            .invoke_position(parent.as_deref(), name.as_deref())
+            .map_err(trap)?
+        {
+            InvokePoll::Ready(r) => return Ok(r.map_err(Into::into)),
+            InvokePoll::Pending { op, callee } => {
+                // Ended since this activation began? Then its end is recorded now.
+                let end =
+                    crate::runtime::invoke::read_callee_end(&self.shared.db, &self.tenant, &callee)
+                        .map_err(|e| trap(HostFailure(e)))?;
+                let Some(end) = end else {
+                    let fx = Effects::<()>::new(Reply::Suspend(SuspendReason::Invoke));
+                    self.perform(fx).await?;
+                    unreachable!("perform suspends");
+                };
+                let event = self.act.invoke_ended(now, &op.id, end).expect("pending");
+                let outcome = match &event.kind {
+                    crate::journal::EventKind::ChainedInvokeSucceeded { result, .. } => {
+                        Ok(result.clone())
+                    }
+                    crate::journal::EventKind::ChainedInvokeFailed { error, .. }
+                    | crate::journal::EventKind::ChainedInvokeTimedOut { error, .. }
+                    | crate::journal::EventKind::ChainedInvokeStopped { error, .. } => {
+                        Err(error.clone().into())
+                    }
+                    _ => unreachable!("an invoke's end"),
+                };
+                let mut fx = Effects::new(Reply::Return(()));
+                fx.events.push(event);
+                self.perform(fx).await?;
+                return Ok(outcome);
+            }
+            InvokePoll::New(op) => op,
+        };
+        let shared = self.shared.clone();
+        let prepared = match self.check_payload(&input) {
+            Err(e) => Err(e),
+            Ok(()) => crate::runtime::invoke::prepare(
+                &shared,
+                &self.tenant,
+                self.execution,
+                &function,
+                &input,
+                options.tenant_id.as_deref(),
+                now,
+            )
+            .map_err(|e| trap(HostFailure(e)))?,
+        };
+        let (callee, batch, launch) = match prepared {
+            Ok(mut p) => {
+                let callee = Ok((crate::ids::execution_id_to_string(&p.id), p.version));
+                (callee, p.take_batch(), Some(p))
+            }
+            Err(e) => (Err(e), Batch::new(), None),
+        };
+        let start = InvokeStart {
+            function,
+            input,
+            tenant_id: options.tenant_id,
+            callee,
+        };
+        let fx = self.act.invoke_started(now, op, start);
+        // The callee's record and the caller's start: one fsynced batch. The callee is
+        // queued only once that is durable, and the caller suspends after that.
+        let Effects {
+            events,
+            timers,
+            timers_done,
+            callback,
+            sync,
+            reply,
+        } = fx;
+        let commit = Effects {
+            events,
+            timers,
+            timers_done,
+            callback,
+            sync,
+            reply: Reply::Return(()),
+        };
+        self.perform_with(commit, batch).await?;
+        if let Some(p) = launch {
+            p.launched(&shared);
+        }
+        match reply {
+            Reply::Return(InvokePoll::Ready(r)) => Ok(r.map_err(Into::into)),
+            Reply::Return(_) => unreachable!("a started invoke suspends"),
+            Reply::Suspend(reason) => Err(trap(Suspend(reason))),
+        }
     }
 
     async fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {

@@ -117,6 +117,13 @@ pub struct Shared {
     pub tenants: Arc<crate::tenants::Tenants>,
     /// The OTLP exporter (`--otlp-endpoint`); `None`: activations are not traced.
     pub tracer: Option<Arc<crate::otlp::Tracer>>,
+    /// The run queue, for what an activation starts or wakes itself (an `invoke`'s callee,
+    /// a caller its callee's end wakes: `runtime::invoke`).
+    pub scheduler: crate::scheduler::Scheduler,
+    /// The host's metrics (a callee counts as created like any invocation).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// What functions run with unless their settings say otherwise (a callee's timeout).
+    pub defaults: crate::settings::Defaults,
 }
 
 /// An execution's log totals as its last activation left them, so that the next activation
@@ -589,6 +596,9 @@ mod tests {
             stop_signals: Default::default(),
             memory: memory::MemoryBudget::new(1 << 30),
             log_totals: Default::default(),
+            scheduler: crate::scheduler::Scheduler::new(),
+            metrics: Default::default(),
+            defaults: Default::default(),
         })
     }
 

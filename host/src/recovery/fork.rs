@@ -17,7 +17,8 @@ use crate::journal::{Event, EventKind, Journal, OpState, StepProgress};
 
 /// The operation that failed, for a fork with no `from_operation`: of the failed
 /// operations (a step that failed for good, a wait_for_condition whose check failed, a
-/// callback that failed or timed out, a child context that failed), the last to fail at the top level, then inside it the last of its
+/// callback that failed or timed out, a child context that failed, an invoke whose callee
+/// failed), the last to fail at the top level, then inside it the last of its
 /// failed children, and so on down to the innermost. `None` if nothing failed.
 pub fn failed_operation(history: &[Event]) -> Option<String> {
     let journal = Journal::from_events(history);
@@ -32,6 +33,9 @@ pub fn failed_operation(history: &[Event]) -> Option<String> {
                 | EventKind::CallbackFailed { .. }
                 | EventKind::CallbackTimedOut { .. }
                 | EventKind::ContextFailed { .. }
+                | EventKind::ChainedInvokeFailed { .. }
+                | EventKind::ChainedInvokeTimedOut { .. }
+                | EventKind::ChainedInvokeStopped { .. }
         );
         if let (true, Some(op)) = (failure, e.kind.op()) {
             failed_at.insert(op.id.clone(), e.seq);
@@ -51,6 +55,10 @@ pub fn failed_operation(history: &[Event]) -> Option<String> {
                     }
                     | OpState::Context {
                         outcome: Some(Err(_)),
+                    }
+                    | OpState::Invoke {
+                        outcome: Some(Err(_)),
+                        ..
                     }
             );
             failed.then(|| (id, op.op.parent.clone(), seq))
@@ -82,7 +90,9 @@ fn finished(state: &OpState) -> bool {
             StepProgress::Succeeded { .. } | StepProgress::Failed { .. }
         ),
         OpState::Wait { done, .. } => *done,
-        OpState::Callback { outcome, .. } | OpState::Context { outcome } => outcome.is_some(),
+        OpState::Callback { outcome, .. }
+        | OpState::Context { outcome }
+        | OpState::Invoke { outcome, .. } => outcome.is_some(),
     }
 }
 
@@ -195,7 +205,8 @@ mod tests {
 
     /// A history from compact steps: "S1+" a step that succeeded, "S1-" one that failed for
     /// good, "S1~" an attempt started, "C1(" a child context started, "C1)" it succeeded,
-    /// "C1!" it failed, "W1" a wait that ended, "R" a redrive, "F" the execution failed.
+    /// "C1!" it failed, "W1" a wait that ended, "I1+" / "I1-" / "I1~" an invoke whose callee
+    /// succeeded / failed / still runs, "R" a redrive, "F" the execution failed.
     fn history(spec: &str) -> Vec<Event> {
         let mut out = vec![EventKind::ExecutionStarted { input: "1".into() }];
         let ctx = ContextKind::RunInChildContext;
@@ -238,6 +249,27 @@ mod tests {
                         attempt: 1,
                     },
                 ]),
+                ("I", end) => {
+                    out.push(EventKind::ChainedInvokeStarted {
+                        op: o(),
+                        function: "f".into(),
+                        input: "1".into(),
+                        version: Some(1),
+                        callee: Some(format!("callee-{id}")),
+                        tenant_id: None,
+                    });
+                    match end {
+                        "+" => out.push(EventKind::ChainedInvokeSucceeded {
+                            op: o(),
+                            result: "0".into(),
+                        }),
+                        "-" => out.push(EventKind::ChainedInvokeFailed {
+                            op: o(),
+                            error: err(),
+                        }),
+                        _ => {}
+                    }
+                }
                 ("S", "~") => out.push(EventKind::StepStarted {
                     op: o(),
                     attempt: 1,
@@ -314,7 +346,22 @@ mod tests {
             Option<&'static str>,
             &'static [&'static str],
         );
-        let cases: [Case; 8] = [
+        let cases: [Case; 10] = [
+            (
+                // An invoke whose callee failed is the operation that failed; one that
+                // succeeded is copied whole (it replays its callee's output).
+                "I1+ I2- F",
+                None,
+                Some("2"),
+                &["ChainedInvokeStarted 1", "ChainedInvokeSucceeded 1"],
+            ),
+            (
+                // An invoke still waiting at the cut is not copied: the fork starts its own.
+                "S1+ I2~ F",
+                None,
+                None,
+                &["StepStarted 1", "StepSucceeded 1"],
+            ),
             (
                 "S1+ S2- F",
                 None,

@@ -452,6 +452,7 @@ pub async fn fork(
         start_ms: None,
         fork: Some((*id, events)),
         trace: None,
+        parent: None,
     }
     .write();
     let (rec, batch, timers) = (created.record, created.batch, created.timers);

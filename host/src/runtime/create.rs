@@ -13,6 +13,58 @@ use crate::timer::Timers;
 
 use super::{DEADLINE_OP, START_OP};
 
+/// What a new execution holds from before anything is written until it is written and
+/// queued: a place in its function's backlog (`max_queued`; none for a delayed start, which
+/// waits on its timer, not in the queue) and the tenant's quota reservation (an active
+/// execution and its input's bytes). Every creator of a new execution takes it through
+/// `admit` (an invoke, a schedule's firing, a chained invoke), after the tenant's rate token.
+pub struct Admission<'a> {
+    pub backlog: Option<crate::scheduler::Reserved>,
+    pub reserved: crate::tenants::usage::Reservation<'a>,
+}
+
+/// Why `admit` refused: nothing was written or held.
+#[derive(Debug)]
+pub enum Refusal {
+    Backlog(crate::scheduler::BacklogFull),
+    Quota(crate::tenants::usage::Exceeded),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Backlog(e) => write!(f, "{e}"),
+            Refusal::Quota(e) => f.write_str(&e.0),
+        }
+    }
+}
+
+/// Admit a new execution of `function` (`queued`: it goes to the run queue now, not to a
+/// delayed start): the backlog place, then the quota reservation.
+#[allow(clippy::too_many_arguments)]
+pub fn admit<'a>(
+    tenants: &'a crate::tenants::Tenants,
+    scheduler: &crate::scheduler::Scheduler,
+    tenant: &str,
+    function: &str,
+    max_queued: Option<u32>,
+    queued: bool,
+    input_bytes: u64,
+    quotas: &crate::tenants::Quotas,
+) -> Result<Admission<'a>, Refusal> {
+    let backlog = match queued {
+        true => scheduler
+            .reserve_backlog(tenant, function, max_queued)
+            .map_err(Refusal::Backlog)?,
+        false => None,
+    };
+    let reserved = tenants
+        .usage
+        .reserve_execution(tenant, input_bytes, quotas)
+        .map_err(Refusal::Quota)?;
+    Ok(Admission { backlog, reserved })
+}
+
 /// The sha256 an idempotency claim keeps of an execution's input: of its canonical JSON,
 /// so the same value with other spacing or key order is the same input.
 pub fn input_sha256(input: &str) -> String {
@@ -40,6 +92,8 @@ pub struct NewExecution {
     pub fork: Option<(ExecId, Vec<Event>)>,
     /// The trace it continues (`traceparent` on invoke).
     pub trace: Option<TraceRef>,
+    /// The caller whose `invoke` creates it (`runtime::invoke`), if any.
+    pub parent: Option<ExecId>,
 }
 
 /// The batch that creates it, and what to do in memory once the batch is durable.
@@ -96,6 +150,7 @@ impl NewExecution {
             forked_from,
             expires_ms: None,
             trace: self.trace,
+            parent_execution_id: self.parent,
         };
         let mut batch = Batch::new();
         batch.put_execution(&record);

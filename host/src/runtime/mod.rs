@@ -7,6 +7,7 @@
 //! execution holds no wasm resources.
 
 pub mod create;
+pub mod invoke;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -331,6 +332,14 @@ impl Runtime {
             };
             if let Some(e) = act.resolve_callback(now, &op, resolution) {
                 batch.put_event(&key.id, &e);
+            }
+        }
+        // Callees that ended while the caller was away (their end woke it).
+        for (op, callee) in act.journal().pending_invokes() {
+            if let Some(end) = invoke::read_callee_end(db, &key.tenant, &callee)? {
+                if let Some(e) = act.invoke_ended(now, &op, end) {
+                    batch.put_event(&key.id, &e);
+                }
             }
         }
         let resumed = exec.status == Status::Suspended;
@@ -726,8 +735,12 @@ impl Runtime {
             }
         };
         let mut redrive_policy = None;
+        let mut stopped_callees = Vec::new();
         if status.is_terminal() {
             batch.del_stop(&key.id);
+            // The callees it still waits on can no longer be heard: stopped with it.
+            stopped_callees =
+                invoke::stop_callees(&self.shared.db, &key.tenant, act.journal(), now, &mut batch)?;
             for (due, op) in act.journal().live_timers() {
                 batch.del_timer(due, &key.id, &op);
                 self.shared.timers.remove(due, key.id, &op);
@@ -782,6 +795,7 @@ impl Runtime {
         }
         if status.is_terminal() {
             self.shared.clear_stop(&key.id);
+            invoke::after_terminal(&self.shared, &exec, stopped_callees);
         }
         if let Some(due) = auto_redrive {
             let timer = crate::recovery::automatic_redrive_timer(&exec);

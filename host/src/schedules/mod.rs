@@ -32,7 +32,7 @@ use crate::db::{
     Overlap, ScheduleDueRecord, ScheduleRecord, Store,
 };
 use crate::metrics::Metrics;
-use crate::runtime::create::{input_sha256, NewExecution};
+use crate::runtime::create::{input_sha256, NewExecution, Refusal};
 use crate::scheduler::{BacklogFull, ExecKey, Scheduler};
 use crate::tenants::rate::Limited;
 use crate::tenants::usage::ExecBytes;
@@ -393,24 +393,23 @@ impl Service {
             }
             stale = Some(held); // its execution was deleted: take the key over
         }
-        // A place in the function's backlog (`max_queued`), held until it is queued.
-        let backlog =
-            match self
-                .scheduler
-                .reserve_backlog(&tenant, &rec.function, f.settings.max_queued)
-            {
-                Ok(b) => b,
-                Err(e) => return refuse(rec, Error::BacklogFull(e)),
-            };
-        let reserved =
-            match self
-                .tenants
-                .usage
-                .reserve_execution(&tenant, rec.input.len() as u64, &quotas)
-            {
-                Ok(r) => r,
-                Err(e) => return refuse(rec, Error::Quota(e.0)),
-            };
+        // A place in the function's backlog (`max_queued`), held until it is queued, and the
+        // quota reservation.
+        let admission = crate::runtime::create::admit(
+            &self.tenants,
+            &self.scheduler,
+            &tenant,
+            &rec.function,
+            f.settings.max_queued,
+            true,
+            rec.input.len() as u64,
+            &quotas,
+        );
+        let (backlog, reserved) = match admission {
+            Ok(a) => (a.backlog, a.reserved),
+            Err(Refusal::Backlog(e)) => return refuse(rec, Error::BacklogFull(e)),
+            Err(Refusal::Quota(e)) => return refuse(rec, Error::Quota(e.0)),
+        };
         let timeout = settings::resolve(&f.settings, &self.defaults).execution_timeout;
         let deadline = now.saturating_add(timeout.as_millis() as u64);
         let id = ids::new_execution_id();
@@ -426,6 +425,7 @@ impl Service {
             start_ms: None,
             fork: None,
             trace: None,
+            parent: None,
         }
         .write();
         let (mut batch, timers) = (created.batch, created.timers);

@@ -647,6 +647,7 @@ mod tests {
             forked_from: None,
             expires_ms: None,
             trace: None,
+            parent_execution_id: None,
         };
         let mut journal = Journal::from_events(&[]);
         let r = c.reserve_execution("t", 4, &q).unwrap();

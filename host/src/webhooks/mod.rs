@@ -560,6 +560,7 @@ mod tests {
             forked_from: None,
             expires_ms: None,
             trace: None,
+            parent_execution_id: None,
         };
         let payload = execution_payload("execution.failed", &exec);
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();

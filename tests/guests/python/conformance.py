@@ -492,8 +492,49 @@ def batch_output(ctx, p, batch):
     return batch.results()
 
 
+# ---- invokes ----
+
+
+def upper(v):
+    return v.upper() if isinstance(v, str) else v
+
+
+def invoke(ctx, p):
+    value = "x" * p["input_bytes"] if p.get("input_bytes") is not None else p.get("input")
+    if p.get("step_first", False):
+        value = ctx.step(None, lambda _: value)
+    if p.get("transform") == "upper-input":
+        value = upper(value)
+
+    def invokes(c):
+        result = None
+        for _ in range(p.get("times", 1)):
+            result = c.invoke(p["function"], value, name=p.get("name"), tenant_id=p.get("tenant_id"))
+        return result
+
+    try:
+        if p.get("child", False):
+            out = ctx.run_in_child_context(None, invokes)
+        else:
+            out = invokes(ctx)
+    except DurableError as e:
+        if not p.get("catch", False):
+            raise
+        out = caught(e)
+    then = p.get("then")
+    if then == "wait":
+        ctx.wait(None, seconds=ms(p.get("wait_ms", 10)))
+    elif then == "step":
+        result = out
+        out = ctx.step(None, lambda _: result)
+    if p.get("transform") == "upper-result":
+        out = upper(out)
+    return out
+
+
 SCENARIOS = {
     "echo": lambda ctx, p: p.get("value"),
+    "invoke": invoke,
     "step-basic": step_basic,
     "step-named": step_named,
     "step-retry": step_retry,
@@ -562,6 +603,7 @@ REQUIRED = {
     "big-output": ["bytes"],
     "big-step-result": ["bytes"],
     "fail": ["error_type", "message"],
+    "invoke": ["function"],
 }
 
 

@@ -12,7 +12,9 @@ durable operations, each checkpointed by the host:
 - `ctx.map(name, items, fn)` / `ctx.parallel(name, branches)`: each item or branch in a
   child context, with `max_concurrency` and a `CompletionConfig`; a `BatchResult` back;
 - `ctx.now()`, `ctx.random()`, `ctx.uuid()`: a clock reading, a random float in [0, 1) or
-  a v4 UUID, recorded once (as a step) and the same on every replay.
+  a v4 UUID, recorded once (as a step) and the same on every replay;
+- `ctx.invoke(function, input, name=...)`: call another durable function of the tenant
+  and wait for its result, unloaded meanwhile.
 
 When the function resumes (after a wait, a callback, a retry delay or a host crash) the host
 runs it again from the start and answers every operation already done with its recorded

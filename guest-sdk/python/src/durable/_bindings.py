@@ -22,6 +22,7 @@ try:  # pragma: no cover - only inside componentize-py
         ContextState_Run,
         ContextState_Succeeded,
         ErrorObject,
+        InvokeOptions,
         Jitter,
         LogLevel,
         RetryPolicy,

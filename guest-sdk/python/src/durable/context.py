@@ -343,6 +343,29 @@ class Context:
         as an idempotency key. `order_id = ctx.uuid()`."""
         return self.step(det.UUID_STEP, lambda _: det.read_uuid(), retry=RetryStrategy.none())
 
+    def invoke(
+        self,
+        function: str,
+        input: Any = None,
+        name: Optional[str] = None,
+        tenant_id: Optional[str] = None,
+    ) -> Any:
+        """Invoke the durable function `function` (of this execution's tenant, its latest
+        version) with `input` (JSON) and return its output; raises its error when it failed
+        (`Execution.Timeout` / `Execution.Stopped` when it timed out or was stopped), or
+        `Invoke.FunctionNotFound` / `Invoke.Refused` (rate, quotas, `max_queued`) when no
+        callee started. The callee is an execution of its own, started exactly once; this
+        one is unloaded until it ends, and on replay gets the recorded outcome.
+        `tenant_id` may only name this execution's own tenant (recorded in history).
+        `receipt = ctx.invoke("payment", {"order": "o-1"}, name="charge")`."""
+        text, _ = round_trip(input, "invoke input")
+        options = b.InvokeOptions(tenant_id=tenant_id)
+        try:
+            output = b.host.invoke(self._parent, name, function, text, options)
+        except b.Err as e:
+            raise _error(e.value) from None
+        return decode(output, "invoke result")
+
     def run_in_child_context(self, name: Optional[str], fn: Callable[["Context"], Any]) -> Any:
         """Run `fn(child)` in a child context: a group of operations checkpointed as one,
         each inside carrying the child's id as parent. On replay a completed child returns

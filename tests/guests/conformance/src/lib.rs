@@ -12,6 +12,7 @@ mod conditions;
 mod deterministic;
 mod floods;
 mod hostile;
+mod invokes;
 mod probes;
 mod steps;
 mod waits;
@@ -69,6 +70,7 @@ fn handler(ctx: &mut Context, input: Value) -> Result<Value, Error> {
         "nondeterministic" => hostile::nondeterministic(ctx),
         "fail" => hostile::fail(params(&input)?),
         "panic" => hostile::panic(),
+        "invoke" => invokes::invoke(ctx, params(&input)?),
         other => floods::scenario(ctx, other, &input)
             .or_else(|| blocking::scenario(ctx, other, &input))
             .unwrap_or_else(|| {
