@@ -835,6 +835,7 @@ fn describe(end: &End) -> String {
                 SuspendReason::Wait => "a wait",
                 SuspendReason::RetryDelay => "a retry delay",
                 SuspendReason::Callback => "a callback",
+                SuspendReason::Invoke => "an invoked function",
             };
             match op {
                 Some(op) => format!("suspended at operation {op} for {why}"),
