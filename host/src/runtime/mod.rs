@@ -1,26 +1,24 @@
-//! Activations: the wasmtime `Engine` and `Linker` (built once per process), one `Store`
-//! per activation with its limits, and the mapping of how a guest run ended (output, error,
-//! `Suspend` trap, protocol violation, trap, timeout) to history events and a status.
+//! Activations: one wasmtime `Store` per activation with its limits (the engine and linker
+//! are in `engine`), and the mapping of how a guest run ended (output, error, `Suspend`
+//! trap, protocol violation, trap, timeout) to history events and a status.
 //!
 //! Architecture invariant: a `Store` lives exactly as long as one activation; when it ends
 //! (finished or suspended) the store and its linear memory are dropped, so a suspended
 //! execution holds no wasm resources.
 
 pub mod create;
+mod engine;
 pub mod invoke;
+
+pub use engine::{engine, linker, Options, EPOCH_TICK};
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
-    StoreLimitsBuilder,
-};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
 
 use crate::db::{Batch, Durability, ExecutionRecord, Status};
-use crate::host_api::bindings::DurableFunction;
 use crate::host_api::{HostFailure, HostState, Shared, Stopped, Suspend};
 use crate::journal::{
     error_types, Activation, ErrorObject, EventKind, Journal, Reply, Resolution, Violation,
@@ -28,24 +26,7 @@ use crate::journal::{
 use crate::metrics::{Metrics, TenantMetrics};
 use crate::registry::Registry;
 use crate::scheduler::{ExecKey, Outcome};
-use crate::settings::{self, Defaults, Limits};
-
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// What functions run with unless their settings say otherwise.
-    pub defaults: Defaults,
-    /// Instances the pooling allocator keeps room for (an upper bound on residency).
-    pub max_instances: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            defaults: Defaults::default(),
-            max_instances: 1_000,
-        }
-    }
-}
+use crate::settings::{self, Limits};
 
 /// The trap that stops a guest whose activation ran past its time limit.
 #[derive(Debug, thiserror::Error)]
@@ -74,53 +55,6 @@ const HOST_RETRY_OP: &str = "host-retry";
 fn host_retry_delay(failures: u32) -> Duration {
     let secs = 1u64 << failures.saturating_sub(1).min(5);
     Duration::from_secs(secs.min(30))
-}
-
-/// How often the epoch advances: a busy guest yields to others at this interval.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// The process-wide engine: component model, epoch interruption, pooling allocator.
-pub fn engine(opts: &Options) -> anyhow::Result<Engine> {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
-    config.cranelift_opt_level(OptLevel::Speed);
-    let mut pool = PoolingAllocationConfig::default();
-    let n = opts.max_instances.max(1);
-    pool.total_component_instances(n);
-    // A component built from Rust has a handful of core instances (the module plus
-    // adapter shims); leave generous room.
-    pool.max_core_instances_per_component(32);
-    pool.total_core_instances(n * 8);
-    pool.max_memories_per_component(8);
-    pool.total_memories(n * 2);
-    pool.max_tables_per_component(8);
-    pool.total_tables(n * 4);
-    pool.total_stacks(n);
-    // Above the per-store limit, so the store limiter (with a clear error) bites first.
-    pool.max_memory_size(
-        opts.defaults
-            .memory_limit_bytes
-            .saturating_mul(2)
-            .max(64 << 20),
-    );
-    // Slots return their pages to the kernel when an instance is dropped (wasmtime's
-    // default). Keeping 1 MiB resident per slot made no measurable difference to resume,
-    // and every slot ever used then held its megabyte: +77 MiB RSS over 10,000 executions.
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))
-}
-
-/// The process-wide linker: WASI (no preopens, no env, no sockets), wasi:http outgoing
-/// requests (allowlisted by the store's hooks) and the durable `context` interface.
-pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    DurableFunction::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    Ok(linker)
 }
 
 /// Runs activations.
