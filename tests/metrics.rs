@@ -121,6 +121,7 @@ fn latency_histograms_count_what_the_histories_show() {
     for (name, want) in [
         ("durable_activation_duration_seconds", activations),
         ("durable_step_attempt_duration_seconds", steps),
+        ("durable_instantiate_duration_seconds", activations),
     ] {
         let h = histogram(&text, name);
         assert_eq!(h.keys().collect::<Vec<_>>(), [labels], "{name}");

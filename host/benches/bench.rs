@@ -68,6 +68,14 @@
 //! 11. Fan-out: a map of 1,000 items (a small step each: the conformance guest's `map`)
 //!     at `max_concurrency` 1, 2 and 64, wall time and items/s. Baseline: the same work as
 //!     1,000 sequential steps in one execution (`steps`), same run.
+//! 12. Activation cost per language: the Python and the Rust conformance guests on this
+//!     host (pool slots keep the pages an instance wrote resident, reset from the memory
+//!     image: `runtime::Options::keep_resident_bytes`) and on a second host that returns
+//!     every page to the kernel at each drop (`keep_resident_bytes: 0`, the host before),
+//!     taking turns: figure 2's resume (instantiate alone, and instantiate + call; wall and
+//!     thread CPU time, p50), minor page faults per resume, and whole activations end to
+//!     end (figure 10's 20 one-millisecond waits), per activation, p50 and mean. Baseline:
+//!     the second host, same run.
 
 use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
@@ -182,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
     let bench = Bench::start(Counts::new(settings.quick)).await?;
     let mut report = Report::default();
     let b = &bench;
-    let figures: [(&str, BoxFuture<'_, _>); 11] = [
+    let figures: [(&str, BoxFuture<'_, _>); 12] = [
         ("1", Box::pin(compile_vs_restart(b))),
         ("2", Box::pin(resume(b))),
         ("3", Box::pin(replay(b))),
@@ -194,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
         ("9", Box::pin(flow_control(b))),
         ("10", Box::pin(python_activations(b))),
         ("11", Box::pin(fan_out(b))),
+        ("12", Box::pin(activation_cost(b))),
     ];
     for (id, figure) in figures {
         if settings.runs(id) {
@@ -1857,6 +1866,179 @@ async fn fan_out(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             .baseline(
                 format!("sequential {}", fmt_dur(sequential)),
                 ratio(took.as_secs_f64(), sequential.as_secs_f64()),
+            ),
+        );
+    }
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 12: activation cost per language, pool slots kept resident or not
+
+/// The calling thread's CPU time (user and system: its page faults count). The resumes of
+/// figure 12 run on the bench's own thread (instantiation and the guest's fiber included),
+/// so this is what one costs, whatever else the machine is doing.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes the timespec it is given, owned by this frame.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall and thread CPU times of repeated runs of one thing.
+#[derive(Default)]
+struct Cost {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl Cost {
+    async fn measure(
+        &mut self,
+        run: impl Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        let (t, cpu) = (Instant::now(), thread_cpu_time());
+        run.await?;
+        self.wall.push(t.elapsed());
+        self.cpu.push(thread_cpu_time().saturating_sub(cpu));
+        Ok(())
+    }
+
+    fn wall_p50(&self) -> Duration {
+        Samples::new(self.wall.clone()).median()
+    }
+
+    /// `p50 wall (p50 CPU)`.
+    fn summary(&self) -> String {
+        let cpu = Samples::new(self.cpu.clone()).median();
+        format!("{} ({} CPU)", fmt_dur(self.wall_p50()), fmt_dur(cpu))
+    }
+}
+
+/// Per activation of whole executions: p50 and mean over runs.
+fn per_activation(runs: &[Duration]) -> (Duration, Duration) {
+    let mean = runs.iter().sum::<Duration>() / runs.len().max(1) as u32;
+    (Samples::new(runs.to_vec()).median(), mean)
+}
+
+/// What one activation costs in Python and in Rust (the conformance guests), on this host
+/// (pool slots keep the pages an instance wrote: `keep_resident_bytes`) beside a host that
+/// returns every page to the kernel at each drop (`keep_resident_bytes: 0`, what the host
+/// did before), taking turns: a resume from the cached pre over a one-step journal
+/// (instantiate alone, and instantiate + the replayed call; wall and thread CPU time, p50),
+/// the minor page faults of one resume, and whole activations end to end (`waits` with 20
+/// one-millisecond waits: 21 activations, each a timer wake, an instantiation, a replay and
+/// a commit), per activation.
+async fn activation_cost(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let before = Bench::start_with(b.counts, |o| o.runtime.keep_resident_bytes = 0).await?;
+    b.others.lock().unwrap().push(before.clone());
+    let python = std::fs::read(guest("python/conformance_guest")?)?;
+    let hosts = [b, &before];
+    for h in hosts {
+        h.host
+            .registry
+            .upload(
+                DEFAULT_TENANT,
+                PYTHON_FUNCTION,
+                python.clone(),
+                &Default::default(),
+            )
+            .await?;
+    }
+    // [host][guest]: host 0 keeps slots resident, 1 does not; guest 0 Python, 1 Rust.
+    let guests = [PYTHON_FUNCTION, FUNCTION];
+    let mut execs = Vec::new();
+    for h in hosts {
+        let mut per_guest = Vec::new();
+        for function in guests {
+            let key = h.run_function(function, &steps_input(1), 300).await?;
+            let exec = Unfinished::load(h, &key)?;
+            sample(b.counts.warmup, || exec.resume(&h.host, Phase::Call)).await?;
+            per_guest.push(exec);
+        }
+        execs.push(per_guest);
+    }
+    let mut instantiate: [[Cost; 2]; 2] = Default::default();
+    let mut resume: [[Cost; 2]; 2] = Default::default();
+    let mut faults = [[0.0; 2]; 2];
+    let n = (b.counts.resumes / 4).max(50);
+    for _ in 0..n {
+        for (h, host) in hosts.iter().enumerate() {
+            for (g, exec) in execs[h].iter().enumerate() {
+                instantiate[h][g]
+                    .measure(exec.resume(&host.host, Phase::Instantiate))
+                    .await?;
+                let before_faults = minor_faults();
+                resume[h][g]
+                    .measure(exec.resume(&host.host, Phase::Call))
+                    .await?;
+                faults[h][g] += (minor_faults() - before_faults) as f64 / n as f64;
+            }
+        }
+    }
+    let waits = scenario("waits", json!({ "ms": vec![1; PYTHON_WAITS] }));
+    let mut e2e: [[Vec<Duration>; 2]; 2] = Default::default();
+    for _ in 0..b.counts.replay_runs.max(5) {
+        for (h, host) in hosts.iter().enumerate() {
+            for (g, function) in guests.iter().enumerate() {
+                let t = Instant::now();
+                host.run_function(function, &waits, 300).await?;
+                e2e[h][g].push(t.elapsed() / (PYTHON_WAITS as u32 + 1));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (g, language) in ["Python", "Rust"].iter().enumerate() {
+        let (now, old) = (&resume[0][g], &resume[1][g]);
+        let mut row = Row::info(
+            format!("{language} resume (cached pre, 1-step journal): instantiate + call, p50"),
+            now.summary(),
+        );
+        if g == 0 {
+            row = row.target("<= 1.5 ms", now.wall_p50() <= Duration::from_micros(1500));
+        }
+        rows.push(row.baseline(
+            format!("pages to the kernel: {}", old.summary()),
+            ratio(now.wall_p50().as_secs_f64(), old.wall_p50().as_secs_f64()),
+        ));
+        let (now, old) = (&instantiate[0][g], &instantiate[1][g]);
+        rows.push(
+            Row::info(
+                format!("of which {language}: instantiate, p50"),
+                now.summary(),
+            )
+            .baseline(
+                format!("pages to the kernel: {}", old.summary()),
+                ratio(now.wall_p50().as_secs_f64(), old.wall_p50().as_secs_f64()),
+            ),
+        );
+        rows.push(
+            Row::info(
+                format!("{language}: minor page faults per resume"),
+                format!("{:.0}", faults[0][g]),
+            )
+            .baseline(
+                format!("pages to the kernel: {:.0}", faults[1][g]),
+                ratio(faults[0][g], faults[1][g]),
+            ),
+        );
+        let ((now_p50, now_mean), (old_p50, old_mean)) =
+            (per_activation(&e2e[0][g]), per_activation(&e2e[1][g]));
+        rows.push(
+            Row::info(
+                format!("{language} activation end to end ({PYTHON_WAITS} 1 ms waits): p50 / mean"),
+                format!("{} / {}", fmt_dur(now_p50), fmt_dur(now_mean)),
+            )
+            .baseline(
+                format!(
+                    "pages to the kernel: {} / {}",
+                    fmt_dur(old_p50),
+                    fmt_dur(old_mean)
+                ),
+                ratio(now_p50.as_secs_f64(), old_p50.as_secs_f64()),
             ),
         );
     }

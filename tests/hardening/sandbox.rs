@@ -197,6 +197,7 @@ fn sandbox_metrics_carry_a_tenant_label() {
             "durable_activation_duration_seconds_",
             "durable_step_attempt_duration_seconds_",
             "durable_queue_wait_seconds_",
+            "durable_instantiate_duration_seconds_",
         ]
         .iter()
         .any(|p| line.starts_with(p));

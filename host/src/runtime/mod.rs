@@ -384,11 +384,11 @@ impl Runtime {
         });
         metrics.activations.fetch_add(1, Relaxed);
         // Observed on every way out from here (as many as `durable_activations_total`).
-        let _timer = crate::metrics::ActivationTimer::start(function_metrics);
+        let timer = crate::metrics::ActivationTimer::start(function_metrics);
 
         let input = exec.input.clone();
         let guest = tokio::time::timeout(limit, async {
-            let instance = pre.instantiate_async(&mut store).await?;
+            let instance = timer.instantiate(pre.instantiate_async(&mut store)).await?;
             instance.call_handle(&mut store, &input).await
         });
         let run = tokio::select! {
