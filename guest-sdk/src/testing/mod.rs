@@ -836,6 +836,7 @@ fn describe(end: &End) -> String {
                 SuspendReason::RetryDelay => "a retry delay",
                 SuspendReason::Callback => "a callback",
                 SuspendReason::Invoke => "an invoked function",
+                SuspendReason::Batch => "a map or parallel",
             };
             match op {
                 Some(op) => format!("suspended at operation {op} for {why}"),
