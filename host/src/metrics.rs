@@ -256,6 +256,15 @@ pub const STORAGE_BOUNDS_NS: [u64; 14] = [
     100_000_000, 250_000_000, 500_000_000, 1_000_000_000,
 ];
 
+/// Instantiation buckets (upper bounds, ns): 10 us to 100 ms. A small Rust component
+/// instantiates in tens of microseconds, a Python one (componentize-py, ~19 MB) in about a
+/// millisecond; beyond 100 ms the host is starved whatever the component.
+#[rustfmt::skip]
+pub const INSTANTIATE_BOUNDS_NS: [u64; 11] = [
+    10_000, 25_000, 50_000, 100_000, 250_000, 500_000, // us
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 100_000_000, // ms
+];
+
 /// A Prometheus histogram of durations: one atomic per bucket (not cumulative: an
 /// observation touches one bucket and the sum, relaxed), made cumulative when rendered, so
 /// `+Inf` and `_count` are the same number by construction. The sum is an `f64` of seconds
@@ -391,7 +400,7 @@ impl std::ops::Deref for StorageHistogram {
 }
 
 /// One function's latency histograms within its tenant (`TenantMetrics::function`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FunctionMetrics {
     /// One activation: from before its instance is created to its end recorded.
     pub activation_seconds: Histogram,
@@ -401,7 +410,17 @@ pub struct FunctionMetrics {
     /// One activation's instantiation of its component (from the cached pre-linked one):
     /// the part of `activation_seconds` that grows with the component (a Python one takes
     /// ~1 ms, a Rust one tens of microseconds).
-    pub instantiate_seconds: InstantiateHistogram,
+    pub instantiate_seconds: Histogram,
+}
+
+impl Default for FunctionMetrics {
+    fn default() -> Self {
+        FunctionMetrics {
+            activation_seconds: Histogram::default(),
+            step_attempt_seconds: Histogram::default(),
+            instantiate_seconds: Histogram::new(&INSTANTIATE_BOUNDS_NS),
+        }
+    }
 }
 
 /// Observes one activation's duration when dropped (every way out of an activation).
@@ -492,7 +511,7 @@ pub fn render_latency(
         (
             "durable_instantiate_duration_seconds",
             "One activation's instantiation of its component (part of the activation), by tenant and function.",
-            |f| &f.instantiate_seconds.0,
+            |f| &f.instantiate_seconds,
         ),
     ];
     for (name, help, of) in per_function {
@@ -713,31 +732,5 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(label_value("acme"), "acme");
         assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
-}
-
-/// Instantiation buckets (upper bounds, ns): 10 us to 100 ms. A small Rust component
-/// instantiates in tens of microseconds, a Python one (componentize-py, ~19 MB) in about a
-/// millisecond; beyond 100 ms the host is starved whatever the component.
-#[rustfmt::skip]
-pub const INSTANTIATE_BOUNDS_NS: [u64; 11] = [
-    10_000, 25_000, 50_000, 100_000, 250_000, 500_000, // us
-    1_000_000, 2_500_000, 5_000_000, 10_000_000, 100_000_000, // ms
-];
-
-/// A histogram with the instantiation buckets (`INSTANTIATE_BOUNDS_NS`).
-#[derive(Debug)]
-pub struct InstantiateHistogram(pub Histogram);
-
-impl Default for InstantiateHistogram {
-    fn default() -> Self {
-        InstantiateHistogram(Histogram::new(&INSTANTIATE_BOUNDS_NS))
-    }
-}
-
-impl std::ops::Deref for InstantiateHistogram {
-    type Target = Histogram;
-    fn deref(&self) -> &Histogram {
-        &self.0
     }
 }
