@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::db::ExecId;
-use crate::journal::{child_id, in_scope, BatchSpec, BranchStatus, ErrorObject, Journal};
+use crate::journal::{child_id, in_scope, BatchSpec, BranchStatus, ErrorObject, Event, Journal};
 use crate::scheduler::{ExecKey, Scheduler};
 
 /// The numbers an execution's next event and log line take while it is fanned out.
@@ -90,6 +90,11 @@ pub struct FanOut {
     pub spec: BatchSpec,
     pub counters: Arc<tokio::sync::Mutex<Counters>>,
     state: Mutex<State>,
+    /// What a branch's instance replays: the history outside the batch's branches (read
+    /// once, at the fan-out) and each branch's own events (kept as they are committed), so
+    /// that a branch's activation costs its own branch, not every sibling's history.
+    prefix: Vec<Event>,
+    branches: Mutex<HashMap<u32, Vec<Event>>>,
 }
 
 /// How a branch's activation ended, as the fan-out counts it.
@@ -133,9 +138,10 @@ impl FanOut {
         key: ExecKey,
         batch: String,
         spec: BatchSpec,
-        journal: &Journal,
+        history: Vec<Event>,
         next_log_seq: u32,
     ) -> Self {
+        let journal = Journal::from_events(&history);
         let outcome = journal.batch_outcome(&batch, &spec);
         let mut state = State::default();
         let mut seen = vec![false; spec.count as usize];
@@ -154,6 +160,14 @@ impl FanOut {
             .policy
             .evaluate(spec.count, state.succeeded, state.failed)
             .is_some();
+        let mut prefix = Vec::new();
+        let mut branches: HashMap<u32, Vec<Event>> = HashMap::new();
+        for e in history {
+            match e.kind.op().and_then(|op| branch_of(&batch, &op.id)) {
+                Some(i) => branches.entry(i).or_default().push(e),
+                None => prefix.push(e),
+            }
+        }
         Self {
             key,
             batch,
@@ -163,7 +177,33 @@ impl FanOut {
                 log: next_log_seq,
             })),
             state: Mutex::new(state),
+            prefix,
+            branches: Mutex::new(branches),
         }
+    }
+
+    /// The history branch `index`'s instance replays: everything outside the batch's
+    /// branches, then that branch's own events.
+    pub fn history_of(&self, index: u32) -> Vec<Event> {
+        let branches = self.branches.lock().expect("fan-out branches");
+        let own = branches.get(&index).map_or(&[][..], Vec::as_slice);
+        let mut h = Vec::with_capacity(self.prefix.len() + own.len());
+        h.extend_from_slice(&self.prefix);
+        h.extend_from_slice(own);
+        h
+    }
+
+    /// Branch `index`'s instance committed `events` (all inside its branch).
+    pub fn recorded(&self, index: u32, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        self.branches
+            .lock()
+            .expect("fan-out branches")
+            .entry(index)
+            .or_default()
+            .extend_from_slice(events);
     }
 
     /// The operation id of branch `index`.
@@ -263,15 +303,22 @@ impl FanOut {
         self.drive(&mut state, scheduler, false);
     }
 
+    /// The last `n` events `recorded` for branch `index` were not written after all.
+    pub fn unrecord(&self, index: u32, n: usize) {
+        if let Some(own) = self
+            .branches
+            .lock()
+            .expect("fan-out branches")
+            .get_mut(&index)
+        {
+            own.truncate(own.len().saturating_sub(n));
+        }
+    }
+
     /// The branch that operation `op_id` runs in, queued for its wake-up; `None`: not a
     /// branch in flight (the execution's instance takes the wake).
     fn route(&self, op_id: &str) -> Option<u32> {
-        if !in_scope(op_id, &self.batch) || op_id == self.batch {
-            return None;
-        }
-        let rest = &op_id[self.batch.len() + 1..];
-        let n: u32 = rest.split('.').next()?.parse().ok()?;
-        let index = n.checked_sub(1)?;
+        let index = branch_of(&self.batch, op_id)?;
         let mut state = self.state.lock().expect("fan-out");
         if state.over() {
             return None;
@@ -304,6 +351,16 @@ impl FanOut {
         self.drive(&mut state, scheduler, true);
         ParentTurn::Wait
     }
+}
+
+/// The index of the branch of batch `batch` that operation `op_id` is or runs in.
+fn branch_of(batch: &str, op_id: &str) -> Option<u32> {
+    if !in_scope(op_id, batch) || op_id == batch {
+        return None;
+    }
+    let rest = &op_id[batch.len() + 1..];
+    let n: u32 = rest.split('.').next()?.parse().ok()?;
+    n.checked_sub(1)
 }
 
 /// The fan-outs in progress, by execution.
