@@ -23,6 +23,7 @@ mod recovery;
 mod schedules;
 mod serve;
 mod tenants;
+mod ui;
 mod views;
 mod webhooks;
 
@@ -82,6 +83,7 @@ pub fn router(host: Arc<Host>) -> Router {
             // but DESIGN 8 leaves only /healthz open.
             get(move |_: crate::tenants::Caller| async move { Json(spec.as_ref().clone()) }),
         )
+        .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::MethodNotAllowed(format!(

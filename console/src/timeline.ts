@@ -1,0 +1,170 @@
+// The operations of an execution, folded from its history events: one row per operation
+// (step, wait, callback, child context, map/parallel and their branches, chained invoke,
+// wait-for-condition), one per activation and per redrive, each with its start, end,
+// status and (for steps) attempts with their errors and retry delays.
+import type { ErrorObj, HistoryEvent } from './api';
+
+export interface Attempt { n: number; start: number; end?: number; error?: ErrorObj; retryDelayMs?: number }
+
+export interface Row {
+  key: string;
+  /** Step, Wait, Callback, ChainedInvoke, WaitForCondition, a context sub-type, Activation, Redrive. */
+  kind: string;
+  id: string | null;
+  name: string | null;
+  depth: number;
+  status: 'running' | 'waiting' | 'retrying' | 'succeeded' | 'failed' | 'timed_out' | 'stopped' | 'pending';
+  start: number;
+  end?: number;
+  attempts: Attempt[];
+  callbackId?: string;
+  scheduledEnd?: number;
+  result?: unknown;
+  error?: ErrorObj;
+  /** The first event of this row (its place in the history). */
+  seq: number;
+  /** A chained invoke's callee execution. */
+  callee?: string;
+  /** The enclosing context's operation id. */
+  parentId?: string | null;
+}
+
+export interface Model {
+  rows: Row[];
+  start: number;
+  end?: number;
+  activations: number;
+  pendingCallbacks: Row[];
+}
+
+const ms = (t: string) => Date.parse(t);
+
+export function build(events: HistoryEvent[]): Model {
+  const ops = new Map<string, Row>();
+  const rows: Row[] = [];
+  let start = events.length ? ms(events[0].timestamp) : Date.now();
+  let end: number | undefined;
+  let activations = 0;
+  const depthOf = (parent: string | null): number => {
+    let d = 0;
+    for (let p = parent; p; p = ops.get(p)?.parentId ?? null) d++;
+    return d;
+  };
+  for (const e of events) {
+    const at = ms(e.timestamp);
+    const d = e.details ?? {};
+    switch (e.event_type) {
+      case 'ExecutionStarted':
+        start = at;
+        continue;
+      case 'ExecutionSucceeded': case 'ExecutionFailed': case 'ExecutionTimedOut': case 'ExecutionStopped':
+        end = at;
+        continue;
+      case 'InvocationCompleted': {
+        activations++;
+        rows.push({
+          key: `a${e.event_id}`, kind: 'Activation', id: null, name: `activation ${activations}`, depth: 0,
+          status: d.error ? 'failed' : 'succeeded', start: ms(d.start), end: ms(d.end), attempts: [],
+          error: d.error, seq: e.event_id,
+        });
+        continue;
+      }
+      case 'ExecutionRedriven':
+        end = undefined;
+        rows.push({
+          key: `r${e.event_id}`, kind: 'Redrive', id: null, name: `redrive ${d.redrive_count ?? ''}`, depth: 0,
+          status: 'succeeded', start: at, end: at, attempts: [], seq: e.event_id,
+        });
+        continue;
+    }
+    if (!e.id) continue;
+    let op = ops.get(e.id);
+    if (!op) {
+      op = {
+        key: `o${e.id}`, kind: kindOf(e), id: e.id, name: e.name, depth: depthOf(e.parent_id),
+        status: 'running', start: at, attempts: [], seq: e.event_id, parentId: e.parent_id,
+      };
+      ops.set(e.id, op);
+      rows.push(op);
+    }
+    const last = op.attempts[op.attempts.length - 1];
+    switch (e.event_type) {
+      case 'StepStarted':
+        op.status = 'running';
+        op.attempts.push({ n: d.attempt ?? op.attempts.length + 1, start: at });
+        break;
+      case 'StepSucceeded':
+        if (last && last.end === undefined) last.end = at;
+        if (d.next_attempt_delay_ms !== undefined) {
+          // A wait-for-condition check that is not done yet.
+          if (last) last.retryDelayMs = d.next_attempt_delay_ms;
+          op.status = 'retrying';
+          op.result = d.result;
+        } else {
+          op.status = 'succeeded'; op.end = at; op.result = d.result;
+        }
+        break;
+      case 'StepFailed':
+        if (last && last.end === undefined) { last.end = at; last.error = d.error; }
+        else op.attempts.push({ n: d.attempt ?? op.attempts.length + 1, start: at, end: at, error: d.error });
+        if (d.next_attempt_delay_ms !== undefined) {
+          const a = op.attempts[op.attempts.length - 1];
+          a.retryDelayMs = d.next_attempt_delay_ms;
+          op.status = 'retrying';
+        } else {
+          op.status = 'failed'; op.end = at; op.error = d.error;
+        }
+        break;
+      case 'WaitStarted':
+        op.status = 'waiting';
+        op.scheduledEnd = d.scheduled_end ? ms(d.scheduled_end) : undefined;
+        break;
+      case 'WaitSucceeded':
+        op.status = 'succeeded'; op.end = at;
+        break;
+      case 'CallbackStarted':
+        op.status = 'pending'; op.callbackId = d.callback_id;
+        break;
+      case 'CallbackSucceeded': case 'ContextSucceeded': case 'ChainedInvokeSucceeded':
+        op.status = 'succeeded'; op.end = at; op.result = d.result;
+        break;
+      case 'CallbackFailed': case 'ContextFailed': case 'ChainedInvokeFailed':
+        op.status = 'failed'; op.end = at; op.error = d.error;
+        break;
+      case 'CallbackTimedOut': case 'ChainedInvokeTimedOut':
+        op.status = 'timed_out'; op.end = at; op.error = d.error;
+        break;
+      case 'ChainedInvokeStopped':
+        op.status = 'stopped'; op.end = at; op.error = d.error;
+        break;
+      case 'ChainedInvokeStarted':
+        op.status = 'running'; op.callee = d.durable_execution_id;
+        break;
+      case 'ContextStarted':
+        op.status = 'running';
+        break;
+    }
+  }
+  rows.sort((a, b) => a.start - b.start || a.seq - b.seq);
+  const pendingCallbacks = rows.filter((r) => r.kind === 'Callback' && r.status === 'pending' && r.callbackId);
+  return { rows, start, end, activations, pendingCallbacks };
+}
+
+function kindOf(e: HistoryEvent): string {
+  if (e.sub_type) return e.sub_type;
+  if (e.event_type.startsWith('Step')) return 'Step';
+  if (e.event_type.startsWith('Wait')) return 'Wait';
+  if (e.event_type.startsWith('Callback')) return 'Callback';
+  if (e.event_type.startsWith('Context')) return 'Context';
+  if (e.event_type.startsWith('ChainedInvoke')) return 'ChainedInvoke';
+  return e.event_type;
+}
+
+export function duration(msecs: number | undefined): string {
+  if (msecs === undefined || !isFinite(msecs)) return '';
+  if (msecs < 1000) return `${Math.max(0, Math.round(msecs))} ms`;
+  if (msecs < 60_000) return `${(msecs / 1000).toFixed(msecs < 10_000 ? 2 : 1)} s`;
+  const s = Math.round(msecs / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
