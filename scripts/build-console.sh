@@ -5,11 +5,27 @@
 # the last build (console/dist/.sources holds their digest), so the host is not compiled
 # again for nothing. Needs node and npm (node 20 or later); the host itself builds without
 # them (it then serves a page saying how to build the console).
+#
+#   bash scripts/build-console.sh             # build console/dist (installs node if missing)
+#   bash scripts/build-console.sh --chromium  # install Debian's chromium for the console's
+#                                             # browser test (tests/console.rs), if missing
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root/console"
+apt_install() {
+    echo "build-console: installing $*" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+if [[ "${1:-}" == "--chromium" ]]; then
+    [[ -x /usr/bin/chromium ]] || apt_install chromium
+    exit 0
+fi
 if ! command -v npm >/dev/null; then
-    echo "build-console: npm is missing: install node 20+ (apt-get install nodejs npm)" >&2
+    apt_install nodejs npm
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    echo "build-console: node $(node --version) is too old for Vite 8: install node 20.19 or later" >&2
     exit 1
 fi
 digest="$(find package.json package-lock.json tsconfig.json vite.config.ts index.html src -type f -print0 \

@@ -142,6 +142,11 @@ try {
   await shot('10-executions-failed');
   await page.goto(`${URL}/ui/dead-letters`);
   await page.waitForSelector(tid('dl-group'));
+  check((await page.textContent(tid('dl-group'))).includes('UnknownScenario'), 'the dead letter is grouped by its error type');
+  // Bulk redrive of the group (its confirmation accepted): a job that redrives the one.
+  page.once('dialog', (d) => d.accept());
+  await page.click(tid('bulk-redrive'));
+  await page.waitForSelector(`${tid('job')}:text("job succeeded: 1/1 redriven")`);
   await shot('11-dead-letters');
   await page.goto(`${URL}/ui/schedules`);
   await page.waitForSelector(`${tid('schedules')} td.mono`);
@@ -176,6 +181,13 @@ try {
   figures.big_scroll_ms = Date.now() - t;
   check((await page.$$(tid('op'))).length < 100, 'still virtualised after scrolling');
   await shot('15-execution-10k-events');
+  // Finding one operation among 5,000.
+  t = Date.now();
+  await page.fill(tid('timeline-find'), '4321');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="op"]').length === 1);
+  figures.big_find_ms = Date.now() - t;
+  check(await page.getAttribute(tid('op'), 'data-op-id') === '4321', 'the operation found is op 4321');
+  await page.fill(tid('timeline-find'), '');
   await page.click(tid('tab-events'));
   await page.waitForSelector(`${tid('event-rows')} .ev-row`);
   log('big execution', figures);

@@ -186,8 +186,18 @@ const ROW = 28;
 
 function Timeline({ rows, t0, t1, complete, now }: { rows: Row[]; t0: number; t1: number; complete: boolean; now: number }) {
   const [sel, setSel] = useState<Row | null>(null);
+  const [find, setFind] = useState('');
+  const [problems, setProblems] = useState(false);
+  const shown = useMemo(() => {
+    const f = find.trim().toLowerCase();
+    if (!f && !problems) return rows;
+    return rows.filter((r) => (!problems || r.attempts.length > 1 || r.error || r.status === 'failed' || r.status === 'timed_out')
+      && (!f || `${r.kind} ${r.name ?? ''} ${r.id ?? ''} ${r.status}`.toLowerCase().includes(f)));
+  }, [rows, find, problems]);
   const span = t1 - t0;
+  // Bars stay inside the track: one that starts at the very end is drawn 2px wide there.
   const pct = (t: number) => `${Math.min(100, Math.max(0, ((t - t0) / span) * 100))}%`;
+  const left = (t: number) => `min(${pct(t)}, calc(100% - 2px))`;
   const painted = useRef(false);
   useEffect(() => {
     if (!painted.current && rows.length) { painted.current = true; performance.mark('console:timeline-painted'); }
@@ -195,8 +205,15 @@ function Timeline({ rows, t0, t1, complete, now }: { rows: Row[]; t0: number; t1
   const selected = sel && rows.find((r) => r.key === sel.key);
   return (
     <div class="card timeline" data-testid="timeline" data-complete={complete ? 'true' : 'false'} data-rows={rows.length}>
+      <div class="row">
+        <input placeholder="find an operation (name, kind, id, status)" value={find} data-testid="timeline-find"
+          onInput={(e) => setFind((e.target as HTMLInputElement).value)} />
+        <label class="inline"><input type="checkbox" checked={problems} data-testid="timeline-problems"
+          onChange={(e) => setProblems((e.target as HTMLInputElement).checked)} /> retried or failed only</label>
+        {shown !== rows && <span class="muted">{shown.length} of {rows.length}</span>}
+      </div>
       <div class="tl-head"><span>Operation</span><span>Status</span><span>Attempts</span><span>Duration</span><span class="tl-axis"><span>0</span><span>{duration(span)}</span></span></div>
-      <VirtualList items={rows} rowHeight={ROW} height={Math.min(560, Math.max(ROW * 4, innerHeight - 380))} testId="timeline-rows" follow
+      <VirtualList items={shown} rowHeight={ROW} height={Math.min(560, Math.max(ROW * 4, innerHeight - 380))} testId="timeline-rows" follow
         row={(r) => {
           const end = r.end ?? now;
           const kind = r.kind.toLowerCase();
@@ -211,9 +228,9 @@ function Timeline({ rows, t0, t1, complete, now }: { rows: Row[]; t0: number; t1
               <span>{duration(end - r.start)}</span>
               <span class="tl-track">
                 {r.attempts.length > 1
-                  ? r.attempts.map((a) => <span class={`bar ${a.error ? 'bar-err' : ''}`} style={{ left: pct(a.start), width: `max(2px, calc(${pct(a.end ?? now)} - ${pct(a.start)}))` }} />)
-                  : <span class={`bar s-${r.status}`} style={{ left: pct(r.start), width: `max(2px, calc(${pct(end)} - ${pct(r.start)}))` }} />}
-                {r.scheduledEnd && r.status === 'waiting' && <span class="tick" style={{ left: pct(r.scheduledEnd) }} title="scheduled end" />}
+                  ? r.attempts.map((a) => <span class={`bar ${a.error ? 'bar-err' : ''}`} style={{ left: left(a.start), width: `max(2px, calc(${pct(a.end ?? now)} - ${pct(a.start)}))` }} />)
+                  : <span class={`bar s-${r.status}`} style={{ left: left(r.start), width: `max(2px, calc(${pct(end)} - ${pct(r.start)}))` }} />}
+                {r.scheduledEnd && r.status === 'waiting' && <span class="tick" style={{ left: left(r.scheduledEnd) }} title="scheduled end" />}
               </span>
             </div>
           );
