@@ -16,7 +16,10 @@ fn main() {
     } else {
         // Watched so that a console built later is picked up (a path that does not exist
         // would make this script run on every build).
-        println!("cargo:rerun-if-changed={}", manifest.join("../console").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest.join("../console").display()
+        );
         let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("console-placeholder");
         std::fs::create_dir_all(&out).unwrap();
         let page = out.join("index.html");
@@ -44,7 +47,10 @@ fn stamp(dir: &Path) -> String {
             }
             files += 1;
             bytes += meta.len();
-            let modified = meta.modified().ok().and_then(|m| m.duration_since(UNIX_EPOCH).ok());
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(UNIX_EPOCH).ok());
             latest = latest.max(modified.map_or(0, |m| m.as_nanos()));
         }
     }

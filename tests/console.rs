@@ -21,7 +21,10 @@ use serde_json::{json, Value};
 use support::*;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn under_ci() -> bool {
@@ -68,11 +71,17 @@ fn the_console_is_served_from_the_binary() {
             !under_ci(),
             "the binary embeds the placeholder page: scripts/build-console.sh did not run before cargo"
         );
-        eprintln!("\n!!! console not built (run scripts/build-console.sh): asset checks skipped !!!\n");
+        eprintln!(
+            "\n!!! console not built (run scripts/build-console.sh): asset checks skipped !!!\n"
+        );
         return;
     }
     // The SPA's own routes (a reload on any page) get the same index.
-    for route in ["/ui/executions", "/ui/executions/01ABC", "/ui/functions/hello"] {
+    for route in [
+        "/ui/executions",
+        "/ui/executions/01ABC",
+        "/ui/functions/hello",
+    ] {
         let (status, h, body) = get(&format!("{}{route}", s.url), &heads);
         assert_eq!((status, h[1].as_str()), (200, "no-cache"), "{route}");
         assert_eq!(body, index, "{route}");
@@ -86,7 +95,10 @@ fn the_console_is_served_from_the_binary() {
         assets.iter().any(|a| a.ends_with(".js")) && assets.iter().any(|a| a.ends_with(".css")),
         "{index}"
     );
-    assert!(!index.contains("http://") && !index.contains("https://"), "{index}");
+    assert!(
+        !index.contains("http://") && !index.contains("https://"),
+        "{index}"
+    );
     for a in &assets {
         let (status, h, _) = get(&format!("{}{a}", s.url), &heads);
         assert_eq!(status, 200, "{a}");
@@ -103,7 +115,10 @@ fn the_console_is_served_from_the_binary() {
     // The API around it is as before: unknown routes are the JSON 404, keys are required.
     let (status, _, body) = get(&format!("{}/v1/nope", s.url), &[]);
     assert_eq!(status, 404);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        "not_found"
+    );
     let (status, _, _) = get(&format!("{}/v1/functions", s.url), &[]);
     assert_eq!(status, 401);
 }
@@ -118,8 +133,16 @@ fn the_console_works_in_a_browser() {
         let why = format!(
             "node {}, {chromium} {}, console/node_modules {} (scripts/test.sh installs them)",
             if node { "found" } else { "missing" },
-            if Path::new(&chromium).exists() { "found" } else { "missing" },
-            if playwright { "found" } else { "missing: run scripts/build-console.sh" },
+            if Path::new(&chromium).exists() {
+                "found"
+            } else {
+                "missing"
+            },
+            if playwright {
+                "found"
+            } else {
+                "missing: run scripts/build-console.sh"
+            },
         );
         assert!(!under_ci(), "the console test cannot run under CI: {why}");
         eprintln!("\n!!! SKIPPED the console browser test: {why} !!!\n");
@@ -202,7 +225,10 @@ fn the_console_works_in_a_browser() {
     let (_, list) = s.get("/v1/executions?function=approval");
     let approval = &list["executions"][0];
     assert_eq!(approval["status"], "succeeded", "{approval}");
-    assert_eq!(approval["output"]["approval"], json!({"approved": true, "by": "console"}));
+    assert_eq!(
+        approval["output"]["approval"],
+        json!({"approved": true, "by": "console"})
+    );
     let (_, list) = s.get("/v1/executions?function=hello");
     assert_eq!(list["executions"][0]["status"], "succeeded");
 }

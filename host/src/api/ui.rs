@@ -133,10 +133,10 @@ mod tests {
 
     #[test]
     fn hashed_assets_are_immutable_with_their_content_type() {
-        let Some(js) = DIST
-            .get_dir("assets")
-            .and_then(|d| d.files().find(|f| f.path().extension().is_some_and(|e| e == "js")))
-        else {
+        let Some(js) = DIST.get_dir("assets").and_then(|d| {
+            d.files()
+                .find(|f| f.path().extension().is_some_and(|e| e == "js"))
+        }) else {
             eprintln!("console not built (placeholder embedded): no assets to check");
             return;
         };
