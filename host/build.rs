@@ -59,7 +59,7 @@ fn stamp(dir: &Path) -> String {
 
 const PLACEHOLDER: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>durable-host console (not built)</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 4em auto">
+<body>
 <h1>The console was not built</h1>
 <p>This binary was compiled without <code>console/dist</code>. Build the console and the
 host again:</p>

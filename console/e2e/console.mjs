@@ -215,13 +215,15 @@ try {
   const refused = await reader.evaluate(async (id) => {
     const key = sessionStorage.getItem('durable.key');
     const out = {};
-    for (const [what, path] of [['redrive', `/v1/executions/${id}/redrive`], ['fork', `/v1/executions/${id}/fork`]]) {
+    for (const [what, path] of [['redrive', `/v1/executions/${id}/redrive`], ['fork', `/v1/executions/${id}/fork`],
+      ['stop', `/v1/executions/${id}/stop`], ['invoke', '/v1/functions/approval/invoke']]) {
       const r = await fetch(path, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '{}' });
       out[what] = [r.status, (await r.json()).error?.code];
     }
     return out;
   }, approvalId);
-  check(refused.redrive[0] === 403 && refused.fork[0] === 403, `a reader's direct actions are refused (${JSON.stringify(refused)})`);
+  check(Object.values(refused).every(([status, code]) => status === 403 && code === 'forbidden'),
+    `a reader's direct actions are refused (${JSON.stringify(refused)})`);
   log('reader refused', refused);
 
   check(outside.length === 0, `no request left the host (${outside.join(', ')})`);

@@ -22,6 +22,12 @@ export function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** JSON text typed into a form (empty is null); an Error naming `what` if it is not JSON. */
+export function parseJson(text: string, what: string): unknown {
+  if (!text.trim()) return null;
+  try { return JSON.parse(text); } catch (e) { throw new Error(`the ${what} is not JSON: ${message(e)}`); }
+}
+
 export function Status({ s }: { s: string }) {
   return <span class={`badge s-${s}`} data-testid="status">{s.replace('_', ' ')}</span>;
 }

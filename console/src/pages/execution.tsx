@@ -9,7 +9,7 @@ import { may } from '../roles';
 import { navigate } from '../router';
 import { build, duration, type Row } from '../timeline';
 import { VirtualList } from '../virtual';
-import { Act, Err, Json, message, Section, Status, time } from '../ui';
+import { Act, Err, Json, message, parseJson, Section, Status, time } from '../ui';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'timed_out', 'stopped']);
 
@@ -131,21 +131,18 @@ function Fork({ id }: { id: string }) {
   const [open, setOpen] = useState(false);
   const [from, setFrom] = useState('');
   const [input, setInput] = useState('');
-  const [err, setErr] = useState<string | null>(null);
   if (!open) return <button data-testid="fork" onClick={() => setOpen(true)}>Fork…</button>;
   return (
     <span class="fork">
       <input placeholder="from operation (default: the failed one)" value={from} onInput={(e) => setFrom((e.target as HTMLInputElement).value)} />
       <input placeholder="input JSON (default: the original)" value={input} onInput={(e) => setInput((e.target as HTMLInputElement).value)} />
       <Act label="Fork" testId="fork-submit" run={async () => {
-        setErr(null);
         const body: { from_operation?: string; input?: unknown } = {};
         if (from.trim()) body.from_operation = from.trim();
-        if (input.trim()) body.input = JSON.parse(input);
+        if (input.trim()) body.input = parseJson(input, 'input');
         return api.fork(id, body);
       }} onDone={(r) => navigate(`/executions/${(r as Execution).execution_id}`)} />
       <button onClick={() => setOpen(false)}>×</button>
-      <Err text={err} />
     </span>
   );
 }
@@ -155,7 +152,6 @@ function CallbackForm({ row, allowed }: { row: Row; allowed: boolean }) {
   const [etype, setEtype] = useState('Rejected');
   const [emsg, setEmsg] = useState('');
   const [done, setDone] = useState<string | null>(null);
-  const [err, setErr] = useState<string | null>(null);
   const id = row.callbackId!;
   return (
     <div class="callback" data-testid="callback" data-callback-id={id}>
@@ -164,10 +160,7 @@ function CallbackForm({ row, allowed }: { row: Row; allowed: boolean }) {
         <div class="row">
           <textarea rows={1} value={result} data-testid="callback-result" onInput={(e) => setResult((e.target as HTMLTextAreaElement).value)} />
           <Act label="Succeed" kind="primary" testId="callback-succeed" run={async () => {
-            setErr(null);
-            let v: unknown;
-            try { v = result.trim() ? JSON.parse(result) : null; } catch (e) { setErr(`result is not JSON: ${message(e)}`); return; }
-            await api.callbackSucceed(id, v); setDone('succeeded');
+            await api.callbackSucceed(id, parseJson(result, 'result')); setDone('succeeded');
           }} />
           <input value={etype} placeholder="error type" data-testid="callback-error-type" onInput={(e) => setEtype((e.target as HTMLInputElement).value)} />
           <input value={emsg} placeholder="error message" onInput={(e) => setEmsg((e.target as HTMLInputElement).value)} />
@@ -177,7 +170,6 @@ function CallbackForm({ row, allowed }: { row: Row; allowed: boolean }) {
         </div>
       )}
       {done && <div class="ok">Callback {done}.</div>}
-      <Err text={err} />
     </div>
   );
 }
@@ -293,7 +285,7 @@ function Logs({ id, version }: { id: string; version: number }) {
     <div class="card" data-testid="logs">
       <Err text={err} />
       <VirtualList items={lines} rowHeight={22} height={420} row={(l) => (
-        <div class={`log l-${l.level}`}><span class="muted">{time(l.timestamp)}</span> <b>{l.level}</b> <span class="muted">{l.stream}{l.operation_id ? ` op ${l.operation_id}` : ''}</span> {l.message}</div>
+        <div class={`log l-${l.level}`} title={l.message}><span class="muted">{time(l.timestamp)}</span> <b>{l.level}</b> <span class="muted">{l.stream}{l.operation_id ? ` op ${l.operation_id}` : ''}</span> {l.message}</div>
       )} />
       {!lines.length && <p class="muted">No log lines.</p>}
       {next && <button onClick={() => api.logs(id, next).then((p) => { setLines(lines.concat(p.logs)); setNext(p.next_cursor); })}>More</button>}

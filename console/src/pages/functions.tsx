@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, type FunctionView, type WhoAmI } from '../api';
 import { may } from '../roles';
 import { navigate } from '../router';
-import { Act, bytes, Err, message, Section, time, useLoad } from '../ui';
+import { Act, bytes, Err, message, parseJson, Section, time, useLoad } from '../ui';
 
 export function Functions({ me }: { me: WhoAmI }) {
   const list = useLoad(() => api.functions(), []);
@@ -76,7 +76,6 @@ const FIELDS: [keyof FunctionView['settings'], string][] = [
 export function FunctionPage({ me, name }: { me: WhoAmI; name: string }) {
   const f = useLoad(() => api.fn(name), [name]);
   const [input, setInput] = useState('{}');
-  const [err, setErr] = useState<string | null>(null);
   const canWrite = may(me.role, 'write_functions');
   if (f.error) return <Err text={f.error} />;
   if (!f.data) return <div class="muted">…</div>;
@@ -88,13 +87,9 @@ export function FunctionPage({ me, name }: { me: WhoAmI; name: string }) {
         <Section title="Invoke">
           <textarea rows={3} value={input} data-testid="invoke-input" onInput={(e) => setInput((e.target as HTMLTextAreaElement).value)} />
           <Act label="Invoke" kind="primary" testId="invoke" run={async () => {
-            setErr(null);
-            let body: unknown;
-            try { body = input.trim() ? JSON.parse(input) : null; } catch (e) { setErr(`input is not JSON: ${message(e)}`); return; }
-            const x = await api.invoke(fn.name, body);
+            const x = await api.invoke(fn.name, parseJson(input, 'input'));
             navigate(`/executions/${x.execution_id}`);
           }} />
-          <Err text={err} />
           <p><a href={`/ui/executions?function=${encodeURIComponent(fn.name)}`}>Executions of {fn.name}</a></p>
         </Section>
       )}

@@ -2,7 +2,7 @@
 // schedule's next fire times and recent firings.
 import { useState } from 'preact/hooks';
 import { api, type WhoAmI } from '../api';
-import { Act, Err, Json, message, Section, time, useLoad } from '../ui';
+import { Act, Err, Json, message, parseJson, Section, time, useLoad } from '../ui';
 
 export function Schedules(_: { me: WhoAmI }) {
   const list = useLoad(() => api.schedules(), []);
@@ -63,7 +63,7 @@ function NewSchedule({ onDone }: { onDone: () => void }) {
       <form class="row" onSubmit={async (e) => {
         e.preventDefault(); setErr(null);
         try {
-          await api.putSchedule(v.name, { function: v.function, cron: v.cron, timezone: v.timezone, input: v.input.trim() ? JSON.parse(v.input) : null, overlap: v.overlap, catch_up: v.catch_up });
+          await api.putSchedule(v.name, { function: v.function, cron: v.cron, timezone: v.timezone, input: parseJson(v.input, 'input'), overlap: v.overlap, catch_up: v.catch_up });
           onDone();
         } catch (x) { setErr(message(x)); }
       }}>
