@@ -183,7 +183,24 @@ fn the_console_works_in_a_browser() {
         &json!({"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]}),
     );
     assert_eq!(st, 201, "{v}");
+    // A map's branches and a step's retries for the timeline.
+    let map = s.invoke(
+        "conformance",
+        &scenario(
+            "map",
+            json!({"items": ["a", "b", "c"], "name": "greetings", "body": "greet"}),
+        ),
+    );
+    let retried = s.invoke(
+        "conformance",
+        &scenario(
+            "step-retry",
+            json!({"fail_times": 2, "max_attempts": 3, "delay_ms": 200}),
+        ),
+    );
     assert_eq!(s.wait_done(&failed)["status"], "failed");
+    assert_eq!(s.wait_done(&map)["status"], "succeeded");
+    assert_eq!(s.wait_done(&retried)["status"], "succeeded");
     let done = s.wait_status(&big, &["succeeded"], Duration::from_secs(120));
     assert_eq!(done["output"], 5000);
     let shots = repo().join("target/console-screenshots");
@@ -197,6 +214,8 @@ fn the_console_works_in_a_browser() {
         .env("READER_KEY", reader["key"].as_str().unwrap())
         .env("HELLO_WASM", guest("hello"))
         .env("BIG_EXECUTION", &big)
+        .env("MAP_EXECUTION", &map)
+        .env("RETRIED_EXECUTION", &retried)
         .env("SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .output()
@@ -219,7 +238,7 @@ fn the_console_works_in_a_browser() {
     );
     assert!(figures["big_open_ms"].as_u64().unwrap() < 2000, "{figures}");
     let pngs = std::fs::read_dir(&shots).unwrap().count();
-    assert!(pngs >= 16, "{pngs} screenshots in {}", shots.display());
+    assert!(pngs >= 18, "{pngs} screenshots in {}", shots.display());
     // What the browser did is what the server has: the console's approval succeeded with
     // the result typed into its form, and hello ran from the uploaded component.
     let (_, list) = s.get("/v1/executions?function=approval");

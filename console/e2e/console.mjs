@@ -5,6 +5,8 @@
 //   ADMIN_KEY        an admin key;  READER_KEY  a reader key of the same tenant
 //   HELLO_WASM       the hello component to deploy by upload
 //   BIG_EXECUTION    an execution of ~10,000 history events
+//   MAP_EXECUTION    a map "greetings" over three items (a step each)
+//   RETRIED_EXECUTION  step "flaky" that failed twice and succeeded on its third attempt
 //   SCREENSHOTS      the directory screenshots go to
 // Prints one line of JSON with the figures measured, and exits non-zero on the first
 // failed check (with what it expected and a screenshot of the page).
@@ -23,6 +25,8 @@ const ADMIN = env('ADMIN_KEY');
 const READER = env('READER_KEY');
 const HELLO = env('HELLO_WASM');
 const BIG = env('BIG_EXECUTION');
+const MAP = env('MAP_EXECUTION');
+const RETRIED = env('RETRIED_EXECUTION');
 const SHOTS = env('SCREENSHOTS');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 mkdirSync(SHOTS, { recursive: true });
@@ -132,14 +136,35 @@ try {
   await shot('08-callback-succeeded');
   log('approval completed from the console');
 
+  // --- A map's branches nest under it; a retried step shows its attempts and delays.
+  await page.goto(`${URL}/ui/executions/${MAP}`);
+  await page.waitForSelector(`${tid('timeline')}[data-complete="true"]`);
+  const nest = await page.$$eval(tid('op'), (els) => els.filter((e) => e.dataset.kind !== 'Activation')
+    .map((e) => [e.dataset.kind, e.querySelector('.tl-name').style.paddingLeft]));
+  check(nest[0][0] === 'Map' && nest.filter(([k]) => k === 'MapIteration').length === 3
+    && nest.filter(([k]) => k === 'Step').length === 3, `the map's rows (${JSON.stringify(nest)})`);
+  const indent = (k) => new Set(nest.filter(([kind]) => kind === k).map(([, p]) => parseInt(p)));
+  check([...indent('Map')][0] < [...indent('MapIteration')][0] && [...indent('MapIteration')][0] < [...indent('Step')][0],
+    `branches nest under the map, steps under the branches (${JSON.stringify(nest)})`);
+  await shot('09-execution-map');
+  await page.goto(`${URL}/ui/executions/${RETRIED}`);
+  await page.waitForSelector(`${tid('op')}[data-name="flaky"]`);
+  const attempts = await page.textContent(`${tid('op')}[data-name="flaky"]`);
+  check(attempts.includes('3 attempts, retry after 200 ms, 200 ms'), `the step's attempts and delays (${attempts})`);
+  await page.click(`${tid('op')}[data-name="flaky"]`);
+  await page.waitForSelector(tid('op-detail'));
+  const detail = await page.textContent(tid('op-detail'));
+  check(detail.includes('TransientError: attempt 1 failed') && detail.includes('TransientError: attempt 2 failed'), `the attempts' errors (${detail})`);
+  await shot('10-execution-retries');
+
   // --- The other pages.
   await page.goto(`${URL}/ui/executions`);
   await page.waitForSelector(`${tid('executions')} tr[data-status="succeeded"]`);
-  await shot('09-executions');
+  await shot('11-executions');
   await page.selectOption(tid('filter-status'), 'failed');
   await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="executions"] tr[data-status]')]
     .every((r) => r.dataset.status === 'failed') && document.querySelectorAll('[data-testid="executions"] tr[data-status]').length > 0);
-  await shot('10-executions-failed');
+  await shot('12-executions-failed');
   await page.goto(`${URL}/ui/dead-letters`);
   await page.waitForSelector(tid('dl-group'));
   check((await page.textContent(tid('dl-group'))).includes('UnknownScenario'), 'the dead letter is grouped by its error type');
@@ -147,16 +172,16 @@ try {
   page.once('dialog', (d) => d.accept());
   await page.click(tid('bulk-redrive'));
   await page.waitForSelector(`${tid('job')}:text("job succeeded: 1/1 redriven")`);
-  await shot('11-dead-letters');
+  await shot('13-dead-letters');
   await page.goto(`${URL}/ui/schedules`);
   await page.waitForSelector(`${tid('schedules')} td.mono`);
-  await shot('12-schedules');
+  await shot('14-schedules');
   await page.goto(`${URL}/ui/webhooks`);
   await page.waitForSelector(`${tid('webhooks')} td.mono`);
-  await shot('13-webhooks');
+  await shot('15-webhooks');
   await page.goto(`${URL}/ui/admin`);
   await page.waitForSelector(`${tid('keys')} td.mono`);
-  await shot('14-tenants-keys');
+  await shot('16-tenants-keys');
   log('pages shown');
 
   // --- 10,000 events: the page opens (whole history read, timeline painted) in under 2 s,
@@ -180,7 +205,7 @@ try {
   await page.waitForSelector(`${tid('op')}[data-op-id="${rows - 1}"]`);
   figures.big_scroll_ms = Date.now() - t;
   check((await page.$$(tid('op'))).length < 100, 'still virtualised after scrolling');
-  await shot('15-execution-10k-events');
+  await shot('17-execution-10k-events');
   // Finding one operation among 5,000.
   t = Date.now();
   await page.fill(tid('timeline-find'), '4321');
@@ -211,7 +236,7 @@ try {
   await reader.goto(`${URL}/ui/executions/${approvalId}`);
   await reader.waitForSelector(tid('timeline'));
   check(!(await reader.$(tid('actions'))), 'a reader sees no stop/redrive/fork');
-  await shot('16-reader-execution', reader);
+  await shot('18-reader-execution', reader);
   const refused = await reader.evaluate(async (id) => {
     const key = sessionStorage.getItem('durable.key');
     const out = {};

@@ -41,14 +41,31 @@ const ms = (t: string) => Date.parse(t);
 
 export function build(events: HistoryEvent[]): Model {
   const ops = new Map<string, Row>();
-  const rows: Row[] = [];
+  // Top-level rows in order (activations, redrives, root operations); every other operation
+  // under its parent context, so that a context's operations follow it whatever activation
+  // ran them.
+  const top: Row[] = [];
+  const children = new Map<string, Row[]>();
   let start = events.length ? ms(events[0].timestamp) : Date.now();
   let end: number | undefined;
   let activations = 0;
+  // The row of the activation that is running (its first event seen, not its end yet).
+  let current: Row | undefined;
   const depthOf = (parent: string | null): number => {
     let d = 0;
     for (let p = parent; p; p = ops.get(p)?.parentId ?? null) d++;
     return d;
+  };
+  const activation = (at: number, seq: number): Row => {
+    if (!current) {
+      activations++;
+      current = {
+        key: `a${seq}`, kind: 'Activation', id: null, name: `activation ${activations}`, depth: 0,
+        status: 'running', start: at, attempts: [], seq,
+      };
+      top.push(current);
+    }
+    return current;
   };
   for (const e of events) {
     const at = ms(e.timestamp);
@@ -61,23 +78,22 @@ export function build(events: HistoryEvent[]): Model {
         end = at;
         continue;
       case 'InvocationCompleted': {
-        activations++;
-        rows.push({
-          key: `a${e.event_id}`, kind: 'Activation', id: null, name: `activation ${activations}`, depth: 0,
-          status: d.error ? 'failed' : 'succeeded', start: ms(d.start), end: ms(d.end), attempts: [],
-          error: d.error, seq: e.event_id,
-        });
+        const a = activation(at, e.event_id);
+        a.start = ms(d.start); a.end = ms(d.end);
+        a.status = d.error ? 'failed' : 'succeeded'; a.error = d.error;
+        current = undefined;
         continue;
       }
       case 'ExecutionRedriven':
         end = undefined;
-        rows.push({
+        top.push({
           key: `r${e.event_id}`, kind: 'Redrive', id: null, name: `redrive ${d.redrive_count ?? ''}`, depth: 0,
           status: 'succeeded', start: at, end: at, attempts: [], seq: e.event_id,
         });
         continue;
     }
     if (!e.id) continue;
+    activation(at, e.event_id);
     let op = ops.get(e.id);
     if (!op) {
       op = {
@@ -85,69 +101,83 @@ export function build(events: HistoryEvent[]): Model {
         status: 'running', start: at, attempts: [], seq: e.event_id, parentId: e.parent_id,
       };
       ops.set(e.id, op);
-      rows.push(op);
+      const siblings = e.parent_id && ops.has(e.parent_id) ? children.get(e.parent_id) : top;
+      if (siblings) siblings.push(op);
+      else children.set(e.parent_id!, [op]);
     }
-    const last = op.attempts[op.attempts.length - 1];
-    switch (e.event_type) {
-      case 'StepStarted':
-        op.status = 'running';
-        op.attempts.push({ n: d.attempt ?? op.attempts.length + 1, start: at });
-        break;
-      case 'StepSucceeded':
-        if (last && last.end === undefined) last.end = at;
-        if (d.next_attempt_delay_ms !== undefined) {
-          // A wait-for-condition check that is not done yet.
-          if (last) last.retryDelayMs = d.next_attempt_delay_ms;
-          op.status = 'retrying';
-          op.result = d.result;
-        } else {
-          op.status = 'succeeded'; op.end = at; op.result = d.result;
-        }
-        break;
-      case 'StepFailed':
-        if (last && last.end === undefined) { last.end = at; last.error = d.error; }
-        else op.attempts.push({ n: d.attempt ?? op.attempts.length + 1, start: at, end: at, error: d.error });
-        if (d.next_attempt_delay_ms !== undefined) {
-          const a = op.attempts[op.attempts.length - 1];
-          a.retryDelayMs = d.next_attempt_delay_ms;
-          op.status = 'retrying';
-        } else {
-          op.status = 'failed'; op.end = at; op.error = d.error;
-        }
-        break;
-      case 'WaitStarted':
-        op.status = 'waiting';
-        op.scheduledEnd = d.scheduled_end ? ms(d.scheduled_end) : undefined;
-        break;
-      case 'WaitSucceeded':
-        op.status = 'succeeded'; op.end = at;
-        break;
-      case 'CallbackStarted':
-        op.status = 'pending'; op.callbackId = d.callback_id;
-        break;
-      case 'CallbackSucceeded': case 'ContextSucceeded': case 'ChainedInvokeSucceeded':
-        op.status = 'succeeded'; op.end = at; op.result = d.result;
-        break;
-      case 'CallbackFailed': case 'ContextFailed': case 'ChainedInvokeFailed':
-        op.status = 'failed'; op.end = at; op.error = d.error;
-        break;
-      case 'CallbackTimedOut': case 'ChainedInvokeTimedOut':
-        op.status = 'timed_out'; op.end = at; op.error = d.error;
-        break;
-      case 'ChainedInvokeStopped':
-        op.status = 'stopped'; op.end = at; op.error = d.error;
-        break;
-      case 'ChainedInvokeStarted':
-        op.status = 'running'; op.callee = d.durable_execution_id;
-        break;
-      case 'ContextStarted':
-        op.status = 'running';
-        break;
-    }
+    apply(op, e, at, d);
   }
-  rows.sort((a, b) => a.start - b.start || a.seq - b.seq);
+  // Depth first: each operation, then what ran inside it.
+  const rows: Row[] = [];
+  const stack = [...top].reverse();
+  while (stack.length) {
+    const r = stack.pop()!;
+    rows.push(r);
+    const kids = r.id ? children.get(r.id) : undefined;
+    if (kids) for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]);
+  }
   const pendingCallbacks = rows.filter((r) => r.kind === 'Callback' && r.status === 'pending' && r.callbackId);
   return { rows, start, end, activations, pendingCallbacks };
+}
+
+/** One event's effect on its operation's row. */
+function apply(op: Row, e: HistoryEvent, at: number, d: Record<string, any>) {
+  const last = op.attempts[op.attempts.length - 1];
+  switch (e.event_type) {
+    case 'StepStarted':
+      op.status = 'running';
+      op.attempts.push({ n: d.attempt ?? op.attempts.length + 1, start: at });
+      break;
+    case 'StepSucceeded':
+      if (last && last.end === undefined) last.end = at;
+      if (d.next_attempt_delay_ms !== undefined) {
+        // A wait-for-condition check that is not done yet.
+        if (last) last.retryDelayMs = d.next_attempt_delay_ms;
+        op.status = 'retrying';
+        op.result = d.result;
+      } else {
+        op.status = 'succeeded'; op.end = at; op.result = d.result;
+      }
+      break;
+    case 'StepFailed':
+      if (last && last.end === undefined) { last.end = at; last.error = d.error; }
+      else op.attempts.push({ n: d.attempt ?? op.attempts.length + 1, start: at, end: at, error: d.error });
+      if (d.next_attempt_delay_ms !== undefined) {
+        op.attempts[op.attempts.length - 1].retryDelayMs = d.next_attempt_delay_ms;
+        op.status = 'retrying';
+      } else {
+        op.status = 'failed'; op.end = at; op.error = d.error;
+      }
+      break;
+    case 'WaitStarted':
+      op.status = 'waiting';
+      op.scheduledEnd = d.scheduled_end ? ms(d.scheduled_end) : undefined;
+      break;
+    case 'WaitSucceeded':
+      op.status = 'succeeded'; op.end = at;
+      break;
+    case 'CallbackStarted':
+      op.status = 'pending'; op.callbackId = d.callback_id;
+      break;
+    case 'CallbackSucceeded': case 'ContextSucceeded': case 'ChainedInvokeSucceeded':
+      op.status = 'succeeded'; op.end = at; op.result = d.result;
+      break;
+    case 'CallbackFailed': case 'ContextFailed': case 'ChainedInvokeFailed':
+      op.status = 'failed'; op.end = at; op.error = d.error;
+      break;
+    case 'CallbackTimedOut': case 'ChainedInvokeTimedOut':
+      op.status = 'timed_out'; op.end = at; op.error = d.error;
+      break;
+    case 'ChainedInvokeStopped':
+      op.status = 'stopped'; op.end = at; op.error = d.error;
+      break;
+    case 'ChainedInvokeStarted':
+      op.status = 'running'; op.callee = d.durable_execution_id;
+      break;
+    case 'ContextStarted':
+      op.status = 'running';
+      break;
+  }
 }
 
 function kindOf(e: HistoryEvent): string {

@@ -216,11 +216,21 @@ function Timeline({ rows, t0, t1, complete, now }: { rows: Row[]; t0: number; t1
                 <span class="kind">{r.kind}</span> {r.name ?? (r.id ? `#${r.id}` : '')}
               </span>
               <span><span class={`dot s-${r.status}`} />{r.status.replace('_', ' ')}</span>
-              <span class="muted">{r.attempts.length > 1 || r.attempts.some((a) => a.error) ? attemptsText(r) : ''}</span>
+              <span class="muted" title={attemptsText(r)}>{r.attempts.length > 1 || r.attempts.some((a) => a.error) ? attemptsText(r) : ''}</span>
               <span>{duration(end - r.start)}</span>
               <span class="tl-track">
                 {r.attempts.length > 1
-                  ? r.attempts.map((a) => <span class={`bar ${a.error ? 'bar-err' : ''}`} style={{ left: left(a.start), width: `max(2px, calc(${pct(a.end ?? now)} - ${pct(a.start)}))` }} />)
+                  ? r.attempts.map((a, i) => {
+                    const next = r.attempts[i + 1];
+                    return <>
+                      <span class={`bar ${a.error ? 'bar-err' : a.end !== undefined ? 'bar-ok' : 's-running'}`} title={`attempt ${a.n}`}
+                        style={{ left: left(a.start), width: `max(2px, calc(${pct(a.end ?? now)} - ${pct(a.start)}))` }} />
+                      {a.end !== undefined && a.retryDelayMs !== undefined && (
+                        <span class="gap" title={`retry after ${duration(a.retryDelayMs)}`}
+                          style={{ left: left(a.end), width: `calc(${pct(next?.start ?? a.end + a.retryDelayMs)} - ${pct(a.end)})` }} />
+                      )}
+                    </>;
+                  })
                   : <span class={`bar s-${r.status}`} style={{ left: left(r.start), width: `max(2px, calc(${pct(end)} - ${pct(r.start)}))` }} />}
                 {r.scheduledEnd && r.status === 'waiting' && <span class="tick" style={{ left: left(r.scheduledEnd) }} title="scheduled end" />}
               </span>
