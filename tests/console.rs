@@ -198,6 +198,8 @@ fn the_console_works_in_a_browser() {
             json!({"fail_times": 2, "max_attempts": 3, "delay_ms": 200}),
         ),
     );
+    // A long wait to stop (and redrive) from the console.
+    let long = s.invoke("conformance", &scenario("wait", json!({"ms": 600_000})));
     assert_eq!(s.wait_done(&failed)["status"], "failed");
     assert_eq!(s.wait_done(&map)["status"], "succeeded");
     assert_eq!(s.wait_done(&retried)["status"], "succeeded");
@@ -216,6 +218,7 @@ fn the_console_works_in_a_browser() {
         .env("BIG_EXECUTION", &big)
         .env("MAP_EXECUTION", &map)
         .env("RETRIED_EXECUTION", &retried)
+        .env("LONG_EXECUTION", &long)
         .env("SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .output()
@@ -248,6 +251,20 @@ fn the_console_works_in_a_browser() {
         approval["output"]["approval"],
         json!({"approved": true, "by": "console"})
     );
+    // hello twice (the upload's run and its fork), both succeeded.
     let (_, list) = s.get("/v1/executions?function=hello");
-    assert_eq!(list["executions"][0]["status"], "succeeded");
+    let hellos = list["executions"].as_array().unwrap();
+    assert_eq!(hellos.len(), 2, "{list}");
+    assert!(hellos.iter().all(|x| x["status"] == "succeeded"), "{list}");
+    assert_eq!(
+        hellos[0]["forked_from"], hellos[1]["execution_id"],
+        "{list}"
+    );
+    // The long wait was stopped, then redriven: waiting again, redriven once.
+    let x = s.execution(&long);
+    assert_eq!(
+        (x["status"].as_str(), x["redrive_count"].as_u64()),
+        (Some("suspended"), Some(1)),
+        "{x}"
+    );
 }

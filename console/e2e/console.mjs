@@ -7,6 +7,7 @@
 //   BIG_EXECUTION    an execution of ~10,000 history events
 //   MAP_EXECUTION    a map "greetings" over three items (a step each)
 //   RETRIED_EXECUTION  step "flaky" that failed twice and succeeded on its third attempt
+//   LONG_EXECUTION   a ten-minute wait, to stop and redrive
 //   SCREENSHOTS      the directory screenshots go to
 // Prints one line of JSON with the figures measured, and exits non-zero on the first
 // failed check (with what it expected and a screenshot of the page).
@@ -27,6 +28,7 @@ const HELLO = env('HELLO_WASM');
 const BIG = env('BIG_EXECUTION');
 const MAP = env('MAP_EXECUTION');
 const RETRIED = env('RETRIED_EXECUTION');
+const LONG = env('LONG_EXECUTION');
 const SHOTS = env('SCREENSHOTS');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 mkdirSync(SHOTS, { recursive: true });
@@ -119,6 +121,27 @@ try {
   await page.waitForSelector(`${tid('logs')} .log`);
   await shot('06-execution-logs');
   log('hello ran live');
+  // Fork it: a new execution, forked from this one, that runs to the same output.
+  const helloId = page.url().split('/').pop();
+  await page.click(tid('fork'));
+  await page.click(tid('fork-submit'));
+  await page.waitForURL((u) => /\/ui\/executions\/[0-9A-Z]{26}$/.test(u.pathname) && !u.pathname.endsWith(helloId));
+  await page.waitForSelector(`${tid('status')}:text("succeeded")`, { timeout: 30_000 });
+  check((await page.textContent('.exec-head')).includes(`forked from ${helloId.slice(-8)}`), 'the fork names its original');
+
+  // Stop the long wait, then redrive it: the buttons follow the status.
+  await page.goto(`${URL}/ui/executions/${LONG}`);
+  await page.waitForSelector(`${tid('op')}[data-kind="Wait"][data-status="waiting"]`);
+  check(!(await page.$(tid('redrive'))), 'no redrive while it runs');
+  page.once('dialog', (d) => d.accept());
+  await page.click(tid('stop'));
+  await page.waitForSelector(`${tid('status')}:text("stopped")`, { timeout: 30_000 });
+  await page.waitForSelector(tid('exec-error'));
+  check(!(await page.$(tid('stop'))), 'no stop once stopped');
+  await page.click(tid('redrive'));
+  await page.waitForSelector(`${tid('status')}:text("suspended")`, { timeout: 30_000 });
+  await page.waitForSelector(`${tid('op')}[data-kind="Redrive"]`);
+  log('fork, stop and redrive');
 
   // --- approval: complete its callback from the console.
   await page.goto(`${URL}/ui/functions/approval`);
