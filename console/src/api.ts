@@ -176,6 +176,8 @@ export function follow(id: string, after: number, onEvent: (e: HistoryEvent) => 
       try {
         const r = await fetch(`/v1/executions/${enc(id)}/events?after=${last}`,
           { headers: headers({ accept: 'text/event-stream' }), signal: ctl.signal });
+        // A 4xx will not change by asking again (deleted, or the key revoked).
+        if (r.status >= 400 && r.status < 500) return;
         if (!r.ok || !r.body) throw new Error(`events: ${r.status}`);
         const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';

@@ -11,7 +11,7 @@
 //! trigger) and `recovery` (redrive, fork, bulk redrive jobs). This file assembles the
 //! router and its OpenAPI description from them, and holds what more than one of them
 //! uses: the extractors, the body and JSON checks, the name check. `views` renders records, `error` maps every
-//! error to a status, `serve` serves connections.
+//! error to a status, `serve` serves connections, `ui` serves the web console at `/ui`.
 
 mod auth;
 mod callbacks;
