@@ -274,6 +274,15 @@ try {
     `a reader's direct actions are refused (${JSON.stringify(refused)})`);
   log('reader refused', refused);
 
+  // Its key revoked meanwhile: the reader's next call lands on the sign-in form, key gone.
+  const readerId = READER.split('_')[1];
+  const revoked = await page.evaluate(async (id) => (await fetch(`/v1/tenants/default/keys/${id}`,
+    { method: 'DELETE', headers: { authorization: `Bearer ${sessionStorage.getItem('durable.key')}` } })).status, readerId);
+  check(revoked === 204, `the admin revokes the reader's key (${revoked})`);
+  await reader.click(tid('nav-executions'));
+  await reader.waitForSelector(tid('signin'));
+  check(await reader.evaluate(() => sessionStorage.getItem('durable.key')) === null, 'a revoked key is dropped from the tab');
+
   check(outside.length === 0, `no request left the host (${outside.join(', ')})`);
   check(pageErrors.length === 0, `no script errors (${pageErrors.join(' | ')})`);
   console.log(JSON.stringify(figures));

@@ -92,6 +92,11 @@ export async function request<T>(method: string, path: string, body?: unknown,
   const text = await r.text();
   let data: any = null;
   if (text) { try { data = JSON.parse(text); } catch { data = text; } }
+  if (r.status === 401 && !opts.key && session.key()) {
+    // The key was revoked or expired meanwhile: back to the sign-in form.
+    session.signOut();
+    dispatchEvent(new Event('durable:signed-out'));
+  }
   if (!r.ok) {
     const e = data?.error;
     throw new ApiError(r.status, e?.code ?? String(r.status), e?.message ?? (text || r.statusText));

@@ -42,6 +42,11 @@ function App() {
   const [checking, setChecking] = useState(!!session.key());
   const loc = useLocation();
   useEffect(() => {
+    const out = () => setMe(null);
+    addEventListener('durable:signed-out', out);
+    return () => removeEventListener('durable:signed-out', out);
+  }, []);
+  useEffect(() => {
     if (!session.key()) return;
     api.whoami().then(setMe).catch(() => session.signOut()).finally(() => setChecking(false));
   }, []);

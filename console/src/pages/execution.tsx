@@ -211,7 +211,8 @@ function Timeline({ rows, t0, t1, complete, now }: { rows: Row[]; t0: number; t1
           const kind = r.kind.toLowerCase();
           return (
             <div class={`tl-row k-${kind} ${selected?.key === r.key ? 'sel' : ''}`} data-testid="op" data-op-id={r.id ?? ''} data-kind={r.kind} data-status={r.status}
-              data-name={r.name ?? ''} onClick={() => setSel(r)}>
+              data-name={r.name ?? ''} tabIndex={0} onClick={() => setSel(r)}
+              onKeyDown={(e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); setSel(r); } }}>
               <span class="tl-name" style={{ paddingLeft: `${r.depth * 14 + 4}px` }} title={`${r.kind} ${r.id ?? ''}`}>
                 <span class="kind">{r.kind}</span> {r.name ?? (r.id ? `#${r.id}` : '')}
               </span>
