@@ -123,29 +123,57 @@ fn the_console_is_served_from_the_binary() {
     assert_eq!(status, 401);
 }
 
+/// Whether node, the console's node_modules and (with `browser`) chromium are missing.
+/// Under CI a missing one fails the test; elsewhere the test is skipped, loudly.
+fn missing(test: &str, browser: Option<&str>) -> bool {
+    let node = Command::new("node").arg("--version").output().is_ok();
+    let modules = repo().join("console/node_modules/playwright-core").is_dir();
+    let chromium = browser.is_none_or(|c| Path::new(c).exists());
+    if node && modules && chromium {
+        return false;
+    }
+    let found = |ok: bool| if ok { "found" } else { "missing" };
+    let why = format!(
+        "node {}, console/node_modules {} (scripts/build-console.sh), chromium {} \
+         (scripts/test.sh installs it)",
+        found(node),
+        found(modules),
+        found(chromium),
+    );
+    assert!(!under_ci(), "{test} cannot run under CI: {why}");
+    eprintln!("\n!!! SKIPPED {test}: {why} !!!\n");
+    true
+}
+
+/// The timeline's fold of history events into rows (`console/src/timeline.ts`), unit-tested
+/// on synthetic histories (`console/e2e/timeline.test.mjs`, node's test runner).
+#[test]
+fn the_timeline_fold_passes_its_unit_tests() {
+    if missing("the timeline unit tests", None) {
+        return;
+    }
+    let out = Command::new("node")
+        .args(["--test", "e2e/timeline.test.mjs"])
+        .current_dir(repo().join("console"))
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("# fail 0") && !stdout.contains("# pass 0"),
+        "{stdout}"
+    );
+}
+
 /// The whole console in headless Chromium; see `console/e2e/console.mjs` for the checks.
 #[test]
 fn the_console_works_in_a_browser() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node = Command::new("node").arg("--version").output().is_ok();
-    let playwright = repo().join("console/node_modules/playwright-core").is_dir();
-    if !(node && Path::new(&chromium).exists() && playwright) {
-        let why = format!(
-            "node {}, {chromium} {}, console/node_modules {} (scripts/test.sh installs them)",
-            if node { "found" } else { "missing" },
-            if Path::new(&chromium).exists() {
-                "found"
-            } else {
-                "missing"
-            },
-            if playwright {
-                "found"
-            } else {
-                "missing: run scripts/build-console.sh"
-            },
-        );
-        assert!(!under_ci(), "the console test cannot run under CI: {why}");
-        eprintln!("\n!!! SKIPPED the console browser test: {why} !!!\n");
+    if missing("the console browser test", Some(&chromium)) {
         return;
     }
     // An outbound allowance for the webhook's destination (nothing listens there).
