@@ -62,7 +62,7 @@ const CASES = [
     ],
     rows: [['Activation', null, 0, 'succeeded', 0], ['WaitForCallback', '1', 0, 'running', 0],
       ['Callback', '1.1', 1, 'pending', 0], ['Step', '1.2', 1, 'succeeded', 1]],
-    check: (m) => assert.deepEqual(m.pendingCallbacks.map((r) => r.callbackId), ['cb_1']),
+    check: (m) => assert.deepEqual(m.pendingCallbacks.map((r) => [r.callbackId, r.name]), [['cb_1', 'approval']]),
   },
   {
     name: 'a child context resumed in a later activation keeps its operations under it',

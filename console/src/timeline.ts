@@ -96,8 +96,11 @@ export function build(events: HistoryEvent[]): Model {
     activation(at, e.event_id);
     let op = ops.get(e.id);
     if (!op) {
+      const kind = kindOf(e);
+      // A wait-for-callback's callback is unnamed: it goes by its context's name.
+      const name = e.name ?? (kind === 'Callback' && e.parent_id ? ops.get(e.parent_id)?.name ?? null : null);
       op = {
-        key: `o${e.id}`, kind: kindOf(e), id: e.id, name: e.name, depth: depthOf(e.parent_id),
+        key: `o${e.id}`, kind, id: e.id, name, depth: depthOf(e.parent_id),
         status: 'running', start: at, attempts: [], seq: e.event_id, parentId: e.parent_id,
       };
       ops.set(e.id, op);
