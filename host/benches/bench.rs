@@ -380,6 +380,7 @@ impl Bench {
         Ok(ExecKey {
             tenant: DEFAULT_TENANT.into(),
             id: ids::parse_execution_id(id).context("execution id")?,
+            branch: None,
         })
     }
 
@@ -761,6 +762,7 @@ impl Unfinished {
         ExecKey {
             tenant: self.record.tenant.as_str().into(),
             id: self.record.id,
+            branch: None,
         }
     }
 
@@ -912,6 +914,7 @@ impl Unfinished {
         Ok(ExecKey {
             tenant: copy.tenant.as_str().into(),
             id,
+            branch: None,
         })
     }
 

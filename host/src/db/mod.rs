@@ -388,6 +388,15 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Returns once every commit queued before this call is applied (visible to readers);
+    /// waits for no fsync. For a reader in another task that must see what this task
+    /// queued without awaiting (`commit_unawaited`).
+    pub async fn applied(&self) -> Result<()> {
+        self.submit(Work::Nothing, Vec::new(), Durability::Lazy)
+            .await
+            .map(|_| ())
+    }
+
     /// Queue a batch and return at once, for writes a crash may lose (the start of an
     /// at-least-once step). It is applied before any later commit, and written with the
     /// next one that waits (or within `HOLD`, then fsynced), so that a step's start and end
