@@ -145,6 +145,26 @@ fn missing(test: &str, browser: Option<&str>) -> bool {
     true
 }
 
+/// Run a node script in `console/`: its stdout; its stderr is passed on, and both are in
+/// the panic if it fails.
+fn node(cmd: &mut Command) -> String {
+    let out = cmd
+        .current_dir(repo().join("console"))
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    // The program and arguments only: the environment holds keys.
+    let args: Vec<_> = cmd.get_args().collect();
+    assert!(
+        out.status.success(),
+        "node {args:?}: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
 /// The timeline's fold of history events into rows (`console/src/timeline.ts`), unit-tested
 /// on synthetic histories (`console/e2e/timeline.test.mjs`, node's test runner).
 #[test]
@@ -152,17 +172,7 @@ fn the_timeline_fold_passes_its_unit_tests() {
     if missing("the timeline unit tests", None) {
         return;
     }
-    let out = Command::new("node")
-        .args(["--test", "e2e/timeline.test.mjs"])
-        .current_dir(repo().join("console"))
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = node(Command::new("node").args(["--test", "e2e/timeline.test.mjs"]));
     assert!(
         stdout.contains("# fail 0") && !stdout.contains("# pass 0"),
         "{stdout}"
@@ -236,29 +246,19 @@ fn the_console_works_in_a_browser() {
     let shots = repo().join("target/console-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
     let started = Instant::now();
-    let out = Command::new("node")
-        .arg(repo().join("console/e2e/console.mjs"))
-        .current_dir(repo().join("console"))
-        .env("CONSOLE_URL", &s.url)
-        .env("ADMIN_KEY", &s.admin_key)
-        .env("READER_KEY", reader["key"].as_str().unwrap())
-        .env("HELLO_WASM", guest("hello"))
-        .env("BIG_EXECUTION", &big)
-        .env("MAP_EXECUTION", &map)
-        .env("RETRIED_EXECUTION", &retried)
-        .env("LONG_EXECUTION", &long)
-        .env("SCREENSHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success(),
-        "console e2e failed ({}) after {:?}:\n{stdout}\n{stderr}",
-        out.status,
-        started.elapsed()
+    let stdout = node(
+        Command::new("node")
+            .arg(repo().join("console/e2e/console.mjs"))
+            .env("CONSOLE_URL", &s.url)
+            .env("ADMIN_KEY", &s.admin_key)
+            .env("READER_KEY", reader["key"].as_str().unwrap())
+            .env("HELLO_WASM", guest("hello"))
+            .env("BIG_EXECUTION", &big)
+            .env("MAP_EXECUTION", &map)
+            .env("RETRIED_EXECUTION", &retried)
+            .env("LONG_EXECUTION", &long)
+            .env("SCREENSHOTS", &shots)
+            .env("CHROMIUM", &chromium),
     );
     let figures: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("the figures line: {e}: {stdout}"));
@@ -279,10 +279,11 @@ fn the_console_works_in_a_browser() {
         approval["output"]["approval"],
         json!({"approved": true, "by": "console"})
     );
-    // hello twice (the upload's run and its fork), both succeeded.
+    // hello's runs (one, or up to three on a loaded machine) and the fork of the last one
+    // (the newest), all succeeded.
     let (_, list) = s.get("/v1/executions?function=hello");
     let hellos = list["executions"].as_array().unwrap();
-    assert_eq!(hellos.len(), 2, "{list}");
+    assert!((2..=4).contains(&hellos.len()), "{list}");
     assert!(hellos.iter().all(|x| x["status"] == "succeeded"), "{list}");
     assert_eq!(
         hellos[0]["forked_from"], hellos[1]["execution_id"],
