@@ -4,13 +4,16 @@
 # in Python, real HTTP), the Python SDK's unit tests, then schemathesis against the server's
 # OpenAPI description (scripts/schemathesis.sh).
 # Installs what a fresh machine lacks (the wasm32-wasip2 target; python3, componentize-py
-# and schemathesis).
+# and schemathesis; chromium for the console's browser test).
 # Arguments go to `cargo test`; with any, the Python unit tests and schemathesis are skipped
 # (a filtered run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/build-guests.sh >/dev/null
+# The web console, embedded by the host at compile time, and the browser its test drives.
+bash scripts/build-console.sh
+bash scripts/build-console.sh --chromium
 cargo test -p durable-host "$@"
 if [ "$#" -eq 0 ]; then
     # The replay core and the guest SDK (its unit tests, doc examples and local test runner)

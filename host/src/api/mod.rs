@@ -11,7 +11,7 @@
 //! trigger) and `recovery` (redrive, fork, bulk redrive jobs). This file assembles the
 //! router and its OpenAPI description from them, and holds what more than one of them
 //! uses: the extractors, the body and JSON checks, the name check. `views` renders records, `error` maps every
-//! error to a status, `serve` serves connections.
+//! error to a status, `serve` serves connections, `ui` serves the web console at `/ui`.
 
 mod auth;
 mod callbacks;
@@ -23,6 +23,7 @@ mod recovery;
 mod schedules;
 mod serve;
 mod tenants;
+mod ui;
 mod views;
 mod webhooks;
 
@@ -82,6 +83,7 @@ pub fn router(host: Arc<Host>) -> Router {
             // but DESIGN 8 leaves only /healthz open.
             get(move |_: crate::tenants::Caller| async move { Json(spec.as_ref().clone()) }),
         )
+        .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::MethodNotAllowed(format!(
