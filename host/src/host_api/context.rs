@@ -215,8 +215,11 @@ impl HostState {
         }
         self.flush_logs_into(&mut batch);
         let db = &self.shared.db;
+        // Durability at the point of output: nothing the guest goes on past waits for the
+        // disk (an at-most-once step's start included); what depends on it leaves the host
+        // only after `Store::durable_barrier` (responses, outbound requests, webhooks).
         let committed = if fx.sync {
-            db.commit(batch, Durability::Sync).await
+            db.commit(batch, Durability::Lazy).await
         } else if fx.timers.is_empty() && fx.timers_done.is_empty() && fx.callback.is_none() {
             // What a crash may lose (an at-least-once step's start, log lines): the guest
             // goes on at once, and the write shares the fsync of whatever comes next.

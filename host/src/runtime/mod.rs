@@ -720,8 +720,9 @@ impl Runtime {
             0
         };
         batch.put_execution(&exec);
-        self.shared.db.commit(batch, Durability::Sync).await?;
-        // Counted once it is on disk: a reader that sees the count sees the record, and a
+        // Not awaited on disk: whoever is shown the end (a response, a webhook) waits for it.
+        self.shared.db.commit(batch, Durability::Lazy).await?;
+        // Counted once it is applied: a reader that sees the count sees the record, and a
         // refused write (a full disk) counts nothing.
         metrics.transition(before, status);
         if deliveries > 0 {
