@@ -1,6 +1,7 @@
 //! The `durable:function/context` interface: each call asks the journal what to do, then
-//! performs the effects (append events, put/delete timers, create callback records, fsync
-//! when required) before replying to the guest or suspending it.
+//! performs the effects (append events, put/delete timers, create callback records; none
+//! waits for the disk: what depends on them leaves the host after `Store::durable_barrier`)
+//! before replying to the guest or suspending it.
 
 use super::bindings::{context, types};
 use super::{HostFailure, HostState, Suspend};
@@ -221,8 +222,8 @@ impl HostState {
         let committed = if fx.sync {
             db.commit(batch, Durability::Lazy).await
         } else if fx.timers.is_empty() && fx.timers_done.is_empty() && fx.callback.is_none() {
-            // What a crash may lose (an at-least-once step's start, log lines): the guest
-            // goes on at once, and the write shares the fsync of whatever comes next.
+            // Nothing reads it before a later write (an at-least-once step's start, log
+            // lines): the guest goes on at once.
             db.commit_unawaited(batch)
         } else {
             db.commit(batch, Durability::Lazy).await
