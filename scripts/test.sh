@@ -15,7 +15,7 @@ cargo test -p durable-host "$@"
 if [ "$#" -eq 0 ]; then
     # The replay core and the guest SDK (its unit tests, doc examples and local test runner)
     # run natively, and so do the examples' own tests (on the runner: in-process, no wasm).
-    cargo test -p durable-journal -p durable-sdk -p hello -p user-registration -p approval -p fan-out
+    cargo test -p durable-journal -p durable-sdk -p hello -p user-registration -p approval -p fan-out -p order-saga
 fi
 if [ "$#" -eq 0 ]; then
     "$(bash scripts/python-venv.sh)" -m unittest discover -s guest-sdk/python/tests

@@ -2038,7 +2038,13 @@ fn map_after_a_host_crash_runs_no_finished_item_again() {
     let items: Vec<Value> = (0..8)
         .map(|i| json!({"wait_ms": 150, "then": {"step": i}}))
         .collect();
-    let id = start(&s, "map", json!({"name": "crash", "items": items}));
+    // Two at a time on their own instances, so the crash comes with some finished, some
+    // running and some not started.
+    let id = start(
+        &s,
+        "map",
+        json!({"name": "crash", "items": items, "max_concurrency": 2}),
+    );
     let before = s.wait_history(&id, |h| finished_branches(h).len() >= 2);
     s.crash_and_restart();
     let ex = s.wait_done(&id);

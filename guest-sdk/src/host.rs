@@ -35,15 +35,15 @@ mod dispatch {
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 mod dispatch {
-    // The runner implements the imports listed below: all of the WIT's but `invoke`, which
-    // stays the generated one (unreachable natively), like any the WIT gains later.
+    // The runner implements the imports listed below: all of the WIT's. One the WIT gains
+    // later stays the generated one (unreachable natively) until the runner has it.
     #[allow(unused_imports)]
     pub(crate) use crate::__bindings::durable::function::context::*;
     pub(crate) use crate::testing::imports::{
         await_callback, batch_finish, batch_start, branch_start, condition_continue,
         condition_fail, condition_start, condition_succeed, context_fail, context_start,
-        context_succeed, create_callback, http_send, log, random_u64, step_fail, step_start,
-        step_succeed, wait, wall_clock_ms,
+        context_succeed, create_callback, http_send, invoke, log, random_u64, step_fail,
+        step_start, step_succeed, wait, wall_clock_ms,
     };
 }
 

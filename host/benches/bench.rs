@@ -383,6 +383,7 @@ impl Bench {
         Ok(ExecKey {
             tenant: DEFAULT_TENANT.into(),
             id: ids::parse_execution_id(id).context("execution id")?,
+            branch: None,
         })
     }
 
@@ -764,6 +765,7 @@ impl Unfinished {
         ExecKey {
             tenant: self.record.tenant.as_str().into(),
             id: self.record.id,
+            branch: None,
         }
     }
 
@@ -915,6 +917,7 @@ impl Unfinished {
         Ok(ExecKey {
             tenant: copy.tenant.as_str().into(),
             id,
+            branch: None,
         })
     }
 

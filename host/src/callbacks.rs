@@ -36,6 +36,8 @@ pub struct Callbacks<'a> {
     pub db: &'a Store,
     pub scheduler: &'a Scheduler,
     pub timers: &'a Timers,
+    /// Where a completion inside a fanned-out branch wakes that branch's instance.
+    pub fan_outs: &'a crate::runtime::fanout::FanOuts,
 }
 
 impl Callbacks<'_> {
@@ -76,10 +78,8 @@ impl Callbacks<'_> {
         {
             return Err(Error::AlreadyCompleted(callback_id.to_string()));
         }
-        self.scheduler.wake(ExecKey {
-            tenant: rec.tenant.as_str().into(),
-            id: rec.execution,
-        });
+        let key = ExecKey::new(rec.tenant.as_str().into(), rec.execution);
+        self.fan_outs.wake_op(self.scheduler, key, &rec.op_id);
         Ok(())
     }
 

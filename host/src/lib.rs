@@ -220,6 +220,7 @@ impl Host {
             scheduler: scheduler.clone(),
             metrics: metrics.clone(),
             defaults: opts.runtime.defaults.clone(),
+            fan_outs: Default::default(),
         });
         let outbox = webhooks::Outbox::new(&opts.webhooks);
         let webhooks = Arc::new(webhooks::Service::new(
@@ -319,9 +320,14 @@ impl Host {
                 let key = ExecKey {
                     tenant: fired.record.tenant.as_str().into(),
                     id: fired.execution,
+                    branch: None,
                 };
                 match &fired.record.kind {
-                    db::TimerKind::Wake | db::TimerKind::Deadline => host.scheduler.wake(key),
+                    db::TimerKind::Wake => {
+                        let fan_outs = &host.runtime.shared.fan_outs;
+                        fan_outs.wake_op(&host.scheduler, key, &fired.op_id)
+                    }
+                    db::TimerKind::Deadline => host.scheduler.wake(key),
                     db::TimerKind::Redrive { .. } => {
                         let host = host.clone();
                         tokio::spawn(async move {
@@ -489,6 +495,7 @@ impl Host {
             db: &self.db,
             scheduler: &self.scheduler,
             timers: &self.timers,
+            fan_outs: &self.runtime.shared.fan_outs,
         }
     }
 
@@ -537,6 +544,7 @@ impl Host {
             runnable.push(ExecKey {
                 tenant: rec.tenant.as_str().into(),
                 id: rec.id,
+                branch: None,
             });
         }
         for stop in self.db.stop_requests() {
@@ -545,6 +553,7 @@ impl Host {
             runnable.push(ExecKey {
                 tenant: rec.tenant.as_str().into(),
                 id,
+                branch: None,
             });
         }
         self.metrics.set_counts(&counts);
@@ -573,6 +582,7 @@ impl Host {
                 runnable.push(ExecKey {
                     tenant: rec.tenant.as_str().into(),
                     id: rec.execution,
+                    branch: None,
                 });
             }
         }

@@ -205,7 +205,7 @@ pub(crate) struct OpenBatch {
 
 impl crate::Journal {
     /// The outcome of batch `id` as its branches' events tell it.
-    fn batch_outcome(&self, id: &str, spec: &BatchSpec) -> BatchOutcome {
+    pub fn batch_outcome(&self, id: &str, spec: &BatchSpec) -> BatchOutcome {
         let mut items = Vec::new();
         let (mut succeeded, mut failed) = (0, 0);
         for index in 0..spec.count {

@@ -639,6 +639,13 @@ impl Journal {
         self.next_seq
     }
 
+    /// Number the next event `n` or later: an execution whose batch runs on several
+    /// instances at once numbers its events from one shared counter (the host's fan-out),
+    /// so each instance's journal takes the counter before it records.
+    pub fn set_next_seq(&mut self, n: u32) {
+        self.next_seq = self.next_seq.max(n);
+    }
+
     pub fn input(&self) -> &str {
         &self.input
     }
@@ -751,6 +758,9 @@ pub enum SuspendReason {
     Callback,
     /// An `invoke` waits for its callee to end.
     Invoke,
+    /// A map or parallel runs on branch instances (the host's choice; a host that runs
+    /// every branch in one instance never suspends for it).
+    Batch,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -907,8 +917,14 @@ fn retry_due<T>(now_ms: u64, id: &str, retry_at_ms: u64, fx: &mut Effects<T>) ->
     due
 }
 
+/// Whether operation `id` is `scope` or runs under it (ids are dotted paths).
+pub fn in_scope(id: &str, scope: &str) -> bool {
+    id.strip_prefix(scope)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// The id of the n-th operation under `parent`.
-fn child_id(parent: Option<&str>, n: u32) -> String {
+pub fn child_id(parent: Option<&str>, n: u32) -> String {
     match parent {
         None => n.to_string(),
         Some(p) => format!("{p}.{n}"),
@@ -1592,10 +1608,21 @@ impl Activation {
     /// Waits whose time has come, completed now (at activation start, like the AWS service
     /// does when a timer fires). Returns the events and the timers they consumed.
     pub fn complete_due_waits(&mut self, now_ms: u64) -> (Vec<Event>, Vec<TimerRef>) {
+        self.complete_due_waits_in(now_ms, None)
+    }
+
+    /// `complete_due_waits` for the waits inside `scope` only (an operation and what runs
+    /// under it; `None`: all): a branch's instance completes its own branch's waits.
+    pub fn complete_due_waits_in(
+        &mut self,
+        now_ms: u64,
+        scope: Option<&str>,
+    ) -> (Vec<Event>, Vec<TimerRef>) {
         let mut due: Vec<(u64, String)> = self
             .journal
             .ops
             .values()
+            .filter(|op| scope.is_none_or(|s| in_scope(&op.op.id, s)))
             .filter_map(|op| match op.state {
                 OpState::Wait {
                     scheduled_end_ms,

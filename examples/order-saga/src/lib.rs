@@ -72,3 +72,7 @@ fn handler(ctx: &mut Context, order: Order) -> Result<Value, Error> {
 }
 
 durable_sdk::export_handler!(handler);
+
+// The local test runner runs natively only (`cargo test -p <crate>`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;

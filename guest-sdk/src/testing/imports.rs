@@ -16,15 +16,19 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use durable_journal::{
-    Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart, BranchStatus,
-    CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind, ContextStart,
-    Effects, ErrorObject, Event, Jitter, Limits, Reply, Resolution, RetryPolicy, StepSemantics,
-    StepStart, SuspendReason, Violation,
+    error_types, Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart,
+    BranchStatus, CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind,
+    ContextStart, Effects, ErrorObject, Event, InvokeEnd, InvokePoll, InvokeStart, Jitter, Limits,
+    Reply, Resolution, RetryPolicy, StepSemantics, StepStart, SuspendReason, Violation,
 };
 
 use crate::http::{Request, Response};
 use crate::wit;
 use crate::Error;
+
+/// The stand-in for an invoked function (`Runner::on_invoke`): its input as JSON text to
+/// its output as JSON text, or its error.
+pub(crate) type InvokeHandler = Box<dyn FnMut(&str) -> Result<String, ErrorObject>>;
 
 /// The outbound HTTP stand-in a test installs (`Runner::on_http`).
 pub(crate) type HttpHandler = Box<dyn FnMut(&super::HttpRequest) -> Result<Response, Error>>;
@@ -74,6 +78,10 @@ pub(crate) struct Exec {
     /// Steps whose next live attempt is cut short by a host crash (`Runner::crash_in_step`).
     pub crashes: Vec<String>,
     pub http: Option<HttpHandler>,
+    /// The stand-ins of invoked functions, by name (`Runner::on_invoke`).
+    pub invokes: HashMap<String, InvokeHandler>,
+    /// Each callee's end, by its (made-up) execution id, as its stand-in answered.
+    pub callees: HashMap<String, InvokeEnd>,
     pub limits: Limits,
     /// The host's `max_payload_bytes` default.
     pub max_payload_bytes: usize,
@@ -510,6 +518,63 @@ pub(crate) fn await_callback(id: &str) -> Result<String, wit::ErrorObject> {
             d.perform(fx)?;
         }
         Ok(outcome)
+    })
+}
+
+/// `invoke`: the callee is the test's stand-in for `function` (`Runner::on_invoke`), which
+/// answers at once; the caller suspends as on the host, and its next activation records
+/// the callee's end. A function without a stand-in is not found, as on the host.
+pub(crate) fn invoke(
+    parent: Option<&str>,
+    name: Option<&str>,
+    function: &str,
+    input: &str,
+    options: &wit::InvokeOptions,
+) -> Result<String, wit::ErrorObject> {
+    with("invoke", |d| {
+        let op = match d
+            .act
+            .invoke_position(parent, name)
+            .map_err(Stop::Violation)?
+        {
+            InvokePoll::Ready(r) => return Ok(r.map_err(to_wit)),
+            InvokePoll::Pending { op, .. } => {
+                return Err(Stop::Suspend {
+                    reason: SuspendReason::Invoke,
+                    op: Some(op.id),
+                })
+            }
+            InvokePoll::New(op) => op,
+        };
+        let callee = match d.exec.check_payload(input) {
+            Err(e) => Err(e),
+            Ok(()) => match d.exec.invokes.get_mut(function) {
+                None => Err(ErrorObject::new(
+                    error_types::INVOKE_FUNCTION_NOT_FOUND,
+                    format!("no function named {function:?} (Runner::on_invoke installs one)"),
+                )),
+                Some(stand_in) => {
+                    let end = match stand_in(input) {
+                        Ok(output) => InvokeEnd::Succeeded(output),
+                        Err(e) => InvokeEnd::Failed(e),
+                    };
+                    let id = format!("callee-{}", d.exec.callees.len() + 1);
+                    d.exec.callees.insert(id.clone(), end);
+                    Ok((id, 1))
+                }
+            },
+        };
+        let start = InvokeStart {
+            function: function.to_string(),
+            input: input.to_string(),
+            tenant_id: options.tenant_id.clone(),
+            callee,
+        };
+        let fx = d.act.invoke_started(d.now, op, start);
+        match d.perform(fx)? {
+            InvokePoll::Ready(r) => Ok(r.map_err(to_wit)),
+            _ => unreachable!("a started invoke suspends"),
+        }
     })
 }
 

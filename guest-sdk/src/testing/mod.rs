@@ -25,12 +25,14 @@
 //! and when the completion policy is met, as on the host, and the history holds the host's
 //! events (a context of sub type `Map` / `Parallel`, one `MapIteration` / `ParallelBranch`
 //! per item or branch, operations inside it under the branch's id `<batch>.<index + 1>`).
-//! As on this host, the branches run one after another in the one instance, so a wait inside
-//! a branch unloads the execution and its time is skipped like any other.
+//! The runner runs the branches one after another in the one instance (the host runs each
+//! on an instance of its own, at once; the protocol lets either choose), so its history is
+//! the host's at `max_concurrency` 1; with more, the host's branches' events interleave.
+//! A wait inside a branch unloads the execution and its time is skipped like any other.
 //!
-//! Not yet in the runner: `invoke` (`Context::invoke`, a call of another function) panics
-//! natively with the bindings' "unreachable", as does any import the WIT gains later, until
-//! it is added to `imports.rs` and to the list in `host.rs`.
+//! An `invoke` (`Context::invoke`) reaches the test's stand-in for that function
+//! ([`Runner::on_invoke`]). An import the WIT gains later panics natively with the
+//! bindings' "unreachable" until it is added to `imports.rs` and to the list in `host.rs`.
 //!
 //! A suspension ends the activation as on the host: the host call never returns. Here it
 //! unwinds the handler (`std::panic::resume_unwind` with a private payload, which the runner
@@ -273,6 +275,8 @@ impl Runner {
                 injections: Vec::new(),
                 crashes: Vec::new(),
                 http: None,
+                invokes: HashMap::new(),
+                callees: HashMap::new(),
                 limits: Limits::default(),
                 max_payload_bytes: 1024 * 1024,
             }),
@@ -321,6 +325,39 @@ impl Runner {
         stand_in: impl FnMut(&HttpRequest) -> Result<Response, Error> + 'static,
     ) -> &mut Self {
         self.exec_mut().http = Some(Box::new(stand_in));
+        self
+    }
+
+    /// Stands in for the function named `function` when the handler invokes it
+    /// (`Context::invoke`): called once per invoke with the input, its output or error is
+    /// the callee's end. As on the host the caller suspends until the callee ends, and its
+    /// next activation records `ChainedInvokeSucceeded` / `ChainedInvokeFailed`. Invoking a
+    /// function with no stand-in fails with `Invoke.FunctionNotFound`, as on the host. The
+    /// invoke's `timeout` never fires: a stand-in answers at once.
+    pub fn on_invoke<I, O>(
+        &mut self,
+        function: &str,
+        mut stand_in: impl FnMut(I) -> Result<O, Error> + 'static,
+    ) -> &mut Self
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+    {
+        let function_name = function.to_string();
+        let handler = move |input: &str| {
+            let input: I = serde_json::from_str(input).map_err(|e| {
+                ErrorObject::new(
+                    crate::error::SERIALIZATION_ERROR,
+                    format!("the input of {function_name:?} does not decode: {e}"),
+                )
+            })?;
+            let output = stand_in(input).map_err(to_object)?;
+            serde_json::to_string(&output)
+                .map_err(|e| ErrorObject::new(crate::error::SERIALIZATION_ERROR, e.to_string()))
+        };
+        self.exec_mut()
+            .invokes
+            .insert(function.to_string(), Box::new(handler));
         self
     }
 
@@ -538,6 +575,11 @@ impl Runner {
                 },
                 // Recovery re-queues it at once.
                 End::Crashed => continue,
+                // A stand-in answered at once: its end is recorded by the next activation.
+                End::Suspended {
+                    reason: SuspendReason::Invoke,
+                    ..
+                } => continue,
                 End::Suspended { .. } => {
                     let journal = Journal::from_events(&self.exec().history);
                     let next = journal.live_timers().into_iter().map(|(due, _)| due).min();
@@ -593,6 +635,15 @@ impl Runner {
                 continue;
             };
             if let Some(e) = act.resolve_callback(now, &op, resolution) {
+                exec.history.push(e);
+            }
+        }
+        // Callees that ended (their stand-ins answered when invoked).
+        for (op, callee) in act.journal().pending_invokes() {
+            let Some(end) = exec.callees.get(&callee).cloned() else {
+                continue;
+            };
+            if let Some(e) = act.invoke_ended(now, &op, end) {
                 exec.history.push(e);
             }
         }
@@ -836,6 +887,7 @@ fn describe(end: &End) -> String {
                 SuspendReason::RetryDelay => "a retry delay",
                 SuspendReason::Callback => "a callback",
                 SuspendReason::Invoke => "an invoked function",
+                SuspendReason::Batch => "a map or parallel",
             };
             match op {
                 Some(op) => format!("suspended at operation {op} for {why}"),

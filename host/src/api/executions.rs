@@ -310,6 +310,7 @@ pub(super) async fn invoke(
         let exec = ExecKey {
             tenant: caller.tenant.as_ref().into(),
             id,
+            branch: None,
         };
         // The scheduler learns its class now, so that no wake of it reads the store.
         let class = crate::settings::class(&name, &f.settings, &input, true);
@@ -786,6 +787,7 @@ pub(super) async fn stop(
     host.scheduler.wake(ExecKey {
         tenant: caller.tenant.as_ref().into(),
         id: rec.id,
+        branch: None,
     });
     let _ = tokio::time::timeout(STOP_WAIT, rx).await;
     let rec = host.db.execution(&caller.tenant, &rec.id)?.unwrap_or(rec);

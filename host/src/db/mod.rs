@@ -456,6 +456,15 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Returns once every commit queued before this call is applied (visible to readers);
+    /// waits for no fsync. For a reader in another task that must see what this task
+    /// queued without awaiting (`commit_unawaited`).
+    pub async fn applied(&self) -> Result<()> {
+        self.submit(Work::Nothing, Vec::new(), Durability::Lazy)
+            .await
+            .map(|_| ())
+    }
+
     /// Queue a batch and return at once (the start of an at-least-once step, log lines):
     /// applied before any later request, like a lazy commit, and on disk at the next
     /// fdatasync or checkpoint (`durable_barrier` covers it). Readers see it once applied.

@@ -9,10 +9,10 @@ use crate::db::{
     Batch, CallbackRecord, CallbackState, Durability, LogLevel, LogStream, TimerKind, TimerRecord,
 };
 use crate::journal::{
-    Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart, BranchStatus,
-    CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind, ContextStart,
-    Effects, ErrorObject, InvokePoll, InvokeStart, Jitter, Reply, Resolution, RetryPolicy,
-    StepSemantics, StepStart, SuspendReason, Violation,
+    in_scope, Activation, Backoff, BatchKind, BatchOutcome, BatchSpec, BatchStart, BranchStart,
+    BranchStatus, CallbackPoll, CompletionPolicy, CompletionReason, ConditionStart, ContextKind,
+    ContextStart, Effects, ErrorObject, InvokePoll, InvokeStart, Jitter, Reply, Resolution,
+    RetryPolicy, StepSemantics, StepStart, SuspendReason, Violation,
 };
 
 fn trap<E: std::error::Error + Send + Sync + 'static>(e: E) -> wasmtime::Error {
@@ -140,7 +140,7 @@ impl HostState {
         refuse: impl FnOnce(&mut Activation, u64, ErrorObject) -> Result<Effects<()>, Violation>,
         record: impl FnOnce(&mut Activation, u64, String) -> Result<Effects<T>, Violation>,
     ) -> wasmtime::Result<Result<T, types::ErrorObject>> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         if let Err(error) = self.check_payload(&value) {
             let fx = refuse(&mut self.act, now, error.clone()).map_err(trap)?;
             self.perform(fx).await?;
@@ -228,6 +228,7 @@ impl HostState {
         } else {
             db.commit(batch, Durability::Lazy).await
         };
+        self.unlock_journal();
         committed.map_err(|e| trap(HostFailure(e)))?;
         let timers = &self.shared.timers;
         for t in fx.timers {
@@ -246,7 +247,11 @@ impl HostState {
     }
 
     /// Common prologue of every call: captured output belongs before this call's position.
-    fn enter(&mut self) -> wasmtime::Result<u64> {
+    /// In a branch's instance it first takes the fan-out's counters, given back when this
+    /// call's commit is applied (`perform_with`) or, for a call that records nothing,
+    /// before it returns.
+    async fn enter(&mut self) -> wasmtime::Result<u64> {
+        self.lock_journal().await;
         if self.shared.stop_requested(&self.execution) {
             return Err(trap(super::Stopped));
         }
@@ -264,7 +269,7 @@ impl context::Host for HostState {
         name: Option<String>,
         options: types::StepOptions,
     ) -> wasmtime::Result<(String, types::StepState)> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let semantics = match options.semantics {
             types::StepSemantics::AtLeastOncePerRetry => StepSemantics::AtLeastOncePerRetry,
             types::StepSemantics::AtMostOncePerRetry => StepSemantics::AtMostOncePerRetry,
@@ -319,7 +324,7 @@ impl context::Host for HostState {
         error: types::ErrorObject,
     ) -> wasmtime::Result<Option<u32>> {
         self.step_timer.ended(&id);
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .step_fail(now, &id, error.into(), rand::random::<f64>())
@@ -333,7 +338,7 @@ impl context::Host for HostState {
         name: Option<String>,
         millis: u64,
     ) -> wasmtime::Result<()> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .wait(now, parent.as_deref(), name.as_deref(), millis)
@@ -347,7 +352,7 @@ impl context::Host for HostState {
         name: Option<String>,
         options: types::CallbackOptions,
     ) -> wasmtime::Result<(String, String)> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .create_callback(
@@ -366,9 +371,12 @@ impl context::Host for HostState {
         &mut self,
         id: String,
     ) -> wasmtime::Result<Result<String, types::ErrorObject>> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let callback_id = match self.act.await_callback(&id).map_err(trap)? {
-            CallbackPoll::Ready(r) => return Ok(r.map_err(Into::into)),
+            CallbackPoll::Ready(r) => {
+                self.unlock_journal();
+                return Ok(r.map_err(Into::into));
+            }
             CallbackPoll::Pending { callback_id } => callback_id,
         };
         let record = self
@@ -406,7 +414,7 @@ impl context::Host for HostState {
         name: Option<String>,
         kind: types::ContextKind,
     ) -> wasmtime::Result<(String, types::ContextState)> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .context_start(now, parent.as_deref(), name.as_deref(), context_kind(kind))
@@ -425,7 +433,7 @@ impl context::Host for HostState {
         id: String,
         value: String,
     ) -> wasmtime::Result<Result<(), types::ErrorObject>> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let (outcome, reply) = match self.check_payload(&value) {
             Ok(()) => (Ok(value), Ok(())),
             Err(e) => (Err(e.clone()), Err(e.into())),
@@ -440,7 +448,7 @@ impl context::Host for HostState {
         id: String,
         error: types::ErrorObject,
     ) -> wasmtime::Result<()> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .context_end(now, &id, Err(error.into()))
@@ -453,7 +461,7 @@ impl context::Host for HostState {
         parent: Option<String>,
         name: Option<String>,
     ) -> wasmtime::Result<(String, types::ConditionState)> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .condition_start(now, parent.as_deref(), name.as_deref())
@@ -509,7 +517,7 @@ impl context::Host for HostState {
         id: String,
         error: types::ErrorObject,
     ) -> wasmtime::Result<()> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .condition_fail(now, &id, error.into())
@@ -523,17 +531,55 @@ impl context::Host for HostState {
         name: Option<String>,
         options: types::BatchOptions,
     ) -> wasmtime::Result<(String, types::BatchState)> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
+        let spec = batch_spec(options);
         let fx = self
             .act
-            .batch_start(now, parent.as_deref(), name.as_deref(), batch_spec(options))
+            .batch_start(now, parent.as_deref(), name.as_deref(), spec.clone())
             .map_err(trap)?;
         let (id, state) = self.perform(fx).await?;
-        let state = match state {
-            BatchStart::Completed(o) => types::BatchState::Completed(batch_outcome(o)),
-            BatchStart::Run(indices) => types::BatchState::Run(indices),
+        let indices = match state {
+            BatchStart::Completed(o) => {
+                return Ok((id, types::BatchState::Completed(batch_outcome(o))))
+            }
+            BatchStart::Run(indices) => indices,
         };
-        Ok((id, state))
+        // Which branches this instance runs (`runtime::fanout`).
+        let indices = match &self.focus {
+            // A branch's instance at its batch: that branch only.
+            Some(focus) if focus.fan.batch == id => vec![focus.index],
+            // A batch inside its branch: every branch, here, one after another.
+            Some(focus) if in_scope(&id, &focus.fan.branch_id(focus.index)) => indices,
+            Some(focus) => {
+                return Err(trap(Violation::NonDeterministic(format!(
+                    "batch-start: the instance of branch {} of batch {} reached batch {id}, \
+                     which its execution's instance did not open; the function's code path \
+                     changed between runs",
+                    focus.index, focus.fan.batch
+                ))))
+            }
+            // The execution's own instance: a batch already complete is closed here (the
+            // guest's `batch-finish` records its summary); else its branches run on
+            // instances of their own while this one is unloaded.
+            None => {
+                let outcome = self.act.journal().batch_outcome(&id, &spec);
+                let (mut ok, mut failed) = (0, 0);
+                for item in &outcome.items {
+                    match item.status {
+                        BranchStatus::Succeeded(_) => ok += 1,
+                        BranchStatus::Failed(_) => failed += 1,
+                        BranchStatus::Started => {}
+                    }
+                }
+                if spec.policy.evaluate(spec.count, ok, failed).is_some() {
+                    Vec::new()
+                } else {
+                    self.fan_out = Some((id, spec));
+                    return Err(trap(Suspend(SuspendReason::Batch)));
+                }
+            }
+        };
+        Ok((id, types::BatchState::Run(indices)))
     }
 
     async fn branch_start(
@@ -542,7 +588,7 @@ impl context::Host for HostState {
         index: u32,
         name: Option<String>,
     ) -> wasmtime::Result<(String, types::BranchState)> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let fx = self
             .act
             .branch_start(now, &batch, index, name.as_deref())
@@ -558,7 +604,13 @@ impl context::Host for HostState {
     }
 
     async fn batch_finish(&mut self, id: String) -> wasmtime::Result<types::BatchOutcome> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
+        if self.focus.as_ref().is_some_and(|f| f.fan.batch == id) {
+            // A branch's instance: its branch is recorded; the batch is not its to close.
+            self.unlock_journal();
+            self.branch_done = true;
+            return Err(trap(Suspend(SuspendReason::Batch)));
+        }
         let fx = self.act.batch_finish(now, &id).map_err(trap)?;
         Ok(batch_outcome(self.perform(fx).await?))
     }
@@ -571,7 +623,7 @@ impl context::Host for HostState {
         input: String,
         options: types::InvokeOptions,
     ) -> wasmtime::Result<Result<String, types::ErrorObject>> {
-        let now = self.enter()?;
+        let now = self.enter().await?;
         let op = match self
             .act
             .invoke_position(parent.as_deref(), name.as_deref())
@@ -665,13 +717,16 @@ impl context::Host for HostState {
     }
 
     async fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
-        self.enter()?;
+        self.enter().await?;
         let level = match level {
             types::LogLevel::Debug => LogLevel::Debug,
             types::LogLevel::Info => LogLevel::Info,
             types::LogLevel::Warn => LogLevel::Warn,
             types::LogLevel::Error => LogLevel::Error,
         };
-        self.log_line(level, LogStream::Log, message).map_err(trap)
+        let logged = self.log_line(level, LogStream::Log, message).map_err(trap);
+        // Its line is numbered; it is written with this instance's next commit.
+        self.unlock_journal();
+        logged
     }
 }

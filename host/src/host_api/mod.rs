@@ -108,7 +108,8 @@ pub struct Shared {
     pub stops: std::sync::Mutex<std::collections::HashSet<ExecId>>,
     /// The stop signal of each execution with an activation in progress (see `StopWatch`):
     /// what reaches a guest that awaits a host future and so never ticks nor calls.
-    pub stop_signals: Mutex<HashMap<ExecId, Arc<Notify>>>,
+    /// (Several when its batch runs on several instances.)
+    pub stop_signals: Mutex<HashMap<ExecId, Vec<Arc<Notify>>>>,
     /// The linear memory resident instances may reserve together (`--memory-budget-mb`).
     pub memory: memory::MemoryBudget,
     /// What executions logged so far, as their last activations left it.
@@ -124,6 +125,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// What functions run with unless their settings say otherwise (a callee's timeout).
     pub defaults: crate::settings::Defaults,
+    /// Batches running on branch instances, by execution (`runtime::fanout`).
+    pub fan_outs: crate::runtime::fanout::FanOuts,
 }
 
 /// An execution's log totals as its last activation left them, so that the next activation
@@ -171,8 +174,10 @@ impl Shared {
         self.stops.lock().expect("stops").insert(id);
         // After the insert: a watch registered before this sees the signal, one registered
         // after sees the insert (see `watch_stop`).
-        if let Some(signal) = self.stop_signals.lock().expect("stop signals").get(&id) {
-            signal.notify_one();
+        if let Some(signals) = self.stop_signals.lock().expect("stop signals").get(&id) {
+            for signal in signals {
+                signal.notify_one();
+            }
         }
     }
 
@@ -191,7 +196,9 @@ impl Shared {
         self.stop_signals
             .lock()
             .expect("stop signals")
-            .insert(id, signal.clone());
+            .entry(id)
+            .or_default()
+            .push(signal.clone());
         if self.stop_requested(&id) {
             signal.notify_one(); // kept as a permit until someone waits
         }
@@ -220,12 +227,11 @@ impl StopWatch {
 impl Drop for StopWatch {
     fn drop(&mut self) {
         let mut signals = self.shared.stop_signals.lock().expect("stop signals");
-        // The scheduler runs one activation of an execution at a time, but stay exact.
-        if signals
-            .get(&self.id)
-            .is_some_and(|s| Arc::ptr_eq(s, &self.signal))
-        {
-            signals.remove(&self.id);
+        if let Some(list) = signals.get_mut(&self.id) {
+            list.retain(|s| !Arc::ptr_eq(s, &self.signal));
+            if list.is_empty() {
+                signals.remove(&self.id);
+            }
         }
     }
 }
@@ -291,6 +297,22 @@ pub struct HostState {
     memory: Option<memory::Reservation>,
     /// What its outbound requests name in their `traceparent` (with `--otlp-endpoint`).
     pub trace: Option<crate::otlp::Parent>,
+    /// In a branch's instance: the fan-out and the branch it runs.
+    pub focus: Option<Focus>,
+    /// Set by the execution's own instance when it hands a batch to branch instances:
+    /// the batch's id and options (`runtime::fanout`).
+    pub fan_out: Option<(String, crate::journal::BatchSpec)>,
+    /// Set by a branch's instance at its batch's `batch-finish`: its branch is done.
+    pub branch_done: bool,
+    /// The fan-out's counters, held by a branch's instance from a journal decision until
+    /// its commit is applied (`lock_journal`).
+    journal_guard: Option<tokio::sync::OwnedMutexGuard<crate::runtime::fanout::Counters>>,
+}
+
+/// What a branch's instance runs.
+pub struct Focus {
+    pub fan: Arc<crate::runtime::fanout::FanOut>,
+    pub index: u32,
 }
 
 /// What `tenant`'s guests may reach: the server's `--allow-outbound` restricted to the
@@ -356,7 +378,42 @@ impl HostState {
             limits,
             memory: None,
             trace: None,
+            focus: None,
+            fan_out: None,
+            branch_done: false,
+            journal_guard: None,
         }
+    }
+
+    /// In a branch's instance: take the fan-out's counters (waiting for a sibling's commit
+    /// to be applied), so that what this instance records next is numbered after
+    /// everything its siblings recorded. Held until `unlock_journal`; a no-op elsewhere
+    /// or when already held.
+    pub async fn lock_journal(&mut self) {
+        let Some(focus) = &self.focus else {
+            return;
+        };
+        if self.journal_guard.is_some() {
+            return;
+        }
+        let guard = focus.fan.counters.clone().lock_owned().await;
+        self.act.journal_mut().set_next_seq(guard.event);
+        self.next_log_seq = self.next_log_seq.max(guard.log);
+        self.journal_guard = Some(guard);
+    }
+
+    /// Give the counters back, advanced past what this instance recorded (its commits
+    /// are queued, so they apply before any later one).
+    pub fn unlock_journal(&mut self) {
+        if let Some(mut guard) = self.journal_guard.take() {
+            guard.event = guard.event.max(self.act.journal().next_seq());
+            guard.log = guard.log.max(self.next_log_seq);
+        }
+    }
+
+    /// The number the next log line takes.
+    pub fn next_log_seq(&self) -> u32 {
+        self.next_log_seq
     }
 
     /// Hold `reservation` for as long as this state (and so its store) lives.
@@ -602,6 +659,7 @@ mod tests {
             scheduler: crate::scheduler::Scheduler::new(),
             metrics: Default::default(),
             defaults: Default::default(),
+            fan_outs: Default::default(),
         })
     }
 

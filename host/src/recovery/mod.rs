@@ -307,6 +307,7 @@ pub async fn redrive(
     host.scheduler.wake(ExecKey {
         tenant: tenant.into(),
         id: *id,
+        branch: None,
     });
     Ok(exec)
 }
@@ -470,6 +471,7 @@ pub async fn fork(
     host.scheduler.wake(ExecKey {
         tenant: tenant.into(),
         id: new_id,
+        branch: None,
     });
     Ok(rec)
 }

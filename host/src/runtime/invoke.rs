@@ -117,6 +117,7 @@ pub fn prepare<'a>(
         key: ExecKey {
             tenant: tenant.into(),
             id,
+            branch: None,
         },
         class: crate::settings::class(function, &f.settings, input, true),
         timers: created.timers,
@@ -218,12 +219,14 @@ pub fn after_terminal(shared: &Shared, exec: &ExecutionRecord, stopped: Vec<Exec
         shared.scheduler.wake(ExecKey {
             tenant: exec.tenant.as_str().into(),
             id,
+            branch: None,
         });
     }
     if let Some(parent) = exec.parent_execution_id {
         shared.scheduler.wake(ExecKey {
             tenant: exec.tenant.as_str().into(),
             id: parent,
+            branch: None,
         });
     }
 }
@@ -240,5 +243,6 @@ pub fn parent_to_wake(db: &Store, rec: &ExecutionRecord) -> crate::db::Result<Op
     Ok(suspended.then(|| ExecKey {
         tenant: rec.tenant.as_str().into(),
         id: parent,
+        branch: None,
     }))
 }

@@ -8,6 +8,7 @@
 
 pub mod create;
 mod engine;
+pub mod fanout;
 pub mod invoke;
 
 pub use engine::{engine, linker, Options, EPOCH_TICK};
@@ -192,21 +193,39 @@ impl Runtime {
     }
 
     /// `trace` is set once the activation is past its first reads, with `--otlp-endpoint`.
+    /// The phases: load and check, ingest what happened while it was away, load the
+    /// component and reserve memory, run the guest (`run_guest`), record how it ended.
     async fn try_activate(
         &self,
         key: &ExecKey,
         metrics: &TenantMetrics,
         trace: &mut Option<crate::otlp::ActivationTrace>,
     ) -> anyhow::Result<Outcome> {
+        if let Some(index) = key.branch {
+            return self.activate_branch(key, index, metrics).await;
+        }
         let db = &self.shared.db;
-        let Some(mut exec) = db.execution(&key.tenant, &key.id)? else {
+        let Some(exec) = db.execution(&key.tenant, &key.id)? else {
             return Ok(Outcome::Finished);
         };
         if exec.status.is_terminal() {
+            self.shared.fan_outs.remove(&key.id);
             return Ok(Outcome::Finished);
         }
         let clock = self.shared.timers.clock().clone();
         let now = clock.now_ms();
+        let stop_requested = db.stop_request(&key.id)?.is_some();
+        let past_deadline = exec.deadline_ms.is_some_and(|d| now >= d);
+        // A batch on branch instances: this instance runs only once they are done.
+        let failure = match self.shared.fan_outs.parent_turn(
+            key,
+            stop_requested || past_deadline,
+            &self.shared.scheduler,
+        ) {
+            Some(fanout::ParentTurn::Wait) => return Ok(Outcome::Suspended),
+            Some(fanout::ParentTurn::Proceed(failure)) => failure,
+            None => None,
+        };
         let history = db.history(&key.id)?;
         if let Some(tracer) = &self.shared.tracer {
             let ids = crate::otlp::Ids::of(key.id, exec.trace.as_ref(), exec.created_ms);
@@ -214,16 +233,23 @@ impl Runtime {
         }
         let mut act = Activation::new(Journal::from_events(&history), now);
         act.set_limits(self.shared.journal_limits(&key.tenant));
-        if db.stop_request(&key.id)?.is_some() {
+        if stop_requested {
             self.shared.request_stop(key.id);
             return self
                 .finish(key, metrics, exec, &mut act, End::Stopped, None)
                 .await;
         }
-        if exec.deadline_ms.is_some_and(|d| now >= d) {
+        if past_deadline {
             return self
                 .finish(key, metrics, exec, &mut act, End::TimedOut, None)
                 .await;
+        }
+        if let Some(error) = failure {
+            let end = End::Failed {
+                error,
+                invocation_error: true,
+            };
+            return self.finish(key, metrics, exec, &mut act, end, None).await;
         }
         // A delayed start not yet due: woken early (a restart's recovery, a stray wake), it
         // stays suspended on its start timer, which wakes it when due.
@@ -242,7 +268,6 @@ impl Runtime {
         }
         let limits = self.limits(&key.tenant, &exec.function)?;
 
-        // Ingest what happened while the guest was away: due waits, resolved callbacks.
         let mut batch = Batch::new();
         if let Some(t) =
             start_ms.filter(|_| act.journal().last_event_type() == Some("ExecutionStarted"))
@@ -250,14 +275,91 @@ impl Runtime {
             // Its first activation: the start timer is consumed.
             batch.del_timer(t, &key.id, START_OP);
         }
-        let (events, consumed) = act.complete_due_waits(now);
+        let mut exec = exec;
+        let resumed = exec.status == Status::Suspended;
+        if resumed {
+            exec.status = Status::Running;
+            exec.updated_ms = now;
+            batch.put_execution(&exec);
+        }
+        self.ingest(key, &mut act, None, now, batch).await?;
+        if resumed {
+            metrics.transition(Status::Suspended, Status::Running);
+        }
+
+        let pre = match self.load(key, &exec).await? {
+            Ok(pre) => pre,
+            Err(end) => return self.finish(key, metrics, exec, &mut act, end, None).await,
+        };
+        // From here until the store is gone, a stop reaches this activation even while it
+        // waits for memory or its guest awaits a host future (the race around the run).
+        let stop = self.shared.watch_stop(key.id);
+        let memory = match self
+            .reserve_memory(limits.memory_limit_bytes as u64, exec.deadline_ms, &stop)
+            .await
+        {
+            Ok(memory) => memory,
+            Err(end) => return self.finish(key, metrics, exec, &mut act, end, None).await,
+        };
+        let parent = trace.as_ref().map(|t| t.parent());
+        let run = self
+            .run_guest(
+                key, &exec, act, &limits, pre, memory, &stop, None, parent, metrics,
+            )
+            .await?;
+        drop(stop);
+        let Run {
+            ended,
+            mut act,
+            fan_out,
+            ..
+        } = run;
+        if let (Some((batch, spec)), Done(End::Suspended)) = (fan_out, &ended) {
+            // Its batch goes to branch instances: nothing is recorded for this activation
+            // (the batch's events are its record); the execution stays running.
+            let fan = fanout::FanOut::new(
+                key.clone(),
+                batch,
+                spec,
+                act.journal(),
+                db.next_log_seq(&key.id)?,
+            );
+            self.shared.fan_outs.start(fan, &self.shared.scheduler);
+            return Ok(Outcome::Suspended);
+        }
+        let now = clock.now_ms();
+        let (end, ic_error) = match ended {
+            Done(end) => (end, None),
+            Trapped(error) => self.settle_trap(key, &mut act, error, now).await?,
+        };
+        self.finish(key, metrics, exec, &mut act, end, ic_error)
+            .await
+    }
+
+    /// Record what happened while the guest was away: due waits, resolved callbacks,
+    /// callees that ended (their end woke it), with `batch`; within `scope` only (a
+    /// branch's instance: its branch).
+    async fn ingest(
+        &self,
+        key: &ExecKey,
+        act: &mut Activation,
+        scope: Option<&str>,
+        now: u64,
+        mut batch: Batch,
+    ) -> anyhow::Result<()> {
+        let db = &self.shared.db;
+        let (events, consumed) = act.complete_due_waits_in(now, scope);
         for e in &events {
             batch.put_event(&key.id, e);
         }
         for t in &consumed {
             batch.del_timer(t.due_ms, &key.id, &t.op_id);
         }
+        let mine = |op: &str| scope.is_none_or(|s| crate::journal::in_scope(op, s));
         for (op, cb) in act.journal().pending_callbacks() {
+            if !mine(&op) {
+                continue;
+            }
             let resolution = match db.callback(&cb)?.map(|r| r.state) {
                 Some(crate::db::CallbackState::Succeeded(v)) => Resolution::Succeeded(v),
                 Some(crate::db::CallbackState::Failed(e)) => Resolution::Failed(e),
@@ -268,42 +370,44 @@ impl Runtime {
                 batch.put_event(&key.id, &e);
             }
         }
-        // Callees that ended while the caller was away (their end woke it).
         for (op, callee) in act.journal().pending_invokes() {
+            if !mine(&op) {
+                continue;
+            }
             if let Some(end) = invoke::read_callee_end(db, &key.tenant, &callee)? {
                 if let Some(e) = act.invoke_ended(now, &op, end) {
                     batch.put_event(&key.id, &e);
                 }
             }
         }
-        let resumed = exec.status == Status::Suspended;
-        if resumed {
-            exec.status = Status::Running;
-            exec.updated_ms = now;
-            batch.put_execution(&exec);
-        }
         db.commit(batch, Durability::Lazy).await?;
-        if resumed {
-            metrics.transition(Status::Suspended, Status::Running);
-        }
         for t in consumed {
             self.shared.timers.remove(t.due_ms, key.id, &t.op_id);
         }
+        Ok(())
+    }
 
-        let pre = match self
+    /// The execution's component, pre-linked; `Err(end)`: it cannot be loaded for good
+    /// (the execution fails with the reason). A storage failure is a host failure.
+    async fn load(
+        &self,
+        key: &ExecKey,
+        exec: &ExecutionRecord,
+    ) -> anyhow::Result<Result<Arc<crate::registry::Pre>, End>> {
+        match self
             .registry
             .pre(&key.tenant, &exec.function, exec.version)
             .await
         {
-            Ok(p) => p,
+            Ok(p) => Ok(Ok(p)),
             // A storage failure is not the component's: leave the execution as it is, like
             // any other host failure here (`activate` runs it again after a delay).
-            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) if e.is_transient() => Err(e.into()),
             // For good: the version record or the component's bytes are gone, or the bytes
             // no longer compile or link against this host. The execution fails with the
             // reason, like any other failure (a deleted function's executions included).
             Err(e) => {
-                let deleted = match db.function(&key.tenant, &exec.function) {
+                let deleted = match self.shared.db.function(&key.tenant, &exec.function) {
                     Ok(Some(f)) if !f.deleted => "",
                     _ => " (the function was deleted)",
                 };
@@ -315,27 +419,34 @@ impl Runtime {
                         exec.version, exec.function
                     ),
                 );
-                let end = End::Failed {
+                Ok(Err(End::Failed {
                     error,
                     invocation_error: true,
-                };
-                return self.finish(key, metrics, exec, &mut act, end, None).await;
+                }))
             }
-        };
+        }
+    }
 
-        // From here until the store is gone, a stop reaches this activation even while it
-        // waits for memory or its guest awaits a host future (the race around the run).
-        let stop = self.shared.watch_stop(key.id);
-        let memory = match self
-            .reserve_memory(limits.memory_limit_bytes as u64, exec.deadline_ms, &stop)
-            .await
-        {
-            Ok(memory) => memory,
-            Err(end) => return self.finish(key, metrics, exec, &mut act, end, None).await,
-        };
+    /// Instantiate the guest over `act` and run it until it returns, suspends, traps or
+    /// runs out of time; its captured output is written; the store is dropped.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_guest(
+        &self,
+        key: &ExecKey,
+        exec: &ExecutionRecord,
+        act: Activation,
+        limits: &Limits,
+        pre: Arc<crate::registry::Pre>,
+        memory: crate::host_api::memory::Reservation,
+        stop: &crate::host_api::StopWatch,
+        focus: Option<crate::host_api::Focus>,
+        trace: Option<crate::otlp::Parent>,
+        metrics: &TenantMetrics,
+    ) -> anyhow::Result<Run> {
+        let db = &self.shared.db;
+        let clock = self.shared.timers.clock().clone();
         // The wait for memory may have taken a while: the deadline counts from now.
         let now = clock.now_ms();
-
         let next_log_seq = db.next_log_seq(&key.id)?;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.memory_limit_bytes)
@@ -350,7 +461,8 @@ impl Runtime {
             store_limits,
         )
         .with_memory(memory);
-        state.trace = trace.as_ref().map(|t| t.parent());
+        state.trace = trace;
+        state.focus = focus;
         let function_metrics = metrics.function(&exec.function);
         state.step_timer = crate::metrics::StepTimer::new(function_metrics.clone());
         let mut store = Store::new(&self.engine, state);
@@ -407,15 +519,22 @@ impl Runtime {
         metrics
             .steps_replayed
             .fetch_add(state.steps_replayed, Relaxed);
+        state.lock_journal().await;
         let stdio = state.drain_stdio(true);
         let mut batch = Batch::new();
         state.flush_logs_into(&mut batch);
-        db.commit(batch, Durability::Lazy).await?;
+        let committed = db.commit(batch, Durability::Lazy).await;
+        state.unlock_journal();
+        committed?;
+        // Whatever it queued without awaiting is applied before another instance of its
+        // execution (a branch's, or its own after a fan-out) reads its history.
+        if state.focus.is_some() || state.fan_out.is_some() {
+            db.applied().await?;
+        }
         stdio?;
-        let now = clock.now_ms();
         let max_payload = self.shared.limits.max_payload_bytes;
 
-        let end = match run {
+        let ended = match run {
             Err(_elapsed) if deadline_first => Done(End::TimedOut),
             Err(_elapsed) => {
                 metrics.traps.fetch_add(1, Relaxed);
@@ -465,67 +584,251 @@ impl Runtime {
                 }
             }
         };
-        let mut act = std::mem::replace(
-            &mut store.data_mut().act,
-            Activation::new(Journal::default(), now),
-        );
+        let now = clock.now_ms();
+        let state = store.data_mut();
+        let act = std::mem::replace(&mut state.act, Activation::new(Journal::default(), now));
+        let run = Run {
+            ended,
+            act,
+            fan_out: state.fan_out.take(),
+            branch_done: state.branch_done,
+        };
         drop(store); // unload: the instance and its memory are gone from here on
+        Ok(run)
+    }
+
+    /// A trap outside the guest's control: `InvocationCompleted` with the error is recorded
+    /// first (as AWS records the failed invocation before the step), then the live step's
+    /// attempt fails (retried, or failed for good); with no step live the execution fails.
+    async fn settle_trap(
+        &self,
+        key: &ExecKey,
+        act: &mut Activation,
+        error: ErrorObject,
+        now: u64,
+    ) -> anyhow::Result<(End, Option<crate::journal::Event>)> {
+        let db = &self.shared.db;
+        let started_ms = act.started_ms();
+        let ic = act.journal_mut().record(
+            now,
+            EventKind::InvocationCompleted {
+                started_ms,
+                error: Some(error.clone()),
+            },
+        );
+        let mut batch = Batch::new();
+        batch.put_event(&key.id, &ic);
+        let Some(fx) = act.interrupt_live_step(now, error.clone(), rand::random::<f64>()) else {
+            db.commit(batch, Durability::Lazy).await?;
+            let end = End::Failed {
+                error,
+                invocation_error: false,
+            };
+            return Ok((end, Some(ic)));
+        };
+        let wake = crate::db::TimerRecord {
+            tenant: key.tenant.to_string(),
+            kind: crate::db::TimerKind::Wake,
+        };
+        for e in &fx.events {
+            batch.put_event(&key.id, e);
+        }
+        for t in &fx.timers {
+            batch.put_timer(t.due_ms, &key.id, &t.op_id, &wake);
+        }
+        db.commit(batch, Durability::Lazy).await?;
+        for t in fx.timers {
+            self.shared
+                .timers
+                .add(t.due_ms, key.id, t.op_id, wake.clone());
+        }
+        let end = match fx.reply {
+            Reply::Suspend(_) => End::Suspended,
+            Reply::Return(_) => End::Again,
+        };
+        Ok((end, Some(ic)))
+    }
+
+    /// An activation of branch `index` of the execution's fanned-out batch: it replays the
+    /// execution, runs that branch only and records nothing beyond it. What would end the
+    /// execution (a stop, the deadline, a protocol violation, a trap outside any step) is
+    /// left to the execution's own instance, which the fan-out wakes once no branch runs.
+    async fn activate_branch(
+        &self,
+        key: &ExecKey,
+        index: u32,
+        metrics: &TenantMetrics,
+    ) -> anyhow::Result<Outcome> {
+        let Some(fan) = self.shared.fan_outs.get(&key.id) else {
+            return Ok(Outcome::Finished); // a stale wake: the batch is over
+        };
+        if fan.begin(index) == fanout::Begin::Leave {
+            return Ok(Outcome::Finished);
+        }
+        let scheduler = &self.shared.scheduler;
+        let (end, result) = match self.run_branch(key, &fan, index, metrics).await {
+            Ok((end, outcome)) => (end, Ok(outcome)),
+            // A host failure: `activate` retries it through the execution's own instance
+            // (its in-memory retry timer wakes that one, which requeues parked branches).
+            Err(e) => (fanout::BranchEnd::Parked, Err(e)),
+        };
+        fan.end(index, end, scheduler);
+        result
+    }
+
+    async fn run_branch(
+        &self,
+        key: &ExecKey,
+        fan: &Arc<fanout::FanOut>,
+        index: u32,
+        metrics: &TenantMetrics,
+    ) -> anyhow::Result<(fanout::BranchEnd, Outcome)> {
+        use fanout::BranchEnd;
+        let db = &self.shared.db;
+        let Some(exec) = db.execution(&key.tenant, &key.id)? else {
+            return Ok((BranchEnd::Stopping, Outcome::Finished));
+        };
+        let now = self.shared.timers.clock().now_ms();
+        if exec.status.is_terminal()
+            || self.shared.stop_requested(&key.id)
+            || exec.deadline_ms.is_some_and(|d| now >= d)
+        {
+            return Ok((BranchEnd::Stopping, Outcome::Finished));
+        }
+        let limits = self.limits(&key.tenant, &exec.function)?;
+        let branch = fan.branch_id(index);
+        let mut act = Activation::new(Journal::from_events(&db.history(&key.id)?), now);
+        act.set_limits(self.shared.journal_limits(&key.tenant));
+        {
+            let mut counters = fan.counters.lock().await;
+            act.journal_mut().set_next_seq(counters.event);
+            let ingested = self
+                .ingest(key, &mut act, Some(&branch), now, Batch::new())
+                .await;
+            counters.event = counters.event.max(act.journal().next_seq());
+            ingested?;
+        }
+        let pre = match self.load(key, &exec).await? {
+            Ok(pre) => pre,
+            Err(End::Failed { error, .. }) => {
+                return Ok((BranchEnd::Failure(error), Outcome::Finished))
+            }
+            Err(_) => unreachable!("a load ends only in failure"),
+        };
+        let stop = self.shared.watch_stop(key.id);
+        let memory = match self
+            .reserve_memory(limits.memory_limit_bytes as u64, exec.deadline_ms, &stop)
+            .await
+        {
+            Ok(memory) => memory,
+            Err(_) => return Ok((BranchEnd::Stopping, Outcome::Finished)),
+        };
+        let focus = crate::host_api::Focus {
+            fan: fan.clone(),
+            index,
+        };
+        let run = self
+            .run_guest(
+                key,
+                &exec,
+                act,
+                &limits,
+                pre,
+                memory,
+                &stop,
+                Some(focus),
+                None,
+                metrics,
+            )
+            .await?;
         drop(stop);
-        let (end, ic_error) = match end {
-            Done(end) => (end, None),
+        let Run {
+            ended,
+            mut act,
+            branch_done,
+            ..
+        } = run;
+        let branch_outcome = |act: &Activation| match act.journal().op(&branch).map(|o| &o.state) {
+            Some(crate::journal::OpState::Context {
+                outcome: Some(outcome),
+            }) => Some(outcome.is_ok()),
+            _ => None,
+        };
+        let protocol = |what: &str| {
+            Violation::Protocol(format!(
+                "the instance of branch {index} of batch {} {what} instead of ending at its \
+                 batch-finish",
+                fan.batch
+            ))
+            .to_error()
+        };
+        let end = match ended {
+            Done(End::Suspended) if branch_done => match branch_outcome(&act) {
+                Some(succeeded) => BranchEnd::Done { succeeded },
+                // Its instance saw the batch complete and skipped the branch.
+                None if act.journal().op(&branch).is_none() => BranchEnd::Skipped,
+                None => BranchEnd::Failure(protocol("finished the batch with its branch open")),
+            },
+            Done(End::Suspended) => {
+                metrics.suspensions.fetch_add(1, Relaxed);
+                self.record_branch_suspension(key, fan, &mut act).await?;
+                BranchEnd::Parked
+            }
+            Done(End::Stopped) | Done(End::TimedOut) => BranchEnd::Stopping,
+            Done(End::Again) => BranchEnd::Again,
+            Done(End::Succeeded(_)) => BranchEnd::Failure(protocol("returned from the handler")),
+            Done(End::Failed {
+                error,
+                invocation_error: true,
+            }) => BranchEnd::Failure(error),
+            Done(End::Failed { .. }) => BranchEnd::Failure(protocol("failed the handler")),
             Trapped(error) => {
-                // Recorded first, as AWS records the failed invocation before the step.
-                let started_ms = act.started_ms();
-                let ic = act.journal_mut().record(
-                    now,
-                    EventKind::InvocationCompleted {
-                        started_ms,
-                        error: Some(error.clone()),
-                    },
-                );
-                match act.interrupt_live_step(now, error.clone(), rand::random::<f64>()) {
-                    Some(fx) => {
-                        let mut batch = Batch::new();
-                        batch.put_event(&key.id, &ic);
-                        let wake = crate::db::TimerRecord {
-                            tenant: key.tenant.to_string(),
-                            kind: crate::db::TimerKind::Wake,
-                        };
-                        for e in &fx.events {
-                            batch.put_event(&key.id, e);
-                        }
-                        for t in &fx.timers {
-                            batch.put_timer(t.due_ms, &key.id, &t.op_id, &wake);
-                        }
-                        db.commit(batch, Durability::Lazy).await?;
-                        for t in fx.timers {
-                            self.shared
-                                .timers
-                                .add(t.due_ms, key.id, t.op_id, wake.clone());
-                        }
-                        let end = match fx.reply {
-                            Reply::Suspend(_) => End::Suspended,
-                            Reply::Return(_) => End::Again,
-                        };
-                        (end, Some(ic))
-                    }
-                    None => {
-                        let mut batch = Batch::new();
-                        batch.put_event(&key.id, &ic);
-                        db.commit(batch, Durability::Lazy).await?;
-                        (
-                            End::Failed {
-                                error,
-                                invocation_error: false,
-                            },
-                            Some(ic),
-                        )
-                    }
+                let now = self.shared.timers.clock().now_ms();
+                let mut counters = fan.counters.lock().await;
+                act.journal_mut().set_next_seq(counters.event);
+                let settled = self.settle_trap(key, &mut act, error, now).await;
+                counters.event = counters.event.max(act.journal().next_seq());
+                match settled?.0 {
+                    End::Suspended => BranchEnd::Parked,
+                    End::Again => BranchEnd::Again,
+                    End::Failed { error, .. } => BranchEnd::Failure(error),
+                    _ => unreachable!("a trap settles as suspended, again or failed"),
                 }
             }
         };
-        self.finish(key, metrics, exec, &mut act, end, ic_error)
-            .await
+        let outcome = match end {
+            BranchEnd::Again => Outcome::Again,
+            _ => Outcome::Finished,
+        };
+        Ok((end, outcome))
+    }
+
+    /// A branch's instance suspended inside its branch (a wait, callback, retry, invoke):
+    /// its `InvocationCompleted`, as the execution's own instance records one when it
+    /// suspends.
+    async fn record_branch_suspension(
+        &self,
+        key: &ExecKey,
+        fan: &fanout::FanOut,
+        act: &mut Activation,
+    ) -> anyhow::Result<()> {
+        let now = self.shared.timers.clock().now_ms();
+        let mut counters = fan.counters.lock().await;
+        act.journal_mut().set_next_seq(counters.event);
+        let started_ms = act.started_ms();
+        let e = act.journal_mut().record(
+            now,
+            EventKind::InvocationCompleted {
+                started_ms,
+                error: None,
+            },
+        );
+        let mut batch = Batch::new();
+        batch.put_event(&key.id, &e);
+        let committed = self.shared.db.commit(batch, Durability::Lazy).await;
+        counters.event = counters.event.max(act.journal().next_seq());
+        committed?;
+        Ok(())
     }
 
     /// Reserve `bytes` of the memory budget for this activation's instance, waiting in line
@@ -671,6 +974,7 @@ impl Runtime {
         let mut redrive_policy = None;
         let mut stopped_callees = Vec::new();
         if status.is_terminal() {
+            self.shared.fan_outs.remove(&key.id);
             batch.del_stop(&key.id);
             // The callees it still waits on can no longer be heard: stopped with it.
             stopped_callees =
@@ -739,6 +1043,17 @@ impl Runtime {
         }
         Ok(outcome)
     }
+}
+
+/// What `run_guest` leaves: how the guest ended, the journal as it left it, and what its
+/// instance set for a batch (`runtime::fanout`).
+struct Run {
+    ended: Ended,
+    act: Activation,
+    /// The execution's own instance handed this batch to branch instances.
+    fan_out: Option<(String, crate::journal::BatchSpec)>,
+    /// A branch's instance reached its batch's `batch-finish`.
+    branch_done: bool,
 }
 
 /// How the guest call ended, before a trap is attributed to a step.

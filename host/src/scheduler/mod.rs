@@ -48,11 +48,42 @@ mod flow;
 pub use flow::{BacklogFull, Class, FlowLimits, FunctionStats, Throttle};
 use flow::{Functions, LaneId, TenantQueue};
 
-/// An execution, addressed with its tenant.
+/// An activation's address: an execution with its tenant, and which of its instances.
+/// `branch` is `None` for the execution's own instance, `Some(i)` for the instance that
+/// runs branch `i` of the batch the execution has fanned out (`runtime::fanout`): each is
+/// queued and resident on its own, so one execution may have several instances at once.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ExecKey {
     pub tenant: Arc<str>,
     pub id: ExecId,
+    pub branch: Option<u32>,
+}
+
+impl ExecKey {
+    /// The execution's own instance.
+    pub fn new(tenant: Arc<str>, id: ExecId) -> Self {
+        Self {
+            tenant,
+            id,
+            branch: None,
+        }
+    }
+
+    /// The instance of branch `index` of its fanned-out batch.
+    pub fn branch(&self, index: u32) -> Self {
+        Self {
+            branch: Some(index),
+            ..self.clone()
+        }
+    }
+
+    /// The execution's own instance, from any of its instances.
+    pub fn execution(&self) -> Self {
+        Self {
+            branch: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// How an activation ended, as far as scheduling goes.
@@ -514,7 +545,8 @@ impl Scheduler {
             // Its tenant may now have a share again (or has new work).
             self.inner.ready.notify_one();
         }
-        if outcome == Outcome::Finished {
+        // A branch's instance finishing is not its execution finishing.
+        if outcome == Outcome::Finished && key.branch.is_none() {
             self.notify_finished(&key.id);
         }
     }
@@ -588,6 +620,7 @@ mod tests {
         ExecKey {
             tenant: "t".into(),
             id: [n; 16],
+            branch: None,
         }
     }
 
@@ -694,6 +727,7 @@ mod tests {
         ExecKey {
             tenant: tenant.into(),
             id,
+            branch: None,
         }
     }
 
@@ -1303,6 +1337,7 @@ mod tests {
             s.wake(ExecKey {
                 tenant: ["a", "b", "c"][n as usize % 3].into(),
                 id,
+                branch: None,
             });
         }
         tokio::spawn(s.clone().run(8, move |_| {

@@ -455,6 +455,7 @@ impl Service {
         let key = ExecKey {
             tenant: tenant.as_str().into(),
             id,
+            branch: None,
         };
         // Its flow-control class now, so that no wake of it reads the store.
         let class = settings::class(&rec.function, &f.settings, &rec.input, true);
