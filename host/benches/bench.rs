@@ -31,7 +31,8 @@
 //!    load and the guest's run without storage. Baseline: the pure journal
 //!    (`Journal::from_events` + `Activation::step_start` x 1000: no wasm, no storage).
 //! 4. Checkpoints: durable steps/s of `steps {count: N}` run by 1 and by 64 concurrent
-//!    executions (each step waits for the host's `Durability::Sync` commit; group commit),
+//!    executions (each step waits for its commit to be applied, not for an fsync: durability
+//!    at the point of output leaves the fsync to whatever output follows; group commit),
 //!    with the host's syncs counted by `Store::sync_stats`. Baseline: one fsync of this disk
 //!    (append 4 KiB + `File::sync_all` in the data directory, median), also set beside the
 //!    host's own `Sync` commit of a 4 KiB event (write-ahead log write + fdatasync, then sled).
