@@ -215,20 +215,48 @@ impl HostState {
             }
         }
         self.flush_logs_into(&mut batch);
-        let db = &self.shared.db;
+        let db = self.shared.db.clone();
         // Durability at the point of output: nothing the guest goes on past waits for the
         // disk (an at-most-once step's start included); what depends on it leaves the host
         // only after `Store::durable_barrier` (responses, outbound requests, webhooks).
-        let committed = if fx.sync {
-            db.commit(batch, Durability::Lazy).await
+        let durability = if fx.sync {
+            Some(Durability::Lazy)
         } else if fx.timers.is_empty() && fx.timers_done.is_empty() && fx.callback.is_none() {
             // Nothing reads it before a later write (an at-least-once step's start, log
             // lines): the guest goes on at once.
-            db.commit_unawaited(batch)
+            None
         } else {
-            db.commit(batch, Durability::Lazy).await
+            Some(Durability::Lazy)
+        };
+        if let Some(focus) = &self.focus {
+            focus.fan.recorded(focus.index, &fx.events);
+        }
+        let committed = match durability {
+            None => db.commit_unawaited(batch),
+            Some(durability) => {
+                let mut commit = std::pin::pin!(db.commit(batch, durability));
+                // Queued by its first poll: a branch's siblings may number and queue their
+                // own writes from then on (the log applies them in that order), so the
+                // fan-out's counters are not held while this one waits for the disk.
+                let first = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::future::Future::poll(commit.as_mut(), cx))
+                })
+                .await;
+                match first {
+                    std::task::Poll::Ready(done) => done,
+                    std::task::Poll::Pending => {
+                        self.unlock_journal();
+                        commit.await
+                    }
+                }
+            }
         };
         self.unlock_journal();
+        if committed.is_err() {
+            if let Some(focus) = &self.focus {
+                focus.fan.unrecord(focus.index, fx.events.len());
+            }
+        }
         committed.map_err(|e| trap(HostFailure(e)))?;
         let timers = &self.shared.timers;
         for t in fx.timers {

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::db::ExecId;
-use crate::journal::{child_id, in_scope, BatchSpec, BranchStatus, ErrorObject, Journal};
+use crate::journal::{child_id, in_scope, BatchSpec, BranchStatus, ErrorObject, Event, Journal};
 use crate::scheduler::{ExecKey, Scheduler};
 
 /// The numbers an execution's next event and log line take while it is fanned out.
@@ -90,6 +90,11 @@ pub struct FanOut {
     pub spec: BatchSpec,
     pub counters: Arc<tokio::sync::Mutex<Counters>>,
     state: Mutex<State>,
+    /// What a branch's instance replays: the history outside the batch's branches (read
+    /// once, at the fan-out) and each branch's own events (kept as they are committed), so
+    /// that a branch's activation costs its own branch, not every sibling's history.
+    prefix: Vec<Event>,
+    branches: Mutex<HashMap<u32, Vec<Event>>>,
 }
 
 /// How a branch's activation ended, as the fan-out counts it.
@@ -133,9 +138,10 @@ impl FanOut {
         key: ExecKey,
         batch: String,
         spec: BatchSpec,
-        journal: &Journal,
+        history: Vec<Event>,
         next_log_seq: u32,
     ) -> Self {
+        let journal = Journal::from_events(&history);
         let outcome = journal.batch_outcome(&batch, &spec);
         let mut state = State::default();
         let mut seen = vec![false; spec.count as usize];
@@ -154,6 +160,14 @@ impl FanOut {
             .policy
             .evaluate(spec.count, state.succeeded, state.failed)
             .is_some();
+        let mut prefix = Vec::new();
+        let mut branches: HashMap<u32, Vec<Event>> = HashMap::new();
+        for e in history {
+            match e.kind.op().and_then(|op| branch_of(&batch, &op.id)) {
+                Some(i) => branches.entry(i).or_default().push(e),
+                None => prefix.push(e),
+            }
+        }
         Self {
             key,
             batch,
@@ -163,7 +177,33 @@ impl FanOut {
                 log: next_log_seq,
             })),
             state: Mutex::new(state),
+            prefix,
+            branches: Mutex::new(branches),
         }
+    }
+
+    /// The history branch `index`'s instance replays: everything outside the batch's
+    /// branches, then that branch's own events.
+    pub fn history_of(&self, index: u32) -> Vec<Event> {
+        let branches = self.branches.lock().expect("fan-out branches");
+        let own = branches.get(&index).map_or(&[][..], Vec::as_slice);
+        let mut h = Vec::with_capacity(self.prefix.len() + own.len());
+        h.extend_from_slice(&self.prefix);
+        h.extend_from_slice(own);
+        h
+    }
+
+    /// Branch `index`'s instance committed `events` (all inside its branch).
+    pub fn recorded(&self, index: u32, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        self.branches
+            .lock()
+            .expect("fan-out branches")
+            .entry(index)
+            .or_default()
+            .extend_from_slice(events);
     }
 
     /// The operation id of branch `index`.
@@ -263,15 +303,22 @@ impl FanOut {
         self.drive(&mut state, scheduler, false);
     }
 
+    /// The last `n` events `recorded` for branch `index` were not written after all.
+    pub fn unrecord(&self, index: u32, n: usize) {
+        if let Some(own) = self
+            .branches
+            .lock()
+            .expect("fan-out branches")
+            .get_mut(&index)
+        {
+            own.truncate(own.len().saturating_sub(n));
+        }
+    }
+
     /// The branch that operation `op_id` runs in, queued for its wake-up; `None`: not a
     /// branch in flight (the execution's instance takes the wake).
     fn route(&self, op_id: &str) -> Option<u32> {
-        if !in_scope(op_id, &self.batch) || op_id == self.batch {
-            return None;
-        }
-        let rest = &op_id[self.batch.len() + 1..];
-        let n: u32 = rest.split('.').next()?.parse().ok()?;
-        let index = n.checked_sub(1)?;
+        let index = branch_of(&self.batch, op_id)?;
         let mut state = self.state.lock().expect("fan-out");
         if state.over() {
             return None;
@@ -304,6 +351,16 @@ impl FanOut {
         self.drive(&mut state, scheduler, true);
         ParentTurn::Wait
     }
+}
+
+/// The index of the branch of batch `batch` that operation `op_id` is or runs in.
+fn branch_of(batch: &str, op_id: &str) -> Option<u32> {
+    if !in_scope(op_id, batch) || op_id == batch {
+        return None;
+    }
+    let rest = &op_id[batch.len() + 1..];
+    let n: u32 = rest.split('.').next()?.parse().ok()?;
+    n.checked_sub(1)
 }
 
 /// The fan-outs in progress, by execution.
@@ -356,5 +413,165 @@ impl FanOuts {
             Some(i) => scheduler.wake(key.branch(i)),
             None => scheduler.wake(key),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{BatchKind, CompletionPolicy, ContextKind, EventKind, OpRef};
+
+    fn key() -> ExecKey {
+        ExecKey::new("t".into(), [7; 16])
+    }
+
+    /// A fan-out of `count` branches at most `max` at a time, over a history that has just
+    /// started the batch (or, with `done`, has those branches finished, succeeded).
+    fn fan(count: u32, max: Option<u32>, policy: CompletionPolicy, done: &[u32]) -> FanOut {
+        let mut j = Journal::from_events(&[]);
+        let mut h = vec![j.record(0, EventKind::ExecutionStarted { input: "{}".into() })];
+        let op = |id: String, parent: Option<&str>| OpRef {
+            id,
+            parent: parent.map(str::to_string),
+            name: None,
+        };
+        h.push(j.record(
+            0,
+            EventKind::ContextStarted {
+                op: op("1".into(), None),
+                kind: ContextKind::Map,
+            },
+        ));
+        for i in done {
+            let branch = op(format!("1.{}", i + 1), Some("1"));
+            let kind = ContextKind::MapIteration;
+            h.push(j.record(
+                0,
+                EventKind::ContextStarted {
+                    op: branch.clone(),
+                    kind,
+                },
+            ));
+            h.push(j.record(
+                0,
+                EventKind::ContextSucceeded {
+                    op: branch,
+                    kind,
+                    result: "1".into(),
+                },
+            ));
+        }
+        let spec = BatchSpec {
+            kind: BatchKind::Map,
+            count,
+            max_concurrency: max,
+            policy,
+        };
+        FanOut::new(key(), "1".into(), spec, h, 1)
+    }
+
+    #[tokio::test]
+    async fn branches_start_within_max_concurrency_and_the_parent_wakes_when_all_are_done() {
+        let s = Scheduler::new();
+        let f = fan(4, Some(2), CompletionPolicy::default(), &[]);
+        f.start(&s);
+        assert_eq!(s.queued(), 2, "two at a time");
+        for i in 0..2 {
+            assert_eq!(f.begin(i), Begin::Run);
+        }
+        // A branch that parks keeps its place: no third starts.
+        f.end(0, BranchEnd::Parked, &s);
+        assert_eq!(s.queued(), 2);
+        // Its wake-up queues it (it is routed to its branch), a sibling's op is not its.
+        assert_eq!(f.route("1.1.3"), Some(0));
+        assert_eq!(f.route("1"), None);
+        assert_eq!(f.route("2.1"), None);
+        assert_eq!(f.route("1.4.1"), None, "branch 3 has not started");
+        // One ends: the next starts.
+        f.end(1, BranchEnd::Done { succeeded: true }, &s);
+        assert_eq!(s.queued(), 3);
+        for (i, begin) in [(0, Begin::Run), (2, Begin::Run), (1, Begin::Leave)] {
+            assert_eq!(f.begin(i), begin, "branch {i}");
+        }
+        for i in [0, 2] {
+            f.end(i, BranchEnd::Done { succeeded: true }, &s);
+        }
+        assert_eq!(f.begin(3), Begin::Run);
+        f.end(3, BranchEnd::Done { succeeded: false }, &s);
+        // Over: its own instance is queued, and no branch begins any more.
+        assert_eq!(s.queued(), 4 + 1);
+        assert_eq!(f.begin(3), Begin::Leave);
+    }
+
+    #[tokio::test]
+    async fn early_completion_and_a_restart_start_only_what_is_needed() {
+        let s = Scheduler::new();
+        // After a restart two branches had finished: with min_successful 3 one more runs.
+        let policy = CompletionPolicy {
+            min_successful: Some(3),
+            ..Default::default()
+        };
+        let f = fan(6, Some(1), policy, &[0, 1]);
+        f.start(&s);
+        assert_eq!(s.queued(), 1);
+        assert_eq!(f.begin(2), Begin::Run);
+        // Its instance found the batch complete and skipped the branch: it goes back.
+        f.end(2, BranchEnd::Skipped, &s);
+        assert_eq!(f.begin(2), Begin::Run);
+        f.end(2, BranchEnd::Done { succeeded: true }, &s);
+        // Complete: no fourth branch, the execution's instance is woken.
+        assert_eq!(f.begin(3), Begin::Leave);
+        let fans = FanOuts::default();
+        fans.start(fan(2, None, CompletionPolicy::default(), &[0, 1]), &s);
+        assert!(matches!(
+            fans.parent_turn(&key(), false, &s),
+            Some(ParentTurn::Proceed(None))
+        ));
+        assert!(fans.get(&key().id).is_none(), "unregistered once over");
+    }
+
+    #[tokio::test]
+    async fn a_branch_that_meets_a_failure_or_a_stop_ends_the_fan_out_once_none_runs() {
+        let s = Scheduler::new();
+        let fans = FanOuts::default();
+        fans.start(fan(3, None, CompletionPolicy::default(), &[]), &s);
+        let f = fans.get(&key().id).unwrap();
+        for i in 0..3 {
+            assert_eq!(f.begin(i), Begin::Run);
+        }
+        let error = ErrorObject::new("Durable.NonDeterministic", "changed");
+        f.end(1, BranchEnd::Failure(error.clone()), &s);
+        // Two still run: the execution's instance waits.
+        assert!(matches!(
+            fans.parent_turn(&key(), false, &s),
+            Some(ParentTurn::Wait)
+        ));
+        f.end(0, BranchEnd::Stopping, &s);
+        f.end(2, BranchEnd::Parked, &s);
+        match fans.parent_turn(&key(), false, &s) {
+            Some(ParentTurn::Proceed(Some(e))) => assert_eq!(e, error),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_prefix_and_each_branch_s_own_events_are_what_a_branch_replays() {
+        let f = fan(3, None, CompletionPolicy::default(), &[0, 2]);
+        let ids = |h: Vec<Event>| -> Vec<Option<String>> {
+            h.iter()
+                .map(|e| e.kind.op().map(|o| o.id.clone()))
+                .collect()
+        };
+        let prefix = vec![None, Some("1".to_string())];
+        assert_eq!(ids(f.history_of(1)), prefix);
+        let mut with_own = prefix.clone();
+        with_own.extend([Some("1.3".to_string()), Some("1.3".to_string())]);
+        assert_eq!(ids(f.history_of(2)), with_own);
+        // What it commits is kept; what failed to be written is dropped again.
+        let more = f.history_of(2)[2..].to_vec();
+        f.recorded(1, &more);
+        assert_eq!(f.history_of(1).len(), 4);
+        f.unrecord(1, 1);
+        assert_eq!(f.history_of(1).len(), 3);
     }
 }

@@ -321,7 +321,7 @@ impl Runtime {
                 key.clone(),
                 batch,
                 spec,
-                act.journal(),
+                db.history(&key.id)?,
                 db.next_log_seq(&key.id)?,
             );
             self.shared.fan_outs.start(fan, &self.shared.scheduler);
@@ -330,7 +330,10 @@ impl Runtime {
         let now = clock.now_ms();
         let (end, ic_error) = match ended {
             Done(end) => (end, None),
-            Trapped(error) => self.settle_trap(key, &mut act, error, now).await?,
+            Trapped(error) => {
+                let (end, recorded) = self.settle_trap(key, &mut act, error, now).await?;
+                (end, recorded.into_iter().next())
+            }
         };
         self.finish(key, metrics, exec, &mut act, end, ic_error)
             .await
@@ -346,9 +349,9 @@ impl Runtime {
         scope: Option<&str>,
         now: u64,
         mut batch: Batch,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<crate::journal::Event>> {
         let db = &self.shared.db;
-        let (events, consumed) = act.complete_due_waits_in(now, scope);
+        let (mut events, consumed) = act.complete_due_waits_in(now, scope);
         for e in &events {
             batch.put_event(&key.id, e);
         }
@@ -368,6 +371,7 @@ impl Runtime {
             };
             if let Some(e) = act.resolve_callback(now, &op, resolution) {
                 batch.put_event(&key.id, &e);
+                events.push(e);
             }
         }
         for (op, callee) in act.journal().pending_invokes() {
@@ -377,6 +381,7 @@ impl Runtime {
             if let Some(end) = invoke::read_callee_end(db, &key.tenant, &callee)? {
                 if let Some(e) = act.invoke_ended(now, &op, end) {
                     batch.put_event(&key.id, &e);
+                    events.push(e);
                 }
             }
         }
@@ -384,7 +389,7 @@ impl Runtime {
         for t in consumed {
             self.shared.timers.remove(t.due_ms, key.id, &t.op_id);
         }
-        Ok(())
+        Ok(events)
     }
 
     /// The execution's component, pre-linked; `Err(end)`: it cannot be loaded for good
@@ -606,7 +611,7 @@ impl Runtime {
         act: &mut Activation,
         error: ErrorObject,
         now: u64,
-    ) -> anyhow::Result<(End, Option<crate::journal::Event>)> {
+    ) -> anyhow::Result<(End, Vec<crate::journal::Event>)> {
         let db = &self.shared.db;
         let started_ms = act.started_ms();
         let ic = act.journal_mut().record(
@@ -624,7 +629,7 @@ impl Runtime {
                 error,
                 invocation_error: false,
             };
-            return Ok((end, Some(ic)));
+            return Ok((end, vec![ic]));
         };
         let wake = crate::db::TimerRecord {
             tenant: key.tenant.to_string(),
@@ -646,7 +651,9 @@ impl Runtime {
             Reply::Suspend(_) => End::Suspended,
             Reply::Return(_) => End::Again,
         };
-        Ok((end, Some(ic)))
+        let mut recorded = vec![ic];
+        recorded.extend(fx.events);
+        Ok((end, recorded))
     }
 
     /// An activation of branch `index` of the execution's fanned-out batch: it replays the
@@ -697,7 +704,7 @@ impl Runtime {
         }
         let limits = self.limits(&key.tenant, &exec.function)?;
         let branch = fan.branch_id(index);
-        let mut act = Activation::new(Journal::from_events(&db.history(&key.id)?), now);
+        let mut act = Activation::new(Journal::from_events(&fan.history_of(index)), now);
         act.set_limits(self.shared.journal_limits(&key.tenant));
         {
             let mut counters = fan.counters.lock().await;
@@ -706,7 +713,7 @@ impl Runtime {
                 .ingest(key, &mut act, Some(&branch), now, Batch::new())
                 .await;
             counters.event = counters.event.max(act.journal().next_seq());
-            ingested?;
+            fan.recorded(index, &ingested?);
         }
         let pre = match self.load(key, &exec).await? {
             Ok(pre) => pre,
@@ -771,7 +778,8 @@ impl Runtime {
             },
             Done(End::Suspended) => {
                 metrics.suspensions.fetch_add(1, Relaxed);
-                self.record_branch_suspension(key, fan, &mut act).await?;
+                self.record_branch_suspension(key, fan, index, &mut act)
+                    .await?;
                 BranchEnd::Parked
             }
             Done(End::Stopped) | Done(End::TimedOut) => BranchEnd::Stopping,
@@ -788,7 +796,9 @@ impl Runtime {
                 act.journal_mut().set_next_seq(counters.event);
                 let settled = self.settle_trap(key, &mut act, error, now).await;
                 counters.event = counters.event.max(act.journal().next_seq());
-                match settled?.0 {
+                let (end, recorded) = settled?;
+                fan.recorded(index, &recorded);
+                match end {
                     End::Suspended => BranchEnd::Parked,
                     End::Again => BranchEnd::Again,
                     End::Failed { error, .. } => BranchEnd::Failure(error),
@@ -810,6 +820,7 @@ impl Runtime {
         &self,
         key: &ExecKey,
         fan: &fanout::FanOut,
+        index: u32,
         act: &mut Activation,
     ) -> anyhow::Result<()> {
         let now = self.shared.timers.clock().now_ms();
@@ -828,6 +839,7 @@ impl Runtime {
         let committed = self.shared.db.commit(batch, Durability::Lazy).await;
         counters.event = counters.event.max(act.journal().next_seq());
         committed?;
+        fan.recorded(index, std::slice::from_ref(&e));
         Ok(())
     }
 
