@@ -1,6 +1,7 @@
 //! Map and parallel on separate instances (DESIGN 11, `runtime::fanout`): branches run at
 //! the same time, each on its own wasm instance, at most `max_concurrency` at once; a stop
-//! ends them all. Uses `examples/fan-out` (each item: an optional wait, then a step that
+//! ends them all. (A kill -9 in the middle of a fan-out: `examples.rs` and
+//! `conformance.rs`, `map_after_a_host_crash_runs_no_finished_item_again`.) Uses `examples/fan-out` (each item: an optional wait, then a step that
 //! may itself take `step_ms` with its instance resident).
 
 mod support;
@@ -17,6 +18,8 @@ struct Case {
     what: &'static str,
     items: usize,
     max_concurrency: Option<u32>,
+    /// Each item's wait before its step (its instance unloaded meanwhile).
+    work_ms: u64,
     step_ms: u64,
     min: Duration,
     max: Duration,
@@ -25,10 +28,23 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        // Issue 11's case: ten at a time, each a 1 s wait (then a short step, so that
+        // instances are resident long enough to be seen): two rounds, not twenty.
+        what: "20 items of a 1 s wait, 10 at a time",
+        items: 20,
+        max_concurrency: Some(10),
+        work_ms: 1_000,
+        step_ms: 200,
+        min: Duration::from_millis(2_400),
+        max: Duration::from_millis(6_000),
+        min_resident: 2.0,
+    },
+    Case {
         // One after another this is 20 s; side by side, about one step.
         what: "20 branches of 1 s, unbounded",
         items: 20,
         max_concurrency: None,
+        work_ms: 0,
         step_ms: 1_000,
         min: Duration::from_millis(1_000),
         max: Duration::from_millis(3_500),
@@ -39,6 +55,7 @@ const CASES: &[Case] = &[
         what: "12 branches of 400 ms, 4 at a time",
         items: 12,
         max_concurrency: Some(4),
+        work_ms: 0,
         step_ms: 400,
         min: Duration::from_millis(1_150),
         max: Duration::from_millis(4_000),
@@ -57,7 +74,7 @@ fn branches_run_at_once_on_their_own_instances_within_max_concurrency() {
     s.deploy("fan-out", "fan_out");
     for case in CASES {
         let items = items(case.items);
-        let mut input = json!({"items": items, "step_ms": case.step_ms});
+        let mut input = json!({"items": items, "work_ms": case.work_ms, "step_ms": case.step_ms});
         if let Some(m) = case.max_concurrency {
             input["max_concurrency"] = json!(m);
         }
@@ -108,7 +125,8 @@ fn branches_run_at_once_on_their_own_instances_within_max_concurrency() {
             );
         }
         // Each branch recorded once, and the execution's own instance recorded no
-        // activation while its branches ran: one `InvocationCompleted`, at the end.
+        // activation while its branches ran: one `InvocationCompleted` at the end, and
+        // one for each branch's instance that suspended at its wait.
         let h = s.history(&id);
         let count = |t: &str, sub: &str| {
             h.iter()
@@ -117,7 +135,13 @@ fn branches_run_at_once_on_their_own_instances_within_max_concurrency() {
         };
         assert_eq!(count("ContextStarted", "MapIteration"), case.items);
         assert_eq!(count("StepSucceeded", "Step"), case.items);
-        assert_eq!(count("InvocationCompleted", ""), 1, "{}", case.what);
+        let suspended = if case.work_ms > 0 { case.items } else { 0 };
+        assert_eq!(
+            count("InvocationCompleted", ""),
+            1 + suspended,
+            "{}",
+            case.what
+        );
         let seqs: Vec<u64> = h.iter().map(|e| e["event_id"].as_u64().unwrap()).collect();
         let expected: Vec<u64> = (1..=h.len() as u64).collect();
         assert_eq!(seqs, expected, "{}: events numbered once each", case.what);

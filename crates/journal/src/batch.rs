@@ -5,9 +5,10 @@
 //! A batch is a context (`ContextStarted` / `ContextSucceeded`, sub type `Map` or
 //! `Parallel`); branch `i` is a child context of it with the fixed id `<batch>.<i + 1>`
 //! (sub type `MapIteration` / `ParallelBranch`), so a branch's id does not depend on the
-//! order branches start in, and branches may later run on separate instances. Operations
-//! inside a branch have the branch as parent. The batch's options (count, concurrency,
-//! policy) come from the guest on every replay and are not recorded; the outcome is
+//! order branches start in, and branches run on separate instances. Operations inside a
+//! branch have the branch as parent. The batch's options (count, concurrency, policy) come
+//! from the guest on every run and are journaled in its start (`BatchStarted`, history
+//! `ContextStarted`): a replay that passes other ones is non-deterministic. The outcome is
 //! rebuilt from the branches' own events, and the batch's `ContextSucceeded` carries a
 //! summary (counts and completion reason, no results: they are in the branches' events).
 
@@ -45,7 +46,7 @@ impl BatchKind {
 
 /// When a batch completes before every branch ran (AWS `CompletionConfig`). All `None`:
 /// every branch runs and failures are tolerated.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CompletionPolicy {
     pub min_successful: Option<u32>,
     pub tolerated_failure_count: Option<u32>,
@@ -204,6 +205,33 @@ pub(crate) struct OpenBatch {
 }
 
 impl crate::Journal {
+    /// A replay of batch `id` passes the options its first run journaled (batches
+    /// journaled before the options were are not checked).
+    fn check_batch_options(&self, id: &str, spec: &BatchSpec) -> Result<(), Violation> {
+        let Some((count, max_concurrency, policy)) = self.batch_options.get(id) else {
+            return Ok(());
+        };
+        let what = if *count != spec.count {
+            format!("{count} branches, the function now passes {}", spec.count)
+        } else if *max_concurrency != spec.max_concurrency {
+            format!(
+                "max_concurrency {max_concurrency:?}, the function now passes {:?}",
+                spec.max_concurrency
+            )
+        } else if *policy != spec.policy {
+            format!(
+                "completion {policy:?}, the function now passes {:?}",
+                spec.policy
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Violation::NonDeterministic(format!(
+            "operation {id}: the journal has a batch of {what}; the function's code path \
+             changed between runs"
+        )))
+    }
+
     /// The outcome of batch `id` as its branches' events tell it.
     pub fn batch_outcome(&self, id: &str, spec: &BatchSpec) -> BatchOutcome {
         let mut items = Vec::new();
@@ -264,15 +292,21 @@ impl crate::Activation {
                 format!("batch-start: a batch at depth {depth}"),
             ));
         }
+        if existing.is_some() {
+            self.journal.check_batch_options(&op.id, &spec)?;
+        }
         let run = BatchStart::Run((0..spec.count).collect());
         let mut fx = Effects::new(Reply::Return((op.id.clone(), run)));
         match existing.map(|e| e.state) {
             None => {
                 self.journal.push(
                     now_ms,
-                    EventKind::ContextStarted {
+                    EventKind::BatchStarted {
                         op: op.clone(),
                         kind,
+                        count: spec.count,
+                        max_concurrency: spec.max_concurrency,
+                        policy: spec.policy.clone(),
                     },
                     &mut fx.events,
                 );
@@ -691,6 +725,69 @@ mod tests {
                 .to_string()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_replay_with_other_batch_options_is_non_deterministic() {
+        let (mut a, mut log) = fresh();
+        let base = spec(BatchKind::Map, 3, policy(None, None, None));
+        run(&mut a, &mut log, base.clone(), &[false, false, false]);
+        let changed = [
+            (
+                "more items",
+                BatchSpec {
+                    count: 4,
+                    ..base.clone()
+                },
+            ),
+            (
+                "another concurrency",
+                BatchSpec {
+                    max_concurrency: Some(2),
+                    ..base.clone()
+                },
+            ),
+            (
+                "another policy",
+                BatchSpec {
+                    policy: policy(Some(1), None, None),
+                    ..base.clone()
+                },
+            ),
+        ];
+        for (what, spec) in changed {
+            let mut replay = Activation::new(Journal::from_events(&log), 9);
+            match replay.batch_start(9, None, Some("b"), spec) {
+                Err(Violation::NonDeterministic(m)) => assert!(m.contains("operation 1"), "{m}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // The same options replay the finished batch.
+        let mut replay = Activation::new(Journal::from_events(&log), 9);
+        let fx = replay
+            .batch_start(9, None, Some("b"), base.clone())
+            .unwrap();
+        assert!(matches!(
+            fx.reply,
+            Reply::Return((_, BatchStart::Completed(_)))
+        ));
+        // A batch journaled before its options were (a plain ContextStarted) is not checked.
+        let old: Vec<Event> = log
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::BatchStarted { op, kind, .. } => Event {
+                    kind: EventKind::ContextStarted {
+                        op: op.clone(),
+                        kind: *kind,
+                    },
+                    ..e.clone()
+                },
+                _ => e.clone(),
+            })
+            .collect();
+        let mut replay = Activation::new(Journal::from_events(&old), 9);
+        let more = BatchSpec { count: 4, ..base };
+        assert!(replay.batch_start(9, None, Some("b"), more).is_ok());
     }
 
     #[test]

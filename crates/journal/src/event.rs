@@ -238,6 +238,18 @@ pub enum EventKind {
         op: OpRef,
         error: ErrorObject,
     },
+    /// `ContextStarted` of a map or parallel (history: `ContextStarted`, sub type `Map` /
+    /// `Parallel`), with the options the guest gave, so that a replay that passes other
+    /// ones (more items, another policy) is caught as non-deterministic. Last, so that
+    /// stored events keep their encoding (batches journaled before it have a plain
+    /// `ContextStarted` and are not checked).
+    BatchStarted {
+        op: OpRef,
+        kind: ContextKind,
+        count: u32,
+        max_concurrency: Option<u32>,
+        policy: crate::batch::CompletionPolicy,
+    },
 }
 
 /// What asked for a redrive.
@@ -279,7 +291,7 @@ impl EventKind {
             EventKind::CallbackSucceeded { .. } => "CallbackSucceeded",
             EventKind::CallbackFailed { .. } => "CallbackFailed",
             EventKind::CallbackTimedOut { .. } => "CallbackTimedOut",
-            EventKind::ContextStarted { .. } => "ContextStarted",
+            EventKind::ContextStarted { .. } | EventKind::BatchStarted { .. } => "ContextStarted",
             EventKind::ContextSucceeded { .. } => "ContextSucceeded",
             EventKind::ContextFailed { .. } => "ContextFailed",
             EventKind::InvocationCompleted { .. } => "InvocationCompleted",
@@ -312,6 +324,7 @@ impl EventKind {
             | EventKind::CallbackFailed { .. }
             | EventKind::CallbackTimedOut { .. } => Some("Callback"),
             EventKind::ContextStarted { kind, .. }
+            | EventKind::BatchStarted { kind, .. }
             | EventKind::ContextSucceeded { kind, .. }
             | EventKind::ContextFailed { kind, .. } => Some(kind.as_str()),
             EventKind::ChainedInvokeStarted { .. }
@@ -336,6 +349,7 @@ impl EventKind {
             | EventKind::CallbackFailed { op, .. }
             | EventKind::CallbackTimedOut { op, .. }
             | EventKind::ContextStarted { op, .. }
+            | EventKind::BatchStarted { op, .. }
             | EventKind::ContextSucceeded { op, .. }
             | EventKind::ContextFailed { op, .. }
             | EventKind::ConditionStarted { op, .. }

@@ -316,6 +316,8 @@ pub struct Journal {
     latest_start: HashMap<Option<String>, u32>,
     /// The state the latest check of each `wait_for_condition` returned.
     condition_states: HashMap<String, String>,
+    /// Each batch's journaled options (`BatchStarted`): count, max concurrency, policy.
+    batch_options: HashMap<String, (u32, Option<u32>, batch::CompletionPolicy)>,
 }
 
 impl Journal {
@@ -346,6 +348,7 @@ impl Journal {
             | EventKind::ConditionFailed { .. } => OpKind::Condition,
             EventKind::WaitStarted { .. } | EventKind::WaitSucceeded { .. } => OpKind::Wait,
             EventKind::ContextStarted { kind, .. }
+            | EventKind::BatchStarted { kind, .. }
             | EventKind::ContextSucceeded { kind, .. }
             | EventKind::ContextFailed { kind, .. } => OpKind::Context(*kind),
             EventKind::ChainedInvokeStarted { .. }
@@ -455,6 +458,17 @@ impl Journal {
                 return;
             }
             EventKind::ContextStarted { .. } => OpState::Context { outcome: None },
+            EventKind::BatchStarted {
+                op,
+                count,
+                max_concurrency,
+                policy,
+                ..
+            } => {
+                let options = (*count, *max_concurrency, policy.clone());
+                self.batch_options.insert(op.id.clone(), options);
+                OpState::Context { outcome: None }
+            }
             EventKind::ContextSucceeded { result, .. } => OpState::Context {
                 outcome: Some(Ok(result.clone())),
             },

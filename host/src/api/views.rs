@@ -357,6 +357,30 @@ pub fn event(e: &Event) -> HistoryEvent {
         | EventKind::ExecutionTimedOut { error: err }
         | EventKind::ExecutionStopped { error: err } => put("error", json!(error(err))),
         EventKind::ContextStarted { .. } => {}
+        EventKind::BatchStarted {
+            count,
+            max_concurrency,
+            policy,
+            ..
+        } => {
+            put("count", json!(count));
+            if let Some(m) = max_concurrency {
+                put("max_concurrency", json!(m));
+            }
+            let mut completion = serde_json::Map::new();
+            if let Some(n) = policy.min_successful {
+                completion.insert("min_successful".into(), json!(n));
+            }
+            if let Some(n) = policy.tolerated_failure_count {
+                completion.insert("tolerated_failure_count".into(), json!(n));
+            }
+            if let Some(p) = policy.tolerated_failure_percentage {
+                completion.insert("tolerated_failure_percentage".into(), json!(p));
+            }
+            if !completion.is_empty() {
+                put("completion", Value::Object(completion));
+            }
+        }
         EventKind::InvocationCompleted {
             started_ms,
             error: err,

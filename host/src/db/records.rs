@@ -1034,6 +1034,16 @@ mod tests {
                     error: err(),
                 },
             ),
+            (
+                28,
+                EventKind::BatchStarted {
+                    op: op(),
+                    kind: ContextKind::Map,
+                    count: 2,
+                    max_concurrency: None,
+                    policy: Default::default(),
+                },
+            ),
         ];
         for (want, event) in &events {
             assert_eq!(tag(event), *want, "{event:?}");
