@@ -300,7 +300,8 @@ pub(super) async fn invoke(
                     }
                 }
             }
-            _ => host.db.commit(batch, Durability::Sync).await?,
+            // Not awaited on disk: the response is an output, so it waits (api::serve).
+            _ => host.db.commit(batch, Durability::Lazy).await?,
         }
         reserved.invoked(id, ExecBytes::from(written));
         timers.add(&host.timers);
@@ -672,6 +673,10 @@ impl LiveHistory {
                 .db
                 .history_after(&self.id, self.after, MAX_HISTORY_PAGE)
                 .ok()?;
+            // Durability at the point of output: a frame shows only what is on disk.
+            if !batch.is_empty() || rec.status.is_terminal() {
+                self.host.db.durable_barrier().await.ok()?;
+            }
             if !batch.is_empty() {
                 self.queue.extend(batch);
                 continue;

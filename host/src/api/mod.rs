@@ -90,6 +90,11 @@ pub fn router(host: Arc<Host>) -> Router {
                 "{method} is not allowed here: see /v1/openapi.json"
             ))
         })
+        // Durability at the point of output: no response leaves before what it shows is on disk.
+        .layer(axum::middleware::from_fn_with_state(
+            host.clone(),
+            serve::durable_output,
+        ))
         .with_state(host)
 }
 

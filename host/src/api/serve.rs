@@ -9,6 +9,15 @@
 //! carries both `Content-Length` and `Transfer-Encoding` (request smuggling), which hyper
 //! would otherwise accept by dropping `Content-Length` before the router sees it.
 //!
+//! Durability at the point of output (`durable_output`, the layer `api::router` puts around
+//! every route):
+//! a response leaves only once everything written before it was made is on disk
+//! (`Store::durable_barrier`: free when it already is, one shared fdatasync otherwise), so no
+//! client is ever shown a write that a crash could take back. Writes themselves need not
+//! wait for the disk. The live history stream also waits for it before each frame
+//! (`api::executions`). Only `/healthz` and `/metrics` answer without it: they report on the
+//! host (and must keep answering after a fail-stop), not on what it stored.
+//!
 //! Must not: know routes or handlers (that is `api::router`).
 
 use std::future::Future;
@@ -42,6 +51,25 @@ pub async fn serve(
 ) -> io::Result<()> {
     let header_read_timeout = host.opts.header_read_timeout;
     serve_router(listener, super::router(host), header_read_timeout, shutdown).await
+}
+
+/// After the handler, before the response leaves: wait until everything written so far is
+/// on disk. A barrier that fails (the store stopped writing) replaces the response with the
+/// error: what it would have shown may not survive a restart.
+pub(super) async fn durable_output(
+    axum::extract::State(host): axum::extract::State<Arc<Host>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let exempt = matches!(req.uri().path(), "/healthz" | "/metrics");
+    let resp = next.run(req).await;
+    if exempt {
+        return resp;
+    }
+    match host.db.durable_barrier().await {
+        Ok(()) => resp,
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 /// Serve `GET /metrics` alone, without authentication, on `listener` (`--metrics-listen`),

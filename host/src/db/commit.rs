@@ -5,7 +5,8 @@
 //! against the writes of the requests before it in the group (`perform`: compare-and-swap
 //! and idempotency claims read here, so their read and write are atomic); writes the group
 //! as one log record; applies it to sled; and answers, durable requests after one shared
-//! fdatasync. Also here: checkpoints (flush sled, fsync its blob files and its file, write
+//! fdatasync (none when everything written is on disk already). After each fdatasync and
+//! checkpoint it moves the store's durable position (`Positions`) to what it has taken. Also here: checkpoints (flush sled, fsync its blob files and its file, write
 //! the `manifest`, empty the log), recovery at start (check the manifest, replay the log),
 //! and storage health: free-space probing (`MIN_FREE_BYTES`, every `SPACE_PROBE_EVERY` while
 //! full), refusal of writes for lack of space, fail-stop.
@@ -24,7 +25,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::{component_chunk_key, COMPONENT_CHUNK_BYTES};
-use super::{keys, manifest, wal, Durability, Error, ExecId, Health, Result, SyncStats, Watchers};
+use super::{
+    keys, manifest, wal, Durability, Error, ExecId, Health, Positions, Result, SyncStats, Watchers,
+};
 
 /// Work for the commit thread, and who to tell when it is applied (and, for
 /// `Durability::Sync`, on disk).
@@ -37,12 +40,10 @@ pub(super) struct CommitRequest {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Mode {
-    /// Answered once applied.
+    /// Answered once applied (`Store::commit_unawaited` sends one and waits for nothing).
     Lazy,
     /// Answered once applied and on disk.
     Sync,
-    /// Nobody waits (`Store::commit_unawaited`).
-    Unawaited,
 }
 
 impl From<Durability> for Mode {
@@ -143,6 +144,12 @@ pub(super) struct Committer {
     failed: Option<String>,
     /// Sequence number of the last record appended to the log (and applied to sled).
     seq: u64,
+    /// The last sequence number on disk (log fdatasynced, or sled checkpointed past it):
+    /// a durable request finding `synced == seq` needs no fdatasync.
+    synced: u64,
+    /// Requests taken so far (`Positions::applied`), and the store's positions.
+    taken: u64,
+    positions: Arc<Positions>,
     wal: wal::Wal,
     last_checkpoint: std::time::Instant,
     stats: Arc<SyncStats>,
@@ -156,8 +163,6 @@ pub(super) struct Committer {
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// ...and as soon as the log holds this much.
 const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
-/// How long unawaited writes wait for company before they are synced on their own.
-const HOLD: std::time::Duration = std::time::Duration::from_millis(2);
 /// The most bytes of writes one group commit takes (a single larger request is a group of
 /// its own). Without a cap the commit thread drained its whole queue into one record, so a
 /// writer queued behind one execution's burst of large batches waited for all of it to be
@@ -223,6 +228,7 @@ impl Committer {
         dir: &Path,
         stats: Arc<SyncStats>,
         health: Arc<Health>,
+        positions: Arc<Positions>,
     ) -> Result<Self> {
         let io = |what: &str, e: std::io::Error| -> Error {
             if is_no_space(&e) {
@@ -252,6 +258,9 @@ impl Committer {
             synced_blobs: Default::default(),
             failed: None,
             seq: 0,
+            synced: 0,
+            taken: 0,
+            positions,
             wal,
             last_checkpoint: std::time::Instant::now(),
             stats,
@@ -520,7 +529,7 @@ impl Committer {
         // If the fdatasync fails the record may still reach the disk (and recovery would
         // apply it), so sled applies it too and stays what replaying the log would give;
         // the waiting callers get the error.
-        let synced = self.sync_log();
+        let synced = self.sync_log_if_needed();
         let applied = if group.is_empty() {
             Ok(())
         } else {
@@ -563,6 +572,17 @@ impl Committer {
             f
         })?;
         self.seq += 1;
+        Ok(())
+    }
+
+    /// fdatasync the log unless everything in it is on disk already; then everything taken
+    /// so far is durable.
+    fn sync_log_if_needed(&mut self) -> std::result::Result<(), Failure> {
+        if self.seq > self.synced {
+            self.sync_log()?;
+            self.synced = self.seq;
+        }
+        self.positions.durable_through(self.taken);
         Ok(())
     }
 
@@ -635,6 +655,9 @@ impl Committer {
         manifest
             .write(&self.dir)
             .map_err(|e| Failure::io("checkpoint manifest", &e))?;
+        // sled holds everything applied, on disk: so is everything taken.
+        self.synced = self.seq;
+        self.positions.durable_through(self.taken);
         self.wal
             .reset()
             .map_err(|e| Failure::io("write-ahead log reset", &e))?;
@@ -674,9 +697,10 @@ impl Committer {
 
     /// The group commit: take the pending requests (up to `MAX_GROUP_BYTES`), log and apply
     /// them in arrival order, answer the lazy ones, then write the log with one `write`
-    /// and, if any request is durable, one fdatasync, and answer the rest. A request that
-    /// arrives during a sync is served by a later round, so every write applied before a
-    /// durable request was made is on disk when it is answered.
+    /// and, if any request is durable and the log holds anything not yet on disk, one
+    /// fdatasync, and answer the rest. A request that arrives during a sync is served by a
+    /// later round, so every write applied before a durable request was made is on disk
+    /// when it is answered (the log is in order: one fdatasync covers every earlier group).
     pub(super) fn run(mut self, rx: std::sync::mpsc::Receiver<CommitRequest>, watchers: &Watchers) {
         let mut backlog = VecDeque::new();
         let mut durable = Vec::new();
@@ -719,19 +743,10 @@ impl Committer {
                 }
                 continue;
             }
-            // Unawaited writes alone wait a moment for a request that does wait (a step's
-            // end usually follows its start within microseconds): both then share one fsync.
-            let hold_until = std::time::Instant::now() + HOLD;
-            while backlog.iter().all(|r| r.mode == Mode::Unawaited) {
-                let left = hold_until.saturating_duration_since(std::time::Instant::now());
-                // On a timeout (or once every sender is gone) go on with what is pending.
-                let Ok(more) = rx.recv_timeout(left) else {
-                    break;
-                };
-                backlog.push_back(more);
-                backlog.extend(rx.try_iter());
-            }
             let mut pending = take_group(&mut backlog, MAX_GROUP_BYTES);
+            // Counted as taken before anything is refused or written: a refused request
+            // wrote nothing, so it is as durable as the writes before it.
+            self.taken = self.positions.applied(pending.len());
             // The group's commit: from taken (after any hold) to every writer answered.
             let commit_started = std::time::Instant::now();
             // No room: refuse every request that writes, before anything is logged (a sync
@@ -762,8 +777,6 @@ impl Committer {
                         durable_touched.extend(req.touched);
                     }
                     (Ok(applied), Mode::Lazy) => lazy.push((req.done, applied, req.touched)),
-                    // Told to watchers after the group is applied (and synced, if anyone waits).
-                    (Ok(_), Mode::Unawaited) => durable_touched.extend(req.touched),
                     (Err(e), _) => {
                         let _ = req.done.send(Err(e));
                     }
@@ -772,7 +785,7 @@ impl Committer {
             // Lazy writes reach the page cache now (a process crash keeps them) and are
             // answered once readers see them; durable ones wait for the fdatasync too.
             let lazy_count = lazy.len();
-            let res = if lazy.is_empty() && !(group.is_empty() && durable.is_empty()) {
+            let res = if lazy.is_empty() && !durable.is_empty() {
                 // Nobody waits for sled alone: sync first, then apply cheaply.
                 self.log_sync_and_apply(group)
             } else {
@@ -784,7 +797,7 @@ impl Committer {
                     let _ = done.send(res.clone().map(|()| applied));
                 }
                 if !durable.is_empty() {
-                    res = res.and_then(|()| self.sync_log());
+                    res = res.and_then(|()| self.sync_log_if_needed());
                 }
                 res
             };
@@ -1084,7 +1097,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unawaited_writes_are_applied_in_order_and_synced_on_their_own() {
+    async fn unawaited_and_lazy_writes_are_applied_in_order_and_made_durable_by_a_barrier() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), CACHE).unwrap();
         let fsyncs = || {
@@ -1093,33 +1106,95 @@ mod tests {
                 .fsyncs
                 .load(std::sync::atomic::Ordering::Relaxed)
         };
-        // Alone: applied and fsynced once the hold is over.
+        // Nothing written: the barrier is free.
         let before = fsyncs();
+        store.durable_barrier().await.unwrap();
+        assert!(store.is_durable());
+        assert_eq!(
+            fsyncs(),
+            before,
+            "a barrier with nothing to sync costs no fsync"
+        );
+        // Unawaited then lazy: applied in order, neither waits for the disk.
         let mut batch = Batch::new();
         batch.put_function("t", &function("u", 1));
         store.commit_unawaited(batch).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while latest(&store, "u").is_none() {
-            assert!(std::time::Instant::now() < deadline, "never applied");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        while fsyncs() == before {
-            assert!(std::time::Instant::now() < deadline, "never synced");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        // Followed by a commit that waits: applied before it, whatever the grouping.
         let mut batch = Batch::new();
         batch.put_function("t", &function("u", 2));
-        store.commit_unawaited(batch).unwrap();
+        store.commit(batch, Durability::Lazy).await.unwrap();
+        assert_eq!(latest(&store, "u"), Some(2));
+        assert_eq!(
+            fsyncs(),
+            before,
+            "lazy and unawaited writes wait for no fsync"
+        );
+        assert!(!store.is_durable());
+        // Concurrent barriers share one fdatasync; a later one finds nothing to do.
+        let (a, b, c) = tokio::join!(
+            store.durable_barrier(),
+            store.durable_barrier(),
+            store.durable_barrier()
+        );
+        a.and(b).and(c).unwrap();
+        assert!(store.is_durable());
+        assert_eq!(fsyncs(), before + 1, "three barriers, one fsync");
+        store.durable_barrier().await.unwrap();
+        assert_eq!(fsyncs(), before + 1);
+        // A durable commit after it syncs once; a barrier right after it is free.
         let mut batch = Batch::new();
         batch.put_function("t", &function("w", 1));
         store.commit(batch, Durability::Sync).await.unwrap();
-        assert_eq!(
-            (latest(&store, "u"), latest(&store, "w")),
-            (Some(2), Some(1))
-        );
+        store.durable_barrier().await.unwrap();
+        assert_eq!(fsyncs(), before + 2);
+        // An unawaited write no one waits for is made durable by the next checkpoint
+        // (<= 1 s), without an fsync of the log.
+        let mut batch = Batch::new();
+        batch.put_function("t", &function("u", 3));
+        store.commit_unawaited(batch).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !store.is_durable() {
+            assert!(std::time::Instant::now() < deadline, "never made durable");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(fsyncs(), before + 2, "a checkpoint, not a log fsync");
+        assert_eq!(latest(&store, "u"), Some(3));
         // An empty batch is not sent at all.
         store.commit_unawaited(Batch::new()).unwrap();
+        assert!(store.is_durable());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_barrier_waits_for_every_write_sent_before_it_and_concurrent_ones_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
+        let before = store.sync_stats().fsyncs.load(Ordering::Relaxed);
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..8 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                for n in 0..25 {
+                    let name = format!("w{w}-{n}");
+                    let mut batch = Batch::new();
+                    batch.put_function("t", &function(&name, 1));
+                    if n % 2 == 0 {
+                        store.commit_unawaited(batch).unwrap();
+                    } else {
+                        store.commit(batch, Durability::Lazy).await.unwrap();
+                    }
+                    store.durable_barrier().await.unwrap();
+                    // Applied (readable) and counted durable once the barrier returns.
+                    assert_eq!(latest(&store, &name), Some(1), "{name}");
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+        let fsyncs = store.sync_stats().fsyncs.load(Ordering::Relaxed) - before;
+        assert!(
+            (1..=200).contains(&fsyncs),
+            "{fsyncs} fsyncs for 200 barriers"
+        );
     }
 
     #[tokio::test]

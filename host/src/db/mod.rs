@@ -8,6 +8,13 @@
 //! share one fdatasync. sled itself is flushed only at checkpoints, which write the
 //! `manifest` (what sled then holds, checked at the next start) and empty the log.
 //!
+//! Durability at the point of output: most writes are applied without waiting for the disk
+//! (`Durability::Lazy`, `commit_unawaited`), and what depends on them leaves the host only
+//! after `Store::durable_barrier`, which returns once every write handed to the store
+//! before it is on disk (at once when that is already so; concurrent callers share one
+//! fdatasync). `Positions` counts the requests handed to the commit thread and how many of
+//! them are durable; the log's order makes a later fdatasync cover every earlier group.
+//!
 //! Faults: a write refused for lack of space is `Error::Full` and nothing of it was applied;
 //! the store takes writes again by itself once space returns (`storage_state`,
 //! `space_available`). Other write and sync failures are fail-stop until a restart. A start
@@ -21,7 +28,7 @@
 //!
 //! Architecture invariant: callers never see sled types; nothing writes to sled except the
 //! commit thread; durability is explicit (`commit` with `Durability::Sync` returns only
-//! after fsync).
+//! after fsync, `durable_barrier` only once everything handed over before it is on disk).
 
 mod batch;
 mod commit;
@@ -33,7 +40,7 @@ mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -88,7 +95,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// Applied before `commit` returns; on disk at the next sync or checkpoint (<= 1 s).
+    /// Applied before `commit` returns; on disk at the next fdatasync (any durable commit
+    /// or `durable_barrier`) or checkpoint (<= 1 s).
     Lazy,
     /// On disk before `commit` returns.
     Sync,
@@ -104,6 +112,35 @@ pub struct Store {
     stats: Arc<SyncStats>,
     watchers: Arc<Watchers>,
     health: Arc<Health>,
+    positions: Arc<Positions>,
+}
+
+/// How far writes have got, counted in requests to the commit thread. The channel is FIFO
+/// and the commit thread takes requests in that order, so "the first `durable` requests it
+/// took are on disk" and "`submitted` was read after my request was sent" together mean
+/// that my request is on disk whenever `durable >= submitted`: a request sent before
+/// another is never taken after it, and every send is counted before it happens.
+#[derive(Default)]
+pub(crate) struct Positions {
+    /// Requests handed to the commit thread (counted before each is sent).
+    submitted: AtomicU64,
+    /// Requests the commit thread has taken (in order) and applied or refused.
+    applied: AtomicU64,
+    /// The first this many requests it took are on disk: set after each fdatasync of the
+    /// log and each checkpoint (which makes sled hold everything applied).
+    durable: AtomicU64,
+}
+
+impl Positions {
+    /// The commit thread took `n` more requests and applied (or refused) them.
+    pub(crate) fn applied(&self, n: usize) -> u64 {
+        self.applied.fetch_add(n as u64, Ordering::SeqCst) + n as u64
+    }
+
+    /// Everything up to `applied` (a value `applied` returned) is on disk.
+    pub(crate) fn durable_through(&self, applied: u64) {
+        self.durable.fetch_max(applied, Ordering::SeqCst);
+    }
 }
 
 /// Whether the store takes writes (`/healthz`, metrics).
@@ -304,9 +341,17 @@ impl Store {
             Error::Sled(e) => opening(dir, e),
             e => e,
         };
-        let committer =
-            Committer::open(&db, &data, &components, dir, stats.clone(), health.clone())
-                .map_err(sled_error)?;
+        let positions = Arc::new(Positions::default());
+        let committer = Committer::open(
+            &db,
+            &data,
+            &components,
+            dir,
+            stats.clone(),
+            health.clone(),
+            positions.clone(),
+        )
+        .map_err(sled_error)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let watchers = Arc::new(Watchers::default());
         {
@@ -324,6 +369,7 @@ impl Store {
             stats,
             watchers,
             health,
+            positions,
         })
     }
 
@@ -363,11 +409,33 @@ impl Store {
         &self.stats
     }
 
-    /// Make every write applied so far durable. Concurrent callers share one fsync.
-    pub async fn sync(&self) -> Result<()> {
+    /// Return once every write handed to the store before this call (by anyone: committed,
+    /// lazily or unawaited) is on disk, so that whatever depends on it may leave the host:
+    /// an HTTP response, a frame of a live stream, a guest's outbound request, a webhook.
+    /// Free when that is already so (two atomic loads); otherwise one request to the commit
+    /// thread, and concurrent callers share one fdatasync (group commit). An error means it
+    /// may never be durable (fail-stop): nothing that depends on it may leave.
+    pub async fn durable_barrier(&self) -> Result<()> {
+        let target = self.positions.submitted.load(Ordering::SeqCst);
+        if self.positions.durable.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
         self.submit(Work::Nothing, Vec::new(), Durability::Sync)
             .await
             .map(|_| ())
+    }
+
+    /// Whether everything handed to the store so far is on disk (what `durable_barrier`
+    /// would return at once for).
+    pub fn is_durable(&self) -> bool {
+        let target = self.positions.submitted.load(Ordering::SeqCst);
+        self.positions.durable.load(Ordering::SeqCst) >= target
+    }
+
+    /// Hand one request to the commit thread, counted first (see `Positions`).
+    fn send(&self, req: CommitRequest) -> Result<()> {
+        self.positions.submitted.fetch_add(1, Ordering::SeqCst);
+        self.committer.send(req).map_err(|_| Error::SyncStopped)
     }
 
     /// Apply a batch atomically; with `Durability::Sync`, return once it is on disk.
@@ -397,23 +465,20 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Queue a batch and return at once, for writes a crash may lose (the start of an
-    /// at-least-once step). It is applied before any later commit, and written with the
-    /// next one that waits (or within `HOLD`, then fsynced), so that a step's start and end
-    /// share one fsync. Readers see it once it is applied.
+    /// Queue a batch and return at once (the start of an at-least-once step, log lines):
+    /// applied before any later request, like a lazy commit, and on disk at the next
+    /// fdatasync or checkpoint (`durable_barrier` covers it). Readers see it once applied.
     pub fn commit_unawaited(&self, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let (done, _) = oneshot::channel();
-        self.committer
-            .send(CommitRequest {
-                work: Work::Batch(batch.ops),
-                touched: batch.touched,
-                mode: Mode::Unawaited,
-                done,
-            })
-            .map_err(|_| Error::SyncStopped)
+        self.send(CommitRequest {
+            work: Work::Batch(batch.ops),
+            touched: batch.touched,
+            mode: Mode::Lazy,
+            done,
+        })
     }
 
     async fn submit(
@@ -428,14 +493,12 @@ impl Store {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let (done, rx) = oneshot::channel();
-        self.committer
-            .send(CommitRequest {
-                work,
-                touched,
-                mode: durability.into(),
-                done,
-            })
-            .map_err(|_| Error::SyncStopped)?;
+        self.send(CommitRequest {
+            work,
+            touched,
+            mode: durability.into(),
+            done,
+        })?;
         rx.await
             .map_err(|_| Error::SyncStopped)?
             .map_err(Error::from)

@@ -17,6 +17,11 @@
 //! than cut them (only one record is ever being written, at the end, so nothing valid can
 //! legitimately follow a bad one).
 //!
+//! Fault injection for crash tests: with `DURABLE_FAULT_LOSE_UNSYNCED_LOG=1` in the
+//! environment, records stay in memory until they are fdatasynced (`write` keeps them,
+//! `sync` writes and syncs them), so that a kill -9 loses every record no fdatasync covered,
+//! as a power loss may. Never set it in production: it only makes the log less durable.
+//!
 //! Architecture invariant: a record is on disk (written and fdatasynced) before any durable
 //! commit it contains is acknowledged; the file is emptied only after sled is flushed and
 //! fdatasynced.
@@ -88,7 +93,12 @@ pub struct Wal {
     len: u64,
     /// Records appended since the last `write`.
     buf: Vec<u8>,
+    /// `DURABLE_FAULT_LOSE_UNSYNCED_LOG`: records are written only by `sync`.
+    write_at_sync: bool,
 }
+
+/// The fault-injection switch (see the module header).
+pub const LOSE_UNSYNCED: &str = "DURABLE_FAULT_LOSE_UNSYNCED_LOG";
 
 impl Wal {
     /// Open (or create) the log and read its complete records; a torn tail is cut off, a
@@ -132,10 +142,18 @@ impl Wal {
             file.set_len(valid as u64)?;
             file.sync_data()?;
         }
+        let write_at_sync = std::env::var_os(LOSE_UNSYNCED).is_some_and(|v| v == "1");
+        if write_at_sync {
+            tracing::warn!(
+                "{LOSE_UNSYNCED}=1: the write-ahead log writes records only when it syncs \
+                 them (fault injection for tests; a crash loses unsynced writes)"
+            );
+        }
         let wal = Self {
             file,
             len: valid as u64,
             buf: Vec::new(),
+            write_at_sync,
         };
         Ok((wal, records))
     }
@@ -166,6 +184,13 @@ impl Wal {
 
     /// Write the buffered records (to the page cache: they survive a process crash).
     pub fn write(&mut self) -> io::Result<()> {
+        if self.write_at_sync {
+            return Ok(());
+        }
+        self.write_buffered()
+    }
+
+    fn write_buffered(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -187,13 +212,16 @@ impl Wal {
     }
 
     /// Make everything written so far durable.
-    pub fn sync(&self) -> io::Result<()> {
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.write_at_sync {
+            self.write_buffered()?;
+        }
         self.file.sync_data()
     }
 
-    /// Bytes written to the file since it was last emptied.
+    /// Bytes of records since the log was last emptied (written, or held for `sync`).
     pub fn len(&self) -> u64 {
-        self.len
+        self.len + self.buf.len() as u64
     }
 
     /// Empty the log: only after everything in it is durable elsewhere.

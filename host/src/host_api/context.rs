@@ -1,6 +1,7 @@
 //! The `durable:function/context` interface: each call asks the journal what to do, then
-//! performs the effects (append events, put/delete timers, create callback records, fsync
-//! when required) before replying to the guest or suspending it.
+//! performs the effects (append events, put/delete timers, create callback records; none
+//! waits for the disk: what depends on them leaves the host after `Store::durable_barrier`)
+//! before replying to the guest or suspending it.
 
 use super::bindings::{context, types};
 use super::{HostFailure, HostState, Suspend};
@@ -215,15 +216,14 @@ impl HostState {
         }
         self.flush_logs_into(&mut batch);
         let db = self.shared.db.clone();
-        let durability = if fx.sync {
-            Some(Durability::Sync)
-        } else if fx.timers.is_empty() && fx.timers_done.is_empty() && fx.callback.is_none() {
-            // What a crash may lose (an at-least-once step's start, log lines): the guest
-            // goes on at once, and the write shares the fsync of whatever comes next.
-            None
-        } else {
-            Some(Durability::Lazy)
-        };
+        // Durability at the point of output: nothing the guest goes on past waits for the
+        // disk (an at-most-once step's start included); what depends on it leaves the host
+        // only after `Store::durable_barrier` (responses, outbound requests, webhooks).
+        let unawaited =
+            !fx.sync && fx.timers.is_empty() && fx.timers_done.is_empty() && fx.callback.is_none();
+        // Unawaited: nothing reads it before a later write (an at-least-once step's start,
+        // log lines): the guest goes on at once. Else it waits until the write is applied.
+        let durability = (!unawaited).then_some(Durability::Lazy);
         if let Some(focus) = &self.focus {
             focus.fan.recorded(focus.index, &fx.events);
         }
@@ -231,9 +231,10 @@ impl HostState {
             None => db.commit_unawaited(batch),
             Some(durability) => {
                 let mut commit = std::pin::pin!(db.commit(batch, durability));
-                // Queued by its first poll: a branch's siblings may number and queue their
-                // own writes from then on (the log applies them in that order), so the
-                // fan-out's counters are not held while this one waits for the disk.
+                // Queued by its first poll (`Store::commit` sends before it awaits): a
+                // branch's siblings may number and queue their own writes from then on (the
+                // commit thread applies them in that order), so the fan-out's counters are
+                // not held while this one waits to be applied.
                 let first = std::future::poll_fn(|cx| {
                     std::task::Poll::Ready(std::future::Future::poll(commit.as_mut(), cx))
                 })

@@ -351,7 +351,10 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let hooks = outbound::Hooks::new(Arc::new(tenant_allowlist(&shared, &tenant)));
+        let hooks = outbound::Hooks::new(
+            Arc::new(tenant_allowlist(&shared, &tenant)),
+            shared.db.clone(),
+        );
         Self {
             _resident: ResidentGuard::new(shared.clone()),
             shared,

@@ -18,6 +18,11 @@
 //!    so on purpose). Any other name (`127.1`, `localhost.`, `api.example.com`) that lands
 //!    on a listener is refused.
 //!
+//! And one rule of durability: a request leaves only once everything the store was handed
+//! before it is on disk (`Store::durable_barrier`, waited on in `send_request` before the
+//! connection is made), since a guest's writes no longer wait for the disk themselves; an
+//! at-most-once step's start is therefore durable before its body's first request.
+//!
 //! Connecting: for `http`, the request is sent to the very address that was checked (its
 //! URI's authority becomes that address; the `Host` header keeps the name), so a second
 //! resolution cannot answer differently. When a name has several addresses, they are tried
@@ -393,6 +398,8 @@ fn pinned<B>(
 /// The wasi-http hooks of one activation.
 pub struct Hooks {
     allow: Arc<Allowlist>,
+    /// Waited on before each request leaves (`Store::durable_barrier`).
+    db: crate::db::Store,
     /// The W3C `traceparent` requests carry (set before each use, `HostState::http`),
     /// unless the guest set its own.
     pub traceparent: Option<String>,
@@ -400,10 +407,12 @@ pub struct Hooks {
 
 impl Hooks {
     /// `allow`: the server's list restricted to the activation's tenant
-    /// (`Allowlist::restricted_to`).
-    pub fn new(allow: Arc<Allowlist>) -> Self {
+    /// (`Allowlist::restricted_to`); `db`: the store whose writes must be on disk before a
+    /// request leaves.
+    pub fn new(allow: Arc<Allowlist>, db: crate::db::Store) -> Self {
         Self {
             allow,
+            db,
             traceparent: None,
         }
     }
@@ -444,8 +453,17 @@ impl WasiHttpHooks for Hooks {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
         let allow = self.allow.clone();
+        let db = self.db.clone();
         let send = async move {
             use http_body_util::BodyExt;
+            // Durability at the point of output: the request (even its connection) depends
+            // on what the guest did so far, e.g. an at-most-once step's start, which the
+            // activation wrote without waiting for the disk. A store that cannot make it
+            // durable sends nothing.
+            db.durable_barrier().await.map_err(|e| {
+                tracing::error!(error = %e, uri = %uri, "outbound request not sent: storage");
+                HttpError::InternalError(Some(format!("not sent: {e}")))
+            })?;
             let timeout = options
                 .and_then(|o| o.connect_timeout)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT);

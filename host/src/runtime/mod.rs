@@ -117,7 +117,13 @@ impl Runtime {
         let mut trace = None;
         let result = self.try_activate(&key, &metrics, &mut trace).await;
         if let Some(trace) = trace {
-            self.end_trace(&key, trace, &result);
+            // Spans leave the host: what they describe is on disk first (durability at the
+            // point of output), so no exported span is taken back by a crash.
+            if let Err(e) = self.shared.db.durable_barrier().await {
+                tracing::warn!(error = %e, "the activation's spans are not exported");
+            } else {
+                self.end_trace(&key, trace, &result);
+            }
         }
         let outcome = match result {
             Ok(o) => o,
@@ -1036,8 +1042,9 @@ impl Runtime {
             0
         };
         batch.put_execution(&exec);
-        self.shared.db.commit(batch, Durability::Sync).await?;
-        // Counted once it is on disk: a reader that sees the count sees the record, and a
+        // Not awaited on disk: whoever is shown the end (a response, a webhook) waits for it.
+        self.shared.db.commit(batch, Durability::Lazy).await?;
+        // Counted once it is applied: a reader that sees the count sees the record, and a
         // refused write (a full disk) counts nothing.
         metrics.transition(before, status);
         if deliveries > 0 {

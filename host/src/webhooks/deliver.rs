@@ -219,6 +219,10 @@ impl Service {
             self.count(&entry.tenant, false);
             return db.commit(batch, Durability::Sync).await;
         }
+        // Durability at the point of output: the outbox entry and the terminal batch it came
+        // with were written without waiting for the disk; they are on disk before the
+        // destination hears of them.
+        db.durable_barrier().await?;
         let result = self.send(&hook, &d).await;
         let now = self.shared.timers.clock().now_ms();
         tracing::info!(attempt = d.attempts + 1, result = ?result, "webhook attempt");
