@@ -160,6 +160,13 @@ impl BatchOutcome {
         self.items.iter().filter(|i| f(&i.status)).count()
     }
 
+    /// Its branches that succeeded and that failed: what the completion policy counts.
+    pub fn tally(&self) -> (u32, u32) {
+        let succeeded = self.count(|s| matches!(s, BranchStatus::Succeeded(_)));
+        let failed = self.count(|s| matches!(s, BranchStatus::Failed(_)));
+        (succeeded as u32, failed as u32)
+    }
+
     /// The summary the batch's `ContextSucceeded` records (JSON text): counts and reason.
     pub fn summary(&self, kind: BatchKind) -> String {
         let succeeded = self.count(|s| matches!(s, BranchStatus::Succeeded(_)));
@@ -323,13 +330,10 @@ impl crate::Activation {
     }
 
     fn open_batch(&mut self, parent: Option<&str>, id: String, depth: u32, spec: BatchSpec) {
-        let outcome = self.journal.batch_outcome(&id, &spec);
-        let count = |f: fn(&BranchStatus) -> bool| {
-            outcome.items.iter().filter(|i| f(&i.status)).count() as u32
-        };
+        let (succeeded, failed) = self.journal.batch_outcome(&id, &spec).tally();
         let open = OpenBatch {
-            succeeded: count(|s| matches!(s, BranchStatus::Succeeded(_))),
-            failed: count(|s| matches!(s, BranchStatus::Failed(_))),
+            succeeded,
+            failed,
             spec,
             depth,
         };

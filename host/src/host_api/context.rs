@@ -587,15 +587,7 @@ impl context::Host for HostState {
             // guest's `batch-finish` records its summary); else its branches run on
             // instances of their own while this one is unloaded.
             None => {
-                let outcome = self.act.journal().batch_outcome(&id, &spec);
-                let (mut ok, mut failed) = (0, 0);
-                for item in &outcome.items {
-                    match item.status {
-                        BranchStatus::Succeeded(_) => ok += 1,
-                        BranchStatus::Failed(_) => failed += 1,
-                        BranchStatus::Started => {}
-                    }
-                }
+                let (ok, failed) = self.act.journal().batch_outcome(&id, &spec).tally();
                 if spec.policy.evaluate(spec.count, ok, failed).is_some() {
                     Vec::new()
                 } else {

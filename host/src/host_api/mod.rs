@@ -397,7 +397,7 @@ impl HostState {
             return;
         }
         let guard = focus.fan.counters.clone().lock_owned().await;
-        self.act.journal_mut().set_next_seq(guard.event);
+        guard.number(&mut self.act);
         self.next_log_seq = self.next_log_seq.max(guard.log);
         self.journal_guard = Some(guard);
     }
@@ -406,7 +406,7 @@ impl HostState {
     /// are queued, so they apply before any later one).
     pub fn unlock_journal(&mut self) {
         if let Some(mut guard) = self.journal_guard.take() {
-            guard.event = guard.event.max(self.act.journal().next_seq());
+            guard.advance(&self.act);
             guard.log = guard.log.max(self.next_log_seq);
         }
     }

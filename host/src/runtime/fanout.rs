@@ -33,7 +33,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::db::ExecId;
-use crate::journal::{child_id, in_scope, BatchSpec, BranchStatus, ErrorObject, Event, Journal};
+use crate::journal::{
+    child_id, in_scope, Activation, BatchSpec, BranchStatus, ErrorObject, Event, Journal,
+};
 use crate::scheduler::{ExecKey, Scheduler};
 
 /// The numbers an execution's next event and log line take while it is fanned out.
@@ -41,6 +43,18 @@ use crate::scheduler::{ExecKey, Scheduler};
 pub struct Counters {
     pub event: u32,
     pub log: u32,
+}
+
+impl Counters {
+    /// `act` numbers what it records next after everything its siblings recorded.
+    pub fn number(&self, act: &mut Activation) {
+        act.journal_mut().set_next_seq(self.event);
+    }
+
+    /// Past what `act` recorded.
+    pub fn advance(&mut self, act: &Activation) {
+        self.event = self.event.max(act.journal().next_seq());
+    }
 }
 
 /// Where a branch is.
@@ -144,15 +158,12 @@ impl FanOut {
         let journal = Journal::from_events(&history);
         let outcome = journal.batch_outcome(&batch, &spec);
         let mut state = State::default();
+        (state.succeeded, state.failed) = outcome.tally();
         let mut seen = vec![false; spec.count as usize];
         for item in &outcome.items {
             seen[item.index as usize] = true;
-            match item.status {
-                BranchStatus::Succeeded(_) => state.succeeded += 1,
-                BranchStatus::Failed(_) => state.failed += 1,
-                BranchStatus::Started => {
-                    state.in_flight.insert(item.index, Phase::Queued);
-                }
+            if item.status == BranchStatus::Started {
+                state.in_flight.insert(item.index, Phase::Queued);
             }
         }
         state.pending = (0..spec.count).filter(|i| !seen[*i as usize]).collect();

@@ -295,7 +295,13 @@ impl Runtime {
 
         let pre = match self.load(key, &exec).await? {
             Ok(pre) => pre,
-            Err(end) => return self.finish(key, metrics, exec, &mut act, end, None).await,
+            Err(error) => {
+                let end = End::Failed {
+                    error,
+                    invocation_error: true,
+                };
+                return self.finish(key, metrics, exec, &mut act, end, None).await;
+            }
         };
         // From here until the store is gone, a stop reaches this activation even while it
         // waits for memory or its guest awaits a host future (the race around the run).
@@ -398,13 +404,13 @@ impl Runtime {
         Ok(events)
     }
 
-    /// The execution's component, pre-linked; `Err(end)`: it cannot be loaded for good
-    /// (the execution fails with the reason). A storage failure is a host failure.
+    /// The execution's component, pre-linked; `Err(error)`: it cannot be loaded for good
+    /// (the execution fails with it). A storage failure is a host failure.
     async fn load(
         &self,
         key: &ExecKey,
         exec: &ExecutionRecord,
-    ) -> anyhow::Result<Result<Arc<crate::registry::Pre>, End>> {
+    ) -> anyhow::Result<Result<Arc<crate::registry::Pre>, ErrorObject>> {
         match self
             .registry
             .pre(&key.tenant, &exec.function, exec.version)
@@ -430,10 +436,7 @@ impl Runtime {
                         exec.version, exec.function
                     ),
                 );
-                Ok(Err(End::Failed {
-                    error,
-                    invocation_error: true,
-                }))
+                Ok(Err(error))
             }
         }
     }
@@ -714,19 +717,16 @@ impl Runtime {
         act.set_limits(self.shared.journal_limits(&key.tenant));
         {
             let mut counters = fan.counters.lock().await;
-            act.journal_mut().set_next_seq(counters.event);
+            counters.number(&mut act);
             let ingested = self
                 .ingest(key, &mut act, Some(&branch), now, Batch::new())
                 .await;
-            counters.event = counters.event.max(act.journal().next_seq());
+            counters.advance(&act);
             fan.recorded(index, &ingested?);
         }
         let pre = match self.load(key, &exec).await? {
             Ok(pre) => pre,
-            Err(End::Failed { error, .. }) => {
-                return Ok((BranchEnd::Failure(error), Outcome::Finished))
-            }
-            Err(_) => unreachable!("a load ends only in failure"),
+            Err(error) => return Ok((BranchEnd::Failure(error), Outcome::Finished)),
         };
         let stop = self.shared.watch_stop(key.id);
         let memory = match self
@@ -799,9 +799,9 @@ impl Runtime {
             Trapped(error) => {
                 let now = self.shared.timers.clock().now_ms();
                 let mut counters = fan.counters.lock().await;
-                act.journal_mut().set_next_seq(counters.event);
+                counters.number(&mut act);
                 let settled = self.settle_trap(key, &mut act, error, now).await;
-                counters.event = counters.event.max(act.journal().next_seq());
+                counters.advance(&act);
                 let (end, recorded) = settled?;
                 fan.recorded(index, &recorded);
                 match end {
@@ -831,7 +831,7 @@ impl Runtime {
     ) -> anyhow::Result<()> {
         let now = self.shared.timers.clock().now_ms();
         let mut counters = fan.counters.lock().await;
-        act.journal_mut().set_next_seq(counters.event);
+        counters.number(act);
         let started_ms = act.started_ms();
         let e = act.journal_mut().record(
             now,
@@ -843,7 +843,7 @@ impl Runtime {
         let mut batch = Batch::new();
         batch.put_event(&key.id, &e);
         let committed = self.shared.db.commit(batch, Durability::Lazy).await;
-        counters.event = counters.event.max(act.journal().next_seq());
+        counters.advance(act);
         committed?;
         fan.recorded(index, std::slice::from_ref(&e));
         Ok(())
